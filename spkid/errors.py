@@ -1,0 +1,42 @@
+"""Exceptions raised by spkid.
+
+Every error spkid raises on bad input derives from :class:`SpkidError`; its message is one line that
+names the file, key or value at fault and says what was expected. The CLI prints that line and exits 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SpkidError(Exception):
+    """Base class of every error spkid raises for bad input or a bad state."""
+
+
+class AudioError(SpkidError):
+    """An audio file is missing, unreadable, empty, corrupt or holds non-finite samples."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class FeatureError(SpkidError):
+    """Features cannot be extracted: too short, silent, or nothing left after voice activity detection."""
+
+
+class ConfigError(SpkidError):
+    """A configuration file, key, value or ``--set`` override is invalid."""
+
+
+class ModelError(SpkidError):
+    """A model cannot be trained or used: invalid parameters, too little data, incompatible shapes."""
+
+
+class StoreError(SpkidError):
+    """A model directory is missing, corrupt, incompatible or cannot be written."""
+
+
+class DataError(SpkidError):
+    """A corpus layout, trial list or score file is malformed."""
