@@ -1,0 +1,172 @@
+"""EM speed: spkid's DiagonalGMM against scikit-learn's GaussianMixture(covariance_type="diag"), same run.
+
+Frames: LibriSpeech train-clean-100 (../shared/data) through spkid.features.extract_many (~314k x 60), or
+random float32 frames of that shape with --synthetic (or when the corpus is absent). For each K:
+  * spkid: seconds per EM iteration (accumulate + apply_stats, float32, all cores), best of --repeats;
+  * floor: the two bare float32 products of an iteration, design @ (2D+1, K) and responsibilities.T @ design,
+    over the same chunks — what an E-step cannot go below;
+  * scikit-learn: fit(max_iter=2) minus fit(max_iter=1) from the same initial parameters, on the same
+    float32 frames (it computes in the input dtype);
+  * initialisation: DiagonalGMM(max_iter=0).fit for init="kmeans++" and init="split", in EM iterations.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_em.py [--components 64 256 512 1024]
+        [--sklearn-max-components 1024] [--repeats 3] [--synthetic] [--cache-dir DIR]
+
+(OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if the environment sets them, slow every product; the BLAS kernel in
+use is printed.) Targets at K=512: spkid >= 30x faster than scikit-learn per iteration, <= 1.5x the floor,
+initialisation < 3 EM iterations. Other jobs on the machine add noise: compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("SPKID_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+CORPUS = SHARED_DATA / "LibriSpeech" / "train-clean-100"
+TARGET_VS_SKLEARN = 30.0
+TARGET_VS_FLOOR = 1.5
+TARGET_INIT_ITERATIONS = 3.0
+
+
+def load_frames(synthetic: bool, cache_dir: str | None) -> tuple[list[np.ndarray], str]:
+    if not synthetic and CORPUS.is_dir():
+        from spkid.audio import find_audio_files
+        from spkid.features import extract_many
+
+        started = time.perf_counter()
+        arrays = list(extract_many(find_audio_files([CORPUS]), n_jobs=-1, cache_dir=cache_dir))
+        source = f"{CORPUS} ({len(arrays)} files, features in {time.perf_counter() - started:.1f} s)"
+        return arrays, source
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((314_000, 60), dtype=np.float32)], "random float32 (314000 x 60)"
+
+
+def initial_parameters(frames: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniform weights, means at random frames, the global variance everywhere (same for both libraries)."""
+    rng = np.random.default_rng(n_components)
+    means = frames[rng.choice(frames.shape[0], n_components, replace=False)].astype(np.float64)
+    return np.full(n_components, 1.0 / n_components), means, np.tile(frames.var(axis=0), (n_components, 1))
+
+
+def best_of(repeats: int, function) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def spkid_iteration_s(arrays: list[np.ndarray], params, repeats: int) -> tuple[float, int]:
+    from spkid.gmm import DiagonalGMM
+
+    model = DiagonalGMM.from_params(*params, variance_floor=1e-3, min_weight=0.0)
+    model.apply_stats(model.accumulate(arrays))  # warm-up: kernels loaded, buffers touched
+
+    def iteration():
+        model.apply_stats(model.accumulate(arrays))
+
+    return best_of(repeats, iteration), model._chunk_rows(sum(a.shape[0] for a in arrays))
+
+
+def floor_s(n_frames: int, n_features: int, n_components: int, chunk_rows: int, repeats: int) -> float:
+    rng = np.random.default_rng(0)
+    design = rng.standard_normal((chunk_rows, 2 * n_features + 1), dtype=np.float32)
+    weights = rng.standard_normal((2 * n_features + 1, n_components), dtype=np.float32)
+    log_prob = np.empty((chunk_rows, n_components), dtype=np.float32)
+    stats = np.empty((n_components, 2 * n_features + 1), dtype=np.float32)
+    n_chunks = -(-n_frames // chunk_rows)
+
+    def products():
+        for _ in range(n_chunks):
+            np.matmul(design, weights, out=log_prob)
+            np.matmul(log_prob.T, design, out=stats)
+
+    products()
+    return best_of(repeats, products)
+
+
+def sklearn_iteration_s(frames: np.ndarray, params) -> float:
+    from sklearn.mixture import GaussianMixture
+
+    weights, means, variances = params
+
+    def fit(max_iter: int) -> float:
+        model = GaussianMixture(
+            len(weights), covariance_type="diag", max_iter=max_iter, tol=0.0, init_params="random_from_data",
+            weights_init=weights, means_init=means, precisions_init=1.0 / variances, random_state=0,
+        )
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(frames)
+        return time.perf_counter() - started
+
+    return max(fit(2) - fit(1), 1e-9)
+
+
+def init_s(arrays: list[np.ndarray], n_components: int, init: str) -> float:
+    from spkid.gmm import DiagonalGMM
+
+    started = time.perf_counter()
+    DiagonalGMM(n_components, max_iter=0, init=init, random_state=0).fit(arrays)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--components", type=int, nargs="+", default=[64, 256, 512, 1024])
+    parser.add_argument("--sklearn-max-components", type=int, default=1024,
+                        help="skip scikit-learn above this K (it takes minutes at K=1024)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--synthetic", action="store_true", help="random frames instead of LibriSpeech")
+    parser.add_argument("--cache-dir", default=None, help="feature cache folder for extract_many")
+    args = parser.parse_args()
+
+    blas = [f"{i['internal_api']} {i.get('architecture', '?')} x{i['num_threads']}" for i in threadpool_info()
+            if i["user_api"] == "blas"]
+    print(f"BLAS: {', '.join(blas)}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} "
+          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}; {os.cpu_count()} cores")
+    arrays, source = load_frames(args.synthetic, args.cache_dir)
+    n_frames, n_features = sum(a.shape[0] for a in arrays), arrays[0].shape[1]
+    print(f"frames: {n_frames} x {n_features} from {source}")
+    pooled = np.concatenate(arrays)  # scikit-learn needs one array; spkid gets the list of utterances
+
+    print(f"{'K':>5} {'spkid s/it':>10} {'floor s':>8} {'x floor':>8} {'sklearn s/it':>12} {'x faster':>9} "
+          f"{'init kmeans++ s':>16} {'(iters)':>8} {'init split s':>13} {'(iters)':>8}")
+    failed = []
+    for n_components in args.components:
+        params = initial_parameters(pooled, n_components)
+        spkid_s, chunk_rows = spkid_iteration_s(arrays, params, args.repeats)
+        products_s = floor_s(n_frames, n_features, n_components, chunk_rows, args.repeats)
+        run_sklearn = n_components <= args.sklearn_max_components
+        sklearn_s = sklearn_iteration_s(pooled, params) if run_sklearn else None
+        kmeans_s, split_s = init_s(arrays, n_components, "kmeans++"), init_s(arrays, n_components, "split")
+        speedup = f"{sklearn_s / spkid_s:9.1f}" if sklearn_s else f"{'-':>9}"
+        sklearn_text = f"{sklearn_s:12.3f}" if sklearn_s else f"{'skipped':>12}"
+        print(f"{n_components:5d} {spkid_s:10.3f} {products_s:8.3f} {spkid_s / products_s:8.2f} "
+              f"{sklearn_text} {speedup} {kmeans_s:16.2f} {kmeans_s / spkid_s:8.1f} {split_s:13.2f} "
+              f"{split_s / spkid_s:8.1f}")
+        if n_components == 512:
+            if sklearn_s and sklearn_s / spkid_s < TARGET_VS_SKLEARN:
+                failed.append(f"speed-up over scikit-learn {sklearn_s / spkid_s:.1f}x < {TARGET_VS_SKLEARN}x")
+            if spkid_s / products_s > TARGET_VS_FLOOR:
+                failed.append(f"{spkid_s / products_s:.2f}x the product floor > {TARGET_VS_FLOOR}x")
+            if max(kmeans_s, split_s) / spkid_s > TARGET_INIT_ITERATIONS:
+                failed.append(f"initialisation {max(kmeans_s, split_s) / spkid_s:.1f} EM iterations "
+                              f"> {TARGET_INIT_ITERATIONS}")
+    print("targets at K=512: " + ("met" if not failed else "MISSED: " + "; ".join(failed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Identification speed: ms to score one 10-s test utterance against 10, 100 and 1,000 enrolled speakers.
+
+Features are excluded: the utterance is 1,000 frames (10 s at a 10 ms shift) of the default front-end's
+width, drawn from a K=512 UBM. Speaker models are mean-only MAP-style perturbations of the UBM (a random
+half of the components moved, as enrollment on a few utterances does). Peers in the same run:
+
+- ``exact``: the same Scorer with ``top_c=None`` (every component of every speaker);
+- ``sklearn``: a Python loop over speakers of ``GaussianMixture.score`` (speaker) minus UBM score, the
+  straightforward way to do it (10 and 100 speakers only; it is linear in the number of speakers).
+
+Usage: ``python benchmarks/bench_identify.py [--repeats 15] [--speakers 10 100 1000]``.
+Timings on a shared machine are noisy: the median of the repeats is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+from spkid.feature_config import FeatureConfig
+from spkid.gmm import DiagonalGMM
+from spkid.score import Scorer
+
+N_COMPONENTS = 512
+N_FRAMES = 1000  # 10 s at a 10 ms frame shift
+TARGET_MS = 20.0  # at 1,000 speakers with top-5
+
+
+def make_ubm(n_features: int, rng: np.random.Generator) -> DiagonalGMM:
+    return DiagonalGMM.from_params(
+        rng.dirichlet(np.full(N_COMPONENTS, 5.0)),
+        rng.normal(0.0, 1.0, (N_COMPONENTS, n_features)),
+        rng.uniform(0.3, 1.5, (N_COMPONENTS, n_features)),
+    )
+
+
+def make_speakers(ubm: DiagonalGMM, n_speakers: int, rng: np.random.Generator, *, variances: bool = False):
+    speakers = {}
+    for index in range(n_speakers):
+        moved = (rng.random(N_COMPONENTS) < 0.5)[:, None]
+        means = ubm.means_ + moved * rng.normal(0.0, 0.3, ubm.means_.shape)
+        scale = rng.uniform(0.8, 1.25, ubm.variances_.shape) if variances else 1.0
+        speakers[f"speaker{index:04d}"] = DiagonalGMM.from_params(ubm.weights_, means, ubm.variances_ * scale)
+    return speakers
+
+
+def sample_frames(ubm: DiagonalGMM, rng: np.random.Generator) -> np.ndarray:
+    components = rng.choice(N_COMPONENTS, size=N_FRAMES, p=ubm.weights_)
+    noise = rng.normal(size=(N_FRAMES, ubm.means_.shape[1])) * np.sqrt(ubm.variances_[components])
+    return (ubm.means_[components] + noise).astype(np.float32)
+
+
+def median_ms(function, repeats: int) -> float:
+    function()  # warm-up (numba compilation, first touch of buffers)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return 1000.0 * float(np.median(times))
+
+
+def sklearn_loop_ms(ubm: DiagonalGMM, speakers: dict, X: np.ndarray) -> float:
+    def to_sklearn(model: DiagonalGMM) -> GaussianMixture:
+        mixture = GaussianMixture(N_COMPONENTS, covariance_type="diag")
+        mixture.weights_, mixture.means_ = model.weights_, model.means_
+        mixture.covariances_, mixture.precisions_cholesky_ = model.variances_, 1.0 / np.sqrt(model.variances_)
+        return mixture
+
+    reference, models = to_sklearn(ubm), [to_sklearn(model) for model in speakers.values()]
+
+    def score_all() -> np.ndarray:
+        background = reference.score(X)
+        return np.array([model.score(X) - background for model in models])
+
+    return median_ms(score_all, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--speakers", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--sklearn-max", type=int, default=100, help="largest speaker count for the sklearn peer")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    n_features = FeatureConfig().n_features
+    ubm = make_ubm(n_features, rng)
+    X = sample_frames(ubm, rng)
+    print(f"K={N_COMPONENTS}, D={n_features}, {N_FRAMES} frames (10 s); median of {args.repeats} runs (ms)")
+    header = f"{'speakers':>8} {'top-5':>9} {'exact':>10} {'exact/top-5':>12} {'sklearn':>10} {'sklearn/top-5':>14}"
+    print(header)
+    top5_times = {}
+    for n_speakers in args.speakers:
+        speakers = make_speakers(ubm, n_speakers, rng)
+        fast = Scorer(ubm, speakers, top_c=5)
+        exact = Scorer(ubm, speakers, top_c=None)
+        top5 = median_ms(lambda scorer=fast: scorer.llr(X), args.repeats)
+        full = median_ms(lambda scorer=exact: scorer.llr(X), max(1, min(args.repeats, 3)))
+        gap = float(np.max(np.abs(fast.llr(X) - exact.llr(X))))
+        sklearn_text = ratio_text = "-"
+        if n_speakers <= args.sklearn_max:
+            naive = sklearn_loop_ms(ubm, speakers, X)
+            sklearn_text, ratio_text = f"{naive:10.1f}", f"{naive / top5:14.0f}x"
+        top5_times[n_speakers] = top5
+        print(
+            f"{n_speakers:8d} {top5:9.2f} {full:10.1f} {full / top5:11.0f}x {sklearn_text:>10} {ratio_text:>14}"
+            f"   (max |top-5 - exact| = {gap:.3f})"
+        )
+    counts = sorted(top5_times)
+    for small, large in zip(counts, counts[1:], strict=False):
+        print(
+            f"scaling {small} -> {large} speakers: time x{top5_times[large] / top5_times[small]:.2f} "
+            f"for speakers x{large / small:.0f}"
+        )
+    if 1000 in top5_times:
+        general = Scorer(ubm, make_speakers(ubm, 1000, rng, variances=True), top_c=5)
+        general_ms = median_ms(lambda: general.llr(X), args.repeats)
+        print(f"1000 speakers, means+variances adapted, top-5: {general_ms:.2f} ms")
+        verdict = "meets" if top5_times[1000] <= TARGET_MS else "misses"
+        print(f"top-5 at 1000 speakers: {top5_times[1000]:.2f} ms ({verdict} the {TARGET_MS:.0f} ms target)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Score calibration: raw scores -> calibrated log-likelihood ratios, Bayes thresholds, open-set decisions.
+
+A :class:`Calibrator` is an affine map ``llr = scale * score + offset`` fitted by prior-weighted logistic
+regression (scikit-learn) on a development trial set (Brümmer's linear calibration, as in BOSARIS/FoCal).
+Because its output is an LLR, the threshold for any target prior follows from Bayes' rule,
+``-logit(p_target)``, with no threshold tuning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import logit
+from sklearn.linear_model import LogisticRegression
+
+from spkid.errors import DataError, ModelError
+
+__all__ = ["UNKNOWN", "Calibrator", "bayes_threshold", "open_set_identify"]
+
+UNKNOWN = "unknown"
+
+# Inverse L2 strength of the logistic regression: negligible for real score sets, but it keeps the scale
+# finite when the development targets and non-targets happen to be perfectly separated.
+_INVERSE_REGULARISATION = 1e4
+
+
+def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """Minimum-expected-cost threshold on calibrated LLRs: ``log(c_fa (1 - p) / (c_miss p))``.
+
+    With unit costs this is ``-logit(p_target)``: accept when the LLR is at or above it.
+    """
+    if not 0.0 < p_target < 1.0:
+        raise DataError(f"p_target={p_target}: must be strictly between 0 and 1")
+    return float(np.log(c_fa / c_miss) - logit(p_target))
+
+
+class Calibrator:
+    """Linear (affine) calibration of scores into LLRs by prior-weighted logistic regression.
+
+    Parameters
+    ----------
+    p_effective : float
+        Target prior at which the logistic objective is weighted (0.5 = targets and non-targets weigh
+        the same in total, whatever their counts). The prior log-odds ``logit(p_effective)`` is removed
+        from the fitted log-odds, so the output is an LLR independent of the dev set's class balance.
+
+    Attributes
+    ----------
+    scale_ : float
+    offset_ : float
+        ``llr = scale_ * score + offset_``.
+    """
+
+    def __init__(self, p_effective: float = 0.5) -> None:
+        if not 0.0 < p_effective < 1.0:
+            raise DataError(f"p_effective={p_effective}: must be strictly between 0 and 1")
+        self.p_effective = float(p_effective)
+
+    def fit(self, scores: ArrayLike, labels: ArrayLike) -> Calibrator:
+        """Fit on a development trial set.
+
+        Parameters
+        ----------
+        scores : array-like of shape (n_trials,)
+        labels : array-like of shape (n_trials,)
+            True (or 1) for target trials, False (or 0) for non-target trials.
+        """
+        scores = np.asarray(scores, dtype=np.float64)
+        labels = np.asarray(labels)
+        if scores.ndim != 1 or labels.shape != scores.shape:
+            raise DataError(f"calibration: scores {scores.shape} and labels {labels.shape} must be equal 1-D")
+        if not np.all(np.isfinite(scores)):
+            raise DataError("calibration: scores contain NaN or infinite values")
+        if not np.all(np.isin(labels, [0, 1])):
+            raise DataError("calibration: labels must be 0/1 or False/True (1 = target trial)")
+        is_target = labels.astype(bool)
+        n_target, n_nontarget = int(is_target.sum()), int((~is_target).sum())
+        if n_target == 0 or n_nontarget == 0:
+            raise DataError(
+                f"calibration needs target and non-target trials, got {n_target} and {n_nontarget}"
+            )
+        # Weights sum to n_trials, split p_effective : 1 - p_effective between the two classes.
+        weights = (
+            np.where(is_target, self.p_effective / n_target, (1.0 - self.p_effective) / n_nontarget)
+            * scores.size
+        )
+        # Standardise the input so the solver sees a well-conditioned problem whatever the score range.
+        centre, spread = float(scores.mean()), float(max(scores.std(), 1e-12))
+        model = LogisticRegression(C=_INVERSE_REGULARISATION, solver="lbfgs", max_iter=1000)
+        model.fit(((scores - centre) / spread)[:, None], is_target, sample_weight=weights)
+        slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
+        self.scale_ = slope / spread
+        self.offset_ = intercept - slope * centre / spread - float(logit(self.p_effective))
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "scale_"):
+            raise ModelError("Calibrator is not fitted: call fit(scores, labels) or from_dict() first")
+
+    def transform(self, scores: ArrayLike) -> np.ndarray:
+        """Calibrated LLRs (natural log), same shape as ``scores``."""
+        self._check_fitted()
+        return self.scale_ * np.asarray(scores, dtype=np.float64) + self.offset_
+
+    def threshold(self, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+        """Decision threshold on the calibrated LLR for a target prior: ``-logit(p_target)`` at unit costs."""
+        return bayes_threshold(p_target, c_miss, c_fa)
+
+    def raw_threshold(self, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+        """The same threshold expressed on the raw (uncalibrated) score scale."""
+        self._check_fitted()
+        if self.scale_ <= 0:
+            raise ModelError(f"Calibrator scale_={self.scale_}: scores are not positively related to targets")
+        return (self.threshold(p_target, c_miss, c_fa) - self.offset_) / self.scale_
+
+    def decide(self, scores: ArrayLike, p_target: float = 0.01) -> np.ndarray:
+        """Accept (True) / reject (False) each raw score at the Bayes threshold for ``p_target``."""
+        return self.transform(scores) >= self.threshold(p_target)
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain dict of floats, for the model store or a YAML/JSON file."""
+        self._check_fitted()
+        return {"scale": self.scale_, "offset": self.offset_, "p_effective": self.p_effective}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Calibrator:
+        """Rebuild a fitted calibrator from :meth:`to_dict` output (raises :class:`ModelError` if invalid)."""
+        expected = {"scale", "offset", "p_effective"}
+        if set(values) != expected:
+            raise ModelError(f"calibration: expected keys {sorted(expected)}, got {sorted(values)}")
+        try:
+            numbers = {key: float(values[key]) for key in expected}
+        except (TypeError, ValueError) as error:
+            raise ModelError(f"calibration: values must be numbers ({error})") from None
+        if not all(np.isfinite(v) for v in numbers.values()):
+            raise ModelError(f"calibration: non-finite value in {numbers}")
+        if not 0.0 < numbers["p_effective"] < 1.0:
+            raise ModelError(f"calibration: p_effective={numbers['p_effective']} must be in (0, 1)")
+        calibrator = cls(numbers["p_effective"])
+        calibrator.scale_ = numbers["scale"]
+        calibrator.offset_ = numbers["offset"]
+        return calibrator
+
+
+def open_set_identify(
+    calibrated_llrs: ArrayLike, names: Sequence[str], *, p_target: float = 0.01, unknown: str = UNKNOWN
+) -> tuple[str, float]:
+    """Open-set identification: the best speaker, or ``unknown`` if even the best is below threshold.
+
+    Parameters
+    ----------
+    calibrated_llrs : array-like of shape (n_speakers,)
+        Calibrated LLRs of one test utterance against every enrolled speaker.
+    names : sequence of str, length n_speakers
+    p_target : float
+        Prior that the test speaker is the best-scoring enrolled speaker; the decision threshold is
+        ``-logit(p_target)``.
+
+    Returns
+    -------
+    (name, llr) : tuple[str, float]
+        The best speaker's name or ``unknown``, with the best calibrated LLR either way.
+    """
+    llrs = np.asarray(calibrated_llrs, dtype=np.float64)
+    if llrs.ndim != 1 or llrs.size != len(names) or llrs.size == 0:
+        raise DataError(f"open_set_identify: {llrs.shape} scores for {len(names)} names")
+    best = int(np.argmax(llrs))
+    best_llr = float(llrs[best])
+    if best_llr < bayes_threshold(p_target):
+        return unknown, best_llr
+    return names[best], best_llr

@@ -1,0 +1,94 @@
+"""Shared pieces of the ``spkid`` command line: the error-handling command group, helpers, option types.
+
+:class:`SpkidGroup` turns spkid's own errors (:class:`spkid.errors.SpkidError`) into one ``error: ...``
+line on stderr with exit code 1, shows the traceback instead with ``--debug``, and accepts the global flags
+after the command name as well as before it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from spkid.errors import SpkidError
+
+__all__ = [
+    "GLOBAL_FLAGS", "ModelDir", "NJobs", "Overrides", "SkipBad", "SpkidGroup", "info", "progress_enabled",
+    "report_skipped",
+]  # fmt: skip
+
+#: Global flags also accepted after the command name (``spkid identify model/ x.wav --quiet``).
+GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
+
+
+class SpkidGroup(TyperGroup):
+    """The command group: turns spkid's own errors into one line on stderr and exit code 1."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Move global flags given after the command name in front of it, where click expects them.
+        end = args.index("--") if "--" in args else len(args)
+        flags = [arg for arg in args[:end] if arg in GLOBAL_FLAGS]
+        rest = [arg for arg in args[:end] if arg not in GLOBAL_FLAGS] + args[end:]
+        return super().parse_args(ctx, flags + rest)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpkidError as exc:
+            _fail(ctx, " ".join(str(exc).split()), exc)
+        except OSError as exc:  # a disk-level failure no spkid module anticipated: still one clear line
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(ctx, f"{where}{exc.strerror or exc}", exc)
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+
+def _fail(ctx: click.Context, message: str, exc: BaseException) -> None:
+    if (ctx.obj or {}).get("debug"):
+        raise exc
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1) from None
+
+
+def progress_enabled(ctx: typer.Context) -> bool:
+    """Progress bars only on an interactive terminal (logs and pipes get no bar noise), never with --quiet."""
+    return not ctx.obj["quiet"] and sys.stderr.isatty()
+
+
+def info(ctx: typer.Context, message: str) -> None:
+    """A status message on stderr (so stdout stays parseable), unless --quiet."""
+    if not ctx.obj["quiet"]:
+        typer.echo(message, err=True)
+
+
+def report_skipped(ctx: typer.Context, skipped: Any) -> None:
+    """One ``skipped: <file>: <reason>`` line on stderr per skipped file (shown even with --quiet)."""
+    for item in skipped:
+        reason = str(item.reason)
+        typer.echo(
+            f"skipped: {reason}" if str(item.path) in reason else f"skipped: {item.path}: {reason}", err=True
+        )
+
+
+ModelDir = Annotated[
+    Path, typer.Argument(metavar="MODEL_DIR", help="The model directory.", show_default=False)
+]
+NJobs = Annotated[
+    int, typer.Option("--n-jobs", "-j", help="Worker processes for feature extraction (-1 = all).")
+]
+SkipBad = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad", help="Skip unreadable, silent or too-short files (listed) instead of stopping."
+    ),
+]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="SECTION.KEY=VALUE", help="Override a config value (repeatable)."),
+]

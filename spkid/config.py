@@ -1,0 +1,370 @@
+"""YAML configs → frozen dataclasses, with ``--set section.key=value`` overrides and strict checking.
+
+A config has four typed sections (``features``, ``ubm``, ``enroll``, ``score``), each a frozen dataclass
+owned by the module that uses it, plus the free-form ``data`` and ``recipe`` mappings read by recipes.
+Unknown sections and keys are rejected with a did-you-mean, values are type-checked against the dataclass
+annotations, and the section classes validate ranges themselves. Values never become code (no ``!new:``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import importlib
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from spkid.errors import ConfigError
+
+if TYPE_CHECKING:  # the section classes live in the modules that use them
+    from spkid.features import FeatureConfig
+    from spkid.score import ScoreConfig
+    from spkid.ubm import EnrollConfig, UBMConfig
+
+__all__ = [
+    "SECTIONS", "FREE_SECTIONS", "Config", "load_config", "config_from_dict", "apply_overrides",
+    "parse_override", "config_to_yaml", "default_config_path", "yaml_load",
+]
+
+#: Typed config sections: name -> "module:Class". Classes are imported when first needed.
+SECTIONS: dict[str, str] = {
+    "features": "spkid.features:FeatureConfig",
+    "ubm": "spkid.ubm:UBMConfig",
+    "enroll": "spkid.ubm:EnrollConfig",
+    "score": "spkid.score:ScoreConfig",
+}
+#: Free-form mapping sections, passed through unchecked for recipes.
+FREE_SECTIONS: tuple[str, ...] = ("data", "recipe")
+
+SectionClasses = Mapping[str, "type | str"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A resolved configuration: the four typed sections and the free-form recipe sections."""
+
+    features: FeatureConfig
+    ubm: UBMConfig
+    enroll: EnrollConfig
+    score: ScoreConfig
+    data: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    recipe: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists (tuples become lists), ready for YAML or JSON."""
+        result: dict[str, Any] = {name: _plain(_section_to_dict(getattr(self, name))) for name in SECTIONS}
+        for name in FREE_SECTIONS:
+            if getattr(self, name):
+                result[name] = _plain(getattr(self, name))
+        return result
+
+
+# --------------------------------------------------------------------------------------------- YAML
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loader that rejects duplicate keys and reads ``1e-4`` as a float (as YAML 1.2 does)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str, *, source: str) -> Any:
+    """Parse YAML text safely; syntax errors become :class:`ConfigError` naming ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader derives from SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+
+
+def default_config_path() -> Path:
+    """The ``default.yaml`` shipped inside the package (identical to ``configs/default.yaml``)."""
+    return Path(__file__).resolve().parent / "configs" / "default.yaml"
+
+
+# --------------------------------------------------------------------------------------------- overrides
+def parse_override(text: str) -> tuple[str, list[str], Any]:
+    """Split ``"section.key=value"`` into ``(section, key_path, value)``; the value is parsed as YAML.
+
+    Examples
+    --------
+    >>> parse_override("ubm.n_components=256")
+    ('ubm', ['n_components'], 256)
+    >>> parse_override("enroll.adapt=[means, variances]")
+    ('enroll', ['adapt'], ['means', 'variances'])
+    """
+    key, sep, raw_value = text.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. ubm.n_components=256")
+    value = yaml_load(raw_value, source=f"--set {key}") if raw_value.strip() else None
+    return parts[0], parts[1:], value
+
+
+def apply_overrides(config: Config, overrides: Sequence[str], *, section_classes: SectionClasses | None = None
+                    ) -> Config:
+    """Return ``config`` with ``--set`` overrides applied and everything re-validated."""
+    return _resolve(config.to_dict(), overrides, "config", section_classes)
+
+
+# --------------------------------------------------------------------------------------------- loading
+def load_config(
+    path: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    section_classes: SectionClasses | None = None,
+) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        A YAML file with any of the sections; missing sections and keys take their defaults.
+    overrides : sequence of str
+        ``section.key=value`` strings applied after the file, in order.
+    section_classes : mapping, optional
+        Replaces entries of :data:`SECTIONS` (a class or ``"module:Class"``), e.g. for tests.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, YAML syntax error (with line), unknown section or key (with a
+        did-you-mean), wrong value type, or a value the section class rejects.
+    """
+    if path is None:
+        return _resolve({}, overrides, "defaults", section_classes)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+    raw = yaml_load(text, source=str(path))
+    return _resolve({} if raw is None else raw, overrides, str(path), section_classes)
+
+
+def config_from_dict(raw: Mapping[str, Any], *, source: str = "config",
+                     section_classes: SectionClasses | None = None) -> Config:
+    """Build a :class:`Config` from nested dicts (e.g. a parsed YAML document), with the same checks."""
+    return _resolve(raw, (), source, section_classes)
+
+
+def config_to_yaml(config: Config) -> str:
+    """The resolved config as YAML, for saving beside results (loads back to an equal :class:`Config`)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def _resolve(
+    raw: Any, overrides: Sequence[str], source: str, section_classes: SectionClasses | None
+) -> Config:
+    classes = _section_classes(section_classes)
+    known = [*classes, *FREE_SECTIONS]
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{source}: expected a mapping of sections ({', '.join(known)}), got {_describe(raw)}"
+        )
+    merged: dict[str, dict[str, Any]] = {}
+    for section, body in raw.items():
+        if section not in known:
+            raise ConfigError(f"{source}: unknown section {section!r}{_did_you_mean(section, known)}")
+        if body is not None and not isinstance(body, Mapping):
+            raise ConfigError(
+                f"{source}: section {section!r} must be a mapping of keys, got {_describe(body)}"
+            )
+        merged[str(section)] = copy.deepcopy(dict(body or {}))
+    for text in overrides:
+        section, key_path, value = _parse_override_with_hint(text, classes)
+        where = f"--set {'.'.join([section, *key_path])}"
+        if section not in known:
+            all_keys = {f"{s}.{f.name}": s for s, cls in classes.items() for f in dataclasses.fields(cls)}
+            hint = _did_you_mean(".".join([section, *key_path]), list(all_keys))
+            raise ConfigError(f"{where}: unknown section {section!r}{hint or _did_you_mean(section, known)}")
+        if section in classes and len(key_path) > 1:
+            raise ConfigError(f"{where}: section {section!r} has no nested keys")
+        target = merged.setdefault(section, {})
+        for part in key_path[:-1]:
+            child = target.get(part)
+            target[part] = child = dict(child) if isinstance(child, Mapping) else {}
+            target = child
+        target[key_path[-1]] = value
+    sections = {
+        name: _build_section(name, cls, merged.get(name, {}), source) for name, cls in classes.items()
+    }
+    free = {name: types.MappingProxyType(merged.get(name, {})) for name in FREE_SECTIONS}
+    return Config(**sections, **free)
+
+
+def _parse_override_with_hint(text: str, classes: Mapping[str, type]) -> tuple[str, list[str], Any]:
+    try:
+        return parse_override(text)
+    except ConfigError as exc:
+        bare_key = text.partition("=")[0].strip()
+        owners = [name for name, cls in classes.items() if bare_key in _field_names(cls)]
+        if "." in bare_key or not owners:
+            raise
+        raise ConfigError(f"{exc}; did you mean {owners[0]}.{bare_key}?") from None
+
+
+def _field_names(cls: type) -> set[str]:
+    return {field.name for field in dataclasses.fields(cls)}
+
+
+def _section_classes(overrides: SectionClasses | None) -> dict[str, type]:
+    spec: dict[str, Any] = {**SECTIONS, **(overrides or {})}
+    classes = {}
+    for name, target in spec.items():
+        if isinstance(target, str):
+            module_name, _, class_name = target.partition(":")
+            target = getattr(importlib.import_module(module_name), class_name)
+        classes[name] = target
+    return classes
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], source: str) -> Any:
+    fields = {field.name: field for field in dataclasses.fields(cls) if field.init}
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the class's own checks
+        hints = {}
+    checked = {}
+    for key, value in values.items():
+        if key not in fields:
+            qualified = [f"{name}.{field}" for field in fields]
+            hint = _did_you_mean(f"{name}.{key}", qualified) or f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"{source}: unknown key {name}.{key}{hint}")
+        checked[key] = _check_type(value, hints.get(key, Any), f"{source}: {name}.{key}")
+    try:
+        if hasattr(cls, "from_dict"):
+            return cls.from_dict(checked)
+        return cls(**checked)
+    except ConfigError as exc:
+        message = str(exc)
+        prefix = "" if message.startswith(name) else f"{name}: "
+        raise ConfigError(f"{source}: {prefix}{message}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {name}: {exc}") from None
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Return ``value`` (ints widened to float, sequences to tuples) if it fits ``annotation``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is typing.Any:
+        return value
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        for arm in (arg for arg in args if arg is not type(None)):
+            try:
+                return _check_type(value, arm, where)
+            except ConfigError:
+                continue
+        expected = " or ".join(_name(arg) for arg in args)
+        raise ConfigError(f"{where}: expected {expected}, got {_describe(value)}")
+    if origin is typing.Literal:
+        if value in args and type(value) in {type(arg) for arg in args}:
+            return value
+        options = [str(arg) for arg in args]
+        hint = _did_you_mean(str(value), options) if isinstance(value, str) else ""
+        raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}{hint}")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif annotation is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    elif origin in (tuple, list) or annotation in (tuple, list):
+        if isinstance(value, (list, tuple)):
+            return _check_sequence(value, origin or annotation, args, where)
+        if isinstance(value, str) and args and args[0] is str:
+            return value  # e.g. enroll.adapt=means,weights: the section class parses the string form
+    elif origin in (dict, Mapping) or annotation in (dict, Mapping):
+        if isinstance(value, Mapping):
+            return dict(value)
+    else:
+        return value  # an annotation this checker does not model: the section class validates it
+    raise ConfigError(f"{where}: expected {_name(annotation)}, got {_describe(value)}")
+
+
+def _check_sequence(value: Sequence[Any], kind: type, args: tuple[Any, ...], where: str) -> Any:
+    if kind is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        pairs = enumerate(zip(value, args, strict=True))
+        items = [_check_type(item, arg, f"{where}[{i}]") for i, (item, arg) in pairs]
+    else:
+        item_type = args[0] if args else Any
+        items = [_check_type(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
+    return tuple(items) if kind is tuple else items
+
+
+def _section_to_dict(section: Any) -> dict[str, Any]:
+    if hasattr(section, "to_dict"):
+        return dict(section.to_dict())
+    return dataclasses.asdict(section)
+
+
+def _plain(value: Any) -> Any:
+    """Nested mappings → dicts, tuples → lists, Paths → str (what YAML and JSON can hold)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+def _name(annotation: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    if annotation in names:
+        return names[annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list) or annotation in (tuple, list):
+        return "a list"
+    if origin in (dict, Mapping) or annotation in (dict, Mapping):
+        return "a mapping"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

@@ -1,0 +1,1 @@
+"""Corpus preparers (one per layout) and the synthetic corpus generator."""

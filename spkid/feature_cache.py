@@ -1,0 +1,113 @@
+"""On-disk cache of extracted features and the progress bar used by :func:`spkid.features.extract_many`.
+
+A cache entry is one float32 ``.npy`` file named by a hash of the audio file's identity (absolute path,
+size, modification time in ns), the feature settings and the front-end's code version; it is written to a
+temporary file and renamed into place, so a crash or a concurrent run never leaves a half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spkid.errors import AudioError
+
+
+def cache_file(cache_dir: str | Path, audio_path: str | Path, settings: dict[str, Any]) -> Path:
+    """Where the features of ``audio_path`` computed with ``settings`` are cached.
+
+    Parameters
+    ----------
+    cache_dir : str or Path
+    audio_path : str or Path
+    settings : dict
+        Everything the features depend on besides the file (feature config and code version).
+
+    Raises
+    ------
+    AudioError
+        The audio file does not exist.
+    """
+    audio_path = Path(audio_path).absolute()
+    try:
+        status = audio_path.stat()
+    except FileNotFoundError as error:
+        raise AudioError(audio_path, "no such file or directory") from error
+    except OSError as error:
+        raise AudioError(audio_path, f"cannot stat ({error.strerror})") from error
+    identity = {"path": str(audio_path), "size": status.st_size, "mtime_ns": status.st_mtime_ns, **settings}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return Path(cache_dir) / digest[:2] / f"{digest}.npy"
+
+
+def read_cached(path: Path, n_features: int) -> np.ndarray | None:
+    """The cached array at ``path``, or None when absent or unreadable (it is then recomputed)."""
+    try:
+        features = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if features.dtype != np.float32 or features.ndim != 2 or features.shape[1] != n_features:
+        return None
+    return features
+
+
+def write_cached(path: Path, features: np.ndarray) -> None:
+    """Write ``features`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            np.save(handle, np.ascontiguousarray(features, dtype=np.float32), allow_pickle=False)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class Progress:
+    """A files-done progress bar on stderr (rich), or nothing when disabled.
+
+    Use as a context manager; call :meth:`advance` as files finish.
+    """
+
+    def __init__(self, total: int, *, enabled: bool, description: str = "features") -> None:
+        self.total = total
+        self.enabled = enabled and total > 0
+        self.description = description
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=sys.stderr),
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n_files: int = 1) -> None:
+        """Count ``n_files`` more files as done."""
+        if self._bar is not None:
+            self._bar.advance(self._task, n_files)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc_info)
+            self._bar = None

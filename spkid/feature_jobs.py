@@ -1,0 +1,116 @@
+"""Running a per-file feature function over many files: batches, worker processes, errors sent back.
+
+Used by :func:`spkid.features.extract_many`. Files go to joblib ``loky`` workers in batches (largest files
+first, so the last batches are short and the workers finish together), each batch with one BLAS/FFT thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+import spkid.errors
+from spkid.errors import AudioError, SpkidError
+from spkid.feature_cache import write_cached
+
+ErrorDescription = tuple[str, tuple[str, ...]]
+Outcome = tuple[np.ndarray | None, SpkidError | None]
+MAX_BATCH_FILES = 16  # small enough for a smooth progress bar and balanced workers
+BATCHES_PER_WORKER = 8
+
+
+def _describe(error: SpkidError) -> ErrorDescription:
+    # Exceptions travel back from workers as (class name, args): AudioError(path, reason) does not
+    # survive pickling on its own.
+    if isinstance(error, AudioError):
+        return "AudioError", (str(error.path), error.reason)
+    return type(error).__name__, (str(error),)
+
+
+def _rebuild(description: ErrorDescription) -> SpkidError:
+    name, args = description
+    error_class = getattr(spkid.errors, name, SpkidError)
+    return error_class(*args)
+
+
+def extract_batch(
+    function: Callable[[Path], np.ndarray],
+    paths: list[Path],
+    cache_paths: list[Path | None],
+    stop_on_error: bool,
+) -> list[tuple[np.ndarray | None, ErrorDescription | None]]:
+    """Apply ``function`` to each file (in a worker), caching results; stop at the first error if asked."""
+    from threadpoolctl import threadpool_limits
+
+    outcomes: list[tuple[np.ndarray | None, ErrorDescription | None]] = []
+    # One BLAS/FFT thread: the per-file matrices are small and the workers already fill the cores.
+    with threadpool_limits(limits=1):
+        for path, cache_path in zip(paths, cache_paths, strict=True):
+            try:
+                features = function(path)
+            except SpkidError as error:
+                outcomes.append((None, _describe(error)))
+                if stop_on_error:
+                    break
+                continue
+            if cache_path is not None:
+                try:
+                    write_cached(cache_path, features)
+                except OSError:
+                    pass  # the cache is an optimisation: a full or read-only disk must not fail the run
+            outcomes.append((features, None))
+    return outcomes
+
+
+def run_batches(
+    function: Callable[[Path], np.ndarray],
+    paths: list[Path],
+    cache_paths: list[Path | None],
+    *,
+    n_jobs: int = 1,
+    stop_on_error: bool = True,
+) -> Iterator[tuple[list[int], list[Outcome]]]:
+    """Apply ``function`` to every path, in ``n_jobs`` processes.
+
+    Parameters
+    ----------
+    function : callable
+        Picklable (a module-level function or a ``functools.partial`` of one).
+    paths : list of Path
+    cache_paths : list of (Path or None)
+        Where to cache each result (None: do not).
+    n_jobs : int, default 1
+        Worker processes (joblib convention, -1 = all cores); 1 runs in this process.
+    stop_on_error : bool, default True
+        A batch stops at its first error (the caller raises it anyway).
+
+    Yields
+    ------
+    positions : list of int
+        Indices into ``paths`` of the batch.
+    outcomes : list of (ndarray or None, SpkidError or None)
+        Per file of the batch, the result or the error (may be shorter after an error).
+    """
+    import joblib
+
+    if not paths:
+        return
+    n_workers = max(1, min(joblib.effective_n_jobs(n_jobs), len(paths)))
+    sizes = [path.stat().st_size if path.is_file() else 0 for path in paths]
+    ordered = sorted(range(len(paths)), key=lambda position: -sizes[position])
+    batch_size = max(1, min(MAX_BATCH_FILES, math.ceil(len(ordered) / (BATCHES_PER_WORKER * n_workers))))
+    batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
+    arguments = [
+        (function, [paths[i] for i in batch], [cache_paths[i] for i in batch], stop_on_error)
+        for batch in batches
+    ]
+    if n_workers == 1:
+        results: Iterator[list] = (extract_batch(*args) for args in arguments)
+    else:
+        parallel = joblib.Parallel(n_jobs=n_workers, backend="loky", return_as="generator")
+        results = parallel(joblib.delayed(extract_batch)(*args) for args in arguments)
+    for batch, outcomes in zip(batches, results, strict=True):
+        yield batch, [(array, None if error is None else _rebuild(error)) for array, error in outcomes]

@@ -1,0 +1,310 @@
+"""The MFCC front-end: waveform → MFCC + Δ + ΔΔ → energy VAD → CMVN, one file or many in parallel.
+
+The stages live in :mod:`spkid.frontend` (spectral), :mod:`spkid.vad` and :mod:`spkid.cmvn` and are
+re-exported here; :func:`extract` chains them in float32 with no Python loop over frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from spkid.audio import load, resample
+from spkid.cmvn import cmvn, sliding_cmvn
+from spkid.deltas import deltas, with_deltas
+from spkid.errors import ConfigError, FeatureError, SpkidError
+from spkid.feature_cache import Progress, cache_file, read_cached
+from spkid.feature_config import FeatureConfig
+from spkid.feature_jobs import run_batches
+from spkid.frontend import (
+    frame_signal,
+    log_mel,
+    mel_filterbank,
+    mfcc,
+    power_spectrum,
+    pre_emphasis,
+    projected_power,
+    window_function,
+)
+from spkid.vad import energy_band_weights, energy_vad, frame_energy_db, to_db
+
+__all__ = [
+    "FeatureConfig",
+    "ExtractResult",
+    "SkippedFile",
+    "extract",
+    "extract_many",
+    "frame_signal",
+    "pre_emphasis",
+    "power_spectrum",
+    "mel_filterbank",
+    "log_mel",
+    "mfcc",
+    "deltas",
+    "with_deltas",
+    "energy_vad",
+    "cmvn",
+    "sliding_cmvn",
+    "window_function",
+    "frame_energy_db",
+]
+
+FRONTEND_VERSION = 2  # part of every cache key: bump when the numbers extract() produces change
+
+
+_PROJECTIONS: dict[FeatureConfig, np.ndarray] = {}  # per process; seeded in workers by _FileExtractor
+
+
+def _spectral_projection(config: FeatureConfig) -> np.ndarray:
+    """Mel filters and the energy band as one ``(n_bins, n_mels + 1)`` matrix for ``projected_power``."""
+    projection = _PROJECTIONS.get(config)
+    if projection is None:
+        filters = mel_filterbank(
+            config.sample_rate, config.fft_size, config.n_mels, config.f_min_hz, config.f_max_effective_hz
+        )
+        projection = np.ascontiguousarray(
+            np.column_stack([filters.T, energy_band_weights(config)]), np.float32
+        )
+        _remember_projection(config, projection)
+    return projection
+
+
+def _remember_projection(config: FeatureConfig, projection: np.ndarray) -> None:
+    if len(_PROJECTIONS) >= 16:
+        _PROJECTIONS.clear()
+    projection.setflags(write=False)
+    _PROJECTIONS[config] = projection
+
+
+class _FileExtractor:
+    """``extract(path, config)`` for worker processes, carrying the projection matrix built here, so that
+    workers need not import librosa (seconds per process) just to build the same mel filterbank."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.projection = _spectral_projection(config)
+
+    def __call__(self, path: Path) -> np.ndarray:
+        if self.config not in _PROJECTIONS:
+            _remember_projection(self.config, self.projection)
+        return extract(path, self.config)
+
+
+def _signal_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    rate = config.sample_rate
+    min_frames = max(config.min_speech_frames, 2 * config.delta_width + 1 if config.delta_order else 1)
+    min_samples = config.frame_length + (min_frames - 1) * config.frame_shift
+    if signal.shape[0] < min_samples:
+        raise FeatureError(
+            f"too short: {1000.0 * signal.shape[0] / rate:.0f} ms of audio, need at least "
+            f"{1000.0 * min_samples / rate:.0f} ms (min_speech_ms={config.min_speech_ms:g})"
+        )
+    frames = frame_signal(pre_emphasis(signal, config.pre_emphasis), config.frame_length, config.frame_shift)
+    window = window_function(config.window, config.frame_length)
+    mel_and_energy = projected_power(frames, window, config.fft_size, _spectral_projection(config))
+    energy_db = to_db(np.ascontiguousarray(mel_and_energy[:, -1]))
+    peak_db = float(energy_db.max())
+    if peak_db < config.vad_silence_dbfs:
+        raise FeatureError(f"silent: peak level {peak_db:.0f} dBFS is below vad_silence_dbfs")
+    log_mel_db = log_mel(mel_and_energy[:, :-1], range_db=config.log_mel_range_db)
+    cepstra = mfcc(log_mel_db, config.n_ceps, lifter=config.lifter)
+    if config.use_log_energy:
+        cepstra[:, 0] = energy_db
+    features = with_deltas(cepstra, width_frames=config.delta_width, order=config.delta_order)
+    if config.vad == "energy":
+        speech = energy_vad(
+            energy_db,
+            threshold_fraction=config.vad_threshold_fraction,
+            range_db=config.vad_range_db,
+            noise_percentile=config.vad_noise_percentile,
+            silence_dbfs=config.vad_silence_dbfs,
+            context_frames=config.vad_context_frames,
+            min_frames=config.min_speech_frames,
+        )
+        features = features[speech]
+    if features.shape[0] < config.min_speech_frames:
+        raise FeatureError(
+            f"no speech: {features.shape[0]} frames left after VAD, need {config.min_speech_frames} "
+            f"(min_speech_ms={config.min_speech_ms:g})"
+        )
+    if config.cmvn == "utterance":
+        return cmvn(features, variance=config.cmvn_variance)
+    if config.cmvn == "sliding":
+        return sliding_cmvn(features, window_frames=config.cmvn_window_frames, variance=config.cmvn_variance)
+    return np.ascontiguousarray(features)
+
+
+def extract(
+    signal_or_path: np.ndarray | str | os.PathLike[str],
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    sample_rate: int | None = None,
+) -> np.ndarray:
+    """Features of one utterance: MFCC (+ Δ, ΔΔ), speech frames only, normalised.
+
+    Parameters
+    ----------
+    signal_or_path : ndarray of shape (n_samples,) or path
+        A waveform, or an audio file decoded with :func:`spkid.audio.load` at ``config.sample_rate``.
+        Integer waveforms are read as PCM (int16 / 32768); float waveforms beyond [-1, 1] are scaled to
+        peak 1 (only the VAD's silence level depends on the absolute scale).
+    config : FeatureConfig, default FeatureConfig()
+        Use ``vad="none"`` and ``cmvn="none"`` for every frame, unnormalised.
+    sample_rate : int, optional
+        Rate of a waveform argument in Hz (resampled to ``config.sample_rate`` when it differs); default
+        ``config.sample_rate``. Ignored for paths, whose header gives the rate.
+
+    Returns
+    -------
+    ndarray of shape (n_frames, config.n_features), float32
+        Before VAD, ``n_frames = 1 + (n_samples - frame_length) // frame_shift``.
+
+    Raises
+    ------
+    FeatureError
+        Too short, silent, no speech after VAD, or a waveform that is not 1-D / holds NaN or Inf.
+    AudioError
+        The file cannot be read (see :func:`spkid.audio.load`).
+    """
+    if isinstance(signal_or_path, (str, os.PathLike)):
+        path = Path(signal_or_path)
+        signal = load(path, config.sample_rate)
+        try:
+            return _signal_features(signal, config)
+        except FeatureError as error:
+            raise FeatureError(f"{path}: {error}") from None
+    signal = np.asarray(signal_or_path)
+    if signal.ndim != 1:
+        raise FeatureError(f"expected a mono waveform of shape (n_samples,), got shape {signal.shape}")
+    if not (np.issubdtype(signal.dtype, np.floating) or np.issubdtype(signal.dtype, np.integer)):
+        raise FeatureError(f"expected a numeric waveform, got dtype {signal.dtype}")
+    if np.issubdtype(signal.dtype, np.integer):  # PCM integers, as soundfile scales them
+        signal = signal / np.float32(2 ** (8 * signal.dtype.itemsize - 1))
+    signal = signal.astype(np.float32, copy=False)
+    if not np.isfinite(signal).all():
+        raise FeatureError(f"waveform holds {int(np.count_nonzero(~np.isfinite(signal)))} NaN/Inf samples")
+    peak = float(np.max(np.abs(signal))) if signal.size else 0.0
+    if peak > 1.0:  # louder than full scale: bring to [-1, 1] so levels (and float32 powers) stay in range
+        signal = signal / np.float32(peak)
+    if sample_rate is not None and sample_rate != config.sample_rate:
+        if sample_rate <= 0:
+            raise FeatureError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
+        signal = resample(signal, int(sample_rate), config.sample_rate)
+    return _signal_features(signal, config)
+
+
+class SkippedFile(NamedTuple):
+    """A file :func:`extract_many` skipped with ``skip_bad=True``, and the one-line reason."""
+
+    path: Path
+    reason: str
+
+
+class ExtractResult(list):
+    """The list of feature arrays :func:`extract_many` returns, with the matching paths and the skipped files.
+
+    Attributes
+    ----------
+    paths : list of Path
+        ``paths[i]`` is the file ``self[i]`` came from (input order, skipped files left out).
+    skipped : list of SkippedFile
+        Files that raised a :class:`~spkid.errors.SpkidError` (only with ``skip_bad=True``), input order.
+    """
+
+    def __init__(self, features: Iterable[np.ndarray], paths: list[Path], skipped: list[SkippedFile]) -> None:
+        super().__init__(features)
+        self.paths = paths
+        self.skipped = skipped
+
+
+def extract_many(
+    paths: Iterable[str | os.PathLike[str]],
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    n_jobs: int = 1,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    skip_bad: bool = False,
+) -> ExtractResult:
+    """Extract features of many files, in parallel processes, reusing an on-disk cache.
+
+    Parameters
+    ----------
+    paths : iterable of path
+    config : FeatureConfig, default FeatureConfig()
+    n_jobs : int, default 1
+        Worker processes (joblib ``loky``; -1 = all cores). Files go to workers in batches, largest first.
+    cache_dir : path, optional
+        Cache folder: an entry per (absolute path, size, mtime_ns, config, front-end version), so a re-run
+        only computes new or changed files. See :mod:`spkid.feature_cache`.
+    progress : bool, default False
+        Show a files-done progress bar on stderr.
+    skip_bad : bool, default False
+        Skip files that raise a :class:`~spkid.errors.SpkidError` (unreadable, too short, silent) instead
+        of stopping at the first; they are listed in the result's ``skipped`` attribute.
+
+    Returns
+    -------
+    ExtractResult
+        A list of ``(n_frames_i, config.n_features)`` float32 arrays in input order (bad files left out
+        when ``skip_bad``), with ``.paths`` (the file of each array) and ``.skipped``
+        (:class:`SkippedFile` ``(path, reason)`` pairs).
+
+    Raises
+    ------
+    SpkidError
+        Unless ``skip_bad``: the error of the first bad file met (files are processed largest first).
+    ConfigError
+        ``cache_dir`` cannot be created.
+    """
+    paths = [Path(path) for path in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    features: list[np.ndarray | None] = [None] * len(paths)
+    failures: dict[int, SpkidError] = {}
+    cache_paths: list[Path | None] = [None] * len(paths)
+    settings = {"frontend_version": FRONTEND_VERSION, "features": config.to_dict()}
+    if cache_dir is not None:
+        try:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cache_dir {cache_dir}: cannot create ({error.strerror})") from error
+
+    with Progress(len(paths), enabled=progress) as bar:
+        todo: list[int] = []
+        for index, path in enumerate(paths):
+            if cache_dir is not None:
+                try:
+                    cache_paths[index] = cache_file(cache_dir, path, settings)
+                except SpkidError as error:
+                    if not skip_bad:
+                        raise
+                    failures[index] = error
+                    bar.advance()
+                    continue
+                features[index] = read_cached(cache_paths[index], config.n_features)
+                if features[index] is not None:
+                    bar.advance()
+                    continue
+            todo.append(index)
+        batches = run_batches(
+            _FileExtractor(config),
+            [paths[i] for i in todo],
+            [cache_paths[i] for i in todo],
+            n_jobs=n_jobs,
+            stop_on_error=not skip_bad,
+        )
+        for positions, outcomes in batches:
+            for position, (array, error) in zip(positions, outcomes, strict=False):  # shorter after an error
+                if error is not None:
+                    if not skip_bad:
+                        raise error
+                    failures[todo[position]] = error
+                features[todo[position]] = array
+            bar.advance(len(positions))
+
+    kept = [index for index in range(len(paths)) if index not in failures]
+    skipped = [SkippedFile(paths[index], str(failures[index])) for index in sorted(failures)]
+    return ExtractResult([features[index] for index in kept], [paths[index] for index in kept], skipped)

@@ -1,0 +1,197 @@
+"""Initial parameters of a diagonal-covariance GMM, computed on a random subsample of the frames.
+
+Two strategies: k-means++ seeding (scikit-learn's ``kmeans_plusplus``) followed by a few cheap Lloyd steps,
+and binary splitting (1 -> 2 -> 4 ... components, each split perturbing a mean along its largest-variance
+axis, a few EM iterations per level) as in UBM toolkits. Both return ``(weights, means, variances)`` float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse
+from sklearn.cluster import kmeans_plusplus
+
+from spkid.errors import ModelError
+
+# Frames drawn for initialisation: enough for every component to see ~200 frames, never fewer than 50k.
+INIT_FRAMES_PER_COMPONENT = 200
+MIN_INIT_FRAMES = 50_000
+# k-means++ seeding costs O(frames * components); 32 frames per component is plenty to spread the seeds.
+SEED_FRAMES_PER_COMPONENT = 32
+# A split moves the two halves +-0.5 standard deviations apart along the largest-variance axis.
+SPLIT_OFFSET_STD = 0.5
+_LLOYD_CHUNK_ROWS = 8192
+
+Params = tuple[np.ndarray, np.ndarray, np.ndarray]
+EMStep = Callable[[np.ndarray, np.ndarray, np.ndarray], Params]
+
+
+def n_init_frames(n_frames: int, n_components: int) -> int:
+    """Number of frames to subsample for initialising ``n_components`` components from ``n_frames`` frames."""
+    return int(min(n_frames, max(MIN_INIT_FRAMES, INIT_FRAMES_PER_COMPONENT * n_components)))
+
+
+def kmeans_init(
+    sample: np.ndarray,
+    n_components: int,
+    *,
+    random_state: np.random.RandomState,
+    variance_floor: float,
+    n_lloyd_iter: int = 3,
+) -> Params:
+    """k-means++ seeds on part of ``sample``, ``n_lloyd_iter`` Lloyd steps on all of it, cluster statistics.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (n_frames, n_features)
+        Finite frames (a random subsample of the training data).
+    n_components : int
+        Number of clusters; ``n_frames >= n_components``.
+    random_state : numpy.random.RandomState
+        Source of randomness (seeding subset and k-means++ draws).
+    variance_floor : float
+        Floor on the cluster variances, relative to the sample variance of each dimension.
+    n_lloyd_iter : int
+        Lloyd iterations after seeding.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_components,)
+    means : ndarray of shape (n_components, n_features)
+    variances : ndarray of shape (n_components, n_features)
+    """
+    n_frames = sample.shape[0]
+    if n_frames < n_components:
+        raise ModelError(f"k-means++ init: {n_frames} frames cannot seed {n_components} components")
+    n_seed = min(n_frames, SEED_FRAMES_PER_COMPONENT * n_components)
+    seed_rows = np.sort(random_state.choice(n_frames, n_seed, replace=False))
+    # float64 and a single local trial: sklearn's float32 path upcasts chunk by chunk and is ~3x slower.
+    centres, _ = kmeans_plusplus(
+        np.asarray(sample[seed_rows], dtype=np.float64),
+        n_components,
+        random_state=random_state,
+        n_local_trials=1,
+    )
+    frames32 = np.ascontiguousarray(sample, dtype=np.float32)
+    labels = _nearest_centre(frames32, centres.astype(np.float32))
+    for _ in range(n_lloyd_iter):
+        counts, sums, _ = _cluster_moments(sample, labels, n_components, second=False)
+        occupied = counts > 0
+        centres[occupied] = sums[occupied] / counts[occupied, None]  # empty clusters keep their seed
+        labels = _nearest_centre(frames32, centres.astype(np.float32))
+    counts, sums, squares = _cluster_moments(sample, labels, n_components, second=True)
+    global_variance = np.var(sample, axis=0, dtype=np.float64)
+    occupied = counts > 0
+    means = centres.copy()
+    means[occupied] = sums[occupied] / counts[occupied, None]
+    variances = np.tile(global_variance, (n_components, 1))
+    populated = counts > 1
+    variances[populated] = squares[populated] / counts[populated, None] - means[populated] ** 2
+    variances = np.maximum(variances, _floor(global_variance, variance_floor))
+    # An empty cluster still gets one frame's worth of weight so it can attract frames in EM.
+    weights = np.maximum(counts, 1.0)
+    return weights / weights.sum(), means, variances
+
+
+def binary_split_init(
+    sample: np.ndarray,
+    n_components: int,
+    em_step: EMStep,
+    *,
+    variance_floor: float,
+    n_iter_per_level: int = 2,
+) -> Params:
+    """Grow a mixture from one Gaussian by repeated splitting, ``n_iter_per_level`` EM steps per level.
+
+    Every level splits all components (the heaviest ones at the last level when ``n_components`` is not a
+    power of two). No EM is run after the final split: the caller's EM continues from there.
+
+    Parameters
+    ----------
+    sample : ndarray of shape (n_frames, n_features)
+        Frames whose mean and variance start the single Gaussian.
+    n_components : int
+        Number of components wanted.
+    em_step : callable
+        ``em_step(weights, means, variances) -> (weights, means, variances)``, one EM iteration on the sample.
+    variance_floor : float
+        Floor on the variances, relative to the sample variance of each dimension.
+    n_iter_per_level : int
+        EM iterations run at each intermediate size.
+
+    Returns
+    -------
+    weights, means, variances : ndarray of shapes (n_components,), (n_components, n_features) twice
+    """
+    global_variance = np.var(sample, axis=0, dtype=np.float64)
+    floor = _floor(global_variance, variance_floor)
+    weights = np.ones(1)
+    means = np.mean(sample, axis=0, dtype=np.float64)[None, :]
+    variances = np.maximum(global_variance, floor)[None, :]
+    while weights.shape[0] < n_components:
+        size = weights.shape[0]
+        n_new = min(size, n_components - size)
+        weights = np.concatenate([weights, np.zeros(n_new)])
+        means = np.concatenate([means, np.zeros((n_new, means.shape[1]))])
+        variances = np.concatenate([variances, np.ones((n_new, means.shape[1]))])
+        heaviest_first = np.argsort(-weights[:size], kind="stable")[:n_new]
+        for offset, source in enumerate(heaviest_first):
+            split_component(weights, means, variances, int(source), size + offset)
+        np.maximum(variances, floor, out=variances)
+        if weights.shape[0] < n_components:
+            for _ in range(n_iter_per_level):
+                weights, means, variances = em_step(weights, means, variances)
+    return weights, means, variances
+
+
+def split_component(
+    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, source: int, target: int
+) -> None:
+    """Split component ``source`` in two, writing the second half into slot ``target`` (in place).
+
+    The halves share the weight equally and sit ``SPLIT_OFFSET_STD`` standard deviations either side of the
+    old mean along its largest-variance axis, whose variance shrinks so the pair keeps the old mean and
+    variance exactly (mixture moments are preserved).
+    """
+    axis = int(np.argmax(variances[source]))
+    offset = SPLIT_OFFSET_STD * np.sqrt(variances[source, axis])
+    weights[source] *= 0.5
+    weights[target] = weights[source]
+    means[target] = means[source]
+    variances[source, axis] *= 1.0 - SPLIT_OFFSET_STD**2
+    variances[target] = variances[source]
+    means[source, axis] -= offset
+    means[target, axis] += offset
+
+
+def _floor(global_variance: np.ndarray, variance_floor: float) -> np.ndarray:
+    # The tiny absolute term keeps variances positive when variance_floor == 0 or a dimension is constant.
+    return np.maximum(variance_floor * global_variance, 1e-10 * max(float(np.max(global_variance)), 1e-30))
+
+
+def _nearest_centre(frames: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre (Euclidean) of each frame, by a chunked float32 matrix product."""
+    half_norms = 0.5 * np.einsum("kd,kd->k", centres, centres)
+    labels = np.empty(frames.shape[0], dtype=np.intp)
+    for start in range(0, frames.shape[0], _LLOYD_CHUNK_ROWS):
+        block = frames[start : start + _LLOYD_CHUNK_ROWS]
+        # argmin ||x - c||^2 = argmin (||c||^2 / 2 - x.c); ||x||^2 is the same for every centre.
+        labels[start : start + block.shape[0]] = np.argmin(half_norms - block @ centres.T, axis=1)
+    return labels
+
+
+def _cluster_moments(
+    sample: np.ndarray, labels: np.ndarray, n_clusters: int, *, second: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per-cluster frame counts, sums and (optionally) sums of squares, in float64."""
+    n_frames = sample.shape[0]
+    membership = scipy.sparse.csr_matrix(
+        (np.ones(n_frames), (labels, np.arange(n_frames))), shape=(n_clusters, n_frames)
+    )
+    frames64 = np.asarray(sample, dtype=np.float64)
+    counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
+    sums = np.asarray(membership @ frames64)
+    squares = np.asarray(membership @ (frames64 * frames64)) if second else None
+    return counts, sums, squares

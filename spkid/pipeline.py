@@ -1,0 +1,278 @@
+"""The Python API behind every ``spkid`` command: train a UBM, enroll, identify, verify, score trial lists.
+
+Each function takes paths, does the whole job and returns a small result object; the CLI only parses
+arguments, calls one of these and prints. The feature settings chosen at :func:`train_ubm_from_audio` are
+stored in the model and used by every later call, and the stored score normalisation is applied
+automatically. Evaluation of score files lives in :mod:`spkid.evaluation`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spkid.audio import find_audio_files
+from spkid.cohort import select_cohort
+from spkid.config import Config, load_config
+from spkid.corpora.folders import list_speakers
+from spkid.errors import DataError, StoreError
+from spkid.features import SkippedFile, extract_many
+from spkid.identification import (
+    Identification,
+    IdentifyResult,
+    ScoreResult,
+    Verification,
+    VerifyResult,
+    identify,
+    score_trials,
+    verify,
+)
+from spkid.recognizer import Recognizer
+from spkid.store import MANIFEST_FILE, ModelStore, validate_speaker_name
+from spkid.ubm import train_ubm
+
+__all__ = [
+    "EnrollResult", "Identification", "IdentifyResult", "ModelSummary", "ScoreResult", "TrainResult",
+    "Verification", "VerifyResult", "describe_model", "enroll_from_audio", "identify", "remove_speaker",
+    "score_trials", "speakers_in_folder", "train_ubm_from_audio", "verify",
+]  # fmt: skip
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_ubm_from_audio` built."""
+
+    model_dir: Path
+    n_files: int
+    n_frames: int
+    n_components: int
+    n_features: int
+    cohort_size: int
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _status(message: str, *, enabled: bool) -> Iterator[None]:
+    """A spinner with ``message`` on stderr while the block runs (nothing when disabled)."""
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(file=sys.stderr).status(message):
+        yield
+
+
+def _no_usable_audio(n_files: int, skipped: Sequence[SkippedFile]) -> DataError:
+    first = f"; first: {skipped[0].reason}" if skipped else ""
+    return DataError(f"no usable audio: all {n_files} files were skipped{first}")
+
+
+def train_ubm_from_audio(
+    model_dir: PathLike,
+    audio_paths: Iterable[PathLike],
+    config: Config | None = None,
+    *,
+    n_jobs: int = 1,
+    skip_bad: bool = False,
+    progress: bool = False,
+    overwrite: bool = False,
+    cache_dir: PathLike | None = None,
+) -> TrainResult:
+    """Train a UBM on audio files/folders, pick the normalisation cohort, and create the model directory.
+
+    Parameters
+    ----------
+    model_dir : path
+        Created; must not already hold a model unless ``overwrite``.
+    audio_paths : iterable of path
+        Files, or folders searched recursively.
+    config : Config, optional
+        All four sections are stored in the model (the defaults when None).
+    n_jobs : int
+        Feature-extraction worker processes.
+    skip_bad : bool
+        Skip unusable files (returned in ``skipped``) instead of stopping at the first.
+    progress : bool
+        Progress bars on stderr.
+    overwrite : bool
+        Replace an existing model and its enrolled speakers.
+    cache_dir : path, optional
+        Feature cache (see :func:`spkid.features.extract_many`).
+
+    Raises
+    ------
+    StoreError
+        A model exists and ``overwrite`` is false (checked before any work), or it cannot be written.
+    AudioError, FeatureError
+        A bad file (without ``skip_bad``). DataError when no file is usable.
+    """
+    config = load_config(None) if config is None else config
+    model_dir = Path(model_dir)
+    if (model_dir / MANIFEST_FILE).is_file() and not overwrite:
+        raise StoreError(f"{model_dir}: a model already exists here; pass --overwrite to replace it")
+    files = find_audio_files(list(audio_paths))
+    features = extract_many(
+        files, config.features, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress, skip_bad=skip_bad
+    )
+    if not features:
+        raise _no_usable_audio(len(files), features.skipped)
+    n_frames = int(sum(len(frames) for frames in features))
+    with _status(f"training UBM ({config.ubm.n_components} components, {n_frames} frames)", enabled=progress):
+        ubm = train_ubm(features, config.ubm)
+    cohort = select_cohort(
+        features,
+        ubm,
+        size=config.score.cohort_size,
+        enroll_config=config.enroll,
+        random_state=config.ubm.random_state,
+    )
+    store = ModelStore.create(
+        model_dir,
+        feature_config=config.features.to_dict(),
+        ubm_config=config.ubm.to_dict(),
+        enroll_config=config.enroll.to_dict(),
+        score_config=config.score.to_dict(),
+        ubm=ubm,
+        overwrite=overwrite,
+    )
+    store.save_cohort(cohort.to_arrays(ubm))
+    n_components, n_features = np.shape(ubm.means_)
+    return TrainResult(
+        model_dir=model_dir,
+        n_files=len(features),
+        n_frames=n_frames,
+        n_components=int(n_components),
+        n_features=int(n_features),
+        cohort_size=len(cohort),
+        skipped=list(features.skipped),
+    )
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """Speakers enrolled (name -> number of recordings used) and the files skipped."""
+
+    enrolled: dict[str, int]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def speakers_in_folder(speakers_dir: PathLike) -> dict[str, list[Path]]:
+    """``{sub-folder name: its audio files}`` for every non-hidden sub-folder of ``speakers_dir`` with audio.
+
+    Raises
+    ------
+    DataError
+        The folder is missing or no sub-folder holds audio.
+    """
+    return {
+        name: [utterance.path for utterance in items] for name, items in list_speakers(speakers_dir).items()
+    }
+
+
+def enroll_from_audio(
+    model_dir: PathLike,
+    speakers: Mapping[str, Sequence[PathLike]],
+    *,
+    replace: bool = False,
+    skip_bad: bool = False,
+    n_jobs: int = 1,
+    progress: bool = False,
+    cache_dir: PathLike | None = None,
+) -> EnrollResult:
+    """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
+
+    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled.
+
+    Parameters
+    ----------
+    model_dir : path
+    speakers : mapping of str to sequence of path
+        Speaker name -> audio files/folders.
+    replace : bool
+        Re-enroll names that already exist (otherwise that is an error, raised before any work).
+    skip_bad : bool
+        Skip unusable files; a speaker left with no usable file is skipped too (fails if none remains).
+
+    Raises
+    ------
+    StoreError
+        No model, an invalid speaker name, or an existing name without ``replace``.
+    """
+    store = ModelStore.open(model_dir)
+    if not speakers:
+        raise DataError("no speakers to enroll")
+    existing = set(store.speakers())
+    files_of: dict[str, list[Path]] = {}
+    for name, paths in speakers.items():
+        validate_speaker_name(name)
+        if name in existing and not replace:
+            raise StoreError(
+                f"speaker {name!r} is already enrolled in {store.path}; pass --replace to re-enroll"
+            )
+        files_of[name] = find_audio_files(list(paths))
+    recognizer = Recognizer(store)
+    unique_files = list(dict.fromkeys(file for files in files_of.values() for file in files))
+    extracted = recognizer.extract(
+        unique_files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    )
+    features_of = dict(zip(extracted.paths, extracted, strict=True))
+    enrolled: dict[str, int] = {}
+    skipped = list(extracted.skipped)
+    for name, files in files_of.items():
+        usable = [features_of[file] for file in files if file in features_of]
+        if not usable:
+            skipped.append(SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled"))
+            continue
+        store.save_speaker(name, recognizer.adapt(usable), replace=replace)
+        enrolled[name] = len(usable)
+    if not enrolled:
+        raise DataError(
+            f"nothing enrolled: no speaker has a usable recording ({len(extracted.skipped)} files skipped)"
+        )
+    return EnrollResult(enrolled=enrolled, skipped=skipped)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What ``spkid list`` shows about a model."""
+
+    model_dir: Path
+    speakers: list[str]
+    n_components: int
+    n_features: int
+    sample_rate: int
+    normalization: str
+
+    def to_dict(self) -> dict[str, Any]:
+        summary = asdict(self)
+        summary["model_dir"] = str(self.model_dir)
+        return summary
+
+
+def describe_model(model_dir: PathLike) -> ModelSummary:
+    """Enrolled speakers and the main settings of a model directory."""
+    store = ModelStore.open(model_dir)
+    n_components, n_features = store.ubm_shape
+    return ModelSummary(
+        model_dir=Path(model_dir),
+        speakers=store.speakers(),
+        n_components=n_components,
+        n_features=n_features,
+        sample_rate=int(store.feature_config.get("sample_rate", 0)),
+        normalization=str(store.score_config.get("normalization", "none")),
+    )
+
+
+def remove_speaker(model_dir: PathLike, name: str) -> None:
+    """Delete an enrolled speaker (StoreError when the model or the speaker does not exist)."""
+    ModelStore.open(model_dir).remove_speaker(name)

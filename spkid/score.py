@@ -1,0 +1,376 @@
+"""Log-likelihood-ratio scoring of utterances against many MAP-adapted speaker models (exact and top-C).
+
+The score of utterance X against speaker s is the frame-averaged LLR
+``mean_t [log p(x_t | s) - log p(x_t | UBM)]``. With top-C scoring (Reynolds et al. 2000) the UBM is
+evaluated once, each frame keeps its C best UBM components, and both mixtures are summed over those
+components only. Per frame this is ``log sum_c post_tc exp(g_tcs)``, where ``post_tc`` is the UBM posterior
+of component c among the C kept and ``g_tcs = log w_sc N_sc(x_t) - log w_uc N_uc(x_t)`` is linear in
+``[x^2, x, 1]`` (or in ``[x, 1]`` when the speakers share the UBM's variances, as mean-only MAP gives).
+The (frame, component) pairs are grouped by component, so every speaker's parameters for component c
+are read once per chunk, and each group is one matrix product against all speakers at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+from threadpoolctl import ThreadpoolController
+
+from spkid._kernels import clamped_exp
+from spkid.errors import ConfigError, ModelError
+from spkid.normalize import METHODS
+from spkid.ubm import check_settings
+
+__all__ = ["ScoreConfig", "Scorer"]
+
+# Scores of one chunk are held as a float32 (pairs, speakers) matrix of at most this many elements (32 MB).
+_CHUNK_ELEMENTS = 8_000_000
+_EXP_FLOOR = np.float32(-80.0)  # exp below e^-80 is negligible next to the 1 of the best component
+# Below this many (pair, speaker) scores per call, threads cost more than they save.
+_PARALLEL_ELEMENTS = 200_000
+_BLAS = ThreadpoolController()
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """How test utterances are scored.
+
+    Attributes
+    ----------
+    top_c : int or None
+        UBM components kept per frame (5 is the usual choice: within a few hundredths of the exact LLR at
+        a hundredth of the cost). None scores with every component (exact).
+    normalization : str
+        Score normalisation: "none", "znorm", "tnorm", "ztnorm", "snorm" or "asnorm" (see spkid.normalize).
+    cohort_size : int
+        Number of impostor utterances/models in the normalisation cohort.
+    asnorm_top_k : int
+        Adaptive S-norm uses the ``asnorm_top_k`` closest cohort scores of each side.
+    """
+
+    top_c: int | None = 5
+    normalization: str = "none"
+    cohort_size: int = 100
+    asnorm_top_k: int = 50
+
+    def __post_init__(self) -> None:
+        if self.top_c is not None and (isinstance(self.top_c, bool) or int(self.top_c) != self.top_c
+                                       or self.top_c < 1):  # fmt: skip
+            raise ConfigError(f"score.top_c={self.top_c!r}: must be a positive integer or None (exact)")
+        if self.normalization not in METHODS:
+            raise ConfigError(
+                f"score.normalization={self.normalization!r}: must be one of {', '.join(METHODS)}"
+            )
+        for name in ("cohort_size", "asnorm_top_k"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ConfigError(f"score.{name}={getattr(self, name)!r}: must be a positive integer")
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings as a plain dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> ScoreConfig:
+        """Build from a mapping; missing keys take defaults, unknown keys raise :class:`ConfigError`."""
+        return cls(**check_settings("score", cls, settings))
+
+
+def _top_components(log_prob, n_best, top_index, top_value):  # pragma: no cover - compiled
+    """Per row, the ``n_best`` largest values (descending) and their columns."""
+    for row in prange(log_prob.shape[0]):
+        values, index = top_value[row], top_index[row]
+        values[:] = -np.inf
+        index[:] = 0
+        for k in range(log_prob.shape[1]):
+            value = log_prob[row, k]
+            if value > values[n_best - 1]:
+                j = n_best - 1
+                while j > 0 and values[j - 1] < value:
+                    values[j] = values[j - 1]
+                    index[j] = index[j - 1]
+                    j -= 1
+                values[j] = value
+                index[j] = k
+
+
+def _segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  # pragma: no cover - compiled
+    """``out[g, s] = sum over frames t of segment g of log sum_c exp(log_post[t, c] + pair_scores[row, s])``.
+
+    ``pair_rows[t, c]`` is the row of ``pair_scores`` holding frame t's c-th component. Segments are short
+    enough that the product of the per-frame sums (each in [1, C]) stays finite in float32, so one log
+    per segment replaces one log per frame.
+    """
+    n_speakers = pair_scores.shape[1]
+    n_best = pair_rows.shape[1]
+    for segment in prange(segment_starts.shape[0] - 1):
+        best = np.empty(n_speakers, np.float32)
+        total = np.empty(n_speakers, np.float32)
+        product = np.ones(n_speakers, np.float32)
+        acc = out[segment]
+        for t in range(segment_starts[segment], segment_starts[segment + 1]):
+            first = pair_scores[pair_rows[t, 0]]
+            shift = log_post[t, 0]
+            for s in range(n_speakers):
+                best[s] = shift + first[s]
+            for c in range(1, n_best):
+                scores = pair_scores[pair_rows[t, c]]
+                shift = log_post[t, c]
+                for s in range(n_speakers):
+                    best[s] = max(best[s], shift + scores[s])
+            total[:] = 0
+            for c in range(n_best):
+                scores = pair_scores[pair_rows[t, c]]
+                shift = log_post[t, c]
+                for s in range(n_speakers):
+                    total[s] += clamped_exp(max(shift + scores[s] - best[s], _EXP_FLOOR))
+            for s in range(n_speakers):
+                product[s] *= total[s]
+                acc[s] += best[s]
+        for s in range(n_speakers):
+            acc[s] += math.log(product[s])
+
+
+# numba's workqueue threading layer must not be entered from two threads at once, so the multi-threaded
+# kernels serve the main thread and the serial ones any worker thread (as in spkid.gmm).
+_KERNELS = {
+    parallel: tuple(
+        njit(parallel=parallel, fastmath=True, cache=True, nogil=True)(kernel)
+        for kernel in (_top_components, _segment_llr_sums)
+    )
+    for parallel in (True, False)
+}
+
+
+def _kernels(n_elements: int) -> tuple:
+    """Multi-threaded kernels on the main thread when the work pays for a thread team, else serial ones."""
+    main = threading.current_thread() is threading.main_thread()
+    return _KERNELS[main and n_elements >= _PARALLEL_ELEMENTS]
+
+
+def _stack_parameters(ubm: Any, speakers: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """UBM design weights (2D+1, K) and speaker-minus-UBM weights (K, R, S) for centred frames.
+
+    ``R = D + 1`` (design ``[x, 1]``) when every speaker shares the UBM variances, else ``2 D + 1``
+    (design ``[x^2, x, 1]``). Built in float64 so the differences lose nothing, stored as float32.
+    """
+    weights, means, variances = (
+        np.asarray(a, np.float64) for a in (ubm.weights_, ubm.means_, ubm.variances_)
+    )
+    centre = weights @ means
+    for index, speaker in enumerate(speakers):
+        for name, reference in (("weights_", weights), ("means_", means), ("variances_", variances)):
+            if np.shape(getattr(speaker, name)) != reference.shape:
+                raise ModelError(
+                    f"speaker model {index}: {name} has shape {np.shape(getattr(speaker, name))}, "
+                    f"the UBM has {reference.shape}"
+                )
+
+    def stacked(name: str) -> np.ndarray:
+        return np.array([np.asarray(getattr(s, name), np.float64) for s in speakers]).reshape(
+            (len(speakers),) + np.shape(getattr(ubm, name))
+        )
+
+    def quadratic_form(w: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+        """Rows of ``log w_k N(x | k)`` as a linear function of ``[(x-c)^2, x-c, 1]``: (..., K, 2D+1)."""
+        shifted = mu - centre
+        norm_terms = mu.shape[-1] * np.log(2 * np.pi) + np.log(var).sum(-1) + (shifted**2 / var).sum(-1)
+        constant = np.log(np.maximum(w, 1e-30)) - 0.5 * norm_terms
+        return np.concatenate([-0.5 / var, shifted / var, constant[..., None]], axis=-1)
+
+    ubm_form = quadratic_form(weights, means, variances)
+    speaker_weights, speaker_means = stacked("weights_"), stacked("means_")
+    speaker_variances = stacked("variances_")
+    shared = bool(np.all(speaker_variances == variances))
+    if shared:
+        # Equal variances: the x^2 terms cancel, leaving [x-c, 1] (half the work of the general case).
+        log_weight_ratio = np.log(np.maximum(speaker_weights, 1e-30)) - np.log(np.maximum(weights, 1e-30))
+        square_change = (((speaker_means - centre) ** 2 - (means - centre) ** 2) / variances).sum(-1)
+        linear = (speaker_means - means) / variances
+        difference = np.concatenate([linear, (log_weight_ratio - 0.5 * square_change)[..., None]], axis=-1)
+    else:
+        difference = quadratic_form(speaker_weights, speaker_means, speaker_variances) - ubm_form
+    bank = np.ascontiguousarray(difference.transpose(1, 2, 0), dtype=np.float32)  # (K, R, S)
+    return np.ascontiguousarray(ubm_form.T, dtype=np.float32), bank, centre.astype(np.float32), shared
+
+
+class Scorer:
+    """Scores utterances against a set of enrolled speakers (all sharing one UBM).
+
+    Parameters
+    ----------
+    ubm : DiagonalGMM
+        The universal background model (``weights_`` (K,), ``means_`` / ``variances_`` (K, D)).
+    speakers : mapping of name -> DiagonalGMM
+        MAP-adapted models of the same shape; order of ``names`` is the mapping's order.
+    top_c : int or None
+        Components kept per frame; None (or >= K) gives the exact LLR.
+    """
+
+    def __init__(self, ubm: Any, speakers: Mapping[str, Any], *, top_c: int | None = 5) -> None:
+        if top_c is not None and top_c < 1:
+            raise ConfigError(f"top_c={top_c}: must be a positive integer or None (exact)")
+        self.names: list[str] = [str(name) for name in speakers]
+        self.n_components, self.n_features = np.shape(ubm.means_)
+        self.top_c = self.n_components if top_c is None else min(int(top_c), self.n_components)
+        self._ubm = ubm
+        self._ubm_form, self._bank, self._centre, self._shared_variances = _stack_parameters(
+            ubm, list(speakers.values())
+        )
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._local = threading.local()
+
+    def llr(self, X: np.ndarray) -> np.ndarray:
+        """Frame-averaged LLR of one utterance against every speaker: ndarray of shape (n_speakers,)."""
+        return self.llr_many([X])[0]
+
+    def llr_many(self, utterances: Sequence[np.ndarray]) -> np.ndarray:
+        """Frame-averaged LLRs, ndarray of shape (n_utterances, n_speakers), one row per utterance.
+
+        Frames of consecutive utterances share chunks, so scoring many short utterances (a cohort, a
+        trial list) reads the speaker parameters once per chunk rather than once per utterance.
+        """
+        return self._score(utterances, self._bank)
+
+    def identify(self, X: np.ndarray, top_k: int = 5) -> list[tuple[str, float]]:
+        """The ``top_k`` best-scoring speakers for one utterance, best first, as ``(name, llr)`` pairs."""
+        scores = self.llr(X)
+        order = np.argsort(-scores, kind="stable")[: max(int(top_k), 1)]
+        return [(self.names[i], float(scores[i])) for i in order]
+
+    def verify(self, name: str, X: np.ndarray) -> float:
+        """LLR of one utterance against one enrolled speaker (only that speaker's model is evaluated)."""
+        if name not in self._index:
+            raise ModelError(f"speaker {name!r} is not enrolled ({len(self.names)} speakers known)")
+        column = self._index[name]
+        bank = np.ascontiguousarray(self._bank[:, :, column : column + 1])
+        return float(self._score([X], bank)[0, 0])
+
+    # -- the scoring pipeline ------------------------------------------------------------------------
+    def _chunks(self, utterances: Sequence[np.ndarray], frames_per_chunk: int) -> Iterator[tuple]:
+        """Yield (frames, utterance id of each frame) in chunks of at most ``frames_per_chunk`` frames."""
+        pieces: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        filled = 0
+        for index, X in enumerate(utterances):
+            X = np.asarray(X)
+            if X.ndim != 2 or X.shape[1] != self.n_features:
+                raise ModelError(
+                    f"utterance {index}: features of shape {X.shape}, "
+                    f"the models expect (n_frames, {self.n_features})"
+                )
+            if X.shape[0] == 0:
+                raise ModelError(f"utterance {index}: no frames to score")
+            start = 0
+            while start < X.shape[0]:
+                take = min(frames_per_chunk - filled, X.shape[0] - start)
+                pieces.append(X[start : start + take])
+                owners.append(np.full(take, index))
+                filled += take
+                start += take
+                if filled == frames_per_chunk:
+                    yield np.concatenate(pieces), np.concatenate(owners)
+                    pieces, owners, filled = [], [], 0
+        if pieces:
+            yield np.concatenate(pieces), np.concatenate(owners)
+
+    def _score(self, utterances: Sequence[np.ndarray], bank: np.ndarray) -> np.ndarray:
+        n_speakers, n_best = bank.shape[2], self.top_c
+        n_frames_total = sum(len(X) for X in utterances)
+        exact = n_best == self.n_components
+        frames_per_chunk = max(1, min(4096, _CHUNK_ELEMENTS // (n_best * n_speakers)))
+        # Short segments keep the product of per-frame sums (each <= n_best) below 1e30 in float32.
+        segment_frames = max(1, min(256, int(30 / max(np.log10(n_best), 1e-3))))
+        top_components, segment_llr_sums = _kernels(n_frames_total * n_best * n_speakers)
+        flat_bank = bank.transpose(1, 0, 2).reshape(bank.shape[1], -1) if exact else None  # (R, K*S)
+        totals = np.zeros((len(utterances), n_speakers), np.float64)
+        for frames, owners in self._chunks(utterances, frames_per_chunk):
+            n_frames = len(frames)
+            centred = np.asarray(frames, np.float32) - self._centre
+            ones = np.ones((n_frames, 1), np.float32)
+            design = np.concatenate([centred * centred, centred, ones], axis=1)  # (n, 2D+1)
+            log_prob = design @ self._ubm_form  # (n, K): log w_k N(x | k) under the UBM
+            if self._shared_variances:
+                design = np.ascontiguousarray(design[:, self.n_features :])  # [x - c, 1]
+            if exact:
+                top_value = log_prob
+                # One product gives every (frame, component, speaker) score; row t*K + k of the view.
+                pair_scores = self._buffer("pair_scores", (n_frames, flat_bank.shape[1]))
+                np.matmul(design, flat_bank, out=pair_scores)
+                pair_scores = pair_scores.reshape(n_frames * n_best, n_speakers)
+                pair_rows = np.arange(n_frames * n_best).reshape(n_frames, n_best)
+            else:
+                top_index = np.empty((n_frames, n_best), np.int64)
+                top_value = np.empty((n_frames, n_best), np.float32)
+                top_components(log_prob, n_best, top_index, top_value)
+                pair_scores, pair_rows = self._top_pair_scores(design, top_index, bank)
+            peak = top_value.max(axis=1, keepdims=True)
+            log_post = top_value - (peak + np.log(np.exp(top_value - peak).sum(axis=1, keepdims=True)))
+            starts = np.union1d(
+                np.flatnonzero(np.diff(owners, prepend=-1)), np.arange(0, n_frames, segment_frames)
+            )
+            segment_sums = np.zeros((len(starts), n_speakers), np.float32)
+            log_post = np.ascontiguousarray(log_post, np.float32)
+            segment_llr_sums(pair_scores, pair_rows, log_post, np.append(starts, n_frames), segment_sums)
+            np.add.at(totals, owners[starts], segment_sums)
+        lengths = np.array([len(X) for X in utterances], np.float64)
+        return totals / lengths[:, None]
+
+    def _top_pair_scores(
+        self, design: np.ndarray, top_index: np.ndarray, bank: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of every kept (frame, component) pair against every speaker, grouped by component.
+
+        Returns
+        -------
+        pair_scores : ndarray of shape (n_frames * C, n_speakers), float32
+        pair_rows : ndarray of shape (n_frames, C): the row of ``pair_scores`` of each kept pair
+        """
+        n_frames, n_best = top_index.shape
+        components = top_index.ravel()
+        order = np.argsort(components, kind="stable")
+        pair_design = design[order // n_best]
+        pair_scores = self._buffer("pair_scores", (len(order), bank.shape[2]))
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(components, minlength=self.n_components))])
+        used = np.flatnonzero(np.diff(bounds))
+
+        def products(group: np.ndarray) -> None:
+            for k in group:  # one product per component, against all speakers at once
+                rows = slice(bounds[k], bounds[k + 1])
+                np.matmul(pair_design[rows], bank[k], out=pair_scores[rows])
+
+        # The products are small: threading each one inside BLAS costs a synchronisation per product, so
+        # BLAS runs single-threaded and the components are shared out between worker threads instead.
+        n_workers = get_num_threads() if pair_scores.size >= _PARALLEL_ELEMENTS else 1
+        with _BLAS.limit(limits=1, user_api="blas"):
+            if n_workers == 1:
+                products(used)
+            else:
+                shares = np.searchsorted(bounds[used + 1], np.linspace(0, len(order), n_workers + 1)[1:-1])
+                list(_thread_pool(n_workers).map(products, np.split(used, shares)))
+        pair_rows = np.empty(len(order), np.int64)
+        pair_rows[order] = np.arange(len(order))
+        return pair_scores, pair_rows.reshape(n_frames, n_best)
+
+    def _buffer(self, name: str, shape: tuple[int, int]) -> np.ndarray:
+        """A float32 work array of ``shape``, reused across calls of this thread (no page faults)."""
+        size = shape[0] * shape[1]
+        cached = getattr(self._local, name, None)
+        if cached is None or cached.size < size:
+            cached = np.empty(size, np.float32)
+            setattr(self._local, name, cached)
+        return cached[:size].reshape(shape)
+
+
+def _thread_pool(n_workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``n_workers`` threads, created on first use."""
+    if n_workers not in _POOLS:
+        _POOLS[n_workers] = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="spkid-score")
+    return _POOLS[n_workers]

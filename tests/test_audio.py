@@ -1,0 +1,208 @@
+"""Tests of spkid.audio: formats libsndfile writes, downmix, resampling, errors, finding files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from spkid.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files, load, resample
+from spkid.errors import AudioError, SpkidError
+
+RATE_HZ = 16000
+
+
+def tone(
+    frequency_hz: float, duration_s: float = 0.5, rate_hz: int = RATE_HZ, amplitude: float = 0.5
+) -> np.ndarray:
+    time_s = np.arange(int(duration_s * rate_hz)) / rate_hz
+    return (amplitude * np.sin(2 * np.pi * frequency_hz * time_s)).astype(np.float32)
+
+
+def dominant_frequency_hz(signal: np.ndarray, rate_hz: int) -> float:
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(signal.size)))
+    return float(np.fft.rfftfreq(signal.size, 1.0 / rate_hz)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize(
+    ("extension", "subtype", "tolerance"),
+    [
+        (".wav", "PCM_U8", 1 / 64),
+        (".wav", "PCM_16", 1e-4),
+        (".wav", "PCM_24", 1e-6),
+        (".wav", "PCM_32", 1e-6),
+        (".wav", "FLOAT", 1e-7),
+        (".wav", "DOUBLE", 1e-7),
+        (".flac", "PCM_16", 1e-4),
+        (".flac", "PCM_24", 1e-6),
+        (".aiff", "PCM_16", 1e-4),
+        (".au", "PCM_16", 1e-4),
+    ],
+)
+def test_lossless_formats_round_trip(tmp_path: Path, extension: str, subtype: str, tolerance: float) -> None:
+    original = tone(440.0)
+    path = tmp_path / f"tone{extension}"
+    soundfile.write(str(path), original, RATE_HZ, subtype=subtype)
+    loaded = load(path)
+    assert loaded.dtype == np.float32
+    assert loaded.shape == original.shape
+    np.testing.assert_allclose(loaded, original, atol=tolerance)
+
+
+@pytest.mark.parametrize(("extension", "subtype"), [(".ogg", "VORBIS"), (".mp3", "MPEG_LAYER_III")])
+def test_lossy_formats_keep_the_tone(tmp_path: Path, extension: str, subtype: str) -> None:
+    path = tmp_path / f"tone{extension}"
+    try:
+        soundfile.write(str(path), tone(440.0, duration_s=1.0), RATE_HZ, subtype=subtype)
+    except (soundfile.LibsndfileError, TypeError, ValueError) as error:
+        pytest.skip(f"this libsndfile cannot write {subtype}: {error}")
+    loaded = load(path)
+    assert abs(loaded.size - RATE_HZ) < 0.1 * RATE_HZ  # codecs may pad a little
+    assert abs(dominant_frequency_hz(loaded, RATE_HZ) - 440.0) < 5.0
+    assert 0.25 < np.max(np.abs(loaded)) <= 1.0
+
+
+def test_multichannel_is_averaged(tmp_path: Path) -> None:
+    left, right = tone(300.0, amplitude=0.6), tone(700.0, amplitude=0.2)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(str(path), np.stack([left, right, np.zeros_like(left)], axis=1), RATE_HZ, subtype="FLOAT")
+    np.testing.assert_allclose(load(path), (left + right) / 3.0, atol=1e-6)
+
+
+def test_resampling_8k_to_16k_keeps_a_1khz_tone_at_1khz(tmp_path: Path) -> None:
+    path = tmp_path / "narrowband.wav"
+    soundfile.write(str(path), tone(1000.0, duration_s=1.0, rate_hz=8000), 8000, subtype="PCM_16")
+    loaded = load(path, sample_rate=16000)
+    assert loaded.size == 16000
+    assert abs(dominant_frequency_hz(loaded, 16000) - 1000.0) <= 1.0
+    # A proper anti-imaging filter: no mirror image at 8000 - 1000 = 7 kHz.
+    spectrum = np.abs(np.fft.rfft(loaded[1000:-1000] * np.hanning(14000))) ** 2
+    frequencies_hz = np.fft.rfftfreq(14000, 1 / 16000)
+    image = spectrum[np.abs(frequencies_hz - 7000.0) < 50].max()
+    assert 10 * np.log10(image / spectrum.max()) < -60.0
+
+
+def test_resample_downsamples_without_aliasing() -> None:
+    high = tone(6000.0, duration_s=1.0)  # above the 4 kHz Nyquist of 8 kHz: must vanish, not alias to 2 kHz
+    low = tone(1000.0, duration_s=1.0)
+    resampled = resample(high + low, 16000, 8000)
+    assert resampled.size == 8000
+    spectrum = np.abs(np.fft.rfft(resampled * np.hanning(8000))) ** 2
+    frequencies_hz = np.fft.rfftfreq(8000, 1 / 8000)
+    alias = spectrum[np.abs(frequencies_hz - 2000.0) < 20].max()
+    assert 10 * np.log10(alias / spectrum.max()) < -60.0
+
+
+def test_float_overshoot_is_clipped(tmp_path: Path) -> None:
+    path = tmp_path / "loud.wav"
+    soundfile.write(
+        str(path), np.array([0.0, 1.5, -2.0, 0.5] * 100, dtype=np.float32), RATE_HZ, subtype="FLOAT"
+    )
+    loaded = load(path)
+    assert loaded.max() == 1.0 and loaded.min() == -1.0
+    assert loaded[3] == pytest.approx(0.5)
+
+
+def test_audio_info_reads_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "info.flac"
+    soundfile.write(str(path), np.zeros((8000, 2), dtype=np.float32), 8000, subtype="PCM_16")
+    info = audio_info(path)
+    assert (info.sample_rate_hz, info.n_channels, info.n_samples) == (8000, 2, 8000)
+    assert info.duration_s == pytest.approx(1.0)
+    assert info.format == "FLAC"
+
+
+def write_text(path: Path, text: str = "this is not audio\n") -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("loader", [load, audio_info])
+def test_errors_name_the_file_and_the_reason(tmp_path: Path, loader) -> None:
+    with pytest.raises(AudioError, match=r"missing\.wav: no such file"):
+        loader(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match="is a directory"):
+        loader(tmp_path)
+    with pytest.raises(AudioError, match=r"fake\.wav: not a readable audio file") as caught:
+        loader(write_text(tmp_path / "fake.wav"))
+    assert caught.value.path == tmp_path / "fake.wav"
+    assert "\n" not in str(caught.value)
+
+
+def test_empty_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.wav"
+    soundfile.write(str(path), np.zeros(0, dtype=np.float32), RATE_HZ, subtype="PCM_16")
+    with pytest.raises(AudioError, match="empty"):
+        load(path)
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load(write_text(tmp_path / "zero_bytes.wav", ""))
+
+
+def test_corrupt_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.flac"
+    soundfile.write(str(path), tone(440.0), RATE_HZ, subtype="PCM_16")
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(AudioError, match=r"truncated\.flac"):
+        load(path)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_non_finite_samples_are_an_error(tmp_path: Path, bad_value: float) -> None:
+    samples = tone(440.0)
+    samples[100] = bad_value
+    path = tmp_path / "nan.wav"
+    soundfile.write(str(path), samples, RATE_HZ, subtype="FLOAT")
+    with pytest.raises(AudioError, match="1 NaN/Inf samples"):
+        load(path)
+
+
+def test_audio_errors_are_spkid_errors() -> None:
+    assert issubclass(AudioError, SpkidError)
+    with pytest.raises(AudioError, match="sample_rate"):
+        load("whatever.wav", sample_rate=0)
+
+
+def make_tree(root: Path) -> None:
+    for relative in [
+        "b/2.wav",
+        "b/1.FLAC",
+        "a/x.ogg",
+        "a/deep/y.wav",
+        "a/notes.txt",
+        "a/.hidden.wav",
+        ".git/z.wav",
+        "a/._resource.wav",
+    ]:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b"")
+
+
+def test_find_audio_files_recursive_sorted_case_insensitive(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    found = find_audio_files([tmp_path])
+    assert found == [
+        tmp_path / "a/deep/y.wav",
+        tmp_path / "a/x.ogg",
+        tmp_path / "b/1.FLAC",
+        tmp_path / "b/2.wav",
+    ]
+    assert find_audio_files(tmp_path / "b", extensions=["wav"]) == [tmp_path / "b/2.wav"]
+
+
+def test_find_audio_files_takes_files_as_given_and_dedupes(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    notes = tmp_path / "a/notes.txt"
+    found = find_audio_files([notes, tmp_path / "b", tmp_path / "b/2.wav"])
+    assert found == [notes, tmp_path / "b/1.FLAC", tmp_path / "b/2.wav"]
+
+
+def test_find_audio_files_errors(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="no such file or directory"):
+        find_audio_files([tmp_path / "nowhere"])
+    (tmp_path / "texts").mkdir()
+    write_text(tmp_path / "texts" / "readme.txt")
+    with pytest.raises(AudioError, match=r"texts: no audio files \(looked for \.wav, \.flac"):
+        find_audio_files([tmp_path / "texts"])
+    assert ".wav" in AUDIO_EXTENSIONS and ".flac" in AUDIO_EXTENSIONS
