@@ -73,9 +73,12 @@ def _check_readable_file(path: Path) -> None:
 def _decode_error(path: Path, error: Exception) -> AudioError:
     if isinstance(error, PermissionError):
         return AudioError(path, "permission denied")
+    if path.is_file() and path.stat().st_size == 0:
+        return AudioError(path, "not a readable audio file (empty: 0 bytes)")
     detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-    detail = detail.replace(str(path), "").strip(" :'\"") or type(error).__name__
-    return AudioError(path, f"not a readable audio file ({detail})")
+    # libsndfile says "Error opening '<path>': <reason>"; the path is already in front of the message.
+    detail = detail.replace(str(path), "").replace("Error opening '':", "").strip(" :'\"")
+    return AudioError(path, f"not a readable audio file ({detail or type(error).__name__})")
 
 
 def audio_info(path: str | Path) -> AudioInfo:

@@ -283,6 +283,7 @@ def remove(
 # ------------------------------------------------------------------------------------------------ experiments
 app.command()(cli_experiments.score)
 app.command()(cli_experiments.evaluate)
+app.command()(cli_experiments.calibrate)
 app.command()(cli_experiments.run)
 app.command()(cli_experiments.demo)
 app.command()(cli_experiments.download)

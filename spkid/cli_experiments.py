@@ -13,7 +13,7 @@ import typer
 
 from spkid.cli_support import ModelDir, NJobs, Overrides, SkipBad, info, progress_enabled, report_skipped
 
-__all__ = ["demo", "download", "evaluate", "run", "score"]
+__all__ = ["calibrate", "demo", "download", "evaluate", "run", "score"]
 
 
 def score(
@@ -77,6 +77,32 @@ def evaluate(
     typer.echo(format_metrics(result.metrics))
     if result.plot is not None:
         typer.echo(f"DET curve: {result.plot}")
+
+
+def calibrate(
+    ctx: typer.Context,
+    model_dir: ModelDir,
+    scores: Annotated[
+        Path, typer.Argument(metavar="SCORES", help="Scores of development trials.", show_default=False)
+    ],
+    trials: Annotated[
+        Path | None,
+        typer.Option("--trials", help="Labelled trial list; not needed if SCORES carries labels."),
+    ] = None,
+) -> None:
+    """Fit a score calibration on development trials and store it in the model.
+
+    Afterwards identify and verify report calibrated log-likelihood ratios and decide at the Bayes
+    threshold for p_target 0.01 (4.6) unless --threshold is given.
+
+    Example: spkid calibrate model/ dev_scores.txt --trials dev_trials.txt
+    """
+    from spkid.pipeline import calibrate_model
+
+    calibrator = calibrate_model(model_dir, scores, trials)
+    typer.echo(
+        f"stored calibration llr = {calibrator.scale_:.4g} * score + {calibrator.offset_:.4g} in {model_dir}"
+    )
 
 
 def run(

@@ -89,13 +89,16 @@ _StrictLoader.add_implicit_resolver(
 )
 
 
-def yaml_load(text: str, *, source: str) -> Any:
-    """Parse YAML text safely; syntax errors become :class:`ConfigError` naming ``source`` and the line."""
+def yaml_load(text: str, *, source: str, show_line: bool = True) -> Any:
+    """Parse YAML text safely; syntax errors become :class:`ConfigError` naming ``source`` and the line.
+
+    ``show_line=False`` leaves the line number out (a ``--set`` value is one line).
+    """
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader derives from SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        where = f"{source}:{mark.line + 1}" if mark is not None and show_line else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
 
@@ -121,7 +124,7 @@ def parse_override(text: str) -> tuple[str, list[str], Any]:
     parts = key.split(".")
     if not sep or len(parts) < 2 or not all(parts):
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. ubm.n_components=256")
-    value = yaml_load(raw_value, source=f"--set {key}") if raw_value.strip() else None
+    value = yaml_load(raw_value, source=f"--set {key}", show_line=False) if raw_value.strip() else None
     return parts[0], parts[1:], value
 
 
@@ -189,6 +192,7 @@ def _resolve(
             f"{source}: expected a mapping of sections ({', '.join(known)}), got {_describe(raw)}"
         )
     merged: dict[str, dict[str, Any]] = {}
+    from_overrides: dict[str, set[str]] = {}  # section -> keys last set by --set, so errors can say so
     for section, body in raw.items():
         if section not in known:
             raise ConfigError(f"{source}: unknown section {section!r}{_did_you_mean(section, known)}")
@@ -212,8 +216,10 @@ def _resolve(
             target[part] = child = dict(child) if isinstance(child, Mapping) else {}
             target = child
         target[key_path[-1]] = value
+        from_overrides.setdefault(section, set()).add(key_path[0])
     sections = {
-        name: _build_section(name, cls, merged.get(name, {}), source) for name, cls in classes.items()
+        name: _build_section(name, cls, merged.get(name, {}), source, from_overrides.get(name, set()))
+        for name, cls in classes.items()
     }
     free = {name: types.MappingProxyType(merged.get(name, {})) for name in FREE_SECTIONS}
     return Config(**sections, **free)
@@ -245,7 +251,15 @@ def _section_classes(overrides: SectionClasses | None) -> dict[str, type]:
     return classes
 
 
-def _build_section(name: str, cls: type, values: Mapping[str, Any], source: str) -> Any:
+def _build_section(
+    name: str, cls: type, values: Mapping[str, Any], source: str, overridden: set[str] = frozenset()
+) -> Any:
+    """Type-check and build one section; errors name ``--set`` instead of ``source`` for overridden keys."""
+
+    def origin(key: str | None) -> str:
+        # A value from --set is blamed on --set; with no file, every non-default value came from --set.
+        return "--set" if key in overridden or (overridden and source == "defaults") else source
+
     fields = {field.name: field for field in dataclasses.fields(cls) if field.init}
     try:
         hints = typing.get_type_hints(cls)
@@ -256,8 +270,8 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], source: str)
         if key not in fields:
             qualified = [f"{name}.{field}" for field in fields]
             hint = _did_you_mean(f"{name}.{key}", qualified) or f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"{source}: unknown key {name}.{key}{hint}")
-        checked[key] = _check_type(value, hints.get(key, Any), f"{source}: {name}.{key}")
+            raise ConfigError(f"{origin(key)}: unknown key {name}.{key}{hint}")
+        checked[key] = _check_type(value, hints.get(key, Any), f"{origin(key)}: {name}.{key}")
     try:
         if hasattr(cls, "from_dict"):
             return cls.from_dict(checked)
@@ -265,9 +279,10 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], source: str)
     except ConfigError as exc:
         message = str(exc)
         prefix = "" if message.startswith(name) else f"{name}: "
-        raise ConfigError(f"{source}: {prefix}{message}") from None
+        named = re.match(rf"{re.escape(name)}\.(\w+)", message)  # "ubm.n_components=-3: must be ..."
+        raise ConfigError(f"{origin(named.group(1) if named else None)}: {prefix}{message}") from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {name}: {exc}") from None
+        raise ConfigError(f"{origin(None)}: {name}: {exc}") from None
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -23,7 +23,7 @@ from spkid.trials import read_trial_list
 
 __all__ = [
     "Evaluation", "evaluate", "evaluate_arrays", "format_metrics", "markdown_metrics", "metric_rows",
-    "read_labelled_scores",
+    "labelled_scores", "read_labelled_scores",
 ]  # fmt: skip
 
 #: Display names and formats of the metrics, in the order they are printed.
@@ -119,6 +119,28 @@ def evaluate_arrays(
     return Evaluation(metrics=metrics, plot=plot_path)
 
 
+def labelled_scores(scores: str | Path, trials: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Target and non-target scores of a score file, labelled by a trial list or by the file itself.
+
+    Raises
+    ------
+    DataError
+        Unlabelled trials, a trial without a score, or no target / no non-target score.
+    """
+    if trials is None:
+        target, nontarget = read_labelled_scores(scores)
+    else:
+        trial_list = read_trial_list(trials)
+        if any(trial.target is None for trial in trial_list.trials):
+            raise DataError(f"{trials}: trials carry no target/nontarget labels; nothing to evaluate")
+        target, nontarget = split_scores(read_scores(scores), trial_list.trials, scores_path=scores)
+    if target.size == 0 or nontarget.size == 0:
+        raise DataError(
+            f"{scores}: need both target and non-target trials, got {target.size} and {nontarget.size}"
+        )
+    return target, nontarget
+
+
 def evaluate(
     scores: str | Path, trials: str | Path | None = None, *, plot: str | Path | None = None
 ) -> Evaluation:
@@ -137,17 +159,7 @@ def evaluate(
     -------
     Evaluation
     """
-    if trials is None:
-        target, nontarget = read_labelled_scores(scores)
-    else:
-        trial_list = read_trial_list(trials)
-        if any(trial.target is None for trial in trial_list.trials):
-            raise DataError(f"{trials}: trials carry no target/nontarget labels; nothing to evaluate")
-        target, nontarget = split_scores(read_scores(scores), trial_list.trials, scores_path=scores)
-    if target.size == 0 or nontarget.size == 0:
-        raise DataError(
-            f"{scores}: need both target and non-target trials, got {target.size} and {nontarget.size}"
-        )
+    target, nontarget = labelled_scores(scores, trials)
     return evaluate_arrays(target, nontarget, plot=plot, title=f"DET curve: {Path(scores).name}")
 
 

@@ -1,7 +1,9 @@
 """The MFCC front-end: waveform → MFCC + Δ + ΔΔ → energy VAD → CMVN, one file or many in parallel.
 
-The stages live in :mod:`spkid.frontend` (spectral), :mod:`spkid.vad` and :mod:`spkid.cmvn` and are
-re-exported here; :func:`extract` chains them in float32 with no Python loop over frames.
+The stages live in :mod:`spkid.frontend` (spectral), :mod:`spkid.deltas`, :mod:`spkid.vad` and
+:mod:`spkid.cmvn` and are re-exported here; :func:`extract` chains them in float32 with no Python loop over
+frames. :func:`extract_many` adds worker processes (:mod:`spkid.feature_jobs`) and a disk cache
+(:mod:`spkid.feature_cache`); the settings are :class:`FeatureConfig` (:mod:`spkid.feature_config`).
 """
 
 from __future__ import annotations

@@ -445,28 +445,25 @@ class DiagonalGMM(BaseEstimator):
                 given[name] = np.asarray(value, dtype=np.float64)
                 if given[name].shape != shape:
                     raise ModelError(f"{name}: expected shape {shape}, got {given[name].shape}")
-        if "means_init" in given and "variances_init" in given:
-            weights, means, variances = None, given["means_init"], given["variances_init"]
-        else:
+        weights = np.full(n_components, 1.0 / n_components)
+        means, variances = given.get("means_init"), given.get("variances_init")
+        if means is None or variances is None:
             sample = frames.sample(gmm_init.n_init_frames(frames.n_frames, n_components), random_state,
                                    self._dtype())
             if not np.all(np.isfinite(sample)):
                 raise ModelError("frames: contain NaN or infinite values")
-            if "means_init" in given:
+            if means is not None:
                 global_variance = np.var(sample, axis=0, dtype=np.float64)
-                weights, means = None, given["means_init"]
-                variances = np.tile(np.maximum(global_variance, gmm_init._floor(global_variance,
-                                                                                self.variance_floor)),
-                                    (n_components, 1))
+                floor = gmm_init._floor(global_variance, self.variance_floor)
+                variances = np.tile(np.maximum(global_variance, floor), (n_components, 1))
             elif self.init == "kmeans++":
                 weights, means, variances = gmm_init.kmeans_init(
                     sample, n_components, random_state=random_state, variance_floor=self.variance_floor)
             else:
                 weights, means, variances = gmm_init.binary_split_init(
                     sample, n_components, self._em_step_on(sample), variance_floor=self.variance_floor)
-        weights = given.get("weights_init", weights if weights is not None else np.full(n_components,
-                                                                                     1.0 / n_components))
-        self._set_parameters(weights, means, given.get("variances_init", variances))
+        variances = given.get("variances_init", variances)
+        self._set_parameters(given.get("weights_init", weights), means, variances)
 
     def _em_step_on(self, sample: np.ndarray):
         def em_step(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> gmm_init.Params:

@@ -97,6 +97,9 @@ def identify(
     features = recognizer.extract(
         files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
+    if not features:  # --skip-bad skipped every file: a failure, not an empty success
+        raise DataError(f"no usable recording: all {len(files)} files were skipped; "
+                        f"first: {features.skipped[0].reason}")  # fmt: skip
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))
     names = list(models)
     limit = len(names) if top_k == 0 else min(top_k, len(names))
@@ -159,6 +162,9 @@ def verify(
     features = recognizer.extract(
         files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
+    if not features:  # --skip-bad skipped every file: a failure, not an empty success
+        raise DataError(f"no usable recording: all {len(files)} files were skipped; "
+                        f"first: {features.skipped[0].reason}")  # fmt: skip
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))[:, 0]
     cutoff = recognizer.default_threshold() if threshold is None else float(threshold)
     results = [

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from spkid.audio import find_audio_files
+from spkid.calibrate import Calibrator
 from spkid.cohort import select_cohort
 from spkid.config import Config, load_config
 from spkid.corpora.folders import list_speakers
 from spkid.errors import DataError, StoreError
+from spkid.evaluation import evaluate, labelled_scores
 from spkid.features import SkippedFile, extract_many
 from spkid.identification import (
     Identification,
@@ -34,14 +36,14 @@ from spkid.identification import (
     score_trials,
     verify,
 )
-from spkid.recognizer import Recognizer
+from spkid.recognizer import CALIBRATION_KEY, Recognizer
 from spkid.store import MANIFEST_FILE, ModelStore, validate_speaker_name
 from spkid.ubm import train_ubm
 
 __all__ = [
     "EnrollResult", "Identification", "IdentifyResult", "ModelSummary", "ScoreResult", "TrainResult",
-    "Verification", "VerifyResult", "describe_model", "enroll_from_audio", "identify", "remove_speaker",
-    "score_trials", "speakers_in_folder", "train_ubm_from_audio", "verify",
+    "Verification", "VerifyResult", "calibrate_model", "describe_model", "enroll_from_audio", "evaluate",
+    "identify", "remove_speaker", "score_trials", "speakers_in_folder", "train_ubm_from_audio", "verify",
 ]  # fmt: skip
 
 PathLike = str | os.PathLike[str]
@@ -276,3 +278,28 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
 def remove_speaker(model_dir: PathLike, name: str) -> None:
     """Delete an enrolled speaker (StoreError when the model or the speaker does not exist)."""
     ModelStore.open(model_dir).remove_speaker(name)
+
+
+def calibrate_model(
+    model_dir: PathLike, scores: PathLike, trials: PathLike | None = None, *, p_effective: float = 0.5
+) -> Calibrator:
+    """Fit a linear calibration on a labelled score file and store it in the model.
+
+    From then on :func:`identify` and :func:`verify` report calibrated LLRs and decide at the Bayes
+    threshold (p_target 0.01) unless a threshold is given. Fit it on scores the model itself produced
+    (``spkid score``) on development trials, not on the trials you evaluate.
+
+    Raises
+    ------
+    StoreError
+        No model. DataError: unlabelled or one-sided scores.
+    """
+    store = ModelStore.open(model_dir)
+    target, nontarget = labelled_scores(scores, trials)
+    labels = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
+    calibrator = Calibrator(p_effective).fit(np.concatenate([target, nontarget]), labels)
+    # The store has no calibration slot of its own: the three numbers ride in the cohort file.
+    arrays = store.load_cohort() if store.has_cohort() else {}
+    arrays[CALIBRATION_KEY] = np.array([calibrator.scale_, calibrator.offset_, calibrator.p_effective])
+    store.save_cohort(arrays)
+    return calibrator

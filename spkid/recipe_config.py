@@ -51,6 +51,8 @@ DATA_KEYS: dict[str, tuple[str, ...]] = {
     "folders": ("root", "ubm_root"),
 }
 CORPORA: tuple[str, ...] = tuple(CORPUS_KEYS)
+#: Keys whose default is null but which take an integer when set (the value is a sample of the type).
+NULLABLE_INT_KEYS: dict[str, int] = {"max_train_per_speaker": 0, "n_enroll": 0, "seed": 0}
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,9 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSettin
     options = {**defaults, **recipe}
     for key, default in defaults.items():
         value = options[key]
-        if default is not None and value is not None and not _same_kind(value, default):
-            raise ConfigError(f"{path}: recipe.{key}: expected {type(default).__name__}, got {value!r}")
+        kind = NULLABLE_INT_KEYS.get(key, default)
+        if kind is not None and value is not None and not _same_kind(value, kind):
+            raise ConfigError(f"{path}: recipe.{key}: expected {type(kind).__name__}, got {value!r}")
     if not isinstance(options["n_jobs"], int) or options["n_jobs"] == 0 or options["n_jobs"] < -1:
         raise ConfigError(
             f"{path}: recipe.n_jobs: expected a positive integer or -1, got {options['n_jobs']!r}"

@@ -37,6 +37,8 @@ _EXP_FLOOR = np.float32(-80.0)  # exp below e^-80 is negligible next to the 1 of
 _PARALLEL_ELEMENTS = 200_000
 _BLAS = ThreadpoolController()
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+_STACK_GROUP = 128  # speakers converted at a time when building the parameter bank
+_MIN_BLOCK_SPEAKERS = 64  # top-C frame chunks are sized so speaker blocks hold at least this many
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,11 +175,6 @@ def _stack_parameters(ubm: Any, speakers: Sequence[Any]) -> tuple[np.ndarray, np
                     f"the UBM has {reference.shape}"
                 )
 
-    def stacked(name: str) -> np.ndarray:
-        return np.array([np.asarray(getattr(s, name), np.float64) for s in speakers]).reshape(
-            (len(speakers),) + np.shape(getattr(ubm, name))
-        )
-
     def quadratic_form(w: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
         """Rows of ``log w_k N(x | k)`` as a linear function of ``[(x-c)^2, x-c, 1]``: (..., K, 2D+1)."""
         shifted = mu - centre
@@ -186,18 +183,24 @@ def _stack_parameters(ubm: Any, speakers: Sequence[Any]) -> tuple[np.ndarray, np
         return np.concatenate([-0.5 / var, shifted / var, constant[..., None]], axis=-1)
 
     ubm_form = quadratic_form(weights, means, variances)
-    speaker_weights, speaker_means = stacked("weights_"), stacked("means_")
-    speaker_variances = stacked("variances_")
-    shared = bool(np.all(speaker_variances == variances))
-    if shared:
-        # Equal variances: the x^2 terms cancel, leaving [x-c, 1] (half the work of the general case).
-        log_weight_ratio = np.log(np.maximum(speaker_weights, 1e-30)) - np.log(np.maximum(weights, 1e-30))
-        square_change = (((speaker_means - centre) ** 2 - (means - centre) ** 2) / variances).sum(-1)
-        linear = (speaker_means - means) / variances
-        difference = np.concatenate([linear, (log_weight_ratio - 0.5 * square_change)[..., None]], axis=-1)
-    else:
-        difference = quadratic_form(speaker_weights, speaker_means, speaker_variances) - ubm_form
-    bank = np.ascontiguousarray(difference.transpose(1, 2, 0), dtype=np.float32)  # (K, R, S)
+    shared = all(np.array_equal(np.asarray(s.variances_, np.float64), variances) for s in speakers)
+    n_rows = means.shape[1] + 1 if shared else 2 * means.shape[1] + 1
+    bank = np.empty((means.shape[0], n_rows, len(speakers)), np.float32)  # (K, R, S)
+    for start in range(0, len(speakers), _STACK_GROUP):  # groups bound the float64 temporaries
+        group = speakers[start : start + _STACK_GROUP]
+        group_weights, group_means, group_variances = (
+            np.array([np.asarray(getattr(s, name), np.float64) for s in group])
+            for name in ("weights_", "means_", "variances_")
+        )
+        if shared:
+            # Equal variances: the x^2 terms cancel, leaving [x-c, 1] (half the work of the general case).
+            log_ratio = np.log(np.maximum(group_weights, 1e-30)) - np.log(np.maximum(weights, 1e-30))
+            square_change = (((group_means - centre) ** 2 - (means - centre) ** 2) / variances).sum(-1)
+            linear = (group_means - means) / variances
+            difference = np.concatenate([linear, (log_ratio - 0.5 * square_change)[..., None]], axis=-1)
+        else:
+            difference = quadratic_form(group_weights, group_means, group_variances) - ubm_form
+        bank[:, :, start : start + len(group)] = difference.transpose(1, 2, 0)
     return np.ascontiguousarray(ubm_form.T, dtype=np.float32), bank, centre.astype(np.float32), shared
 
 
@@ -218,6 +221,8 @@ class Scorer:
         if top_c is not None and top_c < 1:
             raise ConfigError(f"top_c={top_c}: must be a positive integer or None (exact)")
         self.names: list[str] = [str(name) for name in speakers]
+        if not self.names:
+            raise ModelError("Scorer: no speaker models given (enroll at least one speaker)")
         self.n_components, self.n_features = np.shape(ubm.means_)
         self.top_c = self.n_components if top_c is None else min(int(top_c), self.n_components)
         self._ubm = ubm
@@ -226,6 +231,7 @@ class Scorer:
         )
         self._index = {name: i for i, name in enumerate(self.names)}
         self._local = threading.local()
+        self._flat_bank: np.ndarray | None = None
 
     def llr(self, X: np.ndarray) -> np.ndarray:
         """Frame-averaged LLR of one utterance against every speaker: ndarray of shape (n_speakers,)."""
@@ -283,13 +289,15 @@ class Scorer:
 
     def _score(self, utterances: Sequence[np.ndarray], bank: np.ndarray) -> np.ndarray:
         n_speakers, n_best = bank.shape[2], self.top_c
-        n_frames_total = sum(len(X) for X in utterances)
         exact = n_best == self.n_components
-        frames_per_chunk = max(1, min(4096, _CHUNK_ELEMENTS // (n_best * n_speakers)))
+        # Exact: all (frame, component, speaker) scores of a chunk at once. Top-C: long frame chunks, with
+        # speakers taken in blocks so the (pairs, speakers) score matrix stays within _CHUNK_ELEMENTS.
+        per_frame = n_best * (n_speakers if exact else min(n_speakers, _MIN_BLOCK_SPEAKERS))
+        frames_per_chunk = max(1, min(4096, _CHUNK_ELEMENTS // per_frame))
         # Short segments keep the product of per-frame sums (each <= n_best) below 1e30 in float32.
         segment_frames = max(1, min(256, int(30 / max(np.log10(n_best), 1e-3))))
-        top_components, segment_llr_sums = _kernels(n_frames_total * n_best * n_speakers)
-        flat_bank = bank.transpose(1, 0, 2).reshape(bank.shape[1], -1) if exact else None  # (R, K*S)
+        work = sum(len(X) for X in utterances) * n_best * n_speakers
+        top_components, segment_llr_sums = _kernels(work)
         totals = np.zeros((len(utterances), n_speakers), np.float64)
         for frames, owners in self._chunks(utterances, frames_per_chunk):
             n_frames = len(frames)
@@ -300,64 +308,77 @@ class Scorer:
             if self._shared_variances:
                 design = np.ascontiguousarray(design[:, self.n_features :])  # [x - c, 1]
             if exact:
-                top_value = log_prob
-                # One product gives every (frame, component, speaker) score; row t*K + k of the view.
-                pair_scores = self._buffer("pair_scores", (n_frames, flat_bank.shape[1]))
-                np.matmul(design, flat_bank, out=pair_scores)
-                pair_scores = pair_scores.reshape(n_frames * n_best, n_speakers)
-                pair_rows = np.arange(n_frames * n_best).reshape(n_frames, n_best)
+                top_index, top_value = None, log_prob
             else:
                 top_index = np.empty((n_frames, n_best), np.int64)
                 top_value = np.empty((n_frames, n_best), np.float32)
                 top_components(log_prob, n_best, top_index, top_value)
-                pair_scores, pair_rows = self._top_pair_scores(design, top_index, bank)
             peak = top_value.max(axis=1, keepdims=True)
             log_post = top_value - (peak + np.log(np.exp(top_value - peak).sum(axis=1, keepdims=True)))
+            log_post = np.ascontiguousarray(log_post, np.float32)
             starts = np.union1d(
                 np.flatnonzero(np.diff(owners, prepend=-1)), np.arange(0, n_frames, segment_frames)
             )
-            segment_sums = np.zeros((len(starts), n_speakers), np.float32)
-            log_post = np.ascontiguousarray(log_post, np.float32)
-            segment_llr_sums(pair_scores, pair_rows, log_post, np.append(starts, n_frames), segment_sums)
-            np.add.at(totals, owners[starts], segment_sums)
+            segment_bounds = np.append(starts, n_frames)
+            for block, pair_scores, pair_rows in self._pair_score_blocks(design, top_index, bank):
+                segment_sums = np.zeros((len(starts), pair_scores.shape[1]), np.float32)
+                segment_llr_sums(pair_scores, pair_rows, log_post, segment_bounds, segment_sums)
+                np.add.at(totals[:, block], owners[starts], segment_sums)
         lengths = np.array([len(X) for X in utterances], np.float64)
         return totals / lengths[:, None]
 
-    def _top_pair_scores(
-        self, design: np.ndarray, top_index: np.ndarray, bank: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of every kept (frame, component) pair against every speaker, grouped by component.
+    def _pair_score_blocks(
+        self, design: np.ndarray, top_index: np.ndarray | None, bank: np.ndarray
+    ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+        """Yield ``(speaker slice, pair_scores, pair_rows)`` for blocks of speakers.
 
-        Returns
-        -------
-        pair_scores : ndarray of shape (n_frames * C, n_speakers), float32
-        pair_rows : ndarray of shape (n_frames, C): the row of ``pair_scores`` of each kept pair
+        ``pair_scores`` (n_pairs, n_block_speakers) float32 holds ``g`` of every kept (frame, component)
+        pair, grouped by component; ``pair_rows`` (n_frames, C) gives the row of each frame's pairs.
         """
-        n_frames, n_best = top_index.shape
+        n_frames, n_speakers = design.shape[0], bank.shape[2]
+        if top_index is None:  # exact: one product gives every pair; row t*K + k
+            pair_scores = self._buffer("pair_scores", (n_frames, self.n_components * n_speakers))
+            np.matmul(design, self._flat(bank), out=pair_scores)
+            pair_rows = np.arange(n_frames * self.n_components).reshape(n_frames, self.n_components)
+            yield slice(0, n_speakers), pair_scores.reshape(-1, n_speakers), pair_rows
+            return
+        n_best = top_index.shape[1]
         components = top_index.ravel()
         order = np.argsort(components, kind="stable")
         pair_design = design[order // n_best]
-        pair_scores = self._buffer("pair_scores", (len(order), bank.shape[2]))
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(components, minlength=self.n_components))])
-        used = np.flatnonzero(np.diff(bounds))
-
-        def products(group: np.ndarray) -> None:
-            for k in group:  # one product per component, against all speakers at once
-                rows = slice(bounds[k], bounds[k + 1])
-                np.matmul(pair_design[rows], bank[k], out=pair_scores[rows])
-
-        # The products are small: threading each one inside BLAS costs a synchronisation per product, so
-        # BLAS runs single-threaded and the components are shared out between worker threads instead.
-        n_workers = get_num_threads() if pair_scores.size >= _PARALLEL_ELEMENTS else 1
-        with _BLAS.limit(limits=1, user_api="blas"):
-            if n_workers == 1:
-                products(used)
-            else:
-                shares = np.searchsorted(bounds[used + 1], np.linspace(0, len(order), n_workers + 1)[1:-1])
-                list(_thread_pool(n_workers).map(products, np.split(used, shares)))
         pair_rows = np.empty(len(order), np.int64)
         pair_rows[order] = np.arange(len(order))
-        return pair_scores, pair_rows.reshape(n_frames, n_best)
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(components, minlength=self.n_components))])
+        used = np.flatnonzero(np.diff(bounds))
+        block_size = max(1, _CHUNK_ELEMENTS // len(order))
+        for first in range(0, n_speakers, block_size):
+            block = slice(first, min(first + block_size, n_speakers))
+            pair_scores = self._buffer("pair_scores", (len(order), block.stop - block.start))
+
+            def products(group: np.ndarray, out: np.ndarray = pair_scores, block: slice = block) -> None:
+                for k in group:  # one product per component, against every speaker of the block
+                    rows = slice(bounds[k], bounds[k + 1])
+                    np.matmul(pair_design[rows], bank[k, :, block], out=out[rows])
+
+            # The products are small: threading each one inside BLAS costs a synchronisation per product,
+            # so BLAS runs single-threaded and the components are shared out between worker threads.
+            n_workers = get_num_threads() if pair_scores.size >= _PARALLEL_ELEMENTS else 1
+            with _BLAS.limit(limits=1, user_api="blas"):
+                if n_workers == 1:
+                    products(used)
+                else:
+                    cuts = np.linspace(0, len(order), n_workers + 1)[1:-1]
+                    shares = np.split(used, np.searchsorted(bounds[used + 1], cuts))
+                    list(_thread_pool(n_workers).map(products, shares))
+            yield block, pair_scores, pair_rows.reshape(n_frames, n_best)
+
+    def _flat(self, bank: np.ndarray) -> np.ndarray:
+        """``bank`` as one (R, K*S) matrix for exact scoring (kept for the full bank, a copy of it)."""
+        if bank is not self._bank:
+            return bank.transpose(1, 0, 2).reshape(bank.shape[1], -1)
+        if self._flat_bank is None:
+            self._flat_bank = np.ascontiguousarray(bank.transpose(1, 0, 2).reshape(bank.shape[1], -1))
+        return self._flat_bank
 
     def _buffer(self, name: str, shape: tuple[int, int]) -> np.ndarray:
         """A float32 work array of ``shape``, reused across calls of this thread (no page faults)."""

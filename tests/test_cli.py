@@ -98,7 +98,7 @@ def test_version_and_help_of_every_command():
         "run",
         "demo",
     ]
-    for command in [*commands, "download"]:
+    for command in [*commands, "download", "calibrate"]:
         result = invoke(command, "--help")
         check_ok(result)
         assert "Example" in result.stdout and f"spkid {command}" in result.stdout, command
@@ -453,3 +453,37 @@ def test_batch_commands_skip_bad_files_only_when_asked(model_copy: Path, split_c
     result = invoke("score", model_copy, trials, "-o", scores, "--skip-bad")
     check_ok(result)
     assert "1 trials unscored" in result.stdout and len(scores.read_text().splitlines()) == 1
+
+
+def test_calibrate_then_identify_reports_calibrated_llrs(model_copy: Path, split_corpus, tmp_path: Path):
+    speakers = sorted(p.name for p in split_corpus["enroll"].iterdir())
+    write_kaldi_trials(tmp_path / "trials.txt", split_corpus["test"], speakers)
+    scores = tmp_path / "scores.txt"
+    check_ok(
+        invoke(
+            "score", model_copy, tmp_path / "trials.txt", "--audio-root", split_corpus["test"], "-o", scores
+        )
+    )
+    wav = sorted((split_corpus["test"] / "spk03").glob("*.wav"))[0]
+    raw = json.loads(invoke("identify", model_copy, wav, "--json", "-k", "0").stdout)[0]["scores"]
+    result = invoke("calibrate", model_copy, scores, "--trials", tmp_path / "trials.txt")
+    check_ok(result)
+    assert "stored calibration" in result.stdout
+    # An independent fit of the same prior-weighted logistic regression (scikit-learn).
+    from sklearn.linear_model import LogisticRegression
+
+    values = {(e, t): float(s) for e, t, s in (line.split() for line in scores.read_text().splitlines())}
+    labels = [line.split()[2] == "target" for line in (tmp_path / "trials.txt").read_text().splitlines()]
+    x = np.array(list(values.values()))
+    y = np.array(labels, dtype=int)
+    weights = np.where(y == 1, 0.5 / y.sum(), 0.5 / (1 - y).sum())
+    fit = LogisticRegression(C=1e6).fit(x[:, None], y, sample_weight=weights * len(y))
+    calibrated = json.loads(invoke("identify", model_copy, wav, "--json", "-k", "0").stdout)[0]["scores"]
+    before = {entry["speaker"]: entry["score"] for entry in raw}
+    after = {entry["speaker"]: entry["score"] for entry in calibrated}
+    for name in before:
+        expected = fit.coef_[0, 0] * before[name] + fit.intercept_[0]
+        assert after[name] == pytest.approx(expected, abs=0.05 * max(1.0, abs(expected)))
+    verdict = json.loads(invoke("verify", model_copy, "-s", "spk03", wav, "--json").stdout)[0]
+    assert verdict["threshold"] == pytest.approx(np.log(99.0))  # Bayes threshold at p_target = 0.01
+    check_error(invoke("calibrate", model_copy, scores), "carry no labels")

@@ -197,6 +197,8 @@ def test_memory_mapped_utterances(tmp_path, mixture_data):
     from_disk = DiagonalGMM(4, max_iter=4, random_state=1).fit(mapped)
     in_memory = DiagonalGMM(4, max_iter=4, random_state=1).fit(frames)
     np.testing.assert_allclose(from_disk.means_, in_memory.means_, rtol=1e-12)
+    fortran_order = DiagonalGMM(4, max_iter=4, random_state=1).fit(np.asfortranarray(frames))
+    np.testing.assert_allclose(fortran_order.means_, in_memory.means_, rtol=1e-12)
     stats = from_disk.accumulate(mapped)
     assert stats.n_frames == frames.shape[0]
 
@@ -340,3 +342,13 @@ def test_from_dict_validates(change, message):
         DiagonalGMM.from_dict(data)
     with pytest.raises(ModelError, match="missing key 'means'"):
         DiagonalGMM.from_dict({"weights": np.ones(1), "variances": np.ones((1, 1))})
+
+
+def test_means_init_alone_uses_uniform_weights_and_data_variance(mixture_data, capsys):
+    means = mixture_data[:3].astype(np.float64)
+    model = DiagonalGMM(3, max_iter=0, means_init=means, dtype=np.float64).fit(mixture_data)
+    np.testing.assert_allclose(model.weights_, 1 / 3)
+    np.testing.assert_array_equal(model.means_, means)
+    np.testing.assert_allclose(model.variances_, np.tile(mixture_data.var(axis=0), (3, 1)), rtol=1e-10)
+    DiagonalGMM(3, max_iter=2, means_init=means, weights_init=[0.2, 0.3, 0.5], verbose=True).fit(mixture_data)
+    assert "iteration 2: mean log-likelihood" in capsys.readouterr().out

@@ -120,12 +120,16 @@ def test_llr_many_and_chunking_match_single_utterances(ubm, speakers, monkeypatc
     for top_c in (None, 4):
         scorer = Scorer(ubm, speakers, top_c=top_c)
         one_by_one = np.array([scorer.llr(X) for X in utterances])
-        # Tiny chunks force utterances to be split across chunks and chunks to hold several utterances.
-        monkeypatch.setattr(score_module, "_CHUNK_ELEMENTS", 50 * scorer.top_c * len(speakers))
-        batched = scorer.llr_many(utterances)
-        monkeypatch.undo()
-        assert batched.shape == (len(utterances), len(speakers))
-        np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+        # Tiny chunks split utterances across chunks, put several utterances in one chunk, and (second
+        # setting) split the speakers into blocks of two.
+        settings = ((50 * scorer.top_c * len(speakers), 64), (2 * 40 * scorer.top_c, 2))
+        for chunk_elements, min_block in settings:
+            monkeypatch.setattr(score_module, "_CHUNK_ELEMENTS", chunk_elements)
+            monkeypatch.setattr(score_module, "_MIN_BLOCK_SPEAKERS", min_block)
+            batched = scorer.llr_many(utterances)
+            monkeypatch.undo()
+            assert batched.shape == (len(utterances), len(speakers))
+            np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
 
 
 def test_identify_and_verify(ubm, speakers):
@@ -169,6 +173,8 @@ def test_errors(ubm, speakers):
         scorer.llr(np.zeros((0, 4), np.float32))
     with pytest.raises(ModelError, match="not enrolled"):
         scorer.verify("nobody", np.zeros((10, 4), np.float32))
+    with pytest.raises(ModelError, match="no speaker models"):
+        Scorer(ubm, {})
     other = random_ubm(seed=1, n_components=8)
     with pytest.raises(ModelError, match="speaker model 0: weights_ has shape"):
         Scorer(ubm, {"x": other})
