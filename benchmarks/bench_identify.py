@@ -32,7 +32,8 @@ TARGET_MS = 20.0  # at 1,000 speakers with top-5
 def make_ubm(n_features: int, rng: np.random.Generator) -> DiagonalGMM:
     return DiagonalGMM.from_params(
         rng.dirichlet(np.full(N_COMPONENTS, 5.0)),
-        rng.normal(0.0, 1.0, (N_COMPONENTS, n_features)),
+        # Means this close together give overlapping components (mean top-1 posterior ~0.8), as real MFCCs do.
+        rng.normal(0.0, 0.4, (N_COMPONENTS, n_features)),
         rng.uniform(0.3, 1.5, (N_COMPONENTS, n_features)),
     )
 
@@ -41,7 +42,7 @@ def make_speakers(ubm: DiagonalGMM, n_speakers: int, rng: np.random.Generator, *
     speakers = {}
     for index in range(n_speakers):
         moved = (rng.random(N_COMPONENTS) < 0.5)[:, None]
-        means = ubm.means_ + moved * rng.normal(0.0, 0.3, ubm.means_.shape)
+        means = ubm.means_ + moved * rng.normal(0.0, 0.15, ubm.means_.shape)
         scale = rng.uniform(0.8, 1.25, ubm.variances_.shape) if variances else 1.0
         speakers[f"speaker{index:04d}"] = DiagonalGMM.from_params(ubm.weights_, means, ubm.variances_ * scale)
     return speakers
@@ -53,14 +54,15 @@ def sample_frames(ubm: DiagonalGMM, rng: np.random.Generator) -> np.ndarray:
     return (ubm.means_[components] + noise).astype(np.float32)
 
 
-def median_ms(function, repeats: int) -> float:
-    function()  # warm-up (numba compilation, first touch of buffers)
+def time_ms(function, repeats: int) -> tuple[float, float]:
+    """(median, best) wall time of ``function`` in ms, after one warm-up call (compilation, first touch)."""
+    function()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         function()
         times.append(time.perf_counter() - started)
-    return 1000.0 * float(np.median(times))
+    return 1000.0 * float(np.median(times)), 1000.0 * float(np.min(times))
 
 
 def sklearn_loop_ms(ubm: DiagonalGMM, speakers: dict, X: np.ndarray) -> float:
@@ -76,40 +78,50 @@ def sklearn_loop_ms(ubm: DiagonalGMM, speakers: dict, X: np.ndarray) -> float:
         background = reference.score(X)
         return np.array([model.score(X) - background for model in models])
 
-    return median_ms(score_all, 1)
+    return time_ms(score_all, 1)[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--speakers", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--sklearn-max", type=int, default=100, help="largest speaker count for the sklearn peer")
+    parser.add_argument("--sklearn-max", type=int, default=100, help="most speakers for the sklearn peer")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     n_features = FeatureConfig().n_features
     ubm = make_ubm(n_features, rng)
     X = sample_frames(ubm, rng)
-    print(f"K={N_COMPONENTS}, D={n_features}, {N_FRAMES} frames (10 s); median of {args.repeats} runs (ms)")
-    header = f"{'speakers':>8} {'top-5':>9} {'exact':>10} {'exact/top-5':>12} {'sklearn':>10} {'sklearn/top-5':>14}"
-    print(header)
-    top5_times = {}
+    print(
+        f"K={N_COMPONENTS}, D={n_features}, {N_FRAMES} frames (10 s); wall ms, median of {args.repeats} runs"
+    )
+    columns = (
+        "speakers",
+        "top-5",
+        "top-5 best",
+        "exact",
+        "exact/top-5",
+        "sklearn",
+        "sklearn/top-5",
+        "max|diff|",
+    )
+    print(" ".join(f"{name:>13}" for name in columns))
+    top5_times, fast_scorers = {}, {}
     for n_speakers in args.speakers:
         speakers = make_speakers(ubm, n_speakers, rng)
         fast = Scorer(ubm, speakers, top_c=5)
         exact = Scorer(ubm, speakers, top_c=None)
-        top5 = median_ms(lambda scorer=fast: scorer.llr(X), args.repeats)
-        full = median_ms(lambda scorer=exact: scorer.llr(X), max(1, min(args.repeats, 3)))
+        top5, top5_best = time_ms(lambda scorer=fast: scorer.llr(X), args.repeats)
+        full, _ = time_ms(lambda scorer=exact: scorer.llr(X), max(1, min(args.repeats, 3)))
         gap = float(np.max(np.abs(fast.llr(X) - exact.llr(X))))
-        sklearn_text = ratio_text = "-"
+        naive_text = ratio_text = "-"
         if n_speakers <= args.sklearn_max:
             naive = sklearn_loop_ms(ubm, speakers, X)
-            sklearn_text, ratio_text = f"{naive:10.1f}", f"{naive / top5:14.0f}x"
-        top5_times[n_speakers] = top5
-        print(
-            f"{n_speakers:8d} {top5:9.2f} {full:10.1f} {full / top5:11.0f}x {sklearn_text:>10} {ratio_text:>14}"
-            f"   (max |top-5 - exact| = {gap:.3f})"
-        )
+            naive_text, ratio_text = f"{naive:.1f}", f"{naive / top5:.0f}x"
+        top5_times[n_speakers], fast_scorers[n_speakers] = top5, fast
+        cells = (n_speakers, f"{top5:.2f}", f"{top5_best:.2f}", f"{full:.1f}", f"{full / top5:.0f}x")
+        cells += (naive_text, ratio_text, f"{gap:.4f}")
+        print(" ".join(f"{cell:>13}" for cell in cells))
     counts = sorted(top5_times)
     for small, large in zip(counts, counts[1:], strict=False):
         print(
@@ -117,8 +129,11 @@ def main() -> None:
             f"for speakers x{large / small:.0f}"
         )
     if 1000 in top5_times:
+        batch = [sample_frames(ubm, rng) for _ in range(10)]
+        batched_ms, _ = time_ms(lambda: fast_scorers[1000].llr_many(batch), max(1, args.repeats // 3))
+        print(f"1000 speakers, top-5, 10 utterances per llr_many call: {batched_ms / 10:.2f} ms each")
         general = Scorer(ubm, make_speakers(ubm, 1000, rng, variances=True), top_c=5)
-        general_ms = median_ms(lambda: general.llr(X), args.repeats)
+        general_ms, _ = time_ms(lambda: general.llr(X), args.repeats)
         print(f"1000 speakers, means+variances adapted, top-5: {general_ms:.2f} ms")
         verdict = "meets" if top5_times[1000] <= TARGET_MS else "misses"
         print(f"top-5 at 1000 speakers: {top5_times[1000]:.2f} ms ({verdict} the {TARGET_MS:.0f} ms target)")

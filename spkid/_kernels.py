@@ -62,7 +62,10 @@ def _fmax(typingctx, left, right):
 
 
 def clamped_exp(value):  # pragma: no cover - replaced by the numba overload below
-    """``exp(value)`` for ``value`` in ``[clamp, 0]``; float32 uses a vectorisable polynomial."""
+    """``exp(value)``; in float32 a vectorisable polynomial (relative error < 3e-7) for value in [-87, 88].
+
+    Callers clamp the argument (at -80 in the E-step) so the result is never subnormal.
+    """
     return math.exp(value)
 
 

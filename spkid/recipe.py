@@ -22,7 +22,10 @@ from spkid.atomic import atomic_write_bytes
 from spkid.errors import ConfigError
 from spkid.recipe_config import RecipeSettings, load_recipe, resolved_recipe_yaml
 
-__all__ = ["MARKER_NAME", "STAGES", "RecipeResult", "StageOutcome", "run_recipe", "stage_plan"]
+__all__ = [
+    "MARKER_NAME", "STAGES", "RecipeResult", "StageOutcome", "is_up_to_date", "run_recipe", "stage_hashes",
+    "stage_plan",
+]  # fmt: skip
 
 STAGES: tuple[str, ...] = ("prepare", "features", "ubm", "enroll", "score", "report")
 MARKER_NAME = ".stage-done.json"
@@ -90,7 +93,8 @@ def stage_plan(stages: Sequence[str] = (), from_stage: str | None = None) -> tup
     Returns
     -------
     considered : list of str
-        Stages in pipeline order that this run looks at (the others are neither run nor checked).
+        Stages in pipeline order that this run looks at. The others are not run; those before the last
+        considered stage must be finished and up to date (:func:`run_recipe` checks).
     forced : set of str
         Stages that run even when their marker says they are up to date.
     """

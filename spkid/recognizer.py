@@ -68,8 +68,10 @@ class Recognizer:
         # version has (an older model) is refused rather than silently filled with today's default.
         store.check_feature_config(self.feature_config.to_dict())
         if self.feature_config.n_features != store.ubm_shape[1]:  # an edited or mixed-up manifest
-            raise StoreError(f"{store.path}: the stored feature settings give {self.feature_config.n_features} "
-                             f"features but the UBM has {store.ubm_shape[1]}; retrain with spkid train-ubm")
+            raise StoreError(
+                f"{store.path}: the stored feature settings give {self.feature_config.n_features} features "
+                f"but the UBM has {store.ubm_shape[1]}; retrain with spkid train-ubm"
+            )
         self.ubm = store.load_ubm()
         cohort_arrays = store.load_cohort() if store.has_cohort() else {}
         method = self.score_config.normalization

@@ -328,7 +328,8 @@ def map_adapt(
         pooled_variance = weights @ (variances + means**2) - centre**2
         # As the GMM floors: relative per dimension, and absolutely 1e-10 x the widest dimension, so a
         # constant dimension cannot reach variances whose float32 precisions overflow when scoring.
-        floor = np.maximum(ubm.variance_floor * pooled_variance, 1e-10 * max(float(pooled_variance.max()), 1e-30))
+        absolute_floor = 1e-10 * max(float(pooled_variance.max()), 1e-30)
+        floor = np.maximum(ubm.variance_floor * pooled_variance, absolute_floor)
         new_variances = np.maximum(a * data_square + (1 - a) * (variances + means**2) - new_means**2, floor)
     return DiagonalGMM.from_params(
         new_weights, new_means, new_variances, variance_floor=ubm.variance_floor, dtype=ubm.dtype

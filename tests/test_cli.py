@@ -487,3 +487,30 @@ def test_calibrate_then_identify_reports_calibrated_llrs(model_copy: Path, split
     verdict = json.loads(invoke("verify", model_copy, "-s", "spk03", wav, "--json").stdout)[0]
     assert verdict["threshold"] == pytest.approx(np.log(99.0))  # Bayes threshold at p_target = 0.01
     check_error(invoke("calibrate", model_copy, scores), "carry no labels")
+
+
+def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
+    """With score.normalization=snorm at train time identify reports S-normalised scores (checked by hand)."""
+    from spkid.cohort import Cohort
+
+    model = tmp_path / "snorm"
+    check_ok(
+        invoke("train-ubm", model, split_corpus["enroll"], *SMALL, "--set", "score.normalization=snorm", "-q")
+    )
+    check_ok(invoke("enroll", model, split_corpus["enroll"], "-q"))
+    wav = sorted((split_corpus["test"] / "spk05").glob("*.wav"))[0]
+    document = json.loads(invoke("identify", model, wav, "--json", "-k", "0").stdout)[0]
+    store = ModelStore.open(model)
+    ubm, speakers = store.load_ubm(), store.load_speakers()
+    cohort = Cohort.from_arrays(store.load_cohort(), ubm)
+    assert len(cohort.segments) == len(cohort.models) == 6  # score.cohort_size
+    features = extract(wav, FeatureConfig())
+    raw = Scorer(ubm, speakers).llr(features)
+    on_cohort = Scorer(ubm, speakers).llr_many(cohort.segments)  # (n_cohort, n_speakers): Z-norm statistics
+    cohort_models = Scorer(ubm, {str(i): m for i, m in enumerate(cohort.models)}).llr(features)  # T-norm
+    z_part = (raw - on_cohort.mean(axis=0)) / on_cohort.std(axis=0)
+    t_part = (raw - cohort_models.mean()) / cohort_models.std()
+    expected = dict(zip(speakers, 0.5 * (z_part + t_part), strict=True))
+    for entry in document["scores"]:
+        assert entry["score"] == pytest.approx(expected[entry["speaker"]], abs=1e-4)
+    assert document["speaker"] == max(expected, key=expected.get)

@@ -1,6 +1,6 @@
-"""Property-based robustness tests (hypothesis): whatever arrives, spkid answers or raises its own clear error.
+"""Property-based robustness tests (hypothesis): whatever arrives, spkid answers or raises its own error.
 
-- any finite waveform gives finite features, or a FeatureError saying it is too short / silent / has no speech;
+- any finite waveform gives finite features, or a FeatureError saying it is too short, silent or speechless;
 - any bytes given as an audio file decode to a finite waveform or raise AudioError, never another exception;
 - EM and MAP adaptation on degenerate frames (duplicates, constant dimensions, fewer frames than components)
   return a valid model or raise ModelError, never NaN;
@@ -35,8 +35,11 @@ from spkid.store import ModelStore
 from spkid.ubm import EnrollConfig, UBMConfig, map_adapt, train_ubm
 
 # SPKID_HYPOTHESIS_EXAMPLES=1000 for a deeper local search; CI keeps it short.
-PROPERTY = settings(max_examples=int(os.environ.get("SPKID_HYPOTHESIS_EXAMPLES", "40")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=int(os.environ.get("SPKID_HYPOTHESIS_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 RATE_HZ = 16000
 CONFIGS = {
     "default": FeatureConfig(),
@@ -94,7 +97,7 @@ def speechlike_signals(draw) -> tuple[np.ndarray, int]:
         elif kind == "dc":
             signal[part] += level
         elif kind == "click":
-            signal[start:start + 1] += level
+            signal[start : start + 1] += level
         else:
             signal[part] += level * np.sign(np.sin(2 * np.pi * 100.0 * time_s[part]))
     dtype = draw(st.sampled_from([np.float32, np.float64, np.int16]))
@@ -133,9 +136,21 @@ def _wav_bytes(samples: np.ndarray, subtype: str = "PCM_16") -> bytes:
 
 GOOD_WAV = _wav_bytes(0.3 * np.sin(np.arange(4000) * 0.2))
 FLOAT_WAV = _wav_bytes(0.3 * np.sin(np.arange(4000) * 0.2), subtype="FLOAT")
-MAGIC = [b"", b"RIFF\x00\x10\x00\x00WAVEfmt ", b"RIFF\xff\xff\xff\xffWAVE", b"fLaC", b"OggS\x00\x02", b"ID3\x03",
-         b"\xff\xfb\x90\x64", b"FORM\x00\x00\x10\x00AIFF", b".snd\x00\x00\x00\x18", b"NIST_1A\n   1024\n",
-         b"caff\x00\x01\x00\x00", GOOD_WAV[:44], FLOAT_WAV[:58]]  # fmt: skip
+MAGIC = [
+    b"",
+    b"RIFF\x00\x10\x00\x00WAVEfmt ",
+    b"RIFF\xff\xff\xff\xffWAVE",
+    b"fLaC",
+    b"OggS\x00\x02",
+    b"ID3\x03",
+    b"\xff\xfb\x90\x64",
+    b"FORM\x00\x00\x10\x00AIFF",
+    b".snd\x00\x00\x00\x18",
+    b"NIST_1A\n   1024\n",
+    b"caff\x00\x01\x00\x00",
+    GOOD_WAV[:44],
+    FLOAT_WAV[:58],
+]
 
 
 @st.composite
@@ -161,8 +176,10 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @PROPERTY
-@given(data=audio_file_bytes(), suffix=st.sampled_from([".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".sph",
-                                                         ".caf", ".bin"]))  # fmt: skip
+@given(
+    data=audio_file_bytes(),
+    suffix=st.sampled_from([".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".sph", ".caf", ".bin"]),
+)
 def test_any_bytes_as_an_audio_file_decode_or_raise_audio_error(scratch: Path, data: bytes, suffix: str):
     path = scratch / f"input{suffix}"
     path.write_bytes(data)
@@ -222,8 +239,11 @@ def degenerate_frames(draw) -> tuple[np.ndarray, int]:
 
 
 @PROPERTY
-@given(drawn=degenerate_frames(), init=st.sampled_from(["kmeans++", "split"]),
-       dtype=st.sampled_from([np.float32, np.float64]))  # fmt: skip
+@given(
+    drawn=degenerate_frames(),
+    init=st.sampled_from(["kmeans++", "split"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
 def test_em_on_degenerate_frames_returns_a_valid_model_or_raises_model_error(drawn, init, dtype):
     X, n_components = drawn
     try:
@@ -267,8 +287,11 @@ N_FEATURES = FeatureConfig().n_features
 def _gmm(seed: int) -> DiagonalGMM:
     rng = np.random.default_rng(seed)
     weights = rng.random(N_COMPONENTS) + 0.1
-    return DiagonalGMM.from_params(weights / weights.sum(), rng.standard_normal((N_COMPONENTS, N_FEATURES)),
-                                   rng.random((N_COMPONENTS, N_FEATURES)) + 0.5)  # fmt: skip
+    return DiagonalGMM.from_params(
+        weights / weights.sum(),
+        rng.standard_normal((N_COMPONENTS, N_FEATURES)),
+        rng.random((N_COMPONENTS, N_FEATURES)) + 0.5,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -276,9 +299,13 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory (random UBM, default feature settings) with speakers alice and bob."""
     path = tmp_path_factory.mktemp("robustness_models") / "model"
     store = ModelStore.create(
-        path, feature_config=FeatureConfig().to_dict(), ubm_config=UBMConfig(n_components=N_COMPONENTS).to_dict(),
-        enroll_config=EnrollConfig().to_dict(), score_config=ScoreConfig().to_dict(), ubm=_gmm(0),
-    )  # fmt: skip
+        path,
+        feature_config=FeatureConfig().to_dict(),
+        ubm_config=UBMConfig(n_components=N_COMPONENTS).to_dict(),
+        enroll_config=EnrollConfig().to_dict(),
+        score_config=ScoreConfig().to_dict(),
+        ubm=_gmm(0),
+    )
     store.save_speaker("alice", _gmm(1))
     store.save_speaker("bob", _gmm(2))
     return path
@@ -323,14 +350,29 @@ def _tampered_arrays(arrays: dict[str, np.ndarray], kind: str, where: int) -> di
     return changed
 
 
-TAMPERINGS = ["nan", "inf", "negative", "zero-variance", "drop-row", "transpose", "wrong-dtype", "missing",
-              "extra-key", "weights-sum"]  # fmt: skip
+TAMPERINGS = [
+    "nan",
+    "inf",
+    "negative",
+    "zero-variance",
+    "drop-row",
+    "transpose",
+    "wrong-dtype",
+    "missing",
+    "extra-key",
+    "weights-sum",
+]
 
 
 @PROPERTY
-@given(target=st.sampled_from(["ubm.npz", "speakers/alice.npz"]), kind=st.sampled_from(TAMPERINGS),
-       where=st.integers(0, 10_000))  # fmt: skip
-def test_tampered_model_arrays_with_a_valid_hash_are_rejected(pristine: Path, scratch: Path, target, kind, where):
+@given(
+    target=st.sampled_from(["ubm.npz", "speakers/alice.npz"]),
+    kind=st.sampled_from(TAMPERINGS),
+    where=st.integers(0, 10_000),
+)
+def test_tampered_model_arrays_with_a_valid_hash_are_rejected(
+    pristine: Path, scratch: Path, target, kind, where
+):
     model = scratch / "tampered"
     shutil.rmtree(model, ignore_errors=True)
     shutil.copytree(pristine, model)
@@ -349,12 +391,16 @@ def test_tampered_model_arrays_with_a_valid_hash_are_rejected(pristine: Path, sc
 
 
 @PROPERTY
-@given(target=st.sampled_from(["ubm.npz", "speakers/alice.npz", "manifest.json"]),
-       edits=st.lists(st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(0, 255)), min_size=1,
-                      max_size=6),
-       truncate=st.none() | st.floats(0.0, 1.0, exclude_max=True))  # fmt: skip
-def test_corrupted_model_file_bytes_are_rejected_or_harmless(pristine: Path, scratch: Path, target, edits,
-                                                             truncate):
+@given(
+    target=st.sampled_from(["ubm.npz", "speakers/alice.npz", "manifest.json"]),
+    edits=st.lists(
+        st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6
+    ),
+    truncate=st.none() | st.floats(0.0, 1.0, exclude_max=True),
+)
+def test_corrupted_model_file_bytes_are_rejected_or_harmless(
+    pristine: Path, scratch: Path, target, edits, truncate
+):
     model = scratch / "corrupted"
     shutil.rmtree(model, ignore_errors=True)
     shutil.copytree(pristine, model)
@@ -409,17 +455,27 @@ def test_tampered_model_is_one_clear_cli_error(pristine: Path, scratch: Path):
     result = CliRunner().invoke(app, ["identify", str(model), str(wav)])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {file}: invalid speaker 'bob'") and "NaN" in lines[0]
-    assert isinstance(CliRunner().invoke(app, ["--debug", "identify", str(model), str(wav)]).exception,
-                      SpkidError)  # fmt: skip
+    assert (
+        len(lines) == 1 and lines[0].startswith(f"error: {file}: invalid speaker 'bob'") and "NaN" in lines[0]
+    )
+    assert isinstance(
+        CliRunner().invoke(app, ["--debug", "identify", str(model), str(wav)]).exception, SpkidError
+    )
 
 
 def test_wav_header_fields_beyond_reason_are_audio_errors(scratch: Path):
     """Hand-made headers with absurd fields (0 Hz, 0 channels, 0-bit samples) are refused, not divided by."""
     data = b"\x00\x01" * 100
     for rate_hz, channels, bits in [(0, 1, 16), (RATE_HZ, 0, 16), (RATE_HZ, 1, 0), (RATE_HZ, 1, 13)]:
-        fmt = struct.pack("<HHIIHH", 1, channels, rate_hz, rate_hz * channels * bits // 8,
-                          max(channels * bits // 8, 1), bits)  # fmt: skip
+        fmt = struct.pack(
+            "<HHIIHH",
+            1,
+            channels,
+            rate_hz,
+            rate_hz * channels * bits // 8,
+            max(channels * bits // 8, 1),
+            bits,
+        )
         chunks = b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
         path = scratch / f"odd_{rate_hz}_{channels}_{bits}.wav"
         path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)

@@ -1,0 +1,132 @@
+"""Tests of the pieces under the CLI: the cohort, normalised scoring of pairs, trial lists, score files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spkid.cohort import Cohort, Normalizer, select_cohort
+from spkid.config import load_config
+from spkid.errors import DataError, StoreError
+from spkid.evaluation import evaluate, read_labelled_scores
+from spkid.pipeline import enroll_from_audio, speakers_in_folder, train_ubm_from_audio
+from spkid.recognizer import NORMALISED_THRESHOLD, RAW_LLR_THRESHOLD, Recognizer
+from spkid.score import ScoreConfig, Scorer
+from spkid.store import ModelStore
+from spkid.trials import RecordingResolver, read_trial_list
+from spkid.ubm import EnrollConfig
+
+
+@pytest.fixture(scope="module")
+def model(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 8-component model of the synthetic corpus with every speaker enrolled on 2 recordings."""
+    model_dir = tmp_path_factory.mktemp("recognizer") / "model"
+    config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=4", "score.cohort_size=5"])
+    speakers = speakers_in_folder(synthetic_corpus)
+    train_ubm_from_audio(model_dir, [paths[0] for paths in speakers.values()], config)
+    enroll_from_audio(model_dir, {name: paths[1:3] for name, paths in speakers.items()})
+    return model_dir
+
+
+def test_cohort_arrays_round_trip_and_select_is_seeded(model: Path, synthetic_corpus: Path):
+    store = ModelStore.open(model)
+    ubm = store.load_ubm()
+    cohort = Cohort.from_arrays(store.load_cohort(), ubm)
+    assert len(cohort) == 5 and all(segment.shape[1] == ubm.means_.shape[1] for segment in cohort.segments)
+    again = Cohort.from_arrays(cohort.to_arrays(ubm), ubm)
+    for a, b in zip(cohort.models, again.models, strict=True):
+        np.testing.assert_array_equal(a.means_, b.means_)
+        np.testing.assert_array_equal(a.variances_, ubm.variances_)  # mean-only MAP keeps the UBM's
+    rng = np.random.default_rng(0)
+    pool = [rng.normal(size=(400, ubm.means_.shape[1])).astype(np.float32) for _ in range(9)]
+    first = select_cohort(pool, ubm, size=4, enroll_config=EnrollConfig(), random_state=3)
+    second = select_cohort(pool, ubm, size=4, enroll_config=EnrollConfig(), random_state=3)
+    assert all(np.array_equal(a, b) for a, b in zip(first.segments, second.segments, strict=True))
+    # Segments are the utterance tails (300 frames at most); the models never saw those frames.
+    assert all(len(segment) == 200 for segment in first.segments)
+    broken = dict(cohort.to_arrays(ubm), segment_lengths=np.array([1, 2]))
+    with pytest.raises(StoreError, match="inconsistent shapes"):
+        Cohort.from_arrays(broken, ubm)
+
+
+@pytest.mark.parametrize("method", ["none", "znorm", "snorm", "ztnorm", "asnorm"])
+def test_sparse_pair_scoring_equals_the_dense_matrix(model: Path, synthetic_corpus: Path, method: str):
+    recognizer = Recognizer(
+        ModelStore.open(model), score_config=ScoreConfig(normalization=method, asnorm_top_k=3)
+    )
+    models = recognizer.speakers()
+    files = sorted(synthetic_corpus.rglob("*.wav"))[::2]
+    features = recognizer.extract(files)
+    matrix = recognizer.score_matrix(models, features)
+    assert matrix.shape == (len(files), len(models))
+    pairs = [(m, t) for t in range(len(files)) for m in range(len(models)) if (m + t) % 5 == 0]
+    assert 4 * len(pairs) < matrix.size  # the sparse, test-by-test path
+    sparse = recognizer.score_pairs(models, features, pairs)
+    np.testing.assert_allclose(sparse, [matrix[t, m] for m, t in pairs], rtol=1e-5, atol=1e-5)
+    if method == "none":
+        raw = Scorer(recognizer.ubm, models).llr_many(features)
+        np.testing.assert_allclose(matrix, raw, atol=1e-6)
+        assert recognizer.default_threshold() == RAW_LLR_THRESHOLD
+    else:
+        assert recognizer.default_threshold() == NORMALISED_THRESHOLD
+
+
+def test_normalizer_needs_a_cohort(model: Path):
+    ubm = ModelStore.open(model).load_ubm()
+    with pytest.raises(StoreError, match="needs a cohort"):
+        Normalizer("snorm", ubm, None)
+
+
+def test_trial_list_formats(tmp_path: Path):
+    kaldi = tmp_path / "kaldi.txt"
+    kaldi.write_text("# comment\nalice a/1.wav target\nbob a/1.wav nontarget\n")
+    trials = read_trial_list(kaldi)
+    assert trials.format == "kaldi" and [(t.enroll, t.test, t.target) for t in trials.trials] == [
+        ("alice", "a/1.wav", True),
+        ("bob", "a/1.wav", False),
+    ]
+    vox = tmp_path / "veri_test.txt"
+    vox.write_text(
+        "1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav\n0 id1/v/1.wav id2/w/2.wav\n"
+    )
+    trials = read_trial_list(vox)
+    assert trials.format == "voxceleb" and [t.target for t in trials.trials] == [True, False]
+    assert trials.trials[0].enroll == "id10270/x6uYqmx31kE/00001.wav"
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 a.wav b.wav\n1 a.wav\n")
+    with pytest.raises(DataError, match="bad.txt:2"):
+        read_trial_list(bad)
+    (tmp_path / "empty.txt").write_text("\n# nothing\n")
+    with pytest.raises(DataError, match="no trials"):
+        read_trial_list(tmp_path / "empty.txt")
+
+
+def test_recording_resolver(tmp_path: Path):
+    for relative in ("wav/id1/v/00001.wav", "spk/take.flac", "x/dup.wav", "y/dup.wav"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"")
+    resolver = RecordingResolver(tmp_path)
+    assert resolver.find("id1/v/00001.wav") == tmp_path / "wav/id1/v/00001.wav"  # VoxCeleb's wav/ folder
+    assert resolver.find("spk/take.flac") == tmp_path / "spk/take.flac"
+    assert resolver.find("take") == tmp_path / "spk/take.flac"  # a unique file stem, as Kaldi ids are
+    assert resolver.find("dup") is None  # ambiguous stems are not guessed
+    assert resolver.find(str(tmp_path / "spk/take.flac")) == tmp_path / "spk/take.flac"
+    with pytest.raises(DataError, match="no recording 'nothing'"):
+        resolver.require("nothing", "trials.txt: trial 3")
+
+
+def test_labelled_score_files(tmp_path: Path):
+    path = tmp_path / "scores.txt"
+    path.write_text("a x 2.0 target\nb x -1.0 nontarget\n0.5 target\n-0.5 nontarget\n")
+    target, nontarget = read_labelled_scores(path)
+    np.testing.assert_array_equal(target, [2.0, 0.5])
+    np.testing.assert_array_equal(nontarget, [-1.0, -0.5])
+    assert evaluate(path).metrics["eer"] == 0.0
+    path.write_text("a x nan target\n")
+    with pytest.raises(DataError, match="not finite"):
+        read_labelled_scores(path)
+    path.write_text("a x 1.0 maybe\n")
+    with pytest.raises(DataError, match="label must be"):
+        read_labelled_scores(path)
