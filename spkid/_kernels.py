@@ -149,25 +149,28 @@ def _row_logsumexp(log_prob, clamp):
 
 @njit(inline="always")
 def _row_design(frame, centre, design):
-    """Write ``[(x - c)^2, x - c, 1]`` into one design row; return False when a value is not finite."""
+    """Write ``[(x - c)^2, x - c, 1]`` into one design row (same dtype as ``frame``); False if not finite."""
     n_features = frame.shape[0]
-    finite = True
+    total = frame[0] - frame[0]
     for d in range(n_features):
-        design[n_features + d] = frame[d] - centre[d]
-        centred = design[n_features + d]  # read back: rounded to the design dtype
-        design[d] = centred * centred
-        # The square overflows (inf) for |x| beyond ~1e19 in float32: reject that too.
-        finite = finite and np.isfinite(design[d])
+        centred = frame[d] - centre[d]
+        square = centred * centred
+        design[n_features + d] = centred
+        design[d] = square
+        total += square
     design[2 * n_features] = 1
-    return finite
+    # NaN or inf in the frame, or a square overflowing (|x| beyond ~1e19 in float32), leave the sum non-finite.
+    return np.isfinite(total)
 
 
 # -------------------------------------------------------------------------------------- whole chunks
 
 
+# No fast-math here: it would let LLVM assume away the NaN and inf this pass exists to catch.
 @njit(parallel=True, cache=True, nogil=True)
 def fill_design_parallel(frames, centre, design):
-    """Design rows for ``frames (n, D)`` into ``design (n, 2D+1)``; return the number of non-finite rows."""
+    """Design rows for ``frames (n, D)`` into ``design (n, 2D+1)``, all one dtype; return the number of
+    non-finite rows."""
     n_bad = 0
     for i in prange(frames.shape[0]):
         if not _row_design(frames[i], centre, design[i]):

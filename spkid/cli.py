@@ -85,6 +85,32 @@ def train_ubm(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing model (and drop its enrolled speakers).")
     ] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Where UBM E-steps run: local, joblib or dask (ubm.backend).",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="Dask scheduler, e.g. tcp://HOST:8786 (ubm.scheduler; implies --backend dask). "
+            "Without it, dask starts a local cluster.",
+        ),
+    ] = None,
+    feature_store: Annotated[
+        Path | None,
+        typer.Option(
+            "--feature-store",
+            metavar="DIR",
+            help="Write features here once (re-used by re-runs) and train from them on disk; "
+            "with a Dask cluster, on a filesystem its workers share.",
+        ),
+    ] = None,
 ) -> None:
     """Train a universal background model from audio and create MODEL_DIR.
 
@@ -92,15 +118,24 @@ def train_ubm(
     (--set features.sample_rate=8000 makes an 8 kHz system).
 
     Example: spkid train-ubm model/ data/ubm_pool/ --components 256 --set features.sample_rate=8000
+
+    On a Dask cluster: spkid train-ubm model/ pool/ --feature-store /shared/feats --backend dask
+    --scheduler tcp://HOST:8786
     """
     from spkid.config import load_config
     from spkid.pipeline import train_ubm_from_audio
 
     sets = [*(overrides or []), *([f"ubm.n_components={components}"] if components else [])]
+    # JSON strings are YAML strings: the values reach the config checks exactly as typed.
+    if scheduler is not None and backend is None:
+        backend = "dask"  # a scheduler address only means something to the dask backend
+    for key, value in (("backend", backend), ("scheduler", scheduler)):
+        if value is not None:
+            sets.append(f"ubm.{key}={json.dumps(value)}")
     config = load_config(config_file, sets)
     result = train_ubm_from_audio(
         model_dir, audio_paths, config, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress_enabled(ctx),
-        overwrite=overwrite,
+        overwrite=overwrite, cache_dir=feature_store,
     )  # fmt: skip
     report_skipped(ctx, result.skipped)
     typer.echo(

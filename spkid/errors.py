@@ -21,6 +21,10 @@ class AudioError(SpkidError):
         self.reason = reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[AudioError], tuple[Path, str]]:
+        # Errors cross process boundaries (joblib, dask); rebuild from the constructor's own arguments.
+        return (AudioError, (self.path, self.reason))
+
 
 class FeatureError(SpkidError):
     """Features cannot be extracted: too short, silent, or nothing left after voice activity detection."""
@@ -40,3 +44,7 @@ class StoreError(SpkidError):
 
 class DataError(SpkidError):
     """A corpus layout, trial list or score file is malformed."""
+
+
+class DownloadError(SpkidError):
+    """A download failed: network error, bad HTTP status or checksum mismatch."""

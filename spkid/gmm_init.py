@@ -18,8 +18,10 @@ from spkid.errors import ModelError
 # Frames drawn for initialisation: enough for every component to see ~200 frames, never fewer than 50k.
 INIT_FRAMES_PER_COMPONENT = 200
 MIN_INIT_FRAMES = 50_000
-# k-means++ seeding costs O(frames * components); 32 frames per component is plenty to spread the seeds.
-SEED_FRAMES_PER_COMPONENT = 32
+# k-means++ seeding costs O(frames * components * log components) in K sequential steps: 8 frames per
+# component spread the seeds well enough; the Lloyd steps then use 64 frames per component.
+SEED_FRAMES_PER_COMPONENT, MIN_SEED_FRAMES = 8, 2_000
+LLOYD_FRAMES_PER_COMPONENT, MIN_LLOYD_FRAMES = 64, 10_000
 # A split moves the two halves +-0.5 standard deviations apart along the largest-variance axis.
 SPLIT_OFFSET_STD = 0.5
 _LLOYD_CHUNK_ROWS = 8192
@@ -39,9 +41,14 @@ def kmeans_init(
     *,
     random_state: np.random.RandomState,
     variance_floor: float,
-    n_lloyd_iter: int = 3,
+    n_lloyd_iter: int = 2,
 ) -> Params:
-    """k-means++ seeds on part of ``sample``, ``n_lloyd_iter`` Lloyd steps on all of it, cluster statistics.
+    """k-means++ seeds, ``n_lloyd_iter`` Lloyd steps, then the clusters' weights, means and variances.
+
+    Seeding uses ``SEED_FRAMES_PER_COMPONENT`` frames per component and the Lloyd steps
+    ``LLOYD_FRAMES_PER_COMPONENT`` (at least ``MIN_SEED_FRAMES`` / ``MIN_LLOYD_FRAMES``), drawn from
+    ``sample``: EM refines the result, so the initialisation only needs to spread the components over
+    the data, cheaply.
 
     Parameters
     ----------
@@ -50,9 +57,9 @@ def kmeans_init(
     n_components : int
         Number of clusters; ``n_frames >= n_components``.
     random_state : numpy.random.RandomState
-        Source of randomness (seeding subset and k-means++ draws).
+        Source of randomness (subsets and k-means++ draws).
     variance_floor : float
-        Floor on the cluster variances, relative to the sample variance of each dimension.
+        Floor on the cluster variances, relative to the variance of each dimension in ``sample``.
     n_lloyd_iter : int
         Lloyd iterations after seeding.
 
@@ -65,26 +72,25 @@ def kmeans_init(
     n_frames = sample.shape[0]
     if n_frames < n_components:
         raise ModelError(f"k-means++ init: {n_frames} frames cannot seed {n_components} components")
-    n_seed = min(n_frames, SEED_FRAMES_PER_COMPONENT * n_components)
-    seed_rows = np.sort(random_state.choice(n_frames, n_seed, replace=False))
-    # float64 and a single local trial: sklearn's float32 path upcasts chunk by chunk and is ~3x slower.
-    centres, _ = kmeans_plusplus(
-        np.asarray(sample[seed_rows], dtype=np.float64),
-        n_components,
-        random_state=random_state,
-        n_local_trials=1,
-    )
-    frames32 = np.ascontiguousarray(sample, dtype=np.float32)
-    labels = _nearest_centre(frames32, centres.astype(np.float32))
+    n_lloyd = max(LLOYD_FRAMES_PER_COMPONENT * n_components, MIN_LLOYD_FRAMES)
+    n_seed = max(SEED_FRAMES_PER_COMPONENT * n_components, MIN_SEED_FRAMES)
+    frames = np.asarray(sample[np.sort(random_state.permutation(n_frames)[:n_lloyd])], dtype=np.float32)
+    seeds = frames[np.sort(random_state.permutation(frames.shape[0])[:n_seed])]
+    # float64: sklearn's float32 path upcasts chunk by chunk and is slower. Greedy local trials (its default)
+    # avoid two seeds in one cluster far more often than plain k-means++.
+    centres, _ = kmeans_plusplus(seeds.astype(np.float64), n_components, random_state=random_state)
+    # Nearest centre = argmax x.c - |c|^2/2: one product of [x, -1] with [c; |c|^2/2] per assignment.
+    augmented = np.hstack([frames, -np.ones((frames.shape[0], 1), dtype=np.float32)])
+    labels = _nearest_centre(augmented, centres)
     for _ in range(n_lloyd_iter):
-        counts, sums, _ = _cluster_moments(sample, labels, n_components, second=False)
+        counts, sums, _ = _cluster_moments(frames, labels, n_components, second=False)
         occupied = counts > 0
         centres[occupied] = sums[occupied] / counts[occupied, None]  # empty clusters keep their seed
-        labels = _nearest_centre(frames32, centres.astype(np.float32))
-    counts, sums, squares = _cluster_moments(sample, labels, n_components, second=True)
+        labels = _nearest_centre(augmented, centres)
+    counts, sums, squares = _cluster_moments(frames, labels, n_components, second=True)
     global_variance = np.var(sample, axis=0, dtype=np.float64)
-    occupied = counts > 0
     means = centres.copy()
+    occupied = counts > 0
     means[occupied] = sums[occupied] / counts[occupied, None]
     variances = np.tile(global_variance, (n_components, 1))
     populated = counts > 1
@@ -171,14 +177,14 @@ def _floor(global_variance: np.ndarray, variance_floor: float) -> np.ndarray:
     return np.maximum(variance_floor * global_variance, 1e-10 * max(float(np.max(global_variance)), 1e-30))
 
 
-def _nearest_centre(frames: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre (Euclidean) of each frame, by a chunked float32 matrix product."""
+def _nearest_centre(augmented: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre of each row of ``augmented = [x, -1]`` (float32, chunked products)."""
     half_norms = 0.5 * np.einsum("kd,kd->k", centres, centres)
-    labels = np.empty(frames.shape[0], dtype=np.intp)
-    for start in range(0, frames.shape[0], _LLOYD_CHUNK_ROWS):
-        block = frames[start : start + _LLOYD_CHUNK_ROWS]
-        # argmin ||x - c||^2 = argmin (||c||^2 / 2 - x.c); ||x||^2 is the same for every centre.
-        labels[start : start + block.shape[0]] = np.argmin(half_norms - block @ centres.T, axis=1)
+    targets = np.vstack([centres.T, half_norms[None, :]]).astype(np.float32)
+    labels = np.empty(augmented.shape[0], dtype=np.intp)
+    for start in range(0, augmented.shape[0], _LLOYD_CHUNK_ROWS):
+        block = augmented[start : start + _LLOYD_CHUNK_ROWS]
+        labels[start : start + block.shape[0]] = np.argmax(block @ targets, axis=1)
     return labels
 
 

@@ -25,7 +25,8 @@ from spkid.config import Config, load_config
 from spkid.corpora.folders import list_speakers
 from spkid.errors import DataError, StoreError
 from spkid.evaluation import evaluate, labelled_scores
-from spkid.features import SkippedFile, extract_many
+from spkid.feature_store import FeatureStore, StoredFeatures
+from spkid.features import ExtractResult, SkippedFile, extract_many
 from spkid.identification import (
     Identification,
     IdentifyResult,
@@ -109,7 +110,10 @@ def train_ubm_from_audio(
     overwrite : bool
         Replace an existing model and its enrolled speakers.
     cache_dir : path, optional
-        Feature cache (see :func:`spkid.features.extract_many`).
+        Feature store (:class:`spkid.feature_store.FeatureStore`, the same folder as
+        :func:`spkid.features.extract_many`'s cache): features are written there once and the UBM is trained
+        from the memory-mapped files, so memory does not grow with the pool. With ``config.ubm.backend``
+        "dask" on a remote cluster it must be on a filesystem the workers share. None: features in memory.
 
     Raises
     ------
@@ -123,12 +127,17 @@ def train_ubm_from_audio(
     if (model_dir / MANIFEST_FILE).is_file() and not overwrite:
         raise StoreError(f"{model_dir}: a model already exists here; pass --overwrite to replace it")
     files = find_audio_files(list(audio_paths))
-    features = extract_many(
-        files, config.features, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress, skip_bad=skip_bad
-    )
+    features: ExtractResult | StoredFeatures
+    if cache_dir is None:
+        features = extract_many(files, config.features, n_jobs=n_jobs, progress=progress, skip_bad=skip_bad)
+        n_frames = int(sum(len(frames) for frames in features))
+    else:  # out of core: the UBM reads the stored files memory-mapped, chunk by chunk
+        features = FeatureStore(cache_dir).build(
+            files, config.features, n_jobs=n_jobs, progress=progress, skip_bad=skip_bad
+        )
+        n_frames = features.n_frames
     if not features:
         raise _no_usable_audio(len(files), features.skipped)
-    n_frames = int(sum(len(frames) for frames in features))
     with _status(f"training UBM ({config.ubm.n_components} components, {n_frames} frames)", enabled=progress):
         ubm = train_ubm(features, config.ubm)
     cohort = select_cohort(

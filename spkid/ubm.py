@@ -215,55 +215,26 @@ def _effective_components(config: UBMConfig, n_frames: int) -> int:
     return reduced
 
 
-def _subsample(
-    arrays: list[np.ndarray], offsets: np.ndarray, n_rows: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``n_rows`` distinct frames drawn uniformly from the pool, as one ``(n_rows, D)`` array."""
-    rows = np.sort(rng.choice(int(offsets[-1]), size=n_rows, replace=False))
-    owners = np.searchsorted(offsets, rows, side="right") - 1
-    parts = [arrays[i][rows[owners == i] - offsets[i]] for i in np.unique(owners)]
-    return np.concatenate(parts)
-
-
 def train_ubm(features: Iterable[np.ndarray], config: UBMConfig = UBMConfig()) -> DiagonalGMM:
     """Train the universal background model on frames pooled from many speakers.
 
     Parameters
     ----------
-    features : iterable of ndarray of shape (n_frames_i, n_features)
-        One array per utterance (never concatenated unless ``config.max_frames`` subsamples them).
+    features : iterable of ndarray of shape (n_frames_i, n_features), or StoredFeatures
+        One array per utterance, never concatenated. Memory-mapped arrays (``np.load(..., mmap_mode="r")``)
+        and :class:`spkid.feature_store.StoredFeatures` are read from disk a bounded batch at a time.
     config : UBMConfig
+        ``backend`` ("local", "joblib", "dask"), ``scheduler`` and ``n_jobs`` say where E-steps run
+        (:mod:`spkid.backends`); every backend gives the same model to float rounding.
 
     Returns
     -------
     DiagonalGMM
         Fitted with ``config.n_components`` components, or fewer (a warning is logged) on a small pool.
     """
-    arrays = _as_frame_list(features, "UBM training")
-    offsets = np.concatenate([[0], np.cumsum([len(X) for X in arrays])])
-    n_components = _effective_components(config, int(offsets[-1]))
-    if config.backend != "local":
-        raise ConfigError(f"ubm.backend={config.backend!r}: not available in this build; use 'local'")
-    model = DiagonalGMM(
-        n_components, max_iter=0, tol=config.tol, init=config.init, variance_floor=config.variance_floor,
-        random_state=config.random_state, n_jobs=config.n_jobs,
-    )  # fmt: skip
-    model.fit(arrays)  # max_iter=0: initialisation only; EM runs below so it can subsample per iteration
-    rng = np.random.default_rng(config.random_state)
-    subsample = config.max_frames is not None and config.max_frames < offsets[-1]
-    history: list[float] = []
-    converged = False
-    for _ in range(config.max_iter):
-        frames = _subsample(arrays, offsets, config.max_frames, rng) if subsample else arrays
-        stats = model.accumulate(frames)
-        history.append(stats.log_likelihood / stats.n_frames)
-        model.apply_stats(stats)
-        if len(history) > 1 and abs(history[-1] - history[-2]) < config.tol:
-            converged = True
-            break
-    model.n_iter_, model.history_, model.converged_ = len(history), history, converged
-    model.lower_bound_ = history[-1] if history else float("nan")
-    return model
+    from spkid.backends import train_sharded  # imported here: spkid.backends imports this module
+
+    return train_sharded(features, config)
 
 
 def map_adapt(
