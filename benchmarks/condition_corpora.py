@@ -104,19 +104,23 @@ def clean(root: Path, out: Path, n_enroll: int = 5) -> Corpus:
     return Corpus("clean", pool, speakers_dir, tests)
 
 
-def telephone_version(reference: Corpus, out: Path) -> Corpus:
-    """Every file of ``reference`` through :func:`telephone`, written as 8 kHz 16-bit WAV."""
+def telephone_version(reference: Corpus, out: Path, pool_step: int = 2) -> Corpus:
+    """``reference`` through :func:`telephone` as 8 kHz 16-bit WAV; every ``pool_step``-th UBM pool file only.
+
+    The smaller pool keeps the in-process UBM variants affordable on a shared 2-core machine.
+    """
 
     def convert(path: Path, target: Path) -> Path:
         signal, rate = read(path)
         return write(target.with_suffix(".wav"), telephone(signal, rate), TELEPHONE_RATE_HZ)
 
-    pool = [convert(path, out / "ubm" / path.name) for path in reference.ubm_pool]
+    pool = [convert(path, out / "ubm" / path.name) for path in reference.ubm_pool[::pool_step]]
     for folder in sorted(reference.speakers_dir.iterdir()):
         for path in sorted(folder.iterdir()):
             convert(path, out / "speakers" / folder.name / path.name)
     tests = {convert(path, out / "test" / path.name): speaker for path, speaker in reference.tests.items()}
-    return Corpus("telephone", pool, out / "speakers", tests)
+    note = f"UBM pool: 1 in {pool_step} clean pool files ({len(pool)} of {len(reference.ubm_pool)})"
+    return Corpus("telephone", pool, out / "speakers", tests, [note])
 
 
 def short_tests(reference: Corpus, out: Path, duration_s: float) -> Corpus:

@@ -16,7 +16,7 @@ import numpy as np
 
 from spkid.features import FeatureConfig, extract_many
 from spkid.metrics import eer
-from spkid.recognizer import Recognizer
+from spkid.recognizer import RAW_LLR_THRESHOLD, Recognizer
 from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 from spkid.ubm import EnrollConfig, UBMConfig, enroll, train_ubm
@@ -27,7 +27,8 @@ EXACT_MAX_SPEAKERS = 40
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """One variant on one condition: top-1 identification accuracy, EER of all test x model pairs, time."""
+    """One variant on one condition: top-1 accuracy, EER of all test x model pairs, time, and the miss and
+    false-alarm rates of those pairs at the default decision threshold of ``spkid verify`` for the variant."""
 
     variant: str
     top1: float
@@ -35,6 +36,9 @@ class Outcome:
     n_tests: int
     n_models: int
     seconds: float
+    threshold: float
+    miss: float
+    false_alarm: float
 
 
 def accuracy_and_eer(scores: np.ndarray, names: Sequence[str], truths: Sequence[str]) -> tuple[float, float]:
@@ -44,6 +48,14 @@ def accuracy_and_eer(scores: np.ndarray, names: Sequence[str], truths: Sequence[
     top1 = float(np.mean(best == np.asarray(truths)))
     target = names_array[None, :] == np.asarray(truths)[:, None]
     return top1, float(eer(scores[target], scores[~target]))
+
+
+def error_rates(
+    scores: np.ndarray, names: Sequence[str], truths: Sequence[str], threshold: float
+) -> tuple[float, float]:
+    """(miss, false alarm) of every test x model pair when accepting scores >= ``threshold``."""
+    target = np.asarray(names)[None, :] == np.asarray(truths)[:, None]
+    return float(np.mean(scores[target] < threshold)), float(np.mean(scores[~target] >= threshold))
 
 
 class ConditionData:
@@ -61,11 +73,17 @@ class ConditionData:
         self.truths = [tests[path] for path in extracted.paths]
 
 
-def _timed(variant: str, run: Callable[[], tuple[np.ndarray, list[str], list[str]]]) -> Outcome:
+def _timed(
+    variant: str,
+    run: Callable[[], tuple[np.ndarray, list[str], list[str]]],
+    threshold: float = RAW_LLR_THRESHOLD,
+) -> Outcome:
     started = time.perf_counter()
     scores, names, truths = run()
+    seconds = time.perf_counter() - started
     top1, error = accuracy_and_eer(scores, names, truths)
-    return Outcome(variant, top1, error, len(truths), len(names), time.perf_counter() - started)
+    miss, false_alarm = error_rates(scores, names, truths, threshold)
+    return Outcome(variant, top1, error, len(truths), len(names), seconds, threshold, miss, false_alarm)
 
 
 def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
@@ -75,12 +93,13 @@ def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
     models = stored.speakers()
     names = list(models)
 
-    def with_score(**changes: object) -> Callable[[], tuple[np.ndarray, list[str], list[str]]]:
+    def with_score(label: str, **changes: object) -> Outcome:
         recognizer = Recognizer(store, score_config=dataclasses.replace(stored.score_config, **changes))
-        return lambda: (recognizer.score_matrix(models, data.tests), names, data.truths)
+        run = lambda: (recognizer.score_matrix(models, data.tests), names, data.truths)  # noqa: E731
+        return _timed(label, run, recognizer.default_threshold())
 
-    outcomes = [_timed("default (in-process)", with_score())]
-    outcomes += [_timed(f"norm={method}", with_score(normalization=method)) for method in ("znorm", "snorm")]
+    outcomes = [with_score("default (in-process)")]
+    outcomes += [with_score(f"norm={method}", normalization=method) for method in ("znorm", "snorm")]
 
     def relevance_8() -> tuple[np.ndarray, list[str], list[str]]:
         config = dataclasses.replace(stored.enroll_config, relevance_factor=8.0)

@@ -159,7 +159,7 @@ def _row_design(frame, centre, design):
         design[d] = square
         total += square
     design[2 * n_features] = 1
-    # NaN or inf in the frame, or a square overflowing (|x| beyond ~1e19 in float32), leave the sum non-finite.
+    # NaN or inf in the frame, or a square overflowing (|x| > ~1e19 in float32), make the sum non-finite.
     return np.isfinite(total)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from spkid import gmm_init
 from spkid.errors import ConfigError
-from spkid.feature_store import FeatureFile, FeatureStore
+from spkid.feature_files import FeatureFile
 from spkid.gmm import DiagonalGMM, SufficientStats
 from spkid.shards import (
     FRAMES_PER_SHARD,
@@ -246,6 +246,8 @@ def _on_disk(sources: list[Source], needed: bool) -> Iterator[list[Source]]:
     if not needed or all(isinstance(source, FeatureFile) for source in sources):
         yield sources
         return
+    from spkid.feature_store import FeatureStore
+
     folder = tempfile.mkdtemp(prefix="spkid-frames-")
     logger.info("writing in-memory features to %s for the worker processes", folder)
     try:

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import logit
-from sklearn.linear_model import LogisticRegression
 
 from spkid.errors import DataError, ModelError
 
@@ -89,6 +88,9 @@ class Calibrator:
         )
         # Standardise the input so the solver sees a well-conditioned problem whatever the score range.
         centre, spread = float(scores.mean()), float(max(scores.std(), 1e-12))
+        # Imported here: scikit-learn costs ~2 s of start-up that identify/verify never need.
+        from sklearn.linear_model import LogisticRegression
+
         model = LogisticRegression(C=_INVERSE_REGULARISATION, solver="lbfgs", max_iter=1000)
         model.fit(((scores - centre) / spread)[:, None], is_target, sample_weight=weights)
         slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])

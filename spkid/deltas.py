@@ -10,7 +10,6 @@ from functools import lru_cache
 from math import factorial
 
 import numpy as np
-import scipy.signal
 
 from spkid.errors import FeatureError
 
@@ -19,6 +18,9 @@ from spkid.errors import FeatureError
 def _filters(width_frames: int, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Interior filter ``(window,)`` and edge matrices ``(width_frames, window)``, float64, read-only."""
     window = 2 * width_frames + 1
+    # Imported here: scipy.signal costs ~1.8 s of start-up for one tiny coefficient vector (cached).
+    import scipy.signal
+
     interior = scipy.signal.savgol_coeffs(window, order, deriv=order, use="dot")
     positions = np.arange(window, dtype=np.float64)
     fit = np.linalg.pinv(np.vander(positions, order + 1, increasing=True))  # samples -> poly coefficients

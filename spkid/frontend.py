@@ -12,7 +12,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from spkid.errors import FeatureError
 
@@ -76,6 +75,9 @@ def window_function(name: str, frame_length: int) -> np.ndarray:
 
     ``"povey"`` is Kaldi's ``hann ** 0.85``; the others are scipy's periodic (FFT) windows, as librosa uses.
     """
+    # Imported here: scipy.signal costs over a second of start-up for every command; windows are cached.
+    import scipy.signal
+
     if name == "povey":
         window = scipy.signal.get_window("hann", frame_length, fftbins=False) ** 0.85
     elif name == "rectangular":

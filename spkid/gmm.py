@@ -8,6 +8,7 @@ Products run in the model dtype (float32 by default), statistics accumulate in f
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -17,7 +18,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from spkid import _kernels, gmm_init
 from spkid.errors import ModelError
@@ -26,6 +27,8 @@ MIN_FRAMES_PER_COMPONENT = 10
 # Chunks hold about 2^20 log-probabilities (4 MiB in float32): they stay in cache between the passes.
 _CHUNK_ELEMENTS = 2**20
 _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 16384
+# Below this many log-probabilities per chunk a parallel launch costs more than it saves.
+_PARALLEL_MIN_ELEMENTS = 2**15
 # log p - max p is clamped here before exp: exp(-80) ~ 1.8e-35 is still a normal float32, and subnormals
 # reaching the statistics product make it an order of magnitude slower.
 _CLAMP = {np.dtype(np.float32): -80.0, np.dtype(np.float64): -700.0}
@@ -145,8 +148,16 @@ def _kernel(name: str, parallel: bool):
     return getattr(_kernels, f"{name}_{'parallel' if parallel else 'serial'}")
 
 
-def _on_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    # Inspecting the loaded libraries takes ~0.5 ms; do it once.
+    return ThreadpoolController()
+
+
+def _use_parallel_kernels(n_rows: int, n_components: int) -> bool:
+    """Multi-threaded kernels on the main thread for chunks big enough to repay a parallel launch."""
+    large = n_rows * n_components >= _PARALLEL_MIN_ELEMENTS
+    return large and threading.current_thread() is threading.main_thread()
 
 
 class DiagonalGMM(BaseEstimator):
@@ -461,19 +472,18 @@ class DiagonalGMM(BaseEstimator):
                     sample, n_components, random_state=random_state, variance_floor=self.variance_floor)
             else:
                 weights, means, variances = gmm_init.binary_split_init(
-                    sample, n_components, self._em_step_on(sample), variance_floor=self.variance_floor)
+                    sample, n_components, self._em_step, variance_floor=self.variance_floor)
         variances = given.get("variances_init", variances)
         self._set_parameters(given.get("weights_init", weights), means, variances)
 
-    def _em_step_on(self, sample: np.ndarray):
-        def em_step(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> gmm_init.Params:
-            model = DiagonalGMM.from_params(weights, means, variances, variance_floor=self.variance_floor,
-                                            min_weight=min(self.min_weight, 0.5 / weights.shape[0]),
-                                            dtype=self.dtype, chunk_size=self.chunk_size, n_jobs=self.n_jobs)
-            model.apply_stats(model.accumulate(sample))
-            return model._weights.copy(), model._means.copy(), model._variances.copy()
-
-        return em_step
+    def _em_step(self, frames: np.ndarray, weights: np.ndarray, means: np.ndarray,
+                 variances: np.ndarray) -> gmm_init.Params:
+        """One EM iteration of a smaller mixture with this model's settings (for binary splitting)."""
+        model = DiagonalGMM.from_params(weights, means, variances, variance_floor=self.variance_floor,
+                                        min_weight=min(self.min_weight, 0.5 / weights.shape[0]),
+                                        dtype=self.dtype, chunk_size=self.chunk_size, n_jobs=self.n_jobs)
+        model.apply_stats(model.accumulate(frames))
+        return model._weights.copy(), model._means.copy(), model._variances.copy()
 
     # ------------------------------------------------------------------------------------ the E-step
 
@@ -555,10 +565,11 @@ class DiagonalGMM(BaseEstimator):
         n_rows = self._chunk_rows(frames.n_frames)
         totals = np.zeros((self.n_components, 2 * n_features + 1))
         log_likelihood, n_frames = 0.0, 0
-        n_jobs = effective_n_jobs(self.n_jobs)
+        # One chunk, or one job: no thread pool (its start-up would cost more than the work).
+        n_jobs = effective_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
         if n_jobs == 1:
             workspace = _Workspace(n_rows, self.n_components, n_features, dtype)
-            parallel = _on_main_thread()
+            parallel = _use_parallel_kernels(n_rows, self.n_components)
             for segments in self._chunks(frames, n_rows):
                 stats, chunk_sum, chunk_rows = self._chunk_statistics(segments, workspace, parallel)
                 totals += stats
@@ -573,7 +584,7 @@ class DiagonalGMM(BaseEstimator):
                 return stats.astype(np.float64), chunk_sum, chunk_rows
 
             # Chunk results are summed in chunk order, so the sum does not depend on thread timing.
-            with threadpool_limits(limits=1, user_api="blas"):
+            with _blas_controller().limit(limits=1, user_api="blas"):
                 results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
                     delayed(task)(segments) for segments in self._chunks(frames, n_rows))
                 for stats, chunk_sum, chunk_rows in results:
@@ -600,14 +611,14 @@ class DiagonalGMM(BaseEstimator):
                          ) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
         """Yield ``(first_row, log_prob (rows, K), row buffer (rows,), parallel)`` chunk by chunk."""
         design_weights = self._estep_matrices()[0]
-        n_rows = self._chunk_rows(frames.n_frames)
-        workspace = _Workspace(n_rows if out is None else 0, self.n_components, 0, design_weights.dtype)
-        design = np.empty((n_rows, design_weights.shape[0]), dtype=design_weights.dtype)
-        row_buffer = np.empty(n_rows, dtype=design_weights.dtype)
-        parallel, start = _on_main_thread(), 0
+        dtype, n_rows = design_weights.dtype, self._chunk_rows(frames.n_frames)
+        design = np.empty((n_rows, design_weights.shape[0]), dtype=dtype)
+        buffer = np.empty((n_rows, self.n_components), dtype=dtype) if out is None else None
+        row_buffer = np.empty(n_rows, dtype=dtype)
+        parallel, start = _use_parallel_kernels(n_rows, self.n_components), 0
         for segments in self._chunks(frames, n_rows):
             rows = self._fill_design(segments, design, parallel)
-            log_prob = workspace.log_prob[:rows] if out is None else out[start : start + rows]
+            log_prob = buffer[:rows] if out is None else out[start : start + rows]
             np.matmul(design[:rows], design_weights, out=log_prob)
             yield start, log_prob, row_buffer[:rows], parallel
             start += rows

@@ -22,12 +22,14 @@ MIN_INIT_FRAMES = 50_000
 # component spread the seeds well enough; the Lloyd steps then use 64 frames per component.
 SEED_FRAMES_PER_COMPONENT, MIN_SEED_FRAMES = 8, 2_000
 LLOYD_FRAMES_PER_COMPONENT, MIN_LLOYD_FRAMES = 64, 10_000
+# Binary splitting trains the small mixtures of its first levels on fewer frames.
+MIN_LEVEL_FRAMES = 20_000
 # A split moves the two halves +-0.5 standard deviations apart along the largest-variance axis.
 SPLIT_OFFSET_STD = 0.5
 _LLOYD_CHUNK_ROWS = 8192
 
 Params = tuple[np.ndarray, np.ndarray, np.ndarray]
-EMStep = Callable[[np.ndarray, np.ndarray, np.ndarray], Params]
+EMStep = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Params]
 
 
 def n_init_frames(n_frames: int, n_components: int) -> int:
@@ -121,7 +123,9 @@ def binary_split_init(
     n_components : int
         Number of components wanted.
     em_step : callable
-        ``em_step(weights, means, variances) -> (weights, means, variances)``, one EM iteration on the sample.
+        ``em_step(frames, weights, means, variances) -> (weights, means, variances)``, one EM iteration.
+        Level ``k`` trains on an evenly strided part of ``sample`` of about ``INIT_FRAMES_PER_COMPONENT * k``
+        frames (at least ``MIN_LEVEL_FRAMES``): small mixtures need few frames.
     variance_floor : float
         Floor on the variances, relative to the sample variance of each dimension.
     n_iter_per_level : int
@@ -147,8 +151,10 @@ def binary_split_init(
             split_component(weights, means, variances, int(source), size + offset)
         np.maximum(variances, floor, out=variances)
         if weights.shape[0] < n_components:
+            wanted = max(MIN_LEVEL_FRAMES, INIT_FRAMES_PER_COMPONENT * weights.shape[0])
+            frames = sample[:: max(1, sample.shape[0] // wanted)]
             for _ in range(n_iter_per_level):
-                weights, means, variances = em_step(weights, means, variances)
+                weights, means, variances = em_step(frames, weights, means, variances)
     return weights, means, variances
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit
 from threadpoolctl import ThreadpoolController
 
 from spkid._kernels import clamped_exp
@@ -39,6 +40,8 @@ _BLAS = ThreadpoolController()
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _STACK_GROUP = 128  # speakers converted at a time when building the parameter bank
 _MIN_BLOCK_SPEAKERS = 64  # top-C frame chunks are sized so speaker blocks hold at least this many
+# Fast-math without the "no NaN / no inf" assumptions, so a non-finite score stays visible.
+_FAST_FINITE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,15 +88,18 @@ class ScoreConfig:
         return cls(**check_settings("score", cls, settings))
 
 
+@njit(cache=True, nogil=True)
 def _top_components(log_prob, n_best, top_index, top_value):  # pragma: no cover - compiled
     """Per row, the ``n_best`` largest values (descending) and their columns."""
-    for row in prange(log_prob.shape[0]):
-        values, index = top_value[row], top_index[row]
-        values[:] = -np.inf
-        index[:] = 0
-        for k in range(log_prob.shape[1]):
-            value = log_prob[row, k]
-            if value > values[n_best - 1]:
+    for row in range(log_prob.shape[0]):
+        values, index, data = top_value[row], top_index[row], log_prob[row]
+        for j in range(n_best):
+            values[j] = -np.inf
+            index[j] = 0
+        threshold = values[n_best - 1]  # a local copy: the compiler cannot keep array elements in registers
+        for k in range(data.shape[0]):
+            value = data[k]
+            if value > threshold:
                 j = n_best - 1
                 while j > 0 and values[j - 1] < value:
                     values[j] = values[j - 1]
@@ -101,8 +107,10 @@ def _top_components(log_prob, n_best, top_index, top_value):  # pragma: no cover
                     j -= 1
                 values[j] = value
                 index[j] = k
+                threshold = values[n_best - 1]
 
 
+@njit(fastmath=_FAST_FINITE_MATH, cache=True, nogil=True)
 def _segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  # pragma: no cover - compiled
     """``out[g, s] = sum over frames t of segment g of log sum_c exp(log_post[t, c] + pair_scores[row, s])``.
 
@@ -112,7 +120,7 @@ def _segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  #
     """
     n_speakers = pair_scores.shape[1]
     n_best = pair_rows.shape[1]
-    for segment in prange(segment_starts.shape[0] - 1):
+    for segment in range(segment_starts.shape[0] - 1):
         best = np.empty(n_speakers, np.float32)
         total = np.empty(n_speakers, np.float32)
         product = np.ones(n_speakers, np.float32)
@@ -140,21 +148,26 @@ def _segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  #
             acc[s] += math.log(product[s])
 
 
-# numba's workqueue threading layer must not be entered from two threads at once, so the multi-threaded
-# kernels serve the main thread and the serial ones any worker thread (as in spkid.gmm).
-_KERNELS = {
-    parallel: tuple(
-        njit(parallel=parallel, fastmath=True, cache=True, nogil=True)(kernel)
-        for kernel in (_top_components, _segment_llr_sums)
-    )
-    for parallel in (True, False)
-}
+def _top_rows(log_prob, n_best, top_index, top_value, start: int, stop: int) -> None:
+    _top_components(log_prob[start:stop], n_best, top_index[start:stop], top_value[start:stop])
 
 
-def _kernels(n_elements: int) -> tuple:
-    """Multi-threaded kernels on the main thread when the work pays for a thread team, else serial ones."""
-    main = threading.current_thread() is threading.main_thread()
-    return _KERNELS[main and n_elements >= _PARALLEL_ELEMENTS]
+def _segment_rows(pair_scores, pair_rows, log_post, segment_bounds, out, start: int, stop: int) -> None:
+    _segment_llr_sums(pair_scores, pair_rows, log_post, segment_bounds[start : stop + 1], out[start:stop])
+
+
+def _in_parallel(task: Callable[[int, int], None], n_items: int, work: int) -> None:
+    """Run ``task(start, stop)`` over ``range(n_items)``, split between worker threads if ``work`` pays.
+
+    The kernels release the GIL, so plain threads run them in parallel. Pool threads sleep between calls
+    (unlike OpenMP or BLAS teams, which spin), so on a busy machine no core is wasted waiting.
+    """
+    n_workers = min(get_num_threads(), n_items) if work >= _PARALLEL_ELEMENTS else 1
+    if n_workers <= 1:
+        task(0, n_items)
+        return
+    cuts = np.linspace(0, n_items, n_workers + 1).astype(int)
+    list(_thread_pool(n_workers).map(task, cuts[:-1], cuts[1:]))
 
 
 def _stack_parameters(ubm: Any, speakers: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -225,7 +238,6 @@ class Scorer:
             raise ModelError("Scorer: no speaker models given (enroll at least one speaker)")
         self.n_components, self.n_features = np.shape(ubm.means_)
         self.top_c = self.n_components if top_c is None else min(int(top_c), self.n_components)
-        self._ubm = ubm
         self._ubm_form, self._bank, self._centre, self._shared_variances = _stack_parameters(
             ubm, list(speakers.values())
         )
@@ -274,6 +286,8 @@ class Scorer:
                 )
             if X.shape[0] == 0:
                 raise ModelError(f"utterance {index}: no frames to score")
+            if not np.all(np.isfinite(X)):
+                raise ModelError(f"utterance {index}: features contain NaN or infinite values")
             start = 0
             while start < X.shape[0]:
                 take = min(frames_per_chunk - filled, X.shape[0] - start)
@@ -296,15 +310,16 @@ class Scorer:
         frames_per_chunk = max(1, min(4096, _CHUNK_ELEMENTS // per_frame))
         # Short segments keep the product of per-frame sums (each <= n_best) below 1e30 in float32.
         segment_frames = max(1, min(256, int(30 / max(np.log10(n_best), 1e-3))))
-        work = sum(len(X) for X in utterances) * n_best * n_speakers
-        top_components, segment_llr_sums = _kernels(work)
         totals = np.zeros((len(utterances), n_speakers), np.float64)
         for frames, owners in self._chunks(utterances, frames_per_chunk):
             n_frames = len(frames)
             centred = np.asarray(frames, np.float32) - self._centre
             ones = np.ones((n_frames, 1), np.float32)
             design = np.concatenate([centred * centred, centred, ones], axis=1)  # (n, 2D+1)
-            log_prob = design @ self._ubm_form  # (n, K): log w_k N(x | k) under the UBM
+            # Single-threaded BLAS in top-C mode: its worker threads would otherwise keep spinning for a
+            # while after the product, stealing cores from the per-component products that follow.
+            with _BLAS.limit(limits=None if exact else 1, user_api="blas"):
+                log_prob = design @ self._ubm_form  # (n, K): log w_k N(x | k) under the UBM
             if self._shared_variances:
                 design = np.ascontiguousarray(design[:, self.n_features :])  # [x - c, 1]
             if exact:
@@ -312,7 +327,8 @@ class Scorer:
             else:
                 top_index = np.empty((n_frames, n_best), np.int64)
                 top_value = np.empty((n_frames, n_best), np.float32)
-                top_components(log_prob, n_best, top_index, top_value)
+                task = partial(_top_rows, log_prob, n_best, top_index, top_value)
+                _in_parallel(task, n_frames, log_prob.size)
             peak = top_value.max(axis=1, keepdims=True)
             log_post = top_value - (peak + np.log(np.exp(top_value - peak).sum(axis=1, keepdims=True)))
             log_post = np.ascontiguousarray(log_post, np.float32)
@@ -321,9 +337,10 @@ class Scorer:
             )
             segment_bounds = np.append(starts, n_frames)
             for block, pair_scores, pair_rows in self._pair_score_blocks(design, top_index, bank):
-                segment_sums = np.zeros((len(starts), pair_scores.shape[1]), np.float32)
-                segment_llr_sums(pair_scores, pair_rows, log_post, segment_bounds, segment_sums)
-                np.add.at(totals[:, block], owners[starts], segment_sums)
+                sums = np.zeros((len(starts), pair_scores.shape[1]), np.float32)
+                task = partial(_segment_rows, pair_scores, pair_rows, log_post, segment_bounds, sums)
+                _in_parallel(task, len(starts), pair_scores.size)
+                np.add.at(totals[:, block], owners[starts], sums)
         lengths = np.array([len(X) for X in utterances], np.float64)
         return totals / lengths[:, None]
 
@@ -355,21 +372,15 @@ class Scorer:
             block = slice(first, min(first + block_size, n_speakers))
             pair_scores = self._buffer("pair_scores", (len(order), block.stop - block.start))
 
-            def products(group: np.ndarray, out: np.ndarray = pair_scores, block: slice = block) -> None:
-                for k in group:  # one product per component, against every speaker of the block
+            def products(first_used: int, stop_used: int, out: np.ndarray = pair_scores, block=block) -> None:
+                for k in used[first_used:stop_used]:  # one product per component, for the block's speakers
                     rows = slice(bounds[k], bounds[k + 1])
                     np.matmul(pair_design[rows], bank[k, :, block], out=out[rows])
 
-            # The products are small: threading each one inside BLAS costs a synchronisation per product,
-            # so BLAS runs single-threaded and the components are shared out between worker threads.
-            n_workers = get_num_threads() if pair_scores.size >= _PARALLEL_ELEMENTS else 1
+            # The products are small: threading each inside BLAS costs a synchronisation per product, so
+            # BLAS runs single-threaded and worker threads share out the components instead.
             with _BLAS.limit(limits=1, user_api="blas"):
-                if n_workers == 1:
-                    products(used)
-                else:
-                    cuts = np.linspace(0, len(order), n_workers + 1)[1:-1]
-                    shares = np.split(used, np.searchsorted(bounds[used + 1], cuts))
-                    list(_thread_pool(n_workers).map(products, shares))
+                _in_parallel(products, len(used), pair_scores.size)
             yield block, pair_scores, pair_rows.reshape(n_frames, n_best)
 
     def _flat(self, bank: np.ndarray) -> np.ndarray:

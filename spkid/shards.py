@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from spkid.errors import ModelError
-from spkid.feature_store import FeatureFile, StoredFeatures
+from spkid.feature_files import FeatureFile, StoredFeatures
 from spkid.gmm import DiagonalGMM, SufficientStats
 
 __all__ = ["ModelParams", "Shard", "ShardTask", "Source", "frame_sources", "gather_rows", "make_shards",

@@ -10,6 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
+from spkid import gmm as gmm_module
 from spkid.errors import ModelError
 from spkid.gmm import DiagonalGMM, SufficientStats
 
@@ -142,7 +143,7 @@ def test_em_properties(seed, n_components, n_features, variance_floor):
     np.testing.assert_array_equal(again.variances_, model.variances_)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(1, 399), min_size=1, max_size=6),
        init=st.sampled_from(["kmeans++", "split"]), chunk_size=st.sampled_from([None, 37, 128]))
 def test_sequence_of_arrays_equals_concatenation(seed, cuts, init, chunk_size):
@@ -182,6 +183,23 @@ def test_n_jobs_gives_the_same_model(mixture_data):
     np.testing.assert_allclose(threaded.means_, single.means_, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(threaded.variances_, single.variances_, rtol=1e-6)
     assert threaded.lower_bound_ == pytest.approx(single.lower_bound_, rel=1e-7)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_parallel_and_serial_kernels_agree(dtype, rtol):
+    # Big chunks run the multi-threaded kernels, tiny ones the serial kernels: same numbers either way.
+    frames, (weights, means, variances) = make_mixture(seed=6, n_frames=4000, n_components=16, n_features=5)
+    frames = frames.astype(dtype)
+    big = DiagonalGMM.from_params(weights, means, variances, dtype=dtype)
+    small = DiagonalGMM.from_params(weights, means, variances, dtype=dtype, chunk_size=64)
+    assert gmm_module._use_parallel_kernels(big._chunk_rows(4000), 16)
+    assert not gmm_module._use_parallel_kernels(small._chunk_rows(4000), 16)
+    big_stats, small_stats = big.accumulate(frames), small.accumulate(frames)
+    np.testing.assert_allclose(big_stats.zeroth, small_stats.zeroth, rtol=rtol)
+    np.testing.assert_allclose(big_stats.second, small_stats.second, rtol=rtol)
+    assert big_stats.log_likelihood == pytest.approx(small_stats.log_likelihood, rel=rtol)
+    np.testing.assert_allclose(big.score_samples(frames), small.score_samples(frames), rtol=rtol)
+    np.testing.assert_allclose(big.predict_proba(frames), small.predict_proba(frames), atol=10 * rtol)
 
 
 # ----------------------------------------------------------------------------------- data sources

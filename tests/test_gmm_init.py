@@ -68,8 +68,9 @@ def test_binary_split_init_grows_to_any_size():
     frames, _ = blobs(seed=4)
     calls = []
 
-    def em_step(weights, means, variances):
+    def em_step(frames, weights, means, variances):
         calls.append(weights.shape[0])
+        assert frames.shape[1] == 3
         return weights, means, variances
 
     weights, means, variances = gmm_init.binary_split_init(

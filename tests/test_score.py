@@ -169,6 +169,8 @@ def test_errors(ubm, speakers):
     scorer = Scorer(ubm, speakers)
     with pytest.raises(ModelError, match="expect \\(n_frames, 4\\)"):
         scorer.llr(np.zeros((10, 3), np.float32))
+    with pytest.raises(ModelError, match="NaN"):
+        scorer.llr(np.full((5, 4), np.nan, np.float32))
     with pytest.raises(ModelError, match="no frames"):
         scorer.llr(np.zeros((0, 4), np.float32))
     with pytest.raises(ModelError, match="not enrolled"):
