@@ -9,8 +9,9 @@ per condition with the clean reference as the peer (ratio of error rates), wall 
 costs, then in-process alternatives to single defaults on the telephone, short and many-speaker conditions
 (``condition_variants.py``).
 
-Usage: ``python benchmarks/bench_conditions.py [--no-retrain] [--smoke] [--keep DIR]``. ``--smoke`` runs on a
-few speakers only (plumbing check, numbers meaningless). Timings on a shared machine are noisy.
+Usage: ``python benchmarks/bench_conditions.py [--no-retrain] [--conditions a,b] [--smoke] [--keep DIR]``.
+``--smoke`` runs on a few speakers only (plumbing check, numbers meaningless). About 15-18 minutes in full on
+a shared 2-core machine (most of it UBM training); timings there are noisy.
 """
 
 from __future__ import annotations
@@ -245,7 +246,11 @@ def main() -> int:
                 print("  " + line)
         print("\n== In-process alternatives (one default changed; peer: the CLI's own model in-process) ==")
         cli_top1 = {row["condition"]: row.get("top1") for row in rows}
+        failed = {name for name, row in zip(chosen, rows, strict=True) if "top1" not in row}
         for name in (name for name in ("telephone", "short-1s", "short-0.5s", "many") if name in chosen):
+            if name in failed:
+                print(f"{built[name].name}: skipped (its CLI run failed)")
+                continue
             retrain = not args.no_retrain and not name.startswith("short")
             outcomes = run_variants(built[name], models[name], retrain=retrain)
             _print_variants(built[name].name, outcomes, cli_top1.get(built[name].name))

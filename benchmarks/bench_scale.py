@@ -3,7 +3,7 @@
 Features are synthetic 60-dimensional float32 frames (a random 64-component mixture, utterances of 2-15 s at
 100 frames/s) written once to a spkid feature store under --data-dir. Every measurement runs in a fresh
 Python process, so peak memories do not mix; peak RSS is sampled with psutil over the process and its
-children every 5 ms (the kernel's own peak, ru_maxrss, is printed beside it).
+children every 10 ms (the kernel's own peak, ru_maxrss, is printed beside it).
 
 1. Frames: train_ubm (local backend, this process, one thread) on 0.3 M, 1 M and 3 M frames read
    memory-mapped from the store, against the named peer "in-memory": the same training after np.load-ing
@@ -19,13 +19,14 @@ children every 5 ms (the kernel's own peak, ru_maxrss, is printed beside it).
    same split of work gives when each worker has a core (1-worker CPU / busiest of the 2 workers).
 
     python benchmarks/bench_scale.py [--frames 300000 1000000 3000000] [--components 128] [--iterations 3]
-        [--workers-frames 1000000] [--workers-components 256] [--data-dir /tmp/spkid-bench-scale]
+        [--workers-frames 1000000] [--workers-components 256] [--repeats 2] [--data-dir DIR]
         [--skip-frames] [--skip-workers]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -77,7 +78,7 @@ def make_store(root: Path, n_frames: int) -> str:
 
 # ------------------------------------------------------------------------------------------------ children
 class PeakRSS:
-    """Samples the RSS of this process and its children every 5 ms in a background thread."""
+    """Samples the RSS of this process and its children every 10 ms in a background thread."""
 
     def __init__(self) -> None:
         import psutil
@@ -88,15 +89,20 @@ class PeakRSS:
     def _run(self) -> None:
         import psutil
 
-        while not self._stop.is_set():
+        children: list = []
+        for tick in itertools.count():
+            if self._stop.is_set():
+                break
+            if tick % 50 == 0:  # listing processes is the costly part: refresh the list every 0.5 s
+                children = self.process.children(recursive=True)
             total = 0
-            for process in [self.process, *self.process.children(recursive=True)]:
+            for process in [self.process, *children]:
                 try:
                     total += process.memory_info().rss
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
-            time.sleep(0.005)
+            time.sleep(0.01)
 
     def __enter__(self) -> PeakRSS:
         self._thread.start()
@@ -169,11 +175,15 @@ def cpu_seconds() -> dict[int, float]:
     return seconds
 
 
-def run_child(*arguments: str, single_thread: bool = False) -> dict:
-    environment = {**os.environ, **(SINGLE_THREAD_ENV if single_thread else {})}
-    output = subprocess.run([sys.executable, __file__, "--child", *arguments], env=environment, check=True,
-                            capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+def best_of(repeats: int, *arguments: str) -> dict:
+    """The fastest of ``repeats`` runs of a child, each in a fresh single-threaded Python process."""
+    runs = []
+    for _ in range(repeats):
+        output = subprocess.run([sys.executable, __file__, "--child", *arguments],
+                                env={**os.environ, **SINGLE_THREAD_ENV}, check=True, capture_output=True,
+                                text=True).stdout
+        runs.append(json.loads(output.strip().splitlines()[-1]))
+    return min(runs, key=lambda run: run["seconds"])
 
 
 # ------------------------------------------------------------------------------------------------ parent
@@ -188,8 +198,8 @@ def bench_frames(args: argparse.Namespace) -> None:
     for n_frames in args.frames:
         name = make_store(args.data_dir, n_frames)
         for mode in ("store", "memory"):
-            rows[n_frames, mode] = run_child("frames", "--name", name, "--mode", mode,
-                                             *common(args, args.components), single_thread=True)
+            rows[n_frames, mode] = best_of(args.repeats, "frames", "--name", name, "--mode", mode,
+                                           *common(args, args.components))
             print(f"  {n_frames} {mode}: {rows[n_frames, mode]['seconds']:.1f} s "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"{'frames':>9} {'mode':>10} {'wall s':>7} {'CPU s':>7} {'peak RSS MiB':>13} "
@@ -227,9 +237,8 @@ def bench_workers(args: argparse.Namespace) -> None:
     runs = [("local", 1), ("joblib", 1), ("joblib", 2), ("dask", 1), ("dask", 2)]
     results = {}
     for backend, workers in runs:
-        results[backend, workers] = run_child("workers", "--name", name, "--backend", backend, "--workers",
-                                              str(workers), *common(args, args.workers_components),
-                                              single_thread=True)
+        results[backend, workers] = best_of(args.repeats, "workers", "--name", name, "--backend", backend,
+                                            "--workers", str(workers), *common(args, args.workers_components))
         print(f"  {backend}-{workers}: {results[backend, workers]['seconds']:.1f} s "
               f"(load {os.getloadavg()[0]:.1f})", flush=True)
     peer = results["local", 1]["seconds"]
@@ -259,6 +268,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--workers-frames", type=int, default=1_000_000)
     parser.add_argument("--workers-components", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2, help="runs per point; the fastest is kept")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/spkid-bench-scale"))
     parser.add_argument("--skip-frames", action="store_true")
     parser.add_argument("--skip-workers", action="store_true")

@@ -21,6 +21,8 @@ from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 from spkid.ubm import EnrollConfig, UBMConfig, enroll, train_ubm
 
+#: False-alarm rate on the cohort's impostor segments that places the label-free raw-LLR threshold.
+COHORT_FALSE_ALARM = 0.01
 #: Above this many test x model scores, exact (all-component) scoring runs on a speaker subset only.
 EXACT_MAX_SPEAKERS = 40
 
@@ -100,6 +102,17 @@ def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
 
     outcomes = [with_score("default (in-process)")]
     outcomes += [with_score(f"norm={method}", normalization=method) for method in ("znorm", "snorm")]
+    # A label-free raw-LLR threshold: the 99th percentile of the enrolled models' scores on the stored
+    # cohort's impostor segments (the Z-norm statistics, pooled over models), i.e. ~1% false alarms by design.
+    cohort_side = Recognizer(
+        store, score_config=dataclasses.replace(stored.score_config, normalization="znorm")
+    )
+    impostor = cohort_side.normalizer.model_statistics(
+        Scorer(stored.ubm, models, top_c=stored.score_config.top_c)
+    )
+    threshold = float(np.quantile(impostor, 1.0 - COHORT_FALSE_ALARM))
+    raw = lambda: (stored.score_matrix(models, data.tests), names, data.truths)  # noqa: E731
+    outcomes.append(_timed("none, cohort 99% threshold", raw, threshold))
 
     def relevance_8() -> tuple[np.ndarray, list[str], list[str]]:
         config = dataclasses.replace(stored.enroll_config, relevance_factor=8.0)

@@ -1,10 +1,10 @@
-"""Compiled per-element passes of the GMM E-step (numba), fused so each chunk is read once after its product.
+"""Compiled per-element passes of the GMM E-step (numba), fused so a chunk is read once after its product.
 
-The matrix products live in numpy (BLAS); everything between them -- building the design matrix
-``[(x - c)^2, x - c, 1]``, row maximum, clamped ``exp``, row sum, normalisation, ``log`` -- is one
-multi-threaded pass per chunk here. Each kernel exists twice: ``*_parallel`` (``prange`` over rows, used
-when the caller runs one chunk at a time) and ``*_serial`` (used from joblib worker threads, which already
-occupy the cores).
+The matrix products live in numpy (BLAS); everything between them -- building the design rows
+``[(x - c)^2, x - c, 1]``, row maximum, clamped ``exp``, row sum, normalisation, ``log`` -- is one pass per
+chunk here. The kernels are single-threaded and release the GIL: :mod:`spkid.gmm` runs one chunk stream per
+core (``n_jobs``), which on this kind of machine beats ``prange`` kernels interleaved with multi-threaded BLAS
+calls (their thread pools fight over the cores at every chunk; see ``benchmarks/bench_em.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic, overload
 
 # Cody-Waite split of ln 2: the high part has few mantissa bits so ``n * _LN2_HI`` is exact for |n| < 2^12.
@@ -167,20 +167,10 @@ def _row_design(frame, centre, design):
 
 
 # No fast-math here: it would let LLVM assume away the NaN and inf this pass exists to catch.
-@njit(parallel=True, cache=True, nogil=True)
-def fill_design_parallel(frames, centre, design):
+@njit(cache=True, nogil=True)
+def fill_design(frames, centre, design):
     """Design rows for ``frames (n, D)`` into ``design (n, 2D+1)``, all one dtype; return the number of
     non-finite rows."""
-    n_bad = 0
-    for i in prange(frames.shape[0]):
-        if not _row_design(frames[i], centre, design[i]):
-            n_bad += 1
-    return n_bad
-
-
-@njit(cache=True, nogil=True)
-def fill_design_serial(frames, centre, design):
-    """Serial :func:`fill_design_parallel`."""
     n_bad = 0
     for i in range(frames.shape[0]):
         if not _row_design(frames[i], centre, design[i]):
@@ -188,48 +178,27 @@ def fill_design_serial(frames, centre, design):
     return n_bad
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def estep_parallel(log_prob, design, log_likelihood, clamp):
+@njit(fastmath=True, cache=True, nogil=True)
+def estep(log_prob, design, log_likelihood, clamp):
     """E-step of one chunk in place.
 
     ``log_prob (n, K)`` becomes ``exp(l - max_k l)``, each ``design (n, 2D+1)`` row is divided by its row
     sum so that ``log_prob.T @ design`` gives the responsibility-weighted statistics, and
     ``log_likelihood (n,)`` receives ``log sum_k exp(l)`` per frame.
     """
-    for i in prange(log_prob.shape[0]):
-        log_likelihood[i] = _row_estep(log_prob[i], design[i], clamp)
-
-
-@njit(fastmath=True, cache=True, nogil=True)
-def estep_serial(log_prob, design, log_likelihood, clamp):
-    """Serial :func:`estep_parallel`."""
     for i in range(log_prob.shape[0]):
         log_likelihood[i] = _row_estep(log_prob[i], design[i], clamp)
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def posterior_parallel(log_prob, log_likelihood, clamp):
+@njit(fastmath=True, cache=True, nogil=True)
+def posterior(log_prob, log_likelihood, clamp):
     """Normalised responsibilities in place of ``log_prob (n, K)``; per-frame log-likelihood out."""
-    for i in prange(log_prob.shape[0]):
-        log_likelihood[i] = _row_posterior(log_prob[i], clamp)
-
-
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def logsumexp_parallel(log_prob, log_likelihood, clamp):
-    """Per-row ``log sum_k exp(log_prob)`` of ``log_prob (n, K)`` into ``log_likelihood (n,)``."""
-    for i in prange(log_prob.shape[0]):
-        log_likelihood[i] = _row_logsumexp(log_prob[i], clamp)
-
-
-@njit(fastmath=True, cache=True, nogil=True)
-def posterior_serial(log_prob, log_likelihood, clamp):
-    """Serial :func:`posterior_parallel`."""
     for i in range(log_prob.shape[0]):
         log_likelihood[i] = _row_posterior(log_prob[i], clamp)
 
 
 @njit(fastmath=True, cache=True, nogil=True)
-def logsumexp_serial(log_prob, log_likelihood, clamp):
-    """Serial :func:`logsumexp_parallel`."""
+def logsumexp(log_prob, log_likelihood, clamp):
+    """Per-row ``log sum_k exp(log_prob)`` of ``log_prob (n, K)`` into ``log_likelihood (n,)``."""
     for i in range(log_prob.shape[0]):
         log_likelihood[i] = _row_logsumexp(log_prob[i], clamp)

@@ -121,7 +121,7 @@ class DaskBackend(Backend):
                 self._client = Client(self._cluster)
             else:
                 self._client = Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError, ValueError) as error:  # ValueError: a malformed address
             self.close()
             where = f"ubm.scheduler={scheduler!r}" if scheduler else "local Dask cluster"
             raise ConfigError(f"{where}: cannot connect ({error})") from None

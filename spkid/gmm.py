@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +26,7 @@ from spkid.errors import ModelError
 MIN_FRAMES_PER_COMPONENT = 10
 # Chunks hold about 2^20 log-probabilities (4 MiB in float32): they stay in cache between the passes.
 _CHUNK_ELEMENTS = 2**20
-_MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 16384
-# Below this many log-probabilities per chunk a parallel launch costs more than it saves.
-_PARALLEL_MIN_ELEMENTS = 2**15
+_MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 4096
 # log p - max p is clamped here before exp: exp(-80) ~ 1.8e-35 is still a normal float32, and subnormals
 # reaching the statistics product make it an order of magnitude slower.
 _CLAMP = {np.dtype(np.float32): -80.0, np.dtype(np.float64): -700.0}
@@ -142,22 +140,13 @@ class _Workspace:
         self.stats = np.empty((n_components, 2 * n_features + 1), dtype=dtype)
 
 
-def _kernel(name: str, parallel: bool):
-    # numba's default (workqueue) threading layer must not be entered from two threads at once: only the
-    # main thread uses the multi-threaded kernels, worker threads (joblib, dask) the serial ones.
-    return getattr(_kernels, f"{name}_{'parallel' if parallel else 'serial'}")
-
-
 @functools.cache
 def _blas_controller() -> ThreadpoolController:
     # Inspecting the loaded libraries takes ~0.5 ms; do it once.
     return ThreadpoolController()
 
 
-def _use_parallel_kernels(n_rows: int, n_components: int) -> bool:
-    """Multi-threaded kernels on the main thread for chunks big enough to repay a parallel launch."""
-    large = n_rows * n_components >= _PARALLEL_MIN_ELEMENTS
-    return large and threading.current_thread() is threading.main_thread()
+Segments = list[tuple[int, np.ndarray]]  # a chunk: (index of the input array, rows of it) pieces
 
 
 class DiagonalGMM(BaseEstimator):
@@ -185,8 +174,9 @@ class DiagonalGMM(BaseEstimator):
     chunk_size : int or None
         Frames per E-step chunk; None picks about 2^20 / n_components.
     n_jobs : int
-        Worker threads accumulating chunks (joblib); results equal those of ``n_jobs=1`` to rounding.
-        With 1, the per-element passes and products already use all cores.
+        Chunk streams run at once (joblib threads, one BLAS thread each; -1 = all cores); results equal
+        those of ``n_jobs=1`` to rounding. With 1, chunks run one after another and only the BLAS products
+        are multi-threaded: use -1 for speed (EM and scoring alike).
     weights_init, means_init, variances_init : ndarray or None
         User-supplied initial parameters, shapes (K,), (K, D), (K, D); when ``means_init`` is given no
         initialisation is computed (weights default to uniform, variances to those of a frame subsample).
@@ -515,9 +505,9 @@ class DiagonalGMM(BaseEstimator):
         return max(1, min(rows, n_frames))
 
     @staticmethod
-    def _chunks(frames: _Frames, n_rows: int) -> Iterator[list[tuple[int, np.ndarray]]]:
-        """Group the frames into chunks of ``n_rows`` rows (the last may be shorter) spanning array ends."""
-        segments, filled = [], 0
+    def _chunks(frames: _Frames, n_rows: int) -> Iterator[tuple[int, Segments]]:
+        """``(first row, segments)`` of consecutive ``n_rows``-row chunks, spanning array boundaries."""
+        segments, filled, first_row = [], 0, 0
         for index, array in frames.arrays():
             start = 0
             while start < array.shape[0]:
@@ -525,77 +515,83 @@ class DiagonalGMM(BaseEstimator):
                 segments.append((index, array[start : start + take]))
                 filled, start = filled + take, start + take
                 if filled == n_rows:
-                    yield segments
-                    segments, filled = [], 0
+                    yield first_row, segments
+                    segments, filled, first_row = [], 0, first_row + n_rows
         if segments:
-            yield segments
+            yield first_row, segments
 
-    def _fill_design(self, segments: list[tuple[int, np.ndarray]], design: np.ndarray, parallel: bool) -> int:
-        """Write the design rows of the chunk's segments into ``design``; return the row count."""
-        dtype = design.dtype
-        centre = self._estep_matrices()[1]
-        fill = _kernel("fill_design", parallel)
+    def _map_chunks(self, frames: _Frames, work: Callable[[int, Segments, _Workspace], object]) -> Iterator:
+        """``work(first_row, segments, workspace)`` on every chunk; results in chunk order.
+
+        With ``n_jobs`` > 1 the chunks go to that many joblib threads, each with its own workspace and one
+        BLAS thread, so every core runs whole chunks (products and kernels) without waiting for the others.
+        ``work`` must not return views of the workspace, which the thread reuses.
+        """
+        design_weights = self._estep_matrices()[0]
+        n_rows = self._chunk_rows(frames.n_frames)
+        chunks = self._chunks(frames, n_rows)
+
+        def workspace() -> _Workspace:
+            return _Workspace(n_rows, self.n_components, frames.n_features, design_weights.dtype)
+
+        # One chunk or one job: no thread pool (starting one costs more than the work).
+        n_jobs = effective_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
+        if n_jobs == 1:
+            buffers = workspace()
+            for first_row, segments in chunks:
+                yield work(first_row, segments, buffers)
+            return
+        local = threading.local()
+
+        def task(first_row: int, segments: Segments) -> object:
+            if not hasattr(local, "buffers"):
+                local.buffers = workspace()
+            return work(first_row, segments, local.buffers)
+
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            yield from Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+                delayed(task)(first_row, segments) for first_row, segments in chunks)
+
+    def _log_prob(self, segments: Segments, buffers: _Workspace, out: np.ndarray | None = None) -> np.ndarray:
+        """Fill the chunk's design rows and return ``log w_k + log N(x | k)`` (into ``out`` if given)."""
+        design_weights, centre = self._estep_matrices()
         row = 0
         for index, segment in segments:
-            block = np.ascontiguousarray(segment, dtype=dtype)
-            n_bad = fill(block, centre, design[row : row + block.shape[0]])
+            block = np.ascontiguousarray(segment, dtype=design_weights.dtype)
+            n_bad = _kernels.fill_design(block, centre, buffers.design[row : row + block.shape[0]])
             if n_bad:
                 raise ModelError(f"frames array {index}: {n_bad} frame(s) hold NaN or infinite values "
-                                 f"(or values too large for {dtype.name})")
+                                 f"(or values too large for {design_weights.dtype.name})")
             row += block.shape[0]
-        return row
-
-    def _chunk_statistics(self, segments: list[tuple[int, np.ndarray]], workspace: _Workspace,
-                          parallel: bool) -> tuple[np.ndarray, float, int]:
-        """E-step of one chunk: ``(stats (K, 2D+1) in centred coordinates, sum log p, n_rows)``."""
-        design_weights = self._estep_matrices()[0]
-        n_rows = self._fill_design(segments, workspace.design, parallel)
-        design, log_prob = workspace.design[:n_rows], workspace.log_prob[:n_rows]
-        row_log_likelihood = workspace.row_log_likelihood[:n_rows]
-        np.matmul(design, design_weights, out=log_prob)
-        clamp = design.dtype.type(_CLAMP[design.dtype])
-        _kernel("estep", parallel)(log_prob, design, row_log_likelihood, clamp)
-        np.matmul(log_prob.T, design, out=workspace.stats)
-        return workspace.stats, float(np.sum(row_log_likelihood, dtype=np.float64)), n_rows
+        log_prob = buffers.log_prob[:row] if out is None else out
+        return np.matmul(buffers.design[:row], design_weights, out=log_prob)
 
     def _accumulate_frames(self, frames: _Frames) -> SufficientStats:
         design_weights, centre = self._estep_matrices()
         n_features = centre.shape[0]
-        dtype = design_weights.dtype
-        n_rows = self._chunk_rows(frames.n_frames)
+        clamp = design_weights.dtype.type(_CLAMP[design_weights.dtype])
+
+        def chunk_statistics(first_row: int, segments: Segments, buffers: _Workspace):
+            log_prob = self._log_prob(segments, buffers)
+            n_rows = log_prob.shape[0]
+            design, row_log_likelihood = buffers.design[:n_rows], buffers.row_log_likelihood[:n_rows]
+            _kernels.estep(log_prob, design, row_log_likelihood, clamp)
+            np.matmul(log_prob.T, design, out=buffers.stats)
+            chunk_sum = float(np.sum(row_log_likelihood, dtype=np.float64))
+            return buffers.stats.astype(np.float64), chunk_sum, n_rows
+
+        # Chunk results are summed in chunk order, so the sums do not depend on n_jobs or thread timing.
         totals = np.zeros((self.n_components, 2 * n_features + 1))
         log_likelihood, n_frames = 0.0, 0
-        # One chunk, or one job: no thread pool (its start-up would cost more than the work).
-        n_jobs = effective_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
-        if n_jobs == 1:
-            workspace = _Workspace(n_rows, self.n_components, n_features, dtype)
-            parallel = _use_parallel_kernels(n_rows, self.n_components)
-            for segments in self._chunks(frames, n_rows):
-                stats, chunk_sum, chunk_rows = self._chunk_statistics(segments, workspace, parallel)
-                totals += stats
-                log_likelihood, n_frames = log_likelihood + chunk_sum, n_frames + chunk_rows
-        else:
-            local = threading.local()
-
-            def task(segments):
-                if not hasattr(local, "workspace"):
-                    local.workspace = _Workspace(n_rows, self.n_components, n_features, dtype)
-                stats, chunk_sum, chunk_rows = self._chunk_statistics(segments, local.workspace, False)
-                return stats.astype(np.float64), chunk_sum, chunk_rows
-
-            # Chunk results are summed in chunk order, so the sum does not depend on thread timing.
-            with _blas_controller().limit(limits=1, user_api="blas"):
-                results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-                    delayed(task)(segments) for segments in self._chunks(frames, n_rows))
-                for stats, chunk_sum, chunk_rows in results:
-                    totals += stats
-                    log_likelihood, n_frames = log_likelihood + chunk_sum, n_frames + chunk_rows
+        for stats, chunk_sum, chunk_rows in self._map_chunks(frames, chunk_statistics):
+            totals += stats
+            log_likelihood, n_frames = log_likelihood + chunk_sum, n_frames + chunk_rows
         if n_frames != frames.n_frames:
             raise ModelError(f"frames: this pass yielded {n_frames} frames, the first {frames.n_frames}; "
                              "an iterable of arrays must yield the same arrays on every pass")
         if not np.isfinite(log_likelihood):
-            raise ModelError(f"log-likelihood is not finite: features too large for {dtype.name}; "
-                             "normalise them or use dtype=numpy.float64")
+            raise ModelError(f"log-likelihood is not finite: features too large for "
+                             f"{design_weights.dtype.name}; normalise them or use dtype=numpy.float64")
         # Back from centred coordinates: sum g x = sum g (x-c) + N c and
         # sum g x^2 = sum g (x-c)^2 + 2 c sum g (x-c) + N c^2.
         centre = centre.astype(np.float64)
@@ -607,27 +603,13 @@ class DiagonalGMM(BaseEstimator):
 
     # --------------------------------------------------------------------------------------- scoring
 
-    def _log_prob_chunks(self, frames: _Frames, out: np.ndarray | None = None
-                         ) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
-        """Yield ``(first_row, log_prob (rows, K), row buffer (rows,), parallel)`` chunk by chunk."""
-        design_weights = self._estep_matrices()[0]
-        dtype, n_rows = design_weights.dtype, self._chunk_rows(frames.n_frames)
-        design = np.empty((n_rows, design_weights.shape[0]), dtype=dtype)
-        buffer = np.empty((n_rows, self.n_components), dtype=dtype) if out is None else None
-        row_buffer = np.empty(n_rows, dtype=dtype)
-        parallel, start = _use_parallel_kernels(n_rows, self.n_components), 0
-        for segments in self._chunks(frames, n_rows):
-            rows = self._fill_design(segments, design, parallel)
-            log_prob = buffer[:rows] if out is None else out[start : start + rows]
-            np.matmul(design[:rows], design_weights, out=log_prob)
-            yield start, log_prob, row_buffer[:rows], parallel
-            start += rows
-
     def _frames(self, X: np.ndarray | Iterable[np.ndarray]) -> _Frames:
         return _Frames(X, n_features=self.means_.shape[1])
 
     def weighted_log_prob(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """``log w_k + log N(x_t | mu_k, var_k)`` for every frame and component.
+
+        The per-model product matrix is computed once and cached until the parameters change.
 
         Parameters
         ----------
@@ -639,7 +621,12 @@ class DiagonalGMM(BaseEstimator):
         """
         frames = self._frames(X)
         out = np.empty((frames.n_frames, self.n_components), dtype=self._dtype())
-        for _ in self._log_prob_chunks(frames, out):
+
+        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
+            n_rows = sum(segment.shape[0] for _, segment in segments)
+            self._log_prob(segments, buffers, out[first_row : first_row + n_rows])
+
+        for _ in self._map_chunks(frames, chunk):
             pass
         return out
 
@@ -648,9 +635,15 @@ class DiagonalGMM(BaseEstimator):
         frames = self._frames(X)
         scores = np.empty(frames.n_frames)
         clamp = self._dtype().type(_CLAMP[self._dtype()])
-        for start, log_prob, row_buffer, parallel in self._log_prob_chunks(frames):
-            _kernel("logsumexp", parallel)(log_prob, row_buffer, clamp)
-            scores[start : start + row_buffer.shape[0]] = row_buffer
+
+        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
+            log_prob = self._log_prob(segments, buffers)
+            row_scores = buffers.row_log_likelihood[: log_prob.shape[0]]
+            _kernels.logsumexp(log_prob, row_scores, clamp)
+            scores[first_row : first_row + log_prob.shape[0]] = row_scores
+
+        for _ in self._map_chunks(frames, chunk):
+            pass
         return scores
 
     def score(self, X: np.ndarray | Iterable[np.ndarray]) -> float:
@@ -663,16 +656,27 @@ class DiagonalGMM(BaseEstimator):
         frames = self._frames(X)
         out = np.empty((frames.n_frames, self.n_components), dtype=self._dtype())
         clamp = out.dtype.type(_CLAMP[out.dtype])
-        for _, log_prob, row_buffer, parallel in self._log_prob_chunks(frames, out):
-            _kernel("posterior", parallel)(log_prob, row_buffer, clamp)
+
+        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
+            n_rows = sum(segment.shape[0] for _, segment in segments)
+            log_prob = self._log_prob(segments, buffers, out[first_row : first_row + n_rows])
+            _kernels.posterior(log_prob, buffers.row_log_likelihood[:n_rows], clamp)
+
+        for _ in self._map_chunks(frames, chunk):
+            pass
         return out
 
     def predict(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Most likely component of each frame, ndarray of shape (n_frames,), int64."""
         frames = self._frames(X)
         labels = np.empty(frames.n_frames, dtype=np.int64)
-        for start, log_prob, _, _ in self._log_prob_chunks(frames):
-            labels[start : start + log_prob.shape[0]] = np.argmax(log_prob, axis=1)
+
+        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
+            log_prob = self._log_prob(segments, buffers)
+            labels[first_row : first_row + log_prob.shape[0]] = np.argmax(log_prob, axis=1)
+
+        for _ in self._map_chunks(frames, chunk):
+            pass
         return labels
 
     def _n_parameters(self) -> int:

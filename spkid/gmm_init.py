@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse
 from sklearn.cluster import kmeans_plusplus
+from threadpoolctl import threadpool_limits
 
 from spkid.errors import ModelError
 
@@ -80,7 +81,9 @@ def kmeans_init(
     seeds = frames[np.sort(random_state.permutation(frames.shape[0])[:n_seed])]
     # float64: sklearn's float32 path upcasts chunk by chunk and is slower. Greedy local trials (its default)
     # avoid two seeds in one cluster far more often than plain k-means++.
-    centres, _ = kmeans_plusplus(seeds.astype(np.float64), n_components, random_state=random_state)
+    # Its K sequential steps are small matrix-vector products: extra BLAS threads only add hand-offs.
+    with threadpool_limits(limits=1, user_api="blas"):
+        centres, _ = kmeans_plusplus(seeds.astype(np.float64), n_components, random_state=random_state)
     # Nearest centre = argmax x.c - |c|^2/2: one product of [x, -1] with [c; |c|^2/2] per assignment.
     augmented = np.hstack([frames, -np.ones((frames.shape[0], 1), dtype=np.float32)])
     labels = _nearest_centre(augmented, centres)

@@ -79,8 +79,9 @@ def identify(
     open_set : bool
         Answer ``"unknown"`` when even the best score is below ``threshold``.
     threshold : float, optional
-        Default :meth:`spkid.recognizer.Recognizer.default_threshold`: the Bayes threshold at
-        p_target 0.01 with a calibrator, else 0 on raw LLRs or 3 on normalised scores.
+        Default :meth:`spkid.recognizer.Recognizer.default_thresholds`: the Bayes threshold at
+        p_target 0.01 with a calibrator, 3 on normalised scores, else each speaker's cohort threshold
+        on raw LLRs (its impostor-score mean plus 3 standard deviations).
     n_jobs, skip_bad, progress, cache_dir
         As for :func:`spkid.features.extract_many`.
 
@@ -103,11 +104,13 @@ def identify(
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))
     names = list(models)
     limit = len(names) if top_k == 0 else min(top_k, len(names))
-    cutoff = recognizer.default_threshold() if threshold is None else float(threshold)
+    cutoffs = np.full(len(names), np.nan if threshold is None else float(threshold))
+    if open_set and threshold is None:
+        cutoffs = recognizer.default_thresholds(models)
     results = []
     for path, row in zip(features.paths, scores, strict=True):
         order = np.argsort(-row, kind="stable")
-        best = names[order[0]] if not (open_set and row[order[0]] < cutoff) else UNKNOWN
+        best = names[order[0]] if not (open_set and row[order[0]] < cutoffs[order[0]]) else UNKNOWN
         ranked = [(names[i], float(row[i])) for i in order[:limit]]
         results.append(Identification(recording=str(path), speaker=best, scores=ranked))
     return IdentifyResult(results=results, skipped=list(features.skipped))
@@ -166,7 +169,7 @@ def verify(
         raise DataError(f"no usable recording: all {len(files)} files were skipped; "
                         f"first: {features.skipped[0].reason}")  # fmt: skip
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))[:, 0]
-    cutoff = recognizer.default_threshold() if threshold is None else float(threshold)
+    cutoff = float(recognizer.default_thresholds(models)[0]) if threshold is None else float(threshold)
     results = [
         Verification(str(path), speaker, float(value), cutoff, bool(value >= cutoff))
         for path, value in zip(features.paths, scores, strict=True)

@@ -10,7 +10,6 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
-from spkid import gmm as gmm_module
 from spkid.errors import ModelError
 from spkid.gmm import DiagonalGMM, SufficientStats
 
@@ -186,20 +185,20 @@ def test_n_jobs_gives_the_same_model(mixture_data):
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-def test_parallel_and_serial_kernels_agree(dtype, rtol):
-    # Big chunks run the multi-threaded kernels, tiny ones the serial kernels: same numbers either way.
+def test_chunking_and_threads_do_not_change_results(dtype, rtol):
+    # One big chunk on the calling thread against 63 small chunks spread over two joblib threads.
     frames, (weights, means, variances) = make_mixture(seed=6, n_frames=4000, n_components=16, n_features=5)
     frames = frames.astype(dtype)
-    big = DiagonalGMM.from_params(weights, means, variances, dtype=dtype)
-    small = DiagonalGMM.from_params(weights, means, variances, dtype=dtype, chunk_size=64)
-    assert gmm_module._use_parallel_kernels(big._chunk_rows(4000), 16)
-    assert not gmm_module._use_parallel_kernels(small._chunk_rows(4000), 16)
-    big_stats, small_stats = big.accumulate(frames), small.accumulate(frames)
-    np.testing.assert_allclose(big_stats.zeroth, small_stats.zeroth, rtol=rtol)
-    np.testing.assert_allclose(big_stats.second, small_stats.second, rtol=rtol)
-    assert big_stats.log_likelihood == pytest.approx(small_stats.log_likelihood, rel=rtol)
-    np.testing.assert_allclose(big.score_samples(frames), small.score_samples(frames), rtol=rtol)
-    np.testing.assert_allclose(big.predict_proba(frames), small.predict_proba(frames), atol=10 * rtol)
+    whole = DiagonalGMM.from_params(weights, means, variances, dtype=dtype)
+    chunked = DiagonalGMM.from_params(weights, means, variances, dtype=dtype, chunk_size=64, n_jobs=2)
+    whole_stats, chunked_stats = whole.accumulate(frames), chunked.accumulate(frames)
+    np.testing.assert_allclose(whole_stats.zeroth, chunked_stats.zeroth, rtol=rtol)
+    np.testing.assert_allclose(whole_stats.second, chunked_stats.second, rtol=rtol)
+    assert whole_stats.log_likelihood == pytest.approx(chunked_stats.log_likelihood, rel=rtol)
+    np.testing.assert_allclose(whole.score_samples(frames), chunked.score_samples(frames), rtol=rtol)
+    np.testing.assert_allclose(whole.weighted_log_prob(frames), chunked.weighted_log_prob(frames), rtol=rtol)
+    np.testing.assert_allclose(whole.predict_proba(frames), chunked.predict_proba(frames), atol=10 * rtol)
+    assert np.mean(whole.predict(frames) == chunked.predict(frames)) > 0.999
 
 
 # ----------------------------------------------------------------------------------- data sources

@@ -68,9 +68,13 @@ def test_sparse_pair_scoring_equals_the_dense_matrix(model: Path, synthetic_corp
     if method == "none":
         raw = Scorer(recognizer.ubm, models).llr_many(features)
         np.testing.assert_allclose(matrix, raw, atol=1e-6)
-        assert recognizer.default_threshold() == RAW_LLR_THRESHOLD
+        # Raw scores: each speaker's threshold is its cohort impostor-score mean + 3 standard deviations.
+        impostor = Scorer(recognizer.ubm, models).llr_many(recognizer.cohort.segments)
+        expected = impostor.mean(axis=0) + NORMALISED_THRESHOLD * impostor.std(axis=0, ddof=1)
+        np.testing.assert_allclose(recognizer.default_thresholds(models), expected, rtol=1e-6)
+        assert np.all(recognizer.default_thresholds(models) != RAW_LLR_THRESHOLD)
     else:
-        assert recognizer.default_threshold() == NORMALISED_THRESHOLD
+        np.testing.assert_array_equal(recognizer.default_thresholds(models), NORMALISED_THRESHOLD)
 
 
 def test_normalizer_needs_a_cohort(model: Path):
