@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -29,14 +28,14 @@ GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
 class SpkidGroup(TyperGroup):
     """The command group: turns spkid's own errors into one line on stderr and exit code 1."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         # Move global flags given after the command name in front of it, where click expects them.
         end = args.index("--") if "--" in args else len(args)
         flags = [arg for arg in args[:end] if arg in GLOBAL_FLAGS]
         rest = [arg for arg in args[:end] if arg not in GLOBAL_FLAGS] + args[end:]
         return super().parse_args(ctx, flags + rest)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SpkidError as exc:
@@ -49,7 +48,7 @@ class SpkidGroup(TyperGroup):
             raise typer.Exit(130) from None
 
 
-def _fail(ctx: click.Context, message: str, exc: BaseException) -> None:
+def _fail(ctx: typer.Context, message: str, exc: BaseException) -> None:
     if (ctx.obj or {}).get("debug"):
         raise exc
     typer.echo(f"error: {message}", err=True)
