@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
 from threadpoolctl import ThreadpoolController
 
-from spkid import _kernels, gmm_init
+from spkid import gmm_init
 from spkid.errors import ModelError
+
+# numba (spkid._kernels), joblib and scikit-learn are imported where first needed: importing this module
+# (e.g. to load a stored model) stays cheap.
 
 MIN_FRAMES_PER_COMPONENT = 10
 # Chunks hold about 2^20 log-probabilities (4 MiB in float32): they stay in cache between the passes.
@@ -31,6 +31,10 @@ _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 4096
 # reaching the statistics product make it an order of magnitude slower.
 _CLAMP = {np.dtype(np.float32): -80.0, np.dtype(np.float64): -700.0}
 _WEIGHT_SUM_TOLERANCE = 1e-4
+_CONSTRUCTOR_PARAMETERS = (
+    "n_components", "max_iter", "tol", "init", "variance_floor", "min_weight", "random_state", "dtype",
+    "chunk_size", "n_jobs", "weights_init", "means_init", "variances_init", "verbose",
+)
 _DICT_KEYS = {"weights", "means", "variances", "dtype", "n_iter", "converged", "lower_bound", "history"}
 
 
@@ -149,7 +153,18 @@ def _blas_controller() -> ThreadpoolController:
 Segments = list[tuple[int, np.ndarray]]  # a chunk: (index of the input array, rows of it) pieces
 
 
-class DiagonalGMM(BaseEstimator):
+def _random_state(seed: int | np.random.RandomState | None) -> np.random.RandomState:
+    """A RandomState from None (numpy's global one), an int seed or a RandomState (scikit-learn's rule)."""
+    if seed is None:
+        return np.random.mtrand._rand
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return np.random.RandomState(seed)
+    raise ModelError(f"random_state: expected None, an int or a numpy RandomState, got {seed!r}")
+
+
+class DiagonalGMM:
     """Gaussian mixture with diagonal covariances, trained by EM (scikit-learn conventions).
 
     Parameters
@@ -218,6 +233,22 @@ class DiagonalGMM(BaseEstimator):
         self.means_init = means_init
         self.variances_init = variances_init
         self.verbose = verbose
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters (scikit-learn protocol, so ``sklearn.base.clone`` works)."""
+        return {name: getattr(self, name) for name in _CONSTRUCTOR_PARAMETERS}
+
+    def set_params(self, **params) -> DiagonalGMM:
+        """Set constructor parameters (scikit-learn protocol)."""
+        for name, value in params.items():
+            if name not in _CONSTRUCTOR_PARAMETERS:
+                raise ModelError(f"DiagonalGMM has no parameter {name!r}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        fitted = f", fitted on {self.means_.shape[1]} features" if hasattr(self, "_weights") else ""
+        return f"DiagonalGMM(n_components={self.n_components}, dtype={np.dtype(self.dtype).name}{fitted})"
 
     # ------------------------------------------------------------------------------------ parameters
 
@@ -344,7 +375,7 @@ class DiagonalGMM(BaseEstimator):
             raise ModelError(f"{frames.n_frames} frames is too few for {self.n_components} components: "
                              f"need at least {needed} ({MIN_FRAMES_PER_COMPONENT} per component)")
         started = time.perf_counter()
-        self._initialise(frames, check_random_state(self.random_state))
+        self._initialise(frames, _random_state(self.random_state))
         if self.verbose:
             print(f"[DiagonalGMM] initialised {self.n_components} components ({self.init}) "
                   f"in {time.perf_counter() - started:.2f} s")
@@ -535,6 +566,8 @@ class DiagonalGMM(BaseEstimator):
             return _Workspace(n_rows, self.n_components, frames.n_features, design_weights.dtype)
 
         # One chunk or one job: no thread pool (starting one costs more than the work).
+        from joblib import Parallel, delayed, effective_n_jobs
+
         n_jobs = effective_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
         if n_jobs == 1:
             buffers = workspace()
@@ -554,6 +587,8 @@ class DiagonalGMM(BaseEstimator):
 
     def _log_prob(self, segments: Segments, buffers: _Workspace, out: np.ndarray | None = None) -> np.ndarray:
         """Fill the chunk's design rows and return ``log w_k + log N(x | k)`` (into ``out`` if given)."""
+        from spkid import _kernels
+
         design_weights, centre = self._estep_matrices()
         row = 0
         for index, segment in segments:
@@ -567,6 +602,8 @@ class DiagonalGMM(BaseEstimator):
         return np.matmul(buffers.design[:row], design_weights, out=log_prob)
 
     def _accumulate_frames(self, frames: _Frames) -> SufficientStats:
+        from spkid import _kernels
+
         design_weights, centre = self._estep_matrices()
         n_features = centre.shape[0]
         clamp = design_weights.dtype.type(_CLAMP[design_weights.dtype])
@@ -632,6 +669,8 @@ class DiagonalGMM(BaseEstimator):
 
     def score_samples(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Log-likelihood ``log p(x_t)`` of each frame, ndarray of shape (n_frames,), float64."""
+        from spkid import _kernels
+
         frames = self._frames(X)
         scores = np.empty(frames.n_frames)
         clamp = self._dtype().type(_CLAMP[self._dtype()])
@@ -653,6 +692,8 @@ class DiagonalGMM(BaseEstimator):
 
     def predict_proba(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Responsibilities, ndarray of shape (n_frames, n_components) in the model dtype; rows sum to 1."""
+        from spkid import _kernels
+
         frames = self._frames(X)
         out = np.empty((frames.n_frames, self.n_components), dtype=self._dtype())
         clamp = out.dtype.type(_CLAMP[out.dtype])

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import scipy.sparse
-from sklearn.cluster import kmeans_plusplus
 from threadpoolctl import threadpool_limits
 
 from spkid.errors import ModelError
@@ -81,6 +79,8 @@ def kmeans_init(
     seeds = frames[np.sort(random_state.permutation(frames.shape[0])[:n_seed])]
     # float64: sklearn's float32 path upcasts chunk by chunk and is slower. Greedy local trials (its default)
     # avoid two seeds in one cluster far more often than plain k-means++.
+    from sklearn.cluster import kmeans_plusplus  # here: importing scikit-learn takes about a second
+
     # Its K sequential steps are small matrix-vector products: extra BLAS threads only add hand-offs.
     with threadpool_limits(limits=1, user_api="blas"):
         centres, _ = kmeans_plusplus(seeds.astype(np.float64), n_components, random_state=random_state)
@@ -198,15 +198,18 @@ def _nearest_centre(augmented: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def _cluster_moments(
-    sample: np.ndarray, labels: np.ndarray, n_clusters: int, *, second: bool
+    frames: np.ndarray, labels: np.ndarray, n_clusters: int, *, second: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Per-cluster frame counts, sums and (optionally) sums of squares, in float64."""
-    n_frames = sample.shape[0]
-    membership = scipy.sparse.csr_matrix(
-        (np.ones(n_frames), (labels, np.arange(n_frames))), shape=(n_clusters, n_frames)
-    )
-    frames64 = np.asarray(sample, dtype=np.float64)
-    counts = np.bincount(labels, minlength=n_clusters).astype(np.float64)
-    sums = np.asarray(membership @ frames64)
-    squares = np.asarray(membership @ (frames64 * frames64)) if second else None
-    return counts, sums, squares
+    counts = np.bincount(labels, minlength=n_clusters)
+    order = np.argsort(labels, kind="stable")
+    grouped = np.asarray(frames[order], dtype=np.float64)
+    occupied = np.flatnonzero(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[occupied]
+    sums = np.zeros((n_clusters, frames.shape[1]))
+    sums[occupied] = np.add.reduceat(grouped, starts, axis=0)
+    squares = None
+    if second:
+        squares = np.zeros_like(sums)
+        squares[occupied] = np.add.reduceat(grouped * grouped, starts, axis=0)
+    return counts.astype(np.float64), sums, squares

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
+from sklearn.base import clone
 from sklearn.mixture import GaussianMixture
 
 from spkid.errors import ModelError
@@ -287,6 +288,15 @@ def test_dict_round_trip_through_npz(tmp_path, mixture_data):
     assert restored.score(mixture_data) == model.score(mixture_data)
 
 
+def test_sklearn_clone_and_params(mixture_data):
+    model = DiagonalGMM(3, max_iter=2, variance_floor=0.01, random_state=4).fit(mixture_data)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params() and not hasattr(copy, "_weights")
+    assert copy.set_params(max_iter=5).max_iter == 5
+    with pytest.raises(ModelError, match="no parameter 'n_mixtures'"):
+        copy.set_params(n_mixtures=3)
+
+
 def test_parameters_are_read_only_and_reassignable(mixture_data):
     model = DiagonalGMM(2, max_iter=2, random_state=0).fit(mixture_data)
     with pytest.raises(ValueError):
@@ -334,6 +344,7 @@ def test_error_not_fitted_and_bad_settings(mixture_data):
         DiagonalGMM(2).score(mixture_data)
     for params, message in [({"dtype": np.int32}, "dtype"), ({"init": "random"}, "init"),
                             ({"min_weight": 0.6}, "min_weight"), ({"chunk_size": 0}, "chunk_size"),
+                            ({"random_state": "seven"}, "random_state"),
                             ({"means_init": np.zeros((3, 5))}, r"means_init: expected shape \(2, 5\)")]:
         with pytest.raises(ModelError, match=message):
             DiagonalGMM(2, **params).fit(mixture_data)
