@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from spkid.errors import DataError
 
-__all__ = ["METHODS", "asnorm", "normalize", "snorm", "tnorm", "znorm", "ztnorm"]
+__all__ = ["METHODS", "asnorm", "normalize", "snorm", "tnorm", "znorm", "znorm_statistics", "ztnorm"]
 
 METHODS = ("none", "znorm", "tnorm", "ztnorm", "snorm", "asnorm")
 
@@ -72,9 +72,23 @@ def znorm(scores: ArrayLike, model_cohort_scores: ArrayLike) -> np.ndarray:
         ``(scores - mean_m) / std_m`` with the mean and std of column ``m`` of the cohort scores.
     """
     scores = _matrix("scores", scores)
-    cohort = _matrix("model_cohort_scores", model_cohort_scores, n_cols=scores.shape[1])
-    mean, std = _stats(cohort, axis=0)
+    mean, std = znorm_statistics(model_cohort_scores, n_models=scores.shape[1])
     return (scores - mean[None, :]) / std[None, :]
+
+
+def znorm_statistics(
+    model_cohort_scores: ArrayLike, *, n_models: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model Z-norm mean and floored standard deviation, each of shape (n_models,).
+
+    Parameters
+    ----------
+    model_cohort_scores : array-like of shape (n_cohort_utts, n_models)
+    n_models : int, optional
+        Expected number of columns (checked when given).
+    """
+    cohort = _matrix("model_cohort_scores", model_cohort_scores, n_cols=n_models)
+    return _stats(cohort, axis=0)
 
 
 def tnorm(scores: ArrayLike, test_cohort_scores: ArrayLike) -> np.ndarray:

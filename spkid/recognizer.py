@@ -20,6 +20,7 @@ from spkid.errors import ConfigError, ModelError, StoreError
 from spkid.feature_cache import Progress
 from spkid.features import ExtractResult, FeatureConfig, extract_many
 from spkid.gmm import DiagonalGMM
+from spkid.normalize import znorm_statistics
 from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 from spkid.ubm import EnrollConfig, enroll
@@ -281,5 +282,5 @@ class Recognizer:
         if self.cohort is None or len(self.cohort.segments) < 2 or not models:
             return np.full(len(models), RAW_LLR_THRESHOLD)
         impostor = Scorer(self.ubm, models, top_c=self.score_config.top_c).llr_many(self.cohort.segments)
-        spread = np.maximum(impostor.std(axis=0, ddof=1), 1e-6)
-        return impostor.mean(axis=0) + NORMALISED_THRESHOLD * spread
+        mean, std = znorm_statistics(impostor)
+        return mean + NORMALISED_THRESHOLD * std
