@@ -6,11 +6,11 @@ Re-exported by :mod:`spkid.features`; kept apart so the settings can be read and
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from typing import Any
 
+from spkid.config_checks import check_settings, close_match_hint
 from spkid.errors import ConfigError
 
 WINDOWS: tuple[str, ...] = ("hamming", "hann", "povey", "blackman", "rectangular")
@@ -158,15 +158,7 @@ class FeatureConfig:
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> FeatureConfig:
         """Build a config from a mapping; missing keys take defaults, unknown keys raise `ConfigError`."""
-        if not isinstance(settings, Mapping):
-            raise ConfigError(f"features: expected a mapping of settings, got {type(settings).__name__}")
-        known = [field.name for field in dataclasses.fields(cls)]
-        for key in settings:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"features: unknown setting '{key}'{hint}")
-        return cls(**dict(settings))
+        return cls(**check_settings("features", cls, settings))
 
     # -- checks --------------------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -219,8 +211,7 @@ class FeatureConfig:
             fail("vad_noise_percentile", "must be in [0, 100]")
         for name, allowed in (("window", WINDOWS), ("vad", VAD_METHODS), ("cmvn", CMVN_METHODS)):
             if getattr(self, name) not in allowed:
-                close = difflib.get_close_matches(str(getattr(self, name)), allowed, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                hint = close_match_hint(getattr(self, name), allowed)
                 fail(name, f"must be one of {', '.join(allowed)}{hint}")
 
 

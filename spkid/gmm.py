@@ -1,156 +1,30 @@
 """Diagonal-covariance Gaussian mixture trained by EM through mergeable sufficient statistics.
 
-The E-step runs chunk by chunk: one matrix product of the design rows ``[(x-c)^2, x-c, 1]`` with the
-per-model matrix ``[-1/(2 var); (mu-c)/var; const]`` gives log w_k + log N(x | k); one fused numba pass
-(:mod:`spkid._kernels`) turns it into responsibilities; a second product gives N_k, F_k and S_k at once.
-Products run in the model dtype (float32 by default), statistics accumulate in float64.
+The estimator (parameters, EM loop, M-step, (de)serialisation) lives here; the chunked float32 E-step it
+runs is :mod:`spkid._estep`, the statistics it exchanges :mod:`spkid.gmm_stats` (re-exported here).
 """
 
 from __future__ import annotations
 
-import functools
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from spkid import gmm_init
+from spkid._estep import CLAMP, EStep, Frames, chunk_rows, estep_matrices
 from spkid.errors import ModelError
+from spkid.gmm_stats import SufficientStats, maximise
 
-# numba (spkid._kernels), joblib and scikit-learn are imported where first needed: importing this module
-# (e.g. to load a stored model) stays cheap.
+__all__ = ["MIN_FRAMES_PER_COMPONENT", "DiagonalGMM", "SufficientStats"]
 
 MIN_FRAMES_PER_COMPONENT = 10
-# Chunks hold about 2^20 log-probabilities (4 MiB in float32): they stay in cache between the passes.
-_CHUNK_ELEMENTS = 2**20
-_MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 256, 4096
-# log p - max p is clamped here before exp: exp(-80) ~ 1.8e-35 is still a normal float32, and subnormals
-# reaching the statistics product make it an order of magnitude slower.
-_CLAMP = {np.dtype(np.float32): -80.0, np.dtype(np.float64): -700.0}
 _WEIGHT_SUM_TOLERANCE = 1e-4
 _CONSTRUCTOR_PARAMETERS = (
     "n_components", "max_iter", "tol", "init", "variance_floor", "min_weight", "random_state", "dtype",
     "chunk_size", "n_jobs", "weights_init", "means_init", "variances_init", "verbose",
 )
 _DICT_KEYS = {"weights", "means", "variances", "dtype", "n_iter", "converged", "lower_bound", "history"}
-
-
-@dataclass
-class SufficientStats:
-    """Zeroth, first and second order statistics of frames under a GMM's responsibilities (float64).
-
-    Attributes
-    ----------
-    zeroth : ndarray of shape (n_components,)
-        N_k = sum_t gamma_tk.
-    first : ndarray of shape (n_components, n_features)
-        F_k = sum_t gamma_tk x_t.
-    second : ndarray of shape (n_components, n_features)
-        S_k = sum_t gamma_tk x_t^2.
-    log_likelihood : float
-        sum_t log p(x_t) under the model that produced the responsibilities.
-    n_frames : int
-        Number of frames accumulated.
-
-    Statistics of disjoint frame sets add up (``a + b``, ``sum([...])``), whatever process computed them.
-    """
-
-    zeroth: np.ndarray
-    first: np.ndarray
-    second: np.ndarray
-    log_likelihood: float = 0.0
-    n_frames: int = 0
-
-    @classmethod
-    def zeros(cls, n_components: int, n_features: int) -> SufficientStats:
-        """Empty statistics, the neutral element of ``+``."""
-        return cls(np.zeros(n_components), np.zeros((n_components, n_features)),
-                   np.zeros((n_components, n_features)))
-
-    def __add__(self, other: SufficientStats) -> SufficientStats:
-        if not isinstance(other, SufficientStats):
-            return NotImplemented
-        if self.first.shape != other.first.shape:
-            raise ModelError(f"cannot add statistics of shape {self.first.shape} and {other.first.shape}")
-        return SufficientStats(
-            self.zeroth + other.zeroth, self.first + other.first, self.second + other.second,
-            self.log_likelihood + other.log_likelihood, self.n_frames + other.n_frames,
-        )
-
-    def __radd__(self, other: object) -> SufficientStats:
-        return self if isinstance(other, int) and other == 0 else NotImplemented  # lets sum() start at 0
-
-
-class _Frames:
-    """Training frames: one array, a sequence of arrays, or a re-iterable of arrays, never concatenated.
-
-    A one-shot iterator is materialised as a list of references to its arrays (memory-mapped arrays stay
-    on disk). Any other iterable is re-iterated on every EM pass and must yield the same frames each time.
-    """
-
-    def __init__(self, data: np.ndarray | Iterable[np.ndarray], n_features: int | None) -> None:
-        self._iterable: Iterable | None = None
-        if isinstance(data, np.ndarray):
-            self._items: list | None = [data]
-        elif isinstance(data, (list, tuple, Iterator)):
-            self._items = list(data)
-        elif isinstance(data, Iterable) and not isinstance(data, (str, bytes, dict)):
-            self._items, self._iterable = None, data
-        else:
-            raise ModelError(f"frames: expected an array or an iterable of arrays, got {type(data).__name__}")
-        self.n_features = n_features
-        self.n_frames = 0
-        for _, array in self.arrays():
-            self.n_frames += array.shape[0]
-        if self.n_features is None:
-            raise ModelError("frames: no arrays given")
-
-    def arrays(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(index, array)`` for every non-empty 2-D array, checking its shape and dtype."""
-        for index, item in enumerate(self._items if self._items is not None else self._iterable):
-            array = item if isinstance(item, np.ndarray) else np.asarray(item)
-            if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-                raise ModelError(f"frames array {index}: expected real numbers, got dtype {array.dtype}")
-            expected = f"(n_frames, {self.n_features if self.n_features is not None else 'n_features'})"
-            if array.ndim != 2 or (self.n_features is not None and array.shape[1] != self.n_features):
-                raise ModelError(f"frames array {index}: expected shape {expected}, got {array.shape}")
-            self.n_features = array.shape[1]
-            if array.shape[0]:
-                yield index, array
-
-    def sample(self, n_rows: int, random_state: np.random.RandomState, dtype: np.dtype) -> np.ndarray:
-        """``n_rows`` distinct frames drawn uniformly (in corpus order), as one ``(n_rows, D)`` array."""
-        generator = np.random.default_rng(random_state.randint(2**31 - 1))
-        rows = np.sort(generator.choice(self.n_frames, size=n_rows, replace=False, shuffle=False))
-        parts, offset = [], 0
-        for _, array in self.arrays():
-            lo, hi = np.searchsorted(rows, [offset, offset + array.shape[0]])
-            if hi > lo:
-                parts.append(np.asarray(array[rows[lo:hi] - offset], dtype=dtype))
-            offset += array.shape[0]
-        return np.concatenate(parts)
-
-
-class _Workspace:
-    """Per-thread chunk buffers, allocated once per pass (first touch of large buffers is not free)."""
-
-    def __init__(self, n_rows: int, n_components: int, n_features: int, dtype: np.dtype) -> None:
-        self.design = np.empty((n_rows, 2 * n_features + 1), dtype=dtype)
-        self.log_prob = np.empty((n_rows, n_components), dtype=dtype)
-        self.row_log_likelihood = np.empty(n_rows, dtype=dtype)
-        self.stats = np.empty((n_components, 2 * n_features + 1), dtype=dtype)
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    # Inspecting the loaded libraries takes ~0.5 ms; do it once.
-    return ThreadpoolController()
-
-
-Segments = list[tuple[int, np.ndarray]]  # a chunk: (index of the input array, rows of it) pieces
 
 
 def _random_state(seed: int | np.random.RandomState | None) -> np.random.RandomState:
@@ -369,7 +243,7 @@ class DiagonalGMM:
         self : DiagonalGMM
         """
         self._check_params()
-        frames = _Frames(X, n_features=None)
+        frames = Frames(X, n_features=None)
         needed = MIN_FRAMES_PER_COMPONENT * self.n_components
         if frames.n_frames < needed:
             raise ModelError(f"{frames.n_frames} frames is too few for {self.n_components} components: "
@@ -383,7 +257,7 @@ class DiagonalGMM:
         self.n_iter_ = 0
         for iteration in range(1, self.max_iter + 1):
             started = time.perf_counter()
-            stats = self._accumulate_frames(frames)
+            stats = self._engine().accumulate(frames)
             previous, lower_bound = lower_bound, stats.log_likelihood / stats.n_frames
             self.apply_stats(stats)
             self.history_.append(lower_bound)
@@ -409,7 +283,8 @@ class DiagonalGMM:
         SufficientStats
             Add the statistics of several shards (processes, workers) and pass the sum to :meth:`apply_stats`.
         """
-        return self._accumulate_frames(_Frames(X, n_features=self.means_.shape[1]))
+        frames = self._frames(X)
+        return self._engine().accumulate(frames)
 
     def apply_stats(self, stats: SufficientStats) -> DiagonalGMM:
         """M-step from (summed) statistics: new weights, means and floored variances; re-seed dead components.
@@ -421,25 +296,10 @@ class DiagonalGMM:
         n_components = stats.zeroth.shape[0]
         if n_components != self.n_components:
             raise ModelError(f"statistics have {n_components} components, the model {self.n_components}")
-        total = float(stats.zeroth.sum())
-        if not total > 0 or not np.isfinite(total):
-            raise ModelError(f"statistics hold no frames (total responsibility {total})")
-        global_mean = stats.first.sum(axis=0) / total
-        global_variance = np.maximum(stats.second.sum(axis=0) / total - global_mean**2, 0.0)
-        floor = gmm_init._floor(global_variance, self.variance_floor)
-        weights = stats.zeroth / total
-        dead = (weights < self.min_weight) | (stats.zeroth <= 0)
-        safe_counts = np.where(dead, 1.0, stats.zeroth)[:, None]
-        means = np.where(dead[:, None], 0.0, stats.first / safe_counts)
-        variances = np.maximum(np.where(dead[:, None], 1.0, stats.second / safe_counts - means**2), floor)
-        weights[dead] = 0.0
-        for target in np.flatnonzero(dead):
-            gmm_init.split_component(weights, means, variances, int(np.argmax(weights)), int(target))
-        if dead.any():
-            np.maximum(variances, floor, out=variances)
-            if self.verbose:
-                print(f"[DiagonalGMM] re-seeded {int(dead.sum())} component(s) below {self.min_weight}")
-        self._set_parameters(weights / weights.sum(), means, variances)
+        weights, means, variances, n_reseeded = maximise(stats, self.variance_floor, self.min_weight)
+        if n_reseeded and self.verbose:
+            print(f"[DiagonalGMM] re-seeded {n_reseeded} component(s) below {self.min_weight}")
+        self._set_parameters(weights, means, variances)
         return self
 
     def _check_params(self) -> None:
@@ -461,11 +321,11 @@ class DiagonalGMM:
 
     def _dtype(self) -> np.dtype:
         dtype = np.dtype(self.dtype)
-        if dtype not in _CLAMP:
+        if dtype not in CLAMP:
             raise ModelError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype}")
         return dtype
 
-    def _initialise(self, frames: _Frames, random_state: np.random.RandomState) -> None:
+    def _initialise(self, frames: Frames, random_state: np.random.RandomState) -> None:
         """Set the starting parameters from ``*_init`` or the ``init`` strategy on a frame subsample."""
         n_components, n_features = self.n_components, frames.n_features
         shapes = {"weights_init": (n_components,), "means_init": (n_components, n_features),
@@ -508,140 +368,25 @@ class DiagonalGMM:
 
     # ------------------------------------------------------------------------------------ the E-step
 
-    def _estep_matrices(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(design_weights (2D+1, K), centre (D,))`` in the model dtype, cached until parameters change.
+    def _engine(self) -> EStep:
+        """The E-step of the current parameters with the current ``chunk_size`` and ``n_jobs``.
 
-        ``design_rows @ design_weights = log w_k + log N(x | k)`` with design rows ``[(x-c)^2, x-c, 1]``.
-        Centring on the mixture mean ``c`` keeps float32 products accurate for un-normalised features.
+        Its matrices (:func:`spkid._estep.estep_matrices`) are cached until the parameters change.
         """
         if getattr(self, "_estep_cache", None) is None:
             dtype = self._dtype()
-            weights, means, variances = self.weights_, self.means_, self.variances_
-            centre = (weights @ means).astype(dtype)
-            precisions = 1.0 / variances
-            offsets = means - centre.astype(np.float64)
-            constant = (np.log(np.maximum(weights, 1e-300))
-                        - 0.5 * (means.shape[1] * np.log(2 * np.pi) + np.log(variances).sum(axis=1)
-                                 + (offsets**2 * precisions).sum(axis=1)))
-            design_weights = np.vstack([-0.5 * precisions.T, (offsets * precisions).T, constant[None, :]])
-            design_weights = np.ascontiguousarray(design_weights, dtype=dtype)
-            if not np.all(np.isfinite(design_weights)):
-                raise ModelError(f"variances: too small for {dtype.name} (smallest {variances.min():.3g})")
-            self._estep_cache = (design_weights, centre)
-        return self._estep_cache
+            self._estep_cache = estep_matrices(self.weights_, self.means_, self.variances_, dtype)
+        design_weights, centre = self._estep_cache
+        return EStep(design_weights, centre, n_components=self.n_components, chunk_size=self.chunk_size,
+                     n_jobs=self.n_jobs)
 
     def _chunk_rows(self, n_frames: int) -> int:
-        automatic = min(max(_CHUNK_ELEMENTS // self.n_components, _MIN_CHUNK_ROWS), _MAX_CHUNK_ROWS)
-        rows = self.chunk_size or automatic
-        return max(1, min(rows, n_frames))
-
-    @staticmethod
-    def _chunks(frames: _Frames, n_rows: int) -> Iterator[tuple[int, Segments]]:
-        """``(first row, segments)`` of consecutive ``n_rows``-row chunks, spanning array boundaries."""
-        segments, filled, first_row = [], 0, 0
-        for index, array in frames.arrays():
-            start = 0
-            while start < array.shape[0]:
-                take = min(n_rows - filled, array.shape[0] - start)
-                segments.append((index, array[start : start + take]))
-                filled, start = filled + take, start + take
-                if filled == n_rows:
-                    yield first_row, segments
-                    segments, filled, first_row = [], 0, first_row + n_rows
-        if segments:
-            yield first_row, segments
-
-    def _map_chunks(self, frames: _Frames, work: Callable[[int, Segments, _Workspace], object]) -> Iterator:
-        """``work(first_row, segments, workspace)`` on every chunk; results in chunk order.
-
-        With ``n_jobs`` > 1 the chunks go to that many joblib threads, each with its own workspace and one
-        BLAS thread, so every core runs whole chunks (products and kernels) without waiting for the others.
-        ``work`` must not return views of the workspace, which the thread reuses.
-        """
-        design_weights = self._estep_matrices()[0]
-        n_rows = self._chunk_rows(frames.n_frames)
-        chunks = self._chunks(frames, n_rows)
-
-        def workspace() -> _Workspace:
-            return _Workspace(n_rows, self.n_components, frames.n_features, design_weights.dtype)
-
-        # One chunk or one job: no thread pool (starting one costs more than the work).
-        from joblib import Parallel, delayed, effective_n_jobs
-
-        n_jobs = effective_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
-        if n_jobs == 1:
-            buffers = workspace()
-            for first_row, segments in chunks:
-                yield work(first_row, segments, buffers)
-            return
-        local = threading.local()
-
-        def task(first_row: int, segments: Segments) -> object:
-            if not hasattr(local, "buffers"):
-                local.buffers = workspace()
-            return work(first_row, segments, local.buffers)
-
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            yield from Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-                delayed(task)(first_row, segments) for first_row, segments in chunks)
-
-    def _log_prob(self, segments: Segments, buffers: _Workspace, out: np.ndarray | None = None) -> np.ndarray:
-        """Fill the chunk's design rows and return ``log w_k + log N(x | k)`` (into ``out`` if given)."""
-        from spkid import _kernels
-
-        design_weights, centre = self._estep_matrices()
-        row = 0
-        for index, segment in segments:
-            block = np.ascontiguousarray(segment, dtype=design_weights.dtype)
-            n_bad = _kernels.fill_design(block, centre, buffers.design[row : row + block.shape[0]])
-            if n_bad:
-                raise ModelError(f"frames array {index}: {n_bad} frame(s) hold NaN or infinite values "
-                                 f"(or values too large for {design_weights.dtype.name})")
-            row += block.shape[0]
-        log_prob = buffers.log_prob[:row] if out is None else out
-        return np.matmul(buffers.design[:row], design_weights, out=log_prob)
-
-    def _accumulate_frames(self, frames: _Frames) -> SufficientStats:
-        from spkid import _kernels
-
-        design_weights, centre = self._estep_matrices()
-        n_features = centre.shape[0]
-        clamp = design_weights.dtype.type(_CLAMP[design_weights.dtype])
-
-        def chunk_statistics(first_row: int, segments: Segments, buffers: _Workspace):
-            log_prob = self._log_prob(segments, buffers)
-            n_rows = log_prob.shape[0]
-            design, row_log_likelihood = buffers.design[:n_rows], buffers.row_log_likelihood[:n_rows]
-            _kernels.estep(log_prob, design, row_log_likelihood, clamp)
-            np.matmul(log_prob.T, design, out=buffers.stats)
-            chunk_sum = float(np.sum(row_log_likelihood, dtype=np.float64))
-            return buffers.stats.astype(np.float64), chunk_sum, n_rows
-
-        # Chunk results are summed in chunk order, so the sums do not depend on n_jobs or thread timing.
-        totals = np.zeros((self.n_components, 2 * n_features + 1))
-        log_likelihood, n_frames = 0.0, 0
-        for stats, chunk_sum, chunk_rows in self._map_chunks(frames, chunk_statistics):
-            totals += stats
-            log_likelihood, n_frames = log_likelihood + chunk_sum, n_frames + chunk_rows
-        if n_frames != frames.n_frames:
-            raise ModelError(f"frames: this pass yielded {n_frames} frames, the first {frames.n_frames}; "
-                             "an iterable of arrays must yield the same arrays on every pass")
-        if not np.isfinite(log_likelihood):
-            raise ModelError(f"log-likelihood is not finite: features too large for "
-                             f"{design_weights.dtype.name}; normalise them or use dtype=numpy.float64")
-        # Back from centred coordinates: sum g x = sum g (x-c) + N c and
-        # sum g x^2 = sum g (x-c)^2 + 2 c sum g (x-c) + N c^2.
-        centre = centre.astype(np.float64)
-        zeroth = totals[:, 2 * n_features]
-        centred_first, centred_second = totals[:, n_features : 2 * n_features], totals[:, :n_features]
-        first = centred_first + zeroth[:, None] * centre
-        second = centred_second + 2 * centre * centred_first + zeroth[:, None] * centre**2
-        return SufficientStats(zeroth.copy(), first, second, log_likelihood, n_frames)
+        return chunk_rows(n_frames, self.n_components, self.chunk_size)
 
     # --------------------------------------------------------------------------------------- scoring
 
-    def _frames(self, X: np.ndarray | Iterable[np.ndarray]) -> _Frames:
-        return _Frames(X, n_features=self.means_.shape[1])
+    def _frames(self, X: np.ndarray | Iterable[np.ndarray]) -> Frames:
+        return Frames(X, n_features=self.means_.shape[1])
 
     def weighted_log_prob(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """``log w_k + log N(x_t | mu_k, var_k)`` for every frame and component.
@@ -657,33 +402,14 @@ class DiagonalGMM:
         ndarray of shape (n_frames, n_components), in the model dtype (float32 by default)
         """
         frames = self._frames(X)
-        out = np.empty((frames.n_frames, self.n_components), dtype=self._dtype())
-
-        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
-            n_rows = sum(segment.shape[0] for _, segment in segments)
-            self._log_prob(segments, buffers, out[first_row : first_row + n_rows])
-
-        for _ in self._map_chunks(frames, chunk):
-            pass
-        return out
+        dtype = self._dtype()
+        return self._engine().weighted_log_prob(frames, dtype)
 
     def score_samples(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Log-likelihood ``log p(x_t)`` of each frame, ndarray of shape (n_frames,), float64."""
-        from spkid import _kernels
-
         frames = self._frames(X)
-        scores = np.empty(frames.n_frames)
-        clamp = self._dtype().type(_CLAMP[self._dtype()])
-
-        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
-            log_prob = self._log_prob(segments, buffers)
-            row_scores = buffers.row_log_likelihood[: log_prob.shape[0]]
-            _kernels.logsumexp(log_prob, row_scores, clamp)
-            scores[first_row : first_row + log_prob.shape[0]] = row_scores
-
-        for _ in self._map_chunks(frames, chunk):
-            pass
-        return scores
+        dtype = self._dtype()
+        return self._engine().score_samples(frames, dtype)
 
     def score(self, X: np.ndarray | Iterable[np.ndarray]) -> float:
         """Mean log-likelihood per frame of ``X`` (an array or an iterable of arrays)."""
@@ -692,33 +418,14 @@ class DiagonalGMM:
 
     def predict_proba(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Responsibilities, ndarray of shape (n_frames, n_components) in the model dtype; rows sum to 1."""
-        from spkid import _kernels
-
         frames = self._frames(X)
-        out = np.empty((frames.n_frames, self.n_components), dtype=self._dtype())
-        clamp = out.dtype.type(_CLAMP[out.dtype])
-
-        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
-            n_rows = sum(segment.shape[0] for _, segment in segments)
-            log_prob = self._log_prob(segments, buffers, out[first_row : first_row + n_rows])
-            _kernels.posterior(log_prob, buffers.row_log_likelihood[:n_rows], clamp)
-
-        for _ in self._map_chunks(frames, chunk):
-            pass
-        return out
+        dtype = self._dtype()
+        return self._engine().posteriors(frames, dtype)
 
     def predict(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Most likely component of each frame, ndarray of shape (n_frames,), int64."""
         frames = self._frames(X)
-        labels = np.empty(frames.n_frames, dtype=np.int64)
-
-        def chunk(first_row: int, segments: Segments, buffers: _Workspace) -> None:
-            log_prob = self._log_prob(segments, buffers)
-            labels[first_row : first_row + log_prob.shape[0]] = np.argmax(log_prob, axis=1)
-
-        for _ in self._map_chunks(frames, chunk):
-            pass
-        return labels
+        return self._engine().labels(frames)
 
     def _n_parameters(self) -> int:
         n_components, n_features = self.means_.shape

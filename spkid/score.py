@@ -7,41 +7,47 @@ components only. Per frame this is ``log sum_c post_tc exp(g_tcs)``, where ``pos
 of component c among the C kept and ``g_tcs = log w_sc N_sc(x_t) - log w_uc N_uc(x_t)`` is linear in
 ``[x^2, x, 1]`` (or in ``[x, 1]`` when the speakers share the UBM's variances, as mean-only MAP gives).
 The (frame, component) pairs are grouped by component, so every speaker's parameters for component c
-are read once per chunk, and each group is one matrix product against all speakers at once.
+are read once per chunk, and each group is one matrix product against a block of speakers at once.
+Top-C scoring keeps the speakers' parameters in 16-bit fixed point (see :mod:`spkid._score_bank`);
+exact scoring keeps them in float32.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 import numpy as np
-from numba import get_num_threads, njit
+from numba import get_num_threads
 from threadpoolctl import ThreadpoolController
 
-from spkid._kernels import clamped_exp
+from spkid._score_bank import QuantizedBank, design_row_norms, stack_parameters
+from spkid._score_kernels import (
+    block_llr_sums,
+    group_pairs,
+    quantized_products,
+    segment_llr_sums,
+    ubm_top_components,
+)
 from spkid.errors import ConfigError, ModelError
 from spkid.normalize import METHODS
 from spkid.ubm import check_settings
 
 __all__ = ["ScoreConfig", "Scorer"]
 
-# Scores of one chunk are held as a float32 (pairs, speakers) matrix of at most this many elements (32 MB).
+# Exact scoring holds a chunk's (frame, component, speaker) scores as float32: at most this many (32 MB).
 _CHUNK_ELEMENTS = 8_000_000
-_EXP_FLOOR = np.float32(-80.0)  # exp below e^-80 is negligible next to the 1 of the best component
+_TOP_C_FRAMES = 4096  # frames per top-C chunk: each chunk reads every speaker's parameters once
+# Speakers per block of the quantised bank: a block's (pairs, speakers) scores stay in cache between the
+# products that write them and the log-sum-exp pass that reads them.
+_BLOCK_SPEAKERS = 128
 # Below this many (pair, speaker) scores per call, threads cost more than they save.
 _PARALLEL_ELEMENTS = 200_000
 _BLAS = ThreadpoolController()
 _POOLS: dict[int, ThreadPoolExecutor] = {}
-_STACK_GROUP = 128  # speakers converted at a time when building the parameter bank
-_MIN_BLOCK_SPEAKERS = 64  # top-C frame chunks are sized so speaker blocks hold at least this many
-# Fast-math without the "no NaN / no inf" assumptions, so a non-finite score stays visible.
-_FAST_FINITE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,74 +94,6 @@ class ScoreConfig:
         return cls(**check_settings("score", cls, settings))
 
 
-@njit(cache=True, nogil=True)
-def _top_components(log_prob, n_best, top_index, top_value):  # pragma: no cover - compiled
-    """Per row, the ``n_best`` largest values (descending) and their columns."""
-    for row in range(log_prob.shape[0]):
-        values, index, data = top_value[row], top_index[row], log_prob[row]
-        for j in range(n_best):
-            values[j] = -np.inf
-            index[j] = 0
-        threshold = values[n_best - 1]  # a local copy: the compiler cannot keep array elements in registers
-        for k in range(data.shape[0]):
-            value = data[k]
-            if value > threshold:
-                j = n_best - 1
-                while j > 0 and values[j - 1] < value:
-                    values[j] = values[j - 1]
-                    index[j] = index[j - 1]
-                    j -= 1
-                values[j] = value
-                index[j] = k
-                threshold = values[n_best - 1]
-
-
-@njit(fastmath=_FAST_FINITE_MATH, cache=True, nogil=True)
-def _segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  # pragma: no cover - compiled
-    """``out[g, s] = sum over frames t of segment g of log sum_c exp(log_post[t, c] + pair_scores[row, s])``.
-
-    ``pair_rows[t, c]`` is the row of ``pair_scores`` holding frame t's c-th component. Segments are short
-    enough that the product of the per-frame sums (each in [1, C]) stays finite in float32, so one log
-    per segment replaces one log per frame.
-    """
-    n_speakers = pair_scores.shape[1]
-    n_best = pair_rows.shape[1]
-    for segment in range(segment_starts.shape[0] - 1):
-        best = np.empty(n_speakers, np.float32)
-        total = np.empty(n_speakers, np.float32)
-        product = np.ones(n_speakers, np.float32)
-        acc = out[segment]
-        for t in range(segment_starts[segment], segment_starts[segment + 1]):
-            first = pair_scores[pair_rows[t, 0]]
-            shift = log_post[t, 0]
-            for s in range(n_speakers):
-                best[s] = shift + first[s]
-            for c in range(1, n_best):
-                scores = pair_scores[pair_rows[t, c]]
-                shift = log_post[t, c]
-                for s in range(n_speakers):
-                    best[s] = max(best[s], shift + scores[s])
-            total[:] = 0
-            for c in range(n_best):
-                scores = pair_scores[pair_rows[t, c]]
-                shift = log_post[t, c]
-                for s in range(n_speakers):
-                    total[s] += clamped_exp(max(shift + scores[s] - best[s], _EXP_FLOOR))
-            for s in range(n_speakers):
-                product[s] *= total[s]
-                acc[s] += best[s]
-        for s in range(n_speakers):
-            acc[s] += math.log(product[s])
-
-
-def _top_rows(log_prob, n_best, top_index, top_value, start: int, stop: int) -> None:
-    _top_components(log_prob[start:stop], n_best, top_index[start:stop], top_value[start:stop])
-
-
-def _segment_rows(pair_scores, pair_rows, log_post, segment_bounds, out, start: int, stop: int) -> None:
-    _segment_llr_sums(pair_scores, pair_rows, log_post, segment_bounds[start : stop + 1], out[start:stop])
-
-
 def _in_parallel(task: Callable[[int, int], None], n_items: int, work: int) -> None:
     """Run ``task(start, stop)`` over ``range(n_items)``, split between worker threads if ``work`` pays.
 
@@ -168,53 +106,6 @@ def _in_parallel(task: Callable[[int, int], None], n_items: int, work: int) -> N
         return
     cuts = np.linspace(0, n_items, n_workers + 1).astype(int)
     list(_thread_pool(n_workers).map(task, cuts[:-1], cuts[1:]))
-
-
-def _stack_parameters(ubm: Any, speakers: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """UBM design weights (2D+1, K) and speaker-minus-UBM weights (K, R, S) for centred frames.
-
-    ``R = D + 1`` (design ``[x, 1]``) when every speaker shares the UBM variances, else ``2 D + 1``
-    (design ``[x^2, x, 1]``). Built in float64 so the differences lose nothing, stored as float32.
-    """
-    weights, means, variances = (
-        np.asarray(a, np.float64) for a in (ubm.weights_, ubm.means_, ubm.variances_)
-    )
-    centre = weights @ means
-    for index, speaker in enumerate(speakers):
-        for name, reference in (("weights_", weights), ("means_", means), ("variances_", variances)):
-            if np.shape(getattr(speaker, name)) != reference.shape:
-                raise ModelError(
-                    f"speaker model {index}: {name} has shape {np.shape(getattr(speaker, name))}, "
-                    f"the UBM has {reference.shape}"
-                )
-
-    def quadratic_form(w: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
-        """Rows of ``log w_k N(x | k)`` as a linear function of ``[(x-c)^2, x-c, 1]``: (..., K, 2D+1)."""
-        shifted = mu - centre
-        norm_terms = mu.shape[-1] * np.log(2 * np.pi) + np.log(var).sum(-1) + (shifted**2 / var).sum(-1)
-        constant = np.log(np.maximum(w, 1e-30)) - 0.5 * norm_terms
-        return np.concatenate([-0.5 / var, shifted / var, constant[..., None]], axis=-1)
-
-    ubm_form = quadratic_form(weights, means, variances)
-    shared = all(np.array_equal(np.asarray(s.variances_, np.float64), variances) for s in speakers)
-    n_rows = means.shape[1] + 1 if shared else 2 * means.shape[1] + 1
-    bank = np.empty((means.shape[0], n_rows, len(speakers)), np.float32)  # (K, R, S)
-    for start in range(0, len(speakers), _STACK_GROUP):  # groups bound the float64 temporaries
-        group = speakers[start : start + _STACK_GROUP]
-        group_weights, group_means, group_variances = (
-            np.array([np.asarray(getattr(s, name), np.float64) for s in group])
-            for name in ("weights_", "means_", "variances_")
-        )
-        if shared:
-            # Equal variances: the x^2 terms cancel, leaving [x-c, 1] (half the work of the general case).
-            log_ratio = np.log(np.maximum(group_weights, 1e-30)) - np.log(np.maximum(weights, 1e-30))
-            square_change = (((group_means - centre) ** 2 - (means - centre) ** 2) / variances).sum(-1)
-            linear = (group_means - means) / variances
-            difference = np.concatenate([linear, (log_ratio - 0.5 * square_change)[..., None]], axis=-1)
-        else:
-            difference = quadratic_form(group_weights, group_means, group_variances) - ubm_form
-        bank[:, :, start : start + len(group)] = difference.transpose(1, 2, 0)
-    return np.ascontiguousarray(ubm_form.T, dtype=np.float32), bank, centre.astype(np.float32), shared
 
 
 class Scorer:
@@ -238,9 +129,16 @@ class Scorer:
             raise ModelError("Scorer: no speaker models given (enroll at least one speaker)")
         self.n_components, self.n_features = np.shape(ubm.means_)
         self.top_c = self.n_components if top_c is None else min(int(top_c), self.n_components)
-        self._ubm_form, self._bank, self._centre, self._shared_variances = _stack_parameters(
+        self._ubm_form, bank, self._centre, self._shared_variances = stack_parameters(
             ubm, list(speakers.values())
         )
+        self._exact = self.top_c == self.n_components
+        # Exact scoring keeps float32 (K, R, S); top-C keeps 16-bit blocks (half the memory read).
+        if self._exact:
+            self._bank: np.ndarray | QuantizedBank = bank
+        else:
+            norms = design_row_norms(ubm.variances_, self._shared_variances)
+            self._bank = QuantizedBank.from_bank(bank, norms, _BLOCK_SPEAKERS)
         self._index = {name: i for i, name in enumerate(self.names)}
         self._local = threading.local()
         self._flat_bank: np.ndarray | None = None
@@ -268,6 +166,8 @@ class Scorer:
         if name not in self._index:
             raise ModelError(f"speaker {name!r} is not enrolled ({len(self.names)} speakers known)")
         column = self._index[name]
+        if isinstance(self._bank, QuantizedBank):
+            return float(self._score([X], self._bank.column(column))[0, 0])
         bank = np.ascontiguousarray(self._bank[:, :, column : column + 1])
         return float(self._score([X], bank)[0, 0])
 
@@ -301,13 +201,13 @@ class Scorer:
         if pieces:
             yield np.concatenate(pieces), np.concatenate(owners)
 
-    def _score(self, utterances: Sequence[np.ndarray], bank: np.ndarray) -> np.ndarray:
-        n_speakers, n_best = bank.shape[2], self.top_c
-        exact = n_best == self.n_components
-        # Exact: all (frame, component, speaker) scores of a chunk at once. Top-C: long frame chunks, with
-        # speakers taken in blocks so the (pairs, speakers) score matrix stays within _CHUNK_ELEMENTS.
-        per_frame = n_best * (n_speakers if exact else min(n_speakers, _MIN_BLOCK_SPEAKERS))
-        frames_per_chunk = max(1, min(4096, _CHUNK_ELEMENTS // per_frame))
+    def _score(self, utterances: Sequence[np.ndarray], bank: np.ndarray | QuantizedBank) -> np.ndarray:
+        n_best = self.top_c
+        quantized = isinstance(bank, QuantizedBank)
+        n_speakers = bank.n_speakers if quantized else bank.shape[2]
+        frames_per_chunk = (
+            _TOP_C_FRAMES if quantized else max(1, min(4096, _CHUNK_ELEMENTS // (n_best * n_speakers)))
+        )
         # Short segments keep the product of per-frame sums (each <= n_best) below 1e30 in float32.
         segment_frames = max(1, min(256, int(30 / max(np.log10(n_best), 1e-3))))
         totals = np.zeros((len(utterances), n_speakers), np.float64)
@@ -316,72 +216,99 @@ class Scorer:
             centred = np.asarray(frames, np.float32) - self._centre
             ones = np.ones((n_frames, 1), np.float32)
             design = np.concatenate([centred * centred, centred, ones], axis=1)  # (n, 2D+1)
-            # Single-threaded BLAS in top-C mode: its worker threads would otherwise keep spinning for a
-            # while after the product, stealing cores from the per-component products that follow.
-            with _BLAS.limit(limits=None if exact else 1, user_api="blas"):
-                log_prob = design @ self._ubm_form  # (n, K): log w_k N(x | k) under the UBM
-            if self._shared_variances:
-                design = np.ascontiguousarray(design[:, self.n_features :])  # [x - c, 1]
-            if exact:
-                top_index, top_value = None, log_prob
-            else:
-                top_index = np.empty((n_frames, n_best), np.int64)
-                top_value = np.empty((n_frames, n_best), np.float32)
-                task = partial(_top_rows, log_prob, n_best, top_index, top_value)
-                _in_parallel(task, n_frames, log_prob.size)
-            peak = top_value.max(axis=1, keepdims=True)
-            log_post = top_value - (peak + np.log(np.exp(top_value - peak).sum(axis=1, keepdims=True)))
-            log_post = np.ascontiguousarray(log_post, np.float32)
             starts = np.union1d(
                 np.flatnonzero(np.diff(owners, prepend=-1)), np.arange(0, n_frames, segment_frames)
             )
             segment_bounds = np.append(starts, n_frames)
-            for block, pair_scores, pair_rows in self._pair_score_blocks(design, top_index, bank):
-                sums = np.zeros((len(starts), pair_scores.shape[1]), np.float32)
-                task = partial(_segment_rows, pair_scores, pair_rows, log_post, segment_bounds, sums)
-                _in_parallel(task, len(starts), pair_scores.size)
-                np.add.at(totals[:, block], owners[starts], sums)
+            if self._shared_variances:
+                speaker_design = np.ascontiguousarray(design[:, self.n_features :])  # [x - c, 1]
+            else:
+                speaker_design = design
+            if quantized:
+                blocks = self._top_c_blocks(design, speaker_design, bank, segment_bounds)
+            else:
+                blocks = self._exact_blocks(design, speaker_design, bank, segment_bounds)
+            for columns, sums in blocks:
+                np.add.at(totals[:, columns], owners[starts], sums)
         lengths = np.array([len(X) for X in utterances], np.float64)
         return totals / lengths[:, None]
 
-    def _pair_score_blocks(
-        self, design: np.ndarray, top_index: np.ndarray | None, bank: np.ndarray
-    ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-        """Yield ``(speaker slice, pair_scores, pair_rows)`` for blocks of speakers.
-
-        ``pair_scores`` (n_pairs, n_block_speakers) float32 holds ``g`` of every kept (frame, component)
-        pair, grouped by component; ``pair_rows`` (n_frames, C) gives the row of each frame's pairs.
-        """
+    def _exact_blocks(
+        self, design: np.ndarray, speaker_design: np.ndarray, bank: np.ndarray, segment_bounds: np.ndarray
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(speakers, per-segment LLR sums)`` with every component of every speaker (float32)."""
         n_frames, n_speakers = design.shape[0], bank.shape[2]
-        if top_index is None:  # exact: one product gives every pair; row t*K + k
-            pair_scores = self._buffer("pair_scores", (n_frames, self.n_components * n_speakers))
-            np.matmul(design, self._flat(bank), out=pair_scores)
-            pair_rows = np.arange(n_frames * self.n_components).reshape(n_frames, self.n_components)
-            yield slice(0, n_speakers), pair_scores.reshape(-1, n_speakers), pair_rows
-            return
-        n_best = top_index.shape[1]
-        components = top_index.ravel()
-        order = np.argsort(components, kind="stable")
-        pair_design = design[order // n_best]
-        pair_rows = np.empty(len(order), np.int64)
-        pair_rows[order] = np.arange(len(order))
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(components, minlength=self.n_components))])
-        used = np.flatnonzero(np.diff(bounds))
-        block_size = max(1, _CHUNK_ELEMENTS // len(order))
-        for first in range(0, n_speakers, block_size):
-            block = slice(first, min(first + block_size, n_speakers))
-            pair_scores = self._buffer("pair_scores", (len(order), block.stop - block.start))
+        log_prob = design @ self._ubm_form  # (n, K): log w_k N(x | k) under the UBM
+        peak = log_prob.max(axis=1, keepdims=True)
+        log_post = log_prob - (peak + np.log(np.exp(log_prob - peak).sum(axis=1, keepdims=True)))
+        log_post = np.ascontiguousarray(log_post, np.float32)
+        pair_scores = self._buffer("pair_scores", (n_frames, self.n_components * n_speakers))
+        np.matmul(speaker_design, self._flat(bank), out=pair_scores)  # row t*K + k holds pair (t, k)
+        pair_scores = pair_scores.reshape(-1, n_speakers)
+        pair_rows = np.arange(n_frames * self.n_components).reshape(n_frames, self.n_components)
+        yield slice(0, n_speakers), self._segment_sums(pair_scores, pair_rows, log_post, segment_bounds)
 
-            def products(first_used: int, stop_used: int, out: np.ndarray = pair_scores, block=block) -> None:
-                for k in used[first_used:stop_used]:  # one product per component, for the block's speakers
-                    rows = slice(bounds[k], bounds[k + 1])
-                    np.matmul(pair_design[rows], bank[k, :, block], out=out[rows])
+    def _top_c_blocks(
+        self, design: np.ndarray, speaker_design: np.ndarray, bank: QuantizedBank, segment_bounds: np.ndarray
+    ) -> list[tuple[slice, np.ndarray]]:
+        """``(speakers, per-segment LLR sums)`` for each block of the quantised bank (top-C)."""
+        n_frames, n_best = design.shape[0], self.top_c
+        top_index = np.empty((n_frames, n_best), np.int64)
+        log_post = np.empty((n_frames, n_best), np.float32)
 
-            # The products are small: threading each inside BLAS costs a synchronisation per product, so
-            # BLAS runs single-threaded and worker threads share out the components instead.
-            with _BLAS.limit(limits=1, user_api="blas"):
+        def select(start: int, stop: int) -> None:
+            ubm_top_components(design[start:stop], self._ubm_form, n_best, top_index[start:stop],
+                               log_post[start:stop])  # fmt: skip
+
+        # BLAS single-threaded throughout: the many small products are shared out between worker
+        # threads instead, and BLAS threads would keep spinning after each product, stealing cores.
+        with _BLAS.limit(limits=1, user_api="blas"):
+            _in_parallel(select, n_frames, n_frames * self.n_components)
+            pair_design, bounds, pair_rows = group_pairs(speaker_design, top_index, bank.row_norm,
+                                                         self.n_components)  # fmt: skip
+            used = np.flatnonzero(np.diff(bounds))
+            n_blocks, width, n_segments = bank.blocks.shape[0], bank.width, len(segment_bounds) - 1
+            sums = np.zeros((n_blocks, n_segments, width), np.float32)
+            if n_blocks >= min(get_num_threads(), 2):  # whole blocks per thread: no hand-over inside one
+
+                def blocks_task(first: int, stop: int) -> None:
+                    work = self._buffer("work", (bank.blocks.shape[2] + 1, width))  # per thread
+                    pair_scores = self._buffer("pair_scores", (len(pair_design), width))
+                    for j in range(first, stop):
+                        block_llr_sums(pair_design, bounds, used, bank.blocks[j], bank.scale[j],
+                                       bank.constant[j], work, pair_scores, pair_rows, log_post,
+                                       segment_bounds, sums[j])  # fmt: skip
+
+                _in_parallel(blocks_task, n_blocks, len(pair_design) * width * n_blocks)
+            else:  # one block: its components, then its segments, shared between threads
+                pair_scores = self._buffer("pair_scores", (len(pair_design), width))
+
+                def products(first: int, stop: int) -> None:
+                    work = self._buffer("work", (bank.blocks.shape[2] + 1, width))  # per thread
+                    quantized_products(pair_design, bounds, used[first:stop], bank.blocks[0], bank.scale[0],
+                                       bank.constant[0], work, pair_scores)  # fmt: skip
+
                 _in_parallel(products, len(used), pair_scores.size)
-            yield block, pair_scores, pair_rows.reshape(n_frames, n_best)
+                sums[0] = self._segment_sums(pair_scores, pair_rows, log_post, segment_bounds)
+            results = []
+            for j in range(n_blocks):
+                columns = bank.block_columns(j)
+                results.append((columns, sums[j, :, : columns.stop - columns.start]))
+        return results
+
+    def _segment_sums(
+        self, pair_scores: np.ndarray, pair_rows: np.ndarray, log_post: np.ndarray, segment_bounds: np.ndarray
+    ) -> np.ndarray:
+        """Per-segment sums of per-frame top-C log-sum-exps: (n_segments, n_speakers) float32."""
+        n_segments = len(segment_bounds) - 1
+        sums = np.zeros((n_segments, pair_scores.shape[1]), np.float32)
+
+        def task(start: int, stop: int) -> None:
+            bounds = segment_bounds[start : stop + 1]
+            segment_llr_sums(pair_scores, pair_rows, log_post, bounds, sums[start:stop])
+
+        _in_parallel(task, n_segments, pair_scores.size)
+        return sums
 
     def _flat(self, bank: np.ndarray) -> np.ndarray:
         """``bank`` as one (R, K*S) matrix for exact scoring (kept for the full bank, a copy of it)."""
@@ -391,9 +318,9 @@ class Scorer:
             self._flat_bank = np.ascontiguousarray(bank.transpose(1, 0, 2).reshape(bank.shape[1], -1))
         return self._flat_bank
 
-    def _buffer(self, name: str, shape: tuple[int, int]) -> np.ndarray:
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A float32 work array of ``shape``, reused across calls of this thread (no page faults)."""
-        size = shape[0] * shape[1]
+        size = int(np.prod(shape))
         cached = getattr(self._local, name, None)
         if cached is None or cached.size < size:
             cached = np.empty(size, np.float32)

@@ -9,7 +9,6 @@ the soft count of the speaker's frames it explains. The UBM itself is never modi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+# check_settings stays importable from here: spkid.score uses it.
+from spkid.config_checks import check_settings, close_match_hint
 from spkid.errors import ConfigError, ModelError
 from spkid.gmm import DiagonalGMM, SufficientStats
 
@@ -27,19 +28,6 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("local", "joblib", "dask")
 INITS = ("kmeans++", "split")
 ADAPTABLE = ("means", "weights", "variances")
-
-
-def check_settings(section: str, cls: type, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``settings`` as a dict after rejecting unknown keys (with a did-you-mean hint)."""
-    if not isinstance(settings, Mapping):
-        raise ConfigError(f"{section}: expected a mapping of settings, got {type(settings).__name__}")
-    known = [field.name for field in dataclasses.fields(cls)]
-    for key in settings:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{section}: unknown setting '{key}'{hint}")
-    return dict(settings)
 
 
 def _is_int(value: Any) -> bool:
@@ -109,8 +97,7 @@ class UBMConfig:
             fail("variance_floor", "must be a finite number > 0")
         for name, allowed in (("init", INITS), ("backend", BACKENDS)):
             if getattr(self, name) not in allowed:
-                close = difflib.get_close_matches(str(getattr(self, name)), allowed, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                hint = close_match_hint(getattr(self, name), allowed)
                 fail(name, f"must be one of {', '.join(allowed)}{hint}")
         if self.scheduler is not None and not isinstance(self.scheduler, str):
             fail("scheduler", "must be a scheduler address string or None")

@@ -118,18 +118,16 @@ def test_ubm_as_speaker_scores_zero(ubm):
 def test_llr_many_and_chunking_match_single_utterances(ubm, speakers, monkeypatch):
     utterances = [frames_from(ubm, n, seed=n) for n in (1, 7, 130, 64, 300)]
     for top_c in (None, 4):
-        scorer = Scorer(ubm, speakers, top_c=top_c)
-        one_by_one = np.array([scorer.llr(X) for X in utterances])
-        # Tiny chunks split utterances across chunks, put several utterances in one chunk, and (second
-        # setting) split the speakers into blocks of two.
-        settings = ((50 * scorer.top_c * len(speakers), 64), (2 * 40 * scorer.top_c, 2))
-        for chunk_elements, min_block in settings:
-            monkeypatch.setattr(score_module, "_CHUNK_ELEMENTS", chunk_elements)
-            monkeypatch.setattr(score_module, "_MIN_BLOCK_SPEAKERS", min_block)
-            batched = scorer.llr_many(utterances)
-            monkeypatch.undo()
-            assert batched.shape == (len(utterances), len(speakers))
-            np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+        one_by_one = np.array([Scorer(ubm, speakers, top_c=top_c).llr(X) for X in utterances])
+        # Tiny chunks split utterances across chunks and put several utterances in one chunk; blocks of
+        # four split the six speakers' quantised bank into a full block and a padded one.
+        monkeypatch.setattr(score_module, "_CHUNK_ELEMENTS", 50 * N_COMPONENTS * len(speakers))
+        monkeypatch.setattr(score_module, "_TOP_C_FRAMES", 50)
+        monkeypatch.setattr(score_module, "_BLOCK_SPEAKERS", 4)
+        batched = Scorer(ubm, speakers, top_c=top_c).llr_many(utterances)
+        monkeypatch.undo()
+        assert batched.shape == (len(utterances), len(speakers))
+        np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
 
 
 def test_identify_and_verify(ubm, speakers):
