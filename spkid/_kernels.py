@@ -4,7 +4,8 @@ The matrix products live in numpy (BLAS); everything between them -- building th
 ``[(x - c)^2, x - c, 1]``, row maximum, clamped ``exp``, row sum, normalisation, ``log`` -- is one pass per
 chunk here. The kernels are single-threaded and release the GIL: :mod:`spkid._estep` (behind
 :mod:`spkid.gmm`) runs one chunk stream per core (``n_jobs``), which on this kind of machine beats ``prange``
-kernels interleaved with multi-threaded BLAS calls (their thread pools fight over the cores at every chunk; see ``benchmarks/bench_em.py``).
+kernels interleaved with multi-threaded BLAS calls (their thread pools fight over the cores at every
+chunk; see ``benchmarks/bench_em.py``).
 """
 
 from __future__ import annotations
