@@ -67,11 +67,16 @@ def test_identification_and_verification(system):
 
 def test_top_c_close_to_exact_on_real_speech(system):
     make_scorer, tests, truth = system
-    fast = make_scorer(5).llr_many(tests)
     exact = make_scorer(None).llr_many(tests)
-    gap = np.abs(fast - exact)
-    # Observed: mean 0.012, 499 of 500 scores within 0.05, the worst 0.08 (a 1.1-s target test).
+    # The default top-5: close on average; the rare larger gaps are on the shortest (~1 s) tests.
+    top_5 = make_scorer(ScoreConfig().top_c).llr_many(tests)
+    gap = np.abs(top_5 - exact)
+    print(f"top-5 vs exact: mean {gap.mean():.4f}, max {gap.max():.4f}, {np.mean(gap <= 0.05):.1%} <= 0.05")
     assert gap.mean() <= 0.02
     assert np.mean(gap <= 0.05) >= 0.99
     assert gap.max() <= 0.1
-    np.testing.assert_array_equal(fast.argmax(axis=1), exact.argmax(axis=1))
+    np.testing.assert_array_equal(top_5.argmax(axis=1), exact.argmax(axis=1))
+    # Top-10 keeps every one of the 500 scores within 0.05 of exact.
+    gap_10 = np.abs(make_scorer(10).llr_many(tests) - exact)
+    print(f"top-10 vs exact: mean {gap_10.mean():.4f}, max {gap_10.max():.4f}")
+    assert gap_10.max() <= 0.05
