@@ -5,6 +5,7 @@ Also finds the audio files under folders, the way every command that takes folde
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ import numpy as np
 import soundfile
 
 from spkid.errors import AudioError
+
+logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".wav",
@@ -33,6 +36,18 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (
     ".w64",
     ".rf64",
 )
+
+# A sample at or beyond CLIPPED_LEVEL of full scale counts as clipped; more than CLIPPED_WARN_FRACTION of
+# them and load() logs a warning (a recording clipped that often was made too loud, not a stray peak).
+CLIPPED_LEVEL = 0.999
+CLIPPED_WARN_FRACTION = 0.01
+# Encodings whose largest code decodes below CLIPPED_LEVEL: their full scale is that code.
+_FULL_SCALE_BY_SUBTYPE: dict[str, float] = {
+    "PCM_S8": 127 / 128,
+    "PCM_U8": 127 / 128,
+    "ULAW": 32124 / 32768,
+    "ALAW": 32256 / 32768,
+}
 
 
 @dataclass(frozen=True)
@@ -155,13 +170,22 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     ------
     AudioError
         Missing file, a directory, not audio / unsupported codec, no samples, or NaN/Inf samples.
+
+    Notes
+    -----
+    Clipped recordings are accepted, but when more than 1% (``CLIPPED_WARN_FRACTION``) of the samples of
+    all channels sit at full scale (``|x| >= 0.999`` as float in [-1, 1], before resampling; for 8-bit,
+    mu-law and A-law files the largest code) a warning naming the file and the clipped share is logged on
+    the ``spkid.audio`` logger. The returned waveform is the same either way.
     """
     path = Path(path)
     if sample_rate <= 0:
         raise AudioError(path, f"sample_rate must be a positive number of Hz, got {sample_rate}")
     _check_readable_file(path)
     try:
-        samples, native_rate_hz = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(str(path)) as handle:
+            samples = handle.read(dtype="float32", always_2d=True)
+            native_rate_hz, subtype = handle.samplerate, handle.subtype
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as error:
         raise _decode_error(path, error) from error
     if samples.size == 0:
@@ -171,12 +195,32 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     if not (math.isfinite(highest) and math.isfinite(lowest)):
         n_bad = int(np.count_nonzero(~np.isfinite(signal)))
         raise AudioError(path, f"{n_bad} NaN/Inf samples")
+    # A downmix can hide one clipped channel, so only a mono peak can rule clipping out without a pass.
+    full_scale = min(CLIPPED_LEVEL, _FULL_SCALE_BY_SUBTYPE.get(subtype, 1.0))
+    if samples.shape[1] > 1 or max(highest, -lowest) >= full_scale:
+        _warn_if_clipped(path, samples, full_scale)
     signal = resample(signal, int(native_rate_hz), int(sample_rate))
     if signal.size == 0:
         raise AudioError(path, "empty after resampling: too few samples")
     if max(highest, -lowest) > 1.0 or native_rate_hz != sample_rate:
         np.clip(signal, -1.0, 1.0, out=signal)
     return np.ascontiguousarray(signal, dtype=np.float32)
+
+
+def _warn_if_clipped(path: Path, samples: np.ndarray, full_scale: float) -> None:
+    """Log a warning when more than ``CLIPPED_WARN_FRACTION`` of ``samples`` reach ``full_scale``.
+
+    ``samples`` is the decoded ``(n_samples, n_channels)`` float array, every channel counted.
+    """
+    n_clipped = int(np.count_nonzero(np.abs(samples) >= np.float32(full_scale)))
+    share = n_clipped / samples.size
+    if share > CLIPPED_WARN_FRACTION:
+        logger.warning(
+            "%s: clipped audio: %.1f%% of the samples are at full scale (recorded too loud); "
+            "its scores may be less reliable",
+            path,
+            100.0 * share,
+        )
 
 
 def _is_hidden(path: Path, root: Path) -> bool:

@@ -19,6 +19,7 @@ from spkid.cli_support import (
     Overrides,
     SkipBad,
     SpkidGroup,
+    configure_logging,
     info,
     progress_enabled,
     report_skipped,
@@ -62,6 +63,7 @@ def main(
 ) -> None:
     """GMM-UBM speaker identification and verification."""
     ctx.obj = {"quiet": quiet, "debug": debug}
+    configure_logging(quiet=quiet, debug=debug)
 
 
 # ------------------------------------------------------------------------------------------------ model

@@ -7,6 +7,7 @@ after the command name as well as before it.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,12 +18,34 @@ from typer.core import TyperGroup
 from spkid.errors import SpkidError
 
 __all__ = [
-    "GLOBAL_FLAGS", "ModelDir", "NJobs", "Overrides", "SkipBad", "SpkidGroup", "info", "progress_enabled",
-    "report_skipped",
+    "GLOBAL_FLAGS", "ModelDir", "NJobs", "Overrides", "SkipBad", "SpkidGroup", "configure_logging", "info",
+    "progress_enabled", "report_skipped",
 ]  # fmt: skip
 
 #: Global flags also accepted after the command name (``spkid identify model/ x.wav --quiet``).
 GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
+
+
+class _StderrHandler(logging.Handler):
+    """``warning: <message>`` lines on whatever ``sys.stderr`` is when the record is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(f"{record.levelname.lower()}: {self.format(record)}\n")
+        except Exception:  # noqa: BLE001 - logging must never crash the command
+            self.handleError(record)
+
+
+_HANDLER = _StderrHandler()
+
+
+def configure_logging(*, quiet: bool, debug: bool) -> None:
+    """Show spkid's log records on stderr: warnings (e.g. clipped audio), errors only with ``--quiet``,
+    and progress information (UBM iterations, ...) too with ``--debug``."""
+    spkid_logger = logging.getLogger("spkid")
+    if _HANDLER not in spkid_logger.handlers:
+        spkid_logger.addHandler(_HANDLER)
+    spkid_logger.setLevel(logging.ERROR if quiet else logging.INFO if debug else logging.WARNING)
 
 
 class SpkidGroup(TyperGroup):

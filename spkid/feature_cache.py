@@ -13,11 +13,36 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from spkid.errors import AudioError
+
+if TYPE_CHECKING:
+    from spkid.feature_config import FeatureConfig
+
+
+def cache_settings(config: FeatureConfig, *, frontend_version: int) -> dict[str, Any]:
+    """The settings part of a cache key: the feature config and the front-end's code version.
+
+    :func:`spkid.features.extract_many` and :meth:`spkid.feature_store.FeatureStore.build` both key their
+    entries with this, so they find each other's files.
+
+    Parameters
+    ----------
+    config : FeatureConfig
+    frontend_version : int
+        ``spkid.features.FRONTEND_VERSION``.
+
+    Returns
+    -------
+    dict
+        ``{"frontend_version": ..., "features": config.to_dict()}`` as JSON reads it back (lists, not
+        tuples), so it compares equal to a copy stored in a JSON index; :func:`cache_file` keys are the same
+        either way.
+    """
+    return json.loads(json.dumps({"frontend_version": frontend_version, "features": config.to_dict()}))
 
 
 def cache_file(cache_dir: str | Path, audio_path: str | Path, settings: dict[str, Any]) -> Path:

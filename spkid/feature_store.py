@@ -19,7 +19,7 @@ import numpy as np
 
 from spkid.atomic import atomic_write_bytes
 from spkid.errors import SpkidError, StoreError
-from spkid.feature_cache import Progress, cache_file, write_cached
+from spkid.feature_cache import Progress, cache_file, cache_settings, write_cached
 from spkid.feature_files import FeatureFile, StoredFeatures
 
 if TYPE_CHECKING:  # spkid.features (librosa) is imported only to extract: workers never need it
@@ -78,9 +78,7 @@ class FeatureStore:
         ids = [str(path) for path in paths] if utterance_ids is None else [str(u) for u in utterance_ids]
         if len(ids) != len(paths):
             raise StoreError(f"{self.root}: {len(ids)} utterance ids for {len(paths)} files")
-        # The settings extract_many keys its cache with, so both find the same files.
-        settings = {"frontend_version": FRONTEND_VERSION, "features": config.to_dict()}
-        settings = json.loads(json.dumps(settings))
+        settings = cache_settings(config, frontend_version=FRONTEND_VERSION)  # extract_many's, too
         sources = [str(path.absolute()) for path in paths]
         key = json.dumps({"settings": settings, "sources": sources, "ids": ids}, sort_keys=True)
         name = "audio-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]

@@ -19,7 +19,7 @@ from spkid.audio import load, resample
 from spkid.cmvn import cmvn, sliding_cmvn
 from spkid.deltas import deltas, with_deltas
 from spkid.errors import ConfigError, FeatureError, SpkidError
-from spkid.feature_cache import Progress, cache_file, read_cached
+from spkid.feature_cache import Progress, cache_file, cache_settings, read_cached
 from spkid.feature_config import FeatureConfig
 from spkid.feature_jobs import run_batches
 from spkid.frontend import (
@@ -267,7 +267,7 @@ def extract_many(
     features: list[np.ndarray | None] = [None] * len(paths)
     failures: dict[int, SpkidError] = {}
     cache_paths: list[Path | None] = [None] * len(paths)
-    settings = {"frontend_version": FRONTEND_VERSION, "features": config.to_dict()}
+    settings = cache_settings(config, frontend_version=FRONTEND_VERSION)
     if cache_dir is not None:
         try:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)

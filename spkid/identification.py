@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from spkid.audio import find_audio_files
 from spkid.calibrate import UNKNOWN
 from spkid.corpora.protocol import ScoredTrial, Trial, write_scores
 from spkid.errors import DataError
-from spkid.features import SkippedFile
+from spkid.features import ExtractResult, SkippedFile
 from spkid.recognizer import Recognizer
 from spkid.trials import RecordingResolver, read_trial_list
 
@@ -28,6 +28,35 @@ __all__ = [
 ]  # fmt: skip
 
 PathLike = str | os.PathLike[str]
+Outcome = TypeVar("Outcome")
+
+
+@dataclass(frozen=True)
+class _Results(Generic[Outcome]):
+    """Outcomes in input order (skipped files left out) and the skipped files."""
+
+    results: list[Outcome]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def _extract_usable(
+    recognizer: Recognizer,
+    recordings: Iterable[PathLike],
+    *,
+    n_jobs: int,
+    skip_bad: bool,
+    progress: bool,
+    cache_dir: PathLike | None,
+) -> ExtractResult:
+    """Features of the audio files under ``recordings``; DataError when ``skip_bad`` left none."""
+    files = find_audio_files(list(recordings))
+    features = recognizer.extract(
+        files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    )
+    if not features:  # --skip-bad skipped every file: a failure, not an empty success
+        raise DataError(f"no usable recording: all {len(files)} files were skipped; "
+                        f"first: {features.skipped[0].reason}")  # fmt: skip
+    return features
 
 
 @dataclass(frozen=True)
@@ -48,11 +77,8 @@ class Identification:
 
 
 @dataclass(frozen=True)
-class IdentifyResult:
+class IdentifyResult(_Results[Identification]):
     """Identifications in input order (skipped files left out) and the skipped files."""
-
-    results: list[Identification]
-    skipped: list[SkippedFile] = field(default_factory=list)
 
 
 def identify(
@@ -94,13 +120,9 @@ def identify(
         raise DataError(f"top_k={top_k}: must be 0 (all speakers) or more")
     recognizer = Recognizer.open(model_dir)
     models = recognizer.speakers()
-    files = find_audio_files(list(recordings))
-    features = recognizer.extract(
-        files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    features = _extract_usable(
+        recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
-    if not features:  # --skip-bad skipped every file: a failure, not an empty success
-        raise DataError(f"no usable recording: all {len(files)} files were skipped; "
-                        f"first: {features.skipped[0].reason}")  # fmt: skip
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))
     names = list(models)
     limit = len(names) if top_k == 0 else min(top_k, len(names))
@@ -132,11 +154,8 @@ class Verification:
 
 
 @dataclass(frozen=True)
-class VerifyResult:
+class VerifyResult(_Results[Verification]):
     """Verifications in input order (skipped files left out) and the skipped files."""
-
-    results: list[Verification]
-    skipped: list[SkippedFile] = field(default_factory=list)
 
 
 def verify(
@@ -161,13 +180,9 @@ def verify(
     """
     recognizer = Recognizer.open(model_dir)
     models = recognizer.speakers([speaker])
-    files = find_audio_files(list(recordings))
-    features = recognizer.extract(
-        files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    features = _extract_usable(
+        recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
-    if not features:  # --skip-bad skipped every file: a failure, not an empty success
-        raise DataError(f"no usable recording: all {len(files)} files were skipped; "
-                        f"first: {features.skipped[0].reason}")  # fmt: skip
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))[:, 0]
     cutoff = float(recognizer.default_thresholds(models)[0]) if threshold is None else float(threshold)
     results = [

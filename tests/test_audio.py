@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,66 @@ def test_resample_downsamples_without_aliasing() -> None:
     frequencies_hz = np.fft.rfftfreq(8000, 1 / 8000)
     alias = spectrum[np.abs(frequencies_hz - 2000.0) < 20].max()
     assert 10 * np.log10(alias / spectrum.max()) < -60.0
+
+
+def with_full_scale_samples(n_clipped: int, n_samples: int = RATE_HZ) -> np.ndarray:
+    """A quiet tone with ``n_clipped`` samples, spread evenly, pinned at +1 or -1 (full scale)."""
+    signal = tone(440.0, duration_s=n_samples / RATE_HZ, amplitude=0.3)
+    where = np.linspace(0, n_samples - 1, n_clipped).astype(int)
+    signal[where] = np.where(np.arange(n_clipped) % 2 == 0, 1.0, -1.0)
+    return signal
+
+
+def clipping_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "spkid.audio" and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "PCM_U8", "FLOAT"])
+def test_a_clipped_recording_logs_a_warning_and_loads_unchanged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, subtype: str
+) -> None:
+    caplog.set_level(logging.WARNING, logger="spkid.audio")
+    path = tmp_path / f"clipped_{subtype}.wav"
+    soundfile.write(str(path), with_full_scale_samples(480), RATE_HZ, subtype=subtype)  # 3% of 16000
+    loaded = load(path)
+    (record,) = clipping_warnings(caplog)
+    message = record.getMessage()
+    assert str(path) in message and "clipped" in message
+    assert float(re.search(r"([0-9.]+)% of the samples", message).group(1)) == pytest.approx(3.0)
+    # Only a warning: the waveform is what soundfile decodes.
+    np.testing.assert_array_equal(loaded, soundfile.read(str(path), dtype="float32")[0])
+
+
+def test_float_samples_beyond_full_scale_count_as_clipped(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="spkid.audio")
+    path = tmp_path / "overshoot.wav"
+    signal = tone(440.0, amplitude=0.3)
+    signal[::20] = 1.7  # 5%
+    soundfile.write(str(path), signal, RATE_HZ, subtype="FLOAT")
+    load(path)
+    (record,) = clipping_warnings(caplog)
+    assert str(path) in record.getMessage() and "5.0% of the samples" in record.getMessage()
+
+
+def test_one_clipped_channel_of_a_stereo_file_is_noticed(tmp_path: Path, caplog) -> None:
+    # The downmix peaks near 0.65, so only counting each channel's samples finds the clipping.
+    caplog.set_level(logging.WARNING, logger="spkid.audio")
+    path = tmp_path / "stereo.wav"
+    stereo = np.stack([tone(440.0, 1.0, amplitude=0.3), with_full_scale_samples(800)], axis=1)  # 5% of one
+    soundfile.write(str(path), stereo, RATE_HZ, subtype="PCM_16")
+    assert np.abs(load(path)).max() < 0.999
+    (record,) = clipping_warnings(caplog)
+    assert str(path) in record.getMessage() and "2.5% of the samples" in record.getMessage()
+
+
+@pytest.mark.parametrize("n_clipped", [0, 150])  # none, and a few stray peaks (0.94%): below the 1% limit
+def test_a_clean_recording_logs_no_clipping_warning(tmp_path: Path, caplog, n_clipped: int) -> None:
+    caplog.set_level(logging.DEBUG, logger="spkid.audio")
+    path = tmp_path / "clean.wav"
+    soundfile.write(str(path), with_full_scale_samples(n_clipped), RATE_HZ, subtype="PCM_16")
+    load(path)
+    load(path, 8000)  # resampling overshoot is not the recording's clipping
+    assert clipping_warnings(caplog) == []
 
 
 def test_float_overshoot_is_clipped(tmp_path: Path) -> None:

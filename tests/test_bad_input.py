@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import struct
@@ -255,13 +256,24 @@ def test_nan_and_inf_samples(command: str, model: Path, tmp_path: Path, speech: 
     assert snapshot(model) == before
 
 
-def test_clipped_audio_works(enrolled: Path, tmp_path: Path, speech: np.ndarray, reference_scores):
-    hard_clipped = write_wav(tmp_path / "clipped.wav", np.clip(8.0 * speech, -1.0, 1.0))
+def test_clipped_audio_works(enrolled: Path, tmp_path: Path, speech: np.ndarray, reference_scores, caplog):
+    caplog.set_level(logging.WARNING, logger="spkid.audio")
+    hard_clipped = write_wav(tmp_path / "clipped.wav", np.clip(8.0 * speech, -1.0, 1.0))  # ~12% clipped
     over_full_scale = write_wav(tmp_path / "overshoot.wav", 3.0 * speech, subtype="FLOAT")  # |x| up to 3
     for path in (hard_clipped, over_full_scale):
         scores = identify_scores(enrolled, path)
         assert sorted(scores) == sorted(reference_scores)
         assert all(np.isfinite(list(scores.values())))
+    # Recordings with more than 1% of their samples at full scale are scored with a warning naming them.
+    far_over_full_scale = write_wav(tmp_path / "overshoot8.wav", 8.0 * speech, subtype="FLOAT")
+    for path in (hard_clipped, far_over_full_scale, write_wav(tmp_path / "clean.wav", speech)):
+        caplog.clear()
+        identify_scores(enrolled, path)
+        warnings = [r.getMessage() for r in caplog.records if r.name == "spkid.audio"]
+        if path.name == "clean.wav":
+            assert warnings == []
+        else:
+            assert len(warnings) == 1 and warnings[0].startswith(f"{path}: clipped audio: "), warnings
     # A float file beyond full scale is clipped to [-1, 1] on reading, i.e. it equals the clipped PCM file.
     np.testing.assert_allclose(
         list(identify_scores(enrolled, over_full_scale).values()),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from typer.testing import CliRunner
 
 import spkid
@@ -514,3 +515,17 @@ def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
     for entry in document["scores"]:
         assert entry["score"] == pytest.approx(expected[entry["speaker"]], abs=1e-4)
     assert document["speaker"] == max(expected, key=expected.get)
+
+
+def test_warnings_go_to_stderr_unless_quiet(enrolled_model: Path, split_corpus, tmp_path: Path):
+    source = sorted((split_corpus["test"] / "spk01").glob("*.wav"))[0]
+    signal, rate = soundfile.read(source, dtype="float32")
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, np.clip(signal * 50.0, -1.0, 1.0), rate, subtype="PCM_16")  # recorded far too loud
+    result = invoke("identify", enrolled_model, loud)
+    check_ok(result)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "loud.wav" in warnings[0] and "clipped" in warnings[0], result.stderr
+    quiet = invoke("identify", enrolled_model, loud, "--quiet")
+    check_ok(quiet)
+    assert "warning" not in quiet.stderr and quiet.stdout == result.stdout
