@@ -113,7 +113,8 @@ def estep_matrices(weights: np.ndarray, means: np.ndarray, variances: np.ndarray
                 - 0.5 * (means.shape[1] * np.log(2 * np.pi) + np.log(variances).sum(axis=1)
                          + (offsets**2 * precisions).sum(axis=1)))
     design_weights = np.vstack([-0.5 * precisions.T, (offsets * precisions).T, constant[None, :]])
-    design_weights = np.ascontiguousarray(design_weights, dtype=dtype)
+    with np.errstate(over="ignore"):  # an overflow to inf is reported just below, as a ModelError
+        design_weights = np.ascontiguousarray(design_weights, dtype=dtype)
     if not np.all(np.isfinite(design_weights)):
         raise ModelError(f"variances: too small for {dtype.name} (smallest {variances.min():.3g})")
     return design_weights, centre
