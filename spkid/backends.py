@@ -86,7 +86,9 @@ class JoblibBackend(Backend):
     def __init__(self, n_jobs: int = 2) -> None:
         from joblib import Parallel
 
-        self._parallel = Parallel(n_jobs=n_jobs, backend="loky")
+        # One shard per dispatch: shards are coarse (~0.1 s and up), and joblib's automatic batching would
+        # otherwise grow batches across iterations until one worker holds most of the shards.
+        self._parallel = Parallel(n_jobs=n_jobs, backend="loky", batch_size=1)
         self._parallel.__enter__()  # keeps the same worker processes for every iteration
 
     def map(self, tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
