@@ -110,7 +110,8 @@ def run_batches(
     if n_workers == 1:
         results: Iterator[list] = (extract_batch(*args) for args in arguments)
     else:
-        parallel = joblib.Parallel(n_jobs=n_workers, backend="loky", return_as="generator")
+        # Our batches are already sized for balance: joblib must not group them further.
+        parallel = joblib.Parallel(n_jobs=n_workers, backend="loky", return_as="generator", batch_size=1)
         results = parallel(joblib.delayed(extract_batch)(*args) for args in arguments)
     for batch, outcomes in zip(batches, results, strict=True):
         yield batch, [(array, None if error is None else _rebuild(error)) for array, error in outcomes]
