@@ -237,8 +237,8 @@ def bench_frames(args: argparse.Namespace) -> None:
         residual = float(np.max(np.abs(fixed + slope * sizes / 1e6 - times) / times))
         rates = ", ".join(f"{n / 1e6:g} M: {t / (n / 1e6) / args.iterations:.2f} s"
                           for n, t in zip(sizes, times, strict=True))
-        print(f"  EM {clock:4s}: {slope / args.iterations:.2f} s per million frames and iteration + "
-              f"{fixed:.2f} s fixed; largest distance from that line {residual:.0%} (target within "
+        print(f"  EM {clock:4s}: {slope / args.iterations:.2f} s per million frames and iteration, "
+              f"{fixed:+.2f} s fixed; largest distance from that line {residual:.0%} (target within "
               f"{TARGET_LINEAR:.0%}: {'met' if residual <= TARGET_LINEAR else 'NOT met'})")
         print(f"           per million frames and iteration at each size: {rates}")
     init = ", ".join(f"{n / 1e6:g} M: {rows[n, 'store']['init_s']:.1f} s" for n in sorted(args.frames))

@@ -32,6 +32,7 @@ from spkid.shards import (
     gather_rows,
     make_shards,
     shard_statistics,
+    shards_statistics,
     task_statistics,
 )
 
@@ -43,6 +44,7 @@ __all__ = ["Backend", "DaskBackend", "JoblibBackend", "LocalBackend", "initial_m
 
 logger = logging.getLogger(__name__)
 DASK_INSTALL_HINT = "install it with: pip install 'spkid[dask]'"
+_TASKS_PER_WORKER = 4  # Dask tasks per worker and iteration (each holds several shards)
 
 
 class Backend:
@@ -129,10 +131,15 @@ class DaskBackend(Backend):
             raise ConfigError(f"{where}: cannot connect ({error})") from None
 
     def map(self, tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
+        # A few shards per Dask task: each task costs a scheduler round trip and worker bookkeeping, so
+        # about _TASKS_PER_WORKER tasks per worker keep that small while still balancing the load.
+        n_workers = max(1, len(self._client.scheduler_info(n_workers=-1).get("workers", {})))
+        group = max(1, len(tasks) // (_TASKS_PER_WORKER * n_workers))
+        groups = [list(tasks[start : start + group]) for start in range(0, len(tasks), group)]
         shared = self._client.scatter(params, broadcast=True, hash=False)
-        futures = self._client.map(shard_statistics, list(tasks), params=shared, pure=False)
+        futures = self._client.map(shards_statistics, groups, params=shared, pure=False)
         try:
-            return self._client.gather(futures)
+            return [stats for results in self._client.gather(futures) for stats in results]
         finally:
             self._client.cancel([*futures, shared])
 

@@ -20,7 +20,7 @@ from spkid.feature_files import FeatureFile, StoredFeatures
 from spkid.gmm import DiagonalGMM, SufficientStats
 
 __all__ = ["ModelParams", "Shard", "ShardTask", "Source", "frame_sources", "gather_rows", "make_shards",
-           "shard_statistics", "task_statistics"]
+           "shard_statistics", "shards_statistics", "task_statistics"]
 
 Source = FeatureFile | np.ndarray
 # About 0.3 s of E-step per shard for 512 components: fine enough to balance workers, coarse enough that
@@ -160,6 +160,11 @@ def shard_statistics(task: ShardTask, params: ModelParams) -> SufficientStats:
     """E-step statistics of the shard's frames (or its subsample) under ``params`` (runs on workers)."""
     with _thread_limits(task.n_threads):
         return task_statistics(params.model(n_jobs=1), task)
+
+
+def shards_statistics(tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
+    """:func:`shard_statistics` of several tasks in one call (one scheduling round trip for all of them)."""
+    return [shard_statistics(task, params) for task in tasks]
 
 
 def task_statistics(model: DiagonalGMM, task: ShardTask) -> SufficientStats:

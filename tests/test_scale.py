@@ -187,7 +187,7 @@ def test_in_process_joblib_and_dask_give_the_same_ubm(stored, pool, dask_address
     assert in_process.n_iter_ == 4 and in_process.history_[-1] > in_process.history_[0]
     for model in (from_memory, joblib_model, dask_model):
         assert_same_model(model, in_process)
-    workers = {task["worker"] for task in stream.data if task["key"].startswith("shard_statistics")}
+    workers = {task["worker"] for task in stream.data if task["key"].startswith("shards_statistics")}
     assert len(workers) == 2  # both worker processes did part of the E-steps
 
 
