@@ -118,6 +118,7 @@ class DaskBackend(Backend):
             raise ConfigError(f"ubm.backend='dask': dask.distributed is not installed; {DASK_INSTALL_HINT}"
                               ) from None
         self._cluster = None
+        self._n_workers = 0  # learnt from the scheduler at the first map
         try:
             if scheduler is None:
                 self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
@@ -133,15 +134,15 @@ class DaskBackend(Backend):
     def map(self, tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
         # A few shards per Dask task: each task costs a scheduler round trip and worker bookkeeping, so
         # about _TASKS_PER_WORKER tasks per worker keep that small while still balancing the load.
-        n_workers = max(1, len(self._client.scheduler_info(n_workers=-1).get("workers", {})))
-        group = max(1, len(tasks) // (_TASKS_PER_WORKER * n_workers))
+        if not self._n_workers:
+            self._n_workers = len(self._client.scheduler_info(n_workers=-1).get("workers", {}))
+        group = max(1, len(tasks) // (_TASKS_PER_WORKER * max(1, self._n_workers)))
         groups = [list(tasks[start : start + group]) for start in range(0, len(tasks), group)]
+        # The model goes to the workers once per iteration (not once per task); the futures are released
+        # when they go out of scope, without a round trip to cancel them.
         shared = self._client.scatter(params, broadcast=True, hash=False)
         futures = self._client.map(shards_statistics, groups, params=shared, pure=False)
-        try:
-            return [stats for results in self._client.gather(futures) for stats in results]
-        finally:
-            self._client.cancel([*futures, shared])
+        return [stats for results in self._client.gather(futures) for stats in results]
 
     def close(self) -> None:
         for resource in (getattr(self, "_client", None), self._cluster):
