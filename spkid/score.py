@@ -228,8 +228,12 @@ class Scorer:
                 blocks = self._top_c_blocks(design, speaker_design, bank, segment_bounds)
             else:
                 blocks = self._exact_blocks(design, speaker_design, bank, segment_bounds)
+            # Segments are in frame order, so each utterance's segments are consecutive: one reduceat.
+            segment_owners = owners[starts]
+            firsts = np.flatnonzero(np.diff(segment_owners, prepend=-1))
             for columns, sums in blocks:
-                np.add.at(totals[:, columns], owners[starts], sums)
+                per_utterance = np.add.reduceat(sums, firsts, axis=0, dtype=np.float64)
+                totals[segment_owners[firsts], columns] += per_utterance
         lengths = np.array([len(X) for X in utterances], np.float64)
         return totals / lengths[:, None]
 
@@ -251,7 +255,7 @@ class Scorer:
     def _top_c_blocks(
         self, design: np.ndarray, speaker_design: np.ndarray, bank: QuantizedBank, segment_bounds: np.ndarray
     ) -> list[tuple[slice, np.ndarray]]:
-        """``(speakers, per-segment LLR sums)`` for each block of the quantised bank (top-C)."""
+        """``[(all speakers, per-segment LLR sums (n_segments, n_speakers))]`` via the quantised bank."""
         n_frames, n_best = design.shape[0], self.top_c
         top_index = np.empty((n_frames, n_best), np.int64)
         log_post = np.empty((n_frames, n_best), np.float32)
@@ -290,11 +294,9 @@ class Scorer:
 
                 _in_parallel(products, len(used), pair_scores.size)
                 sums[0] = self._segment_sums(pair_scores, pair_rows, log_post, segment_bounds)
-            results = []
-            for j in range(n_blocks):
-                columns = bank.block_columns(j)
-                results.append((columns, sums[j, :, : columns.stop - columns.start]))
-        return results
+        # (n_blocks, n_segments, B) -> (n_segments, speakers), the padding of the last block dropped.
+        combined = sums.transpose(1, 0, 2).reshape(n_segments, n_blocks * width)[:, : bank.n_speakers]
+        return [(slice(0, bank.n_speakers), combined)]
 
     def _segment_sums(
         self, pair_scores: np.ndarray, pair_rows: np.ndarray, log_post: np.ndarray, segment_bounds: np.ndarray
