@@ -122,6 +122,8 @@ class QuantizedBank:
         ``bank[k, R - 1, s]``.
     row_norm : ndarray (K, R - 1) float32
     n_speakers : int
+    inverse_norm : ndarray (K, R - 1) float32
+        ``1 / row_norm``, what the design rows are multiplied by.
     """
 
     blocks: np.ndarray
@@ -129,6 +131,10 @@ class QuantizedBank:
     constant: np.ndarray
     row_norm: np.ndarray
     n_speakers: int
+    inverse_norm: np.ndarray = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inverse_norm", (1.0 / self.row_norm).astype(np.float32))
 
     @classmethod
     def from_bank(cls, bank: np.ndarray, row_norm: np.ndarray, block_speakers: int) -> QuantizedBank:

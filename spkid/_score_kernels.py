@@ -65,7 +65,7 @@ def ubm_top_components(design, ubm_form, n_best, top_index, log_post):  # pragma
 
 
 @njit(cache=True, nogil=True)
-def group_pairs(design, top_index, row_norm, n_components):  # pragma: no cover - compiled
+def group_pairs(design, top_index, inverse_norm, n_components):  # pragma: no cover - compiled
     """Group the kept (frame, component) pairs by component (a counting sort, stable in frame order).
 
     Parameters
@@ -73,8 +73,8 @@ def group_pairs(design, top_index, row_norm, n_components):  # pragma: no cover 
     design : ndarray (n_frames, R) float32
         Design rows of the frames (``R`` = rows of the speaker parameter bank, the last the constant 1).
     top_index : ndarray (n_frames, C) int64
-    row_norm : ndarray (K, R - 1) float32
-        Per-component divisor of the quantised bank's rows (see ``QuantizedBank``), folded into each pair.
+    inverse_norm : ndarray (K, R - 1) float32
+        ``1 / row_norm`` of the quantised bank (see ``QuantizedBank``), folded into each pair's design row.
     n_components : int
 
     Returns
@@ -105,7 +105,7 @@ def group_pairs(design, top_index, row_norm, n_components):  # pragma: no cover 
             cursor[k] += 1
             pair_rows[t, c] = row
             for d in range(n_rows):
-                pair_design[row, d] = design[t, d] / row_norm[k, d]
+                pair_design[row, d] = design[t, d] * inverse_norm[k, d]
             pair_design[row, n_rows] = design[t, n_rows]
     return pair_design, bounds, pair_rows
 

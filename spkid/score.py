@@ -268,7 +268,7 @@ class Scorer:
         # threads instead, and BLAS threads would keep spinning after each product, stealing cores.
         with _BLAS.limit(limits=1, user_api="blas"):
             _in_parallel(select, n_frames, n_frames * self.n_components)
-            pair_design, bounds, pair_rows = group_pairs(speaker_design, top_index, bank.row_norm,
+            pair_design, bounds, pair_rows = group_pairs(speaker_design, top_index, bank.inverse_norm,
                                                          self.n_components)  # fmt: skip
             used = np.flatnonzero(np.diff(bounds))
             n_blocks, width, n_segments = bank.blocks.shape[0], bank.width, len(segment_bounds) - 1
