@@ -166,10 +166,6 @@ class QuantizedBank:
         """Speakers per block, B."""
         return self.blocks.shape[3]
 
-    def block_columns(self, j: int) -> slice:
-        """The speakers held by block ``j`` (its padding excluded)."""
-        return slice(j * self.width, min((j + 1) * self.width, self.n_speakers))
-
     def column(self, index: int) -> QuantizedBank:
         """A bank holding only speaker ``index`` (the same stored values, so the same scores)."""
         j, i = divmod(index, self.width)

@@ -14,7 +14,7 @@ from numba import njit
 
 from spkid._kernels import clamped_exp
 
-__all__ = ["group_pairs", "quantized_products", "segment_llr_sums", "ubm_top_components"]
+__all__ = ["block_llr_sums", "group_pairs", "quantized_products", "segment_llr_sums", "ubm_top_components"]
 
 _EXP_FLOOR = np.float32(-80.0)  # exp below e^-80 is negligible next to the 1 of the best component
 # Fast-math without the "no NaN / no inf" assumptions, so a non-finite score stays visible.

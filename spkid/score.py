@@ -132,9 +132,8 @@ class Scorer:
         self._ubm_form, bank, self._centre, self._shared_variances = stack_parameters(
             ubm, list(speakers.values())
         )
-        self._exact = self.top_c == self.n_components
         # Exact scoring keeps float32 (K, R, S); top-C keeps 16-bit blocks (half the memory read).
-        if self._exact:
+        if self.top_c == self.n_components:
             self._bank: np.ndarray | QuantizedBank = bank
         else:
             norms = design_row_norms(ubm.variances_, self._shared_variances)
@@ -225,22 +224,20 @@ class Scorer:
             else:
                 speaker_design = design
             if quantized:
-                blocks = self._top_c_blocks(design, speaker_design, bank, segment_bounds)
+                sums = self._top_c_sums(design, speaker_design, bank, segment_bounds)
             else:
-                blocks = self._exact_blocks(design, speaker_design, bank, segment_bounds)
+                sums = self._exact_sums(design, speaker_design, bank, segment_bounds)
             # Segments are in frame order, so each utterance's segments are consecutive: one reduceat.
             segment_owners = owners[starts]
             firsts = np.flatnonzero(np.diff(segment_owners, prepend=-1))
-            for columns, sums in blocks:
-                per_utterance = np.add.reduceat(sums, firsts, axis=0, dtype=np.float64)
-                totals[segment_owners[firsts], columns] += per_utterance
+            totals[segment_owners[firsts]] += np.add.reduceat(sums, firsts, axis=0, dtype=np.float64)
         lengths = np.array([len(X) for X in utterances], np.float64)
         return totals / lengths[:, None]
 
-    def _exact_blocks(
+    def _exact_sums(
         self, design: np.ndarray, speaker_design: np.ndarray, bank: np.ndarray, segment_bounds: np.ndarray
-    ) -> Iterator[tuple[slice, np.ndarray]]:
-        """Yield ``(speakers, per-segment LLR sums)`` with every component of every speaker (float32)."""
+    ) -> np.ndarray:
+        """Per-segment LLR sums (n_segments, n_speakers), every component of every speaker (float32)."""
         n_frames, n_speakers = design.shape[0], bank.shape[2]
         log_prob = design @ self._ubm_form  # (n, K): log w_k N(x | k) under the UBM
         peak = log_prob.max(axis=1, keepdims=True)
@@ -250,12 +247,12 @@ class Scorer:
         np.matmul(speaker_design, self._flat(bank), out=pair_scores)  # row t*K + k holds pair (t, k)
         pair_scores = pair_scores.reshape(-1, n_speakers)
         pair_rows = np.arange(n_frames * self.n_components).reshape(n_frames, self.n_components)
-        yield slice(0, n_speakers), self._segment_sums(pair_scores, pair_rows, log_post, segment_bounds)
+        return self._segment_sums(pair_scores, pair_rows, log_post, segment_bounds)
 
-    def _top_c_blocks(
+    def _top_c_sums(
         self, design: np.ndarray, speaker_design: np.ndarray, bank: QuantizedBank, segment_bounds: np.ndarray
-    ) -> list[tuple[slice, np.ndarray]]:
-        """``[(all speakers, per-segment LLR sums (n_segments, n_speakers))]`` via the quantised bank."""
+    ) -> np.ndarray:
+        """Per-segment top-C LLR sums (n_segments, n_speakers) through the quantised bank."""
         n_frames, n_best = design.shape[0], self.top_c
         top_index = np.empty((n_frames, n_best), np.int64)
         log_post = np.empty((n_frames, n_best), np.float32)
@@ -295,8 +292,7 @@ class Scorer:
                 _in_parallel(products, len(used), pair_scores.size)
                 sums[0] = self._segment_sums(pair_scores, pair_rows, log_post, segment_bounds)
         # (n_blocks, n_segments, B) -> (n_segments, speakers), the padding of the last block dropped.
-        combined = sums.transpose(1, 0, 2).reshape(n_segments, n_blocks * width)[:, : bank.n_speakers]
-        return [(slice(0, bank.n_speakers), combined)]
+        return sums.transpose(1, 0, 2).reshape(n_segments, n_blocks * width)[:, : bank.n_speakers]
 
     def _segment_sums(
         self, pair_scores: np.ndarray, pair_rows: np.ndarray, log_post: np.ndarray, segment_bounds: np.ndarray
