@@ -8,14 +8,13 @@ Products run in the model dtype (float32 by default), statistics accumulate in f
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from spkid.blas import blas_threads
 from spkid.errors import ModelError
 from spkid.gmm_stats import SufficientStats
 
@@ -88,12 +87,6 @@ class Workspace:
         self.log_prob = np.empty((n_rows, n_components), dtype=dtype)
         self.row_log_likelihood = np.empty(n_rows, dtype=dtype)
         self.stats = np.empty((n_components, 2 * n_features + 1), dtype=dtype)
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    # Inspecting the loaded libraries takes ~0.5 ms; do it once.
-    return ThreadpoolController()
 
 
 Segments = list[tuple[int, np.ndarray]]  # a chunk: (index of the input array, rows of it) pieces
@@ -195,7 +188,7 @@ class EStep:
                 local.buffers = workspace()
             return work(first_row, segments, local.buffers)
 
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with blas_threads(1):
             yield from Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
                 delayed(task)(first_row, segments) for first_row, segments in frame_chunks)
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from spkid.audio import load, resample
+from spkid.blas import blas_threads
 from spkid.cmvn import cmvn, sliding_cmvn
 from spkid.deltas import deltas, with_deltas
 from spkid.errors import ConfigError, FeatureError, SpkidError
@@ -97,6 +98,12 @@ class _FileExtractor:
 
 
 def _signal_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    # One BLAS thread: the same features, bit for bit, here and in extract_many's worker processes.
+    with blas_threads(1):
+        return _single_threaded_features(signal, config)
+
+
+def _single_threaded_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
     rate = config.sample_rate
     min_frames = max(config.min_speech_frames, 2 * config.delta_width + 1 if config.delta_order else 1)
     min_samples = config.frame_length + (min_frames - 1) * config.frame_shift

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 from numba import get_num_threads
-from threadpoolctl import ThreadpoolController
 
 from spkid._score_bank import QuantizedBank, design_row_norms, stack_parameters
 from spkid._score_kernels import (
@@ -32,6 +31,7 @@ from spkid._score_kernels import (
     segment_llr_sums,
     ubm_top_components,
 )
+from spkid.blas import blas_threads
 from spkid.errors import ConfigError, ModelError
 from spkid.normalize import METHODS
 from spkid.ubm import check_settings
@@ -46,7 +46,6 @@ _TOP_C_FRAMES = 4096  # frames per top-C chunk: each chunk reads every speaker's
 _BLOCK_SPEAKERS = 128
 # Below this many (pair, speaker) scores per call, threads cost more than they save.
 _PARALLEL_ELEMENTS = 200_000
-_BLAS = ThreadpoolController()
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
@@ -263,7 +262,7 @@ class Scorer:
 
         # BLAS single-threaded throughout: the many small products are shared out between worker
         # threads instead, and BLAS threads would keep spinning after each product, stealing cores.
-        with _BLAS.limit(limits=1, user_api="blas"):
+        with blas_threads(1):
             _in_parallel(select, n_frames, n_frames * self.n_components)
             pair_design, bounds, pair_rows = group_pairs(speaker_design, top_index, bank.inverse_norm,
                                                          self.n_components)  # fmt: skip
