@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import importlib
 import re
 import types
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from spkid.config_checks import check_type, describe_value, did_you_mean
 from spkid.errors import ConfigError
 
 if TYPE_CHECKING:  # the section classes live in the modules that use them
@@ -189,16 +189,16 @@ def _resolve(
     known = [*classes, *FREE_SECTIONS]
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"{source}: expected a mapping of sections ({', '.join(known)}), got {_describe(raw)}"
+            f"{source}: expected a mapping of sections ({', '.join(known)}), got {describe_value(raw)}"
         )
     merged: dict[str, dict[str, Any]] = {}
     from_overrides: dict[str, set[str]] = {}  # section -> keys last set by --set, so errors can say so
     for section, body in raw.items():
         if section not in known:
-            raise ConfigError(f"{source}: unknown section {section!r}{_did_you_mean(section, known)}")
+            raise ConfigError(f"{source}: unknown section {section!r}{did_you_mean(section, known)}")
         if body is not None and not isinstance(body, Mapping):
             raise ConfigError(
-                f"{source}: section {section!r} must be a mapping of keys, got {_describe(body)}"
+                f"{source}: section {section!r} must be a mapping of keys, got {describe_value(body)}"
             )
         merged[str(section)] = copy.deepcopy(dict(body or {}))
     for text in overrides:
@@ -206,8 +206,8 @@ def _resolve(
         where = f"--set {'.'.join([section, *key_path])}"
         if section not in known:
             all_keys = {f"{s}.{f.name}": s for s, cls in classes.items() for f in dataclasses.fields(cls)}
-            hint = _did_you_mean(".".join([section, *key_path]), list(all_keys))
-            raise ConfigError(f"{where}: unknown section {section!r}{hint or _did_you_mean(section, known)}")
+            hint = did_you_mean(".".join([section, *key_path]), list(all_keys))
+            raise ConfigError(f"{where}: unknown section {section!r}{hint or did_you_mean(section, known)}")
         if section in classes and len(key_path) > 1:
             raise ConfigError(f"{where}: section {section!r} has no nested keys")
         target = merged.setdefault(section, {})
@@ -269,9 +269,9 @@ def _build_section(
     for key, value in values.items():
         if key not in fields:
             qualified = [f"{name}.{field}" for field in fields]
-            hint = _did_you_mean(f"{name}.{key}", qualified) or f"; valid keys: {', '.join(fields)}"
+            hint = did_you_mean(f"{name}.{key}", qualified) or f"; valid keys: {', '.join(fields)}"
             raise ConfigError(f"{origin(key)}: unknown key {name}.{key}{hint}")
-        checked[key] = _check_type(value, hints.get(key, Any), f"{origin(key)}: {name}.{key}")
+        checked[key] = check_type(value, hints.get(key, Any), f"{origin(key)}: {name}.{key}")
     try:
         if hasattr(cls, "from_dict"):
             return cls.from_dict(checked)
@@ -283,67 +283,6 @@ def _build_section(
         raise ConfigError(f"{origin(named.group(1) if named else None)}: {prefix}{message}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin(None)}: {name}: {exc}") from None
-
-
-def _check_type(value: Any, annotation: Any, where: str) -> Any:
-    """Return ``value`` (ints widened to float, sequences to tuples) if it fits ``annotation``."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any or annotation is typing.Any:
-        return value
-    if origin is typing.Union or origin is types.UnionType:
-        if value is None and type(None) in args:
-            return None
-        for arm in (arg for arg in args if arg is not type(None)):
-            try:
-                return _check_type(value, arm, where)
-            except ConfigError:
-                continue
-        expected = " or ".join(_name(arg) for arg in args)
-        raise ConfigError(f"{where}: expected {expected}, got {_describe(value)}")
-    if origin is typing.Literal:
-        if value in args and type(value) in {type(arg) for arg in args}:
-            return value
-        options = [str(arg) for arg in args]
-        hint = _did_you_mean(str(value), options) if isinstance(value, str) else ""
-        raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}{hint}")
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    elif annotation is Path:
-        if isinstance(value, (str, Path)):
-            return Path(value)
-    elif origin in (tuple, list) or annotation in (tuple, list):
-        if isinstance(value, (list, tuple)):
-            return _check_sequence(value, origin or annotation, args, where)
-        if isinstance(value, str) and args and args[0] is str:
-            return value  # e.g. enroll.adapt=means,weights: the section class parses the string form
-    elif origin in (dict, Mapping) or annotation in (dict, Mapping):
-        if isinstance(value, Mapping):
-            return dict(value)
-    else:
-        return value  # an annotation this checker does not model: the section class validates it
-    raise ConfigError(f"{where}: expected {_name(annotation)}, got {_describe(value)}")
-
-
-def _check_sequence(value: Sequence[Any], kind: type, args: tuple[Any, ...], where: str) -> Any:
-    if kind is tuple and args and args[-1] is not Ellipsis:
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        pairs = enumerate(zip(value, args, strict=True))
-        items = [_check_type(item, arg, f"{where}[{i}]") for i, (item, arg) in pairs]
-    else:
-        item_type = args[0] if args else Any
-        items = [_check_type(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
-    return tuple(items) if kind is tuple else items
 
 
 def _section_to_dict(section: Any) -> dict[str, Any]:
@@ -361,25 +300,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
-
-
-def _name(annotation: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
-    if annotation in names:
-        return names[annotation]
-    origin = typing.get_origin(annotation)
-    if origin in (tuple, list) or annotation in (tuple, list):
-        return "a list"
-    if origin in (dict, Mapping) or annotation in (dict, Mapping):
-        return "a mapping"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

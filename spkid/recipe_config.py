@@ -8,7 +8,6 @@ repository root (or override the paths with ``--set data.root=DIR``).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from spkid.config import Config, config_to_yaml, load_config
+from spkid.config_checks import did_you_mean
 from spkid.corpora.protocol import Protocol
 from spkid.errors import ConfigError
 
@@ -92,8 +92,7 @@ class RecipeSettings:
 
 
 def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {matches[0]!r}?" if matches else f"; valid keys: {', '.join(candidates)}"
+    return did_you_mean(word, candidates) or f"; valid keys: {', '.join(candidates)}"
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSettings:
