@@ -2,10 +2,13 @@
 
 Used by :func:`spkid.features.extract_many`. Files go to joblib ``loky`` workers in batches (largest files
 first, so the last batches are short and the workers finish together), each batch with one BLAS/FFT thread.
+Warnings a worker logs (e.g. clipped audio) come back with its results and are logged again here, so the
+caller's logging settings (the CLI's ``warning:`` prefix, ``--quiet``) apply to them.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from spkid.errors import AudioError, SpkidError
 from spkid.feature_cache import write_cached
 
 ErrorDescription = tuple[str, tuple[str, ...]]
+LogEntry = tuple[str, int, str]  # logger name, level, message
 Outcome = tuple[np.ndarray | None, SpkidError | None]
 MAX_BATCH_FILES = 16  # small enough for a smooth progress bar and balanced workers
 BATCHES_PER_WORKER = 8
@@ -36,13 +40,41 @@ def _rebuild(description: ErrorDescription) -> SpkidError:
     return error_class(*args)
 
 
+class _Recorder(logging.Handler):
+    """Keeps the log records of spkid's loggers (warnings and above) as plain picklable entries."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.entries: list[LogEntry] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entries.append((record.name, record.levelno, record.getMessage()))
+
+
+def extract_batch_in_worker(
+    function: Callable[[Path], np.ndarray],
+    paths: list[Path],
+    cache_paths: list[Path | None],
+    stop_on_error: bool,
+) -> tuple[list[tuple[np.ndarray | None, ErrorDescription | None]], list[LogEntry]]:
+    """:func:`extract_batch` in a worker process, returning also the warnings spkid logged meanwhile."""
+    spkid_logger, recorder = logging.getLogger("spkid"), _Recorder()
+    spkid_logger.addHandler(recorder)
+    propagate, spkid_logger.propagate = spkid_logger.propagate, False  # not printed here: sent back
+    try:
+        return extract_batch(function, paths, cache_paths, stop_on_error), recorder.entries
+    finally:
+        spkid_logger.removeHandler(recorder)
+        spkid_logger.propagate = propagate
+
+
 def extract_batch(
     function: Callable[[Path], np.ndarray],
     paths: list[Path],
     cache_paths: list[Path | None],
     stop_on_error: bool,
 ) -> list[tuple[np.ndarray | None, ErrorDescription | None]]:
-    """Apply ``function`` to each file (in a worker), caching results; stop at the first error if asked."""
+    """Apply ``function`` to each file, caching results; stop at the first error if asked."""
     from threadpoolctl import threadpool_limits
 
     outcomes: list[tuple[np.ndarray | None, ErrorDescription | None]] = []
@@ -108,10 +140,12 @@ def run_batches(
         for batch in batches
     ]
     if n_workers == 1:
-        results: Iterator[list] = (extract_batch(*args) for args in arguments)
+        results: Iterator[tuple[list, list[LogEntry]]] = ((extract_batch(*args), []) for args in arguments)
     else:
         # Our batches are already sized for balance: joblib must not group them further.
         parallel = joblib.Parallel(n_jobs=n_workers, backend="loky", return_as="generator", batch_size=1)
-        results = parallel(joblib.delayed(extract_batch)(*args) for args in arguments)
-    for batch, outcomes in zip(batches, results, strict=True):
+        results = parallel(joblib.delayed(extract_batch_in_worker)(*args) for args in arguments)
+    for batch, (outcomes, log_entries) in zip(batches, results, strict=True):
+        for name, level, message in log_entries:
+            logging.getLogger(name).log(level, "%s", message)
         yield batch, [(array, None if error is None else _rebuild(error)) for array, error in outcomes]

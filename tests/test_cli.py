@@ -529,3 +529,22 @@ def test_warnings_go_to_stderr_unless_quiet(enrolled_model: Path, split_corpus, 
     quiet = invoke("identify", enrolled_model, loud, "--quiet")
     check_ok(quiet)
     assert "warning" not in quiet.stderr and quiet.stdout == result.stdout
+
+
+def test_warnings_from_worker_processes_go_to_stderr_unless_quiet(
+    enrolled_model: Path, split_corpus, tmp_path: Path
+):
+    sources = sorted((split_corpus["test"] / "spk01").glob("*.wav"))[:2]
+    for index, source in enumerate(sources):
+        signal, rate = soundfile.read(source, dtype="float32")
+        gain = 50.0 if index == 0 else 1.0  # only the first is recorded far too loud
+        clipped = np.clip(signal * gain, -1.0, 1.0)
+        soundfile.write(tmp_path / f"take{index}.wav", clipped, rate, subtype="PCM_16")
+    result = invoke("identify", enrolled_model, tmp_path / "take0.wav", tmp_path / "take1.wav", "-j", "2")
+    check_ok(result)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "take0.wav" in warnings[0] and "clipped" in warnings[0], result.stderr
+    quiet = invoke("identify", enrolled_model, tmp_path / "take0.wav", tmp_path / "take1.wav", "-j", "2",
+                   "--quiet")
+    check_ok(quiet)
+    assert "clipped" not in quiet.stderr and quiet.stdout == result.stdout
