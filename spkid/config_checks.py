@@ -18,10 +18,16 @@ from typing import Any
 from spkid.errors import ConfigError
 
 
+def _closest(word: object, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word`` (difflib ratio >= 0.6), or None."""
+    matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
 def close_match_hint(word: object, candidates: Iterable[str]) -> str:
     """``" (did you mean 'x'?)"`` for the candidate closest to ``word``, or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(word), list(candidates), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = _closest(word, candidates)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 def check_settings(section: str, cls: type, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,8 +111,8 @@ def _check_sequence(value: Sequence[Any], kind: type, args: tuple[Any, ...], whe
 
 def did_you_mean(word: str, candidates: Sequence[str]) -> str:
     """``"; did you mean 'x'?"`` for the candidate closest to ``word``, or ``""`` when none is close."""
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
+    close = _closest(word, candidates)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def _name(annotation: Any) -> str:

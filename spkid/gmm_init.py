@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from spkid.blas import blas_threads
 from spkid.errors import ModelError
 
 # Frames drawn for initialisation: enough for every component to see ~200 frames, never fewer than 50k.
@@ -82,7 +82,7 @@ def kmeans_init(
     from sklearn.cluster import kmeans_plusplus  # here: importing scikit-learn takes about a second
 
     # Its K sequential steps are small matrix-vector products: extra BLAS threads only add hand-offs.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_threads(1):
         centres, _ = kmeans_plusplus(seeds.astype(np.float64), n_components, random_state=random_state)
     # Nearest centre = argmax x.c - |c|^2/2: one product of [x, -1] with [c; |c|^2/2] per assignment.
     augmented = np.hstack([frames, -np.ones((frames.shape[0], 1), dtype=np.float32)])
