@@ -14,6 +14,7 @@ import io
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,9 @@ def read_npz(path: str | Path, *, what: str, data: bytes | None = None) -> dict[
     except ValueError as exc:
         # numpy raises ValueError for object arrays when pickle is disallowed, and for bad .npy headers.
         raise StoreError(f"{path}: {what} file refused: {exc}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    # A corrupted zip header can also claim a newer zip version or an unknown compression method
+    # (NotImplementedError), encryption (RuntimeError), or deflate over bytes that are not (zlib.error).
+    except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:
         raise StoreError(f"{path}: {what} file is unreadable or not an .npz archive ({exc})") from None
     stored_hash = arrays.pop(HASH_KEY, None)
     if stored_hash is None or stored_hash.shape != () or stored_hash.dtype.kind != "U":

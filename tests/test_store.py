@@ -261,6 +261,27 @@ def test_tampered_speaker_files_are_rejected(store, tmp_path):
         store.load_speaker("alice")
 
 
+@pytest.mark.parametrize(
+    "offset, value",
+    [
+        (6, b"\x40\x00"),  # version needed to extract: 6.4, newer than zipfile reads
+        (10, b"\x63\x00"),  # compression method 99: unknown
+        (10, b"\x08\x00"),  # deflate over stored (uncompressed) bytes
+        (8, b"\x01\x00"),  # flag bit 0: encrypted
+    ],
+)
+def test_corrupted_zip_headers_of_a_speaker_file_are_rejected(store, offset, value):
+    """Found by the robustness fuzz test: header corruptions zipfile reports outside BadZipFile."""
+    store.save_speaker("alice", make_gmm(1))
+    path = store.speaker_path("alice")
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the first central-directory entry
+    data[entry + offset : entry + offset + 2] = value
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"alice.npz: speaker file"):
+        store.load_speaker("alice")
+
+
 def test_non_positive_variances_with_valid_hash_are_rejected(store):
     store.save_speaker("alice", make_gmm(1))
     good = make_gmm(1)
