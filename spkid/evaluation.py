@@ -18,7 +18,6 @@ import numpy as np
 from spkid.corpora.protocol import read_scores, split_scores
 from spkid.errors import DataError
 from spkid.metrics import verification_report
-from spkid.plots import plot_det
 from spkid.trials import read_trial_list
 
 __all__ = [
@@ -115,7 +114,11 @@ def evaluate_arrays(
         No target or no non-target scores, or non-finite scores.
     """
     metrics = verification_report(target_scores, nontarget_scores)
-    plot_path = None if plot is None else plot_det((target_scores, nontarget_scores), plot, title=title)
+    plot_path = None
+    if plot is not None:
+        from spkid.plots import plot_det  # lazy: matplotlib costs ~1.5 s of every CLI call that never plots
+
+        plot_path = plot_det((target_scores, nontarget_scores), plot, title=title)
     return Evaluation(metrics=metrics, plot=plot_path)
 
 

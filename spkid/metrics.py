@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import logit
-from sklearn.isotonic import IsotonicRegression
 
 from spkid.errors import DataError
 
@@ -93,6 +92,8 @@ def rocch(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[np.nda
     scores = np.concatenate([target, nontarget])
     is_target = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
     order = np.argsort(scores, kind="stable")
+    from sklearn.isotonic import IsotonicRegression  # lazy: importing scikit-learn costs ~1 s per CLI call
+
     posterior = IsotonicRegression(increasing=True).fit(scores, is_target).predict(scores[order])
     block_ends = np.flatnonzero(np.diff(posterior) != 0) + 1
     block_ends = np.append(block_ends, scores.size)
@@ -205,6 +206,8 @@ def min_cllr(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> float:
     target, nontarget = _check_scores(target_scores, nontarget_scores)
     scores = np.concatenate([target, nontarget])
     is_target = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
+    from sklearn.isotonic import IsotonicRegression  # lazy, as above
+
     posterior = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit_transform(scores, is_target)
     # Remove the prior log-odds of the pooled trial set to turn posteriors into LLRs.
     llrs = logit(posterior) - np.log(target.size / nontarget.size)

@@ -7,6 +7,8 @@ import http.server
 import io
 import json
 import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 from pathlib import Path
@@ -244,6 +246,22 @@ def test_identify_top_k_and_open_set(enrolled_model: Path, split_corpus):
     check_ok(text)
     assert text.stdout.splitlines()[0] == f"{wav}: {document[0]['speaker']}"
     assert len(text.stdout.splitlines()) == 4
+
+
+@pytest.mark.parametrize("command", ["identify", "verify"])
+def test_identify_and_verify_do_not_import_plotting_or_scikit_learn(enrolled_model: Path, split_corpus, command):
+    """Those imports cost seconds of every call that never plots or calibrates (a fresh process shows it)."""
+    wav = sorted((split_corpus["test"] / "spk01").glob("*.wav"))[0]
+    arguments = [command, str(enrolled_model), *(["--speaker", "spk01"] if command == "verify" else []), str(wav)]
+    program = (
+        "import sys\n"
+        "from spkid.cli import app\n"
+        f"sys.argv = ['spkid', *{arguments!r}]\n"
+        "try:\n    app()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print('heavy:', sorted(m for m in ('matplotlib', 'sklearn') if m in sys.modules), 'exit:', code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False)
+    assert done.stdout.splitlines()[-1] == "heavy: [] exit: 0", done.stdout + done.stderr
 
 
 def test_verify_accepts_at_and_above_threshold(enrolled_model: Path, split_corpus):
