@@ -32,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import condition_corpora as corpora  # noqa: E402
 import condition_variants as variants  # noqa: E402
 
+from spkid.recognizer import Recognizer  # noqa: E402
+from spkid.store import ModelStore  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "LibriSpeech"
 SPKID = REPO / ".venv" / "bin" / "spkid"
@@ -99,11 +102,15 @@ def evaluate_cli(
                                 if s["speaker"] == claimed][0]["score"]) for d in decisions)  # fmt: skip
     is_target = np.array([truth_of[Path(d["recording"]).name] == claimed for d in decisions])
     accepted = np.array([d["accepted"] for d in decisions])
-    threshold = float(decisions[0]["threshold"])
-    miss, false_alarm = variants.error_rates(scores, names, truths, threshold)
-    row["notes"].append(f"all {scores.size} test x model pairs at verify's default threshold {threshold:g}: "
-                        f"miss {miss:.1%}, false alarm {false_alarm:.1%}")  # fmt: skip
-    row["verify"] = (f"speaker {claimed}: threshold {decisions[0]['threshold']:g}, miss "
+    # verify's default thresholds are per speaker (cohort Z-norm at 3): the same ones, computed in-process.
+    recognizer = Recognizer(ModelStore.open(model))
+    thresholds = recognizer.default_thresholds(recognizer.speakers(names))
+    miss, false_alarm = variants.error_rates(scores, names, truths, thresholds)
+    row["notes"].append(f"all {scores.size} test x model pairs at verify's default per-speaker thresholds "
+                        f"(median {np.median(thresholds):g}): miss {miss:.1%}, false alarm {false_alarm:.1%}")
+    in_process = thresholds[names.index(claimed)]
+    row["verify"] = (f"speaker {claimed}: threshold {decisions[0]['threshold']:g} (in-process "
+                     f"{in_process:g}), miss "
                      f"{np.mean(~accepted[is_target]):.0%}, false alarm {np.mean(accepted[~is_target]):.0%}, "
                      f"|verify - identify| <= {gap:.1e}")  # fmt: skip
     return row
@@ -273,7 +280,7 @@ def _print_variants(condition: str, outcomes: list, cli_top1: float | None) -> N
     print(f"{condition} (in-process default equals CLI top-1: {same})")
     for outcome in outcomes:
         print(f"  {outcome.variant:<38}{outcome.n_models:>4} models {outcome.n_tests:>4} tests  top1 "
-              f"{outcome.top1:6.1%}  EER {outcome.eer:5.1%}  at threshold {outcome.threshold:g}: miss "
+              f"{outcome.top1:6.1%}  EER {outcome.eer:5.1%}  at thresholds ~{outcome.threshold:g}: miss "
               f"{outcome.miss:5.1%} FA {outcome.false_alarm:5.1%}  ({outcome.seconds:.1f} s)")  # fmt: skip
 
 

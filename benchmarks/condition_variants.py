@@ -38,7 +38,7 @@ class Outcome:
     n_tests: int
     n_models: int
     seconds: float
-    threshold: float
+    threshold: float  # median over the models of their decision thresholds
     miss: float
     false_alarm: float
 
@@ -53,11 +53,13 @@ def accuracy_and_eer(scores: np.ndarray, names: Sequence[str], truths: Sequence[
 
 
 def error_rates(
-    scores: np.ndarray, names: Sequence[str], truths: Sequence[str], threshold: float
+    scores: np.ndarray, names: Sequence[str], truths: Sequence[str], thresholds: float | np.ndarray
 ) -> tuple[float, float]:
-    """(miss, false alarm) of every test x model pair when accepting scores >= ``threshold``."""
+    """(miss, false alarm) of every test x model pair when accepting scores >= the model's threshold
+    (``thresholds``: one for all models, or shape (n_models,) in ``names`` order)."""
     target = np.asarray(names)[None, :] == np.asarray(truths)[:, None]
-    return float(np.mean(scores[target] < threshold)), float(np.mean(scores[~target] >= threshold))
+    accepted = scores >= np.broadcast_to(np.asarray(thresholds, dtype=float), (len(names),))[None, :]
+    return float(np.mean(~accepted[target])), float(np.mean(accepted[~target]))
 
 
 class ConditionData:
@@ -78,14 +80,15 @@ class ConditionData:
 def _timed(
     variant: str,
     run: Callable[[], tuple[np.ndarray, list[str], list[str]]],
-    threshold: float = RAW_LLR_THRESHOLD,
+    thresholds: float | np.ndarray = RAW_LLR_THRESHOLD,
 ) -> Outcome:
     started = time.perf_counter()
     scores, names, truths = run()
     seconds = time.perf_counter() - started
     top1, error = accuracy_and_eer(scores, names, truths)
-    miss, false_alarm = error_rates(scores, names, truths, threshold)
-    return Outcome(variant, top1, error, len(truths), len(names), seconds, threshold, miss, false_alarm)
+    miss, false_alarm = error_rates(scores, names, truths, thresholds)
+    return Outcome(variant, top1, error, len(truths), len(names), seconds, float(np.median(thresholds)), miss,
+                   false_alarm)
 
 
 def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
@@ -98,7 +101,7 @@ def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
     def with_score(label: str, **changes: object) -> Outcome:
         recognizer = Recognizer(store, score_config=dataclasses.replace(stored.score_config, **changes))
         run = lambda: (recognizer.score_matrix(models, data.tests), names, data.truths)  # noqa: E731
-        return _timed(label, run, recognizer.default_threshold())
+        return _timed(label, run, recognizer.default_thresholds(models))
 
     outcomes = [with_score("default (in-process)")]
     outcomes += [with_score(f"norm={method}", normalization=method) for method in ("znorm", "snorm")]

@@ -189,7 +189,7 @@ def enroll(
     )
     report_skipped(ctx, result.skipped)
     for name, n_files in result.enrolled.items():
-        typer.echo(f"enrolled {name} ({n_files} files)")
+        typer.echo(f"enrolled {name} ({n_files} file{'' if n_files == 1 else 's'})")
 
 
 @app.command()

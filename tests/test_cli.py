@@ -182,6 +182,9 @@ def test_enroll_existing_name_needs_replace(model_copy: Path, split_corpus):
     result = invoke("enroll", model_copy, "--speaker", "spk01", *files, "--replace", "-q")
     check_ok(result)
     assert "enrolled spk01 (3 files)" in result.stdout
+    single = invoke("enroll", model_copy, "--speaker", "spk01", files[0], "--replace", "-q")
+    check_ok(single)
+    assert single.stdout.strip() == "enrolled spk01 (1 file)"
 
 
 def test_enroll_one_named_speaker_and_bad_names(model_copy: Path, split_corpus):
