@@ -142,8 +142,10 @@ def train_ubm(
     report_skipped(ctx, result.skipped)
     typer.echo(
         f"trained UBM ({result.n_components} components x {result.n_features} features) on "
-        f"{result.n_files} files, {result.n_frames} frames; cohort of {result.cohort_size}; "
-        f"model in {model_dir}"
+        f"{result.n_files} files, {result.n_frames} frames; cohort of {result.cohort_size}"
+        + (f" ({result.cohort_frames_held_out} frames held out of UBM training)"
+           if result.cohort_frames_held_out else "")
+        + f"; model in {model_dir}"
     )
 
 

@@ -5,23 +5,30 @@ At ``train-ubm`` time ``score.cohort_size`` utterances of the UBM pool are picke
 segment* — every enrolled model scored on them gives the model's Z-norm statistics — and the MAP adaptation
 of the UBM to the remaining frames becomes an impostor *model* — every test scored against them gives the
 test's T-norm statistics. Splitting each utterance keeps a cohort model from ever scoring its own frames.
+The segments are also held out of UBM training (:func:`hold_out_cohort_segments`): a UBM fitted to them
+scores them higher than unseen speech, which biases every model's impostor statistics low.
 :class:`Normalizer` turns raw LLR matrices into normalised ones with :func:`spkid.normalize.normalize`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from spkid.errors import StoreError
+from spkid.feature_files import StoredFeatures
 from spkid.gmm import DiagonalGMM
 from spkid.normalize import normalize
 from spkid.score import Scorer
-from spkid.ubm import EnrollConfig, map_adapt
+from spkid.ubm import EnrollConfig, UBMConfig, effective_components, map_adapt
 
-__all__ = ["SEGMENT_FRAMES", "Cohort", "Normalizer", "select_cohort"]
+__all__ = [
+    "SEGMENT_FRAMES", "Cohort", "Normalizer", "cohort_segment_rows", "hold_out_cohort_segments",
+    "select_cohort",
+]
 
 #: Frames of each cohort utterance kept as its impostor test segment (3 s at 100 frames/s).
 SEGMENT_FRAMES = 300
@@ -126,17 +133,13 @@ def select_cohort(
     -------
     Cohort
     """
-    rng = np.random.default_rng(random_state)
-    n_chosen = min(int(size), len(features))
-    chosen = np.sort(rng.choice(len(features), size=n_chosen, replace=False))
+    segment_rows = cohort_segment_rows(_lengths(features), size=size, random_state=random_state,
+                                       segment_frames=segment_frames)  # fmt: skip
     segments, models = [], []
-    for index in chosen:
+    for index, n_segment in segment_rows.items():
         frames = np.asarray(features[index], dtype=np.float32)
-        if len(frames) >= MIN_SPLIT_FRAMES:
-            n_segment = min(segment_frames, len(frames) // 2)
-            segment, adaptation = frames[len(frames) - n_segment :], frames[: len(frames) - n_segment]
-        else:
-            segment = adaptation = frames
+        segment = frames[len(frames) - n_segment :]
+        adaptation = frames[: len(frames) - n_segment] if n_segment < len(frames) else frames
         segments.append(np.ascontiguousarray(segment))
         models.append(
             map_adapt(
@@ -144,6 +147,78 @@ def select_cohort(
             )
         )
     return Cohort(segments=segments, models=models)
+
+
+def cohort_segment_rows(lengths: Sequence[int], *, size: int, random_state: int = 0,
+                        segment_frames: int = SEGMENT_FRAMES) -> dict[int, int]:  # fmt: skip
+    """The pool utterances that join the cohort, and the final frames of each that form its test segment.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Frames of each pool utterance.
+    size, random_state, segment_frames
+        As for :func:`select_cohort`, which uses this choice.
+
+    Returns
+    -------
+    dict of int to int
+        Utterance index (ascending) to segment frames: ``min(segment_frames, n // 2)``, or the whole
+        utterance when it is shorter than :data:`MIN_SPLIT_FRAMES` (it then also adapts the cohort model).
+    """
+    rng = np.random.default_rng(random_state)
+    chosen = np.sort(rng.choice(len(lengths), size=min(int(size), len(lengths)), replace=False))
+    return {
+        int(index): min(segment_frames, lengths[index] // 2) if lengths[index] >= MIN_SPLIT_FRAMES
+        else int(lengths[index])
+        for index in chosen
+    }
+
+
+def hold_out_cohort_segments(
+    features: Sequence[np.ndarray], *, ubm_config: UBMConfig, cohort_size: int
+) -> tuple[Sequence[np.ndarray], int]:
+    """The UBM training pool without the test segments :func:`select_cohort` will take from it.
+
+    Held out only when the pool is large enough that the UBM keeps its size (see
+    :func:`spkid.ubm.effective_components`); a small pool keeps every frame for the UBM instead.
+
+    Parameters
+    ----------
+    features : sequence of ndarray of shape (n_frames_i, n_features), or StoredFeatures
+        The whole pool, later passed to :func:`select_cohort` with the same ``cohort_size`` and
+        ``ubm_config.random_state``.
+    ubm_config : UBMConfig
+    cohort_size : int
+
+    Returns
+    -------
+    pool : list of ndarray (views), or StoredFeatures
+        Cohort utterances cut before their segments (dropped when used whole); the others unchanged.
+    n_held_out : int
+        Frames held out (0 when the pool is kept whole).
+    """
+    lengths = _lengths(features)
+    segment_rows = cohort_segment_rows(lengths, size=cohort_size, random_state=ubm_config.random_state)
+    n_held_out = sum(segment_rows.values())
+    n_frames = sum(lengths)
+    if effective_components(ubm_config, n_frames - n_held_out) != effective_components(ubm_config, n_frames):
+        return features, 0
+    kept = [(index, lengths[index] - segment_rows.get(index, 0)) for index in range(len(lengths))]
+    kept = [(index, n_rows) for index, n_rows in kept if n_rows > 0]
+    if isinstance(features, StoredFeatures):
+        files = [dataclasses.replace(features.files[index], n_frames=n_rows) for index, n_rows in kept]
+        ids = [features.utterance_ids[index] for index, _ in kept]
+        paths = [features.paths[index] for index, _ in kept]
+        return StoredFeatures(files, ids, paths, list(features.skipped)), n_held_out
+    return [features[index][:n_rows] for index, n_rows in kept], n_held_out
+
+
+def _lengths(features: Sequence[np.ndarray]) -> list[int]:
+    """Frames per utterance, without reading stored features."""
+    if isinstance(features, StoredFeatures):
+        return [item.n_frames for item in features.files]
+    return [len(frames) for frames in features]
 
 
 class Normalizer:

@@ -20,7 +20,7 @@ import numpy as np
 
 from spkid.audio import find_audio_files
 from spkid.calibrate import Calibrator
-from spkid.cohort import select_cohort
+from spkid.cohort import hold_out_cohort_segments, select_cohort
 from spkid.config import Config, load_config
 from spkid.corpora.folders import list_speakers
 from spkid.errors import DataError, StoreError
@@ -61,6 +61,7 @@ class TrainResult:
     n_features: int
     cohort_size: int
     skipped: list[SkippedFile] = field(default_factory=list)
+    cohort_frames_held_out: int = 0  # of n_frames: the cohort's test segments, not used to train the UBM
 
 
 @contextlib.contextmanager
@@ -138,8 +139,13 @@ def train_ubm_from_audio(
         n_frames = features.n_frames
     if not features:
         raise _no_usable_audio(len(files), features.skipped)
-    with _status(f"training UBM ({config.ubm.n_components} components, {n_frames} frames)", enabled=progress):
-        ubm = train_ubm(features, config.ubm)
+    # The cohort's impostor test segments stay out of UBM training (see spkid.cohort), pool size permitting.
+    ubm_pool, n_held_out = hold_out_cohort_segments(
+        features, ubm_config=config.ubm, cohort_size=config.score.cohort_size
+    )
+    with _status(f"training UBM ({config.ubm.n_components} components, {n_frames - n_held_out} frames)",
+                 enabled=progress):  # fmt: skip
+        ubm = train_ubm(ubm_pool, config.ubm)
     cohort = select_cohort(
         features,
         ubm,
@@ -166,6 +172,7 @@ def train_ubm_from_audio(
         n_features=int(n_features),
         cohort_size=len(cohort),
         skipped=list(features.skipped),
+        cohort_frames_held_out=n_held_out,
     )
 
 

@@ -17,17 +17,14 @@ complete or absent. Nothing is ever unpickled.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
 
-import spkid
 from spkid.atomic import (
     atomic_write_bytes,
     encode_npz,
@@ -48,13 +45,13 @@ from spkid.store_checks import (
     NAME_KEY,
     UBM_SHA_KEY,
     build_model,
-    check_version,
+    check_cohort_arrays,
     config_differences,
-    json_normalise,
     shape_of,
     speaker_file_name,
     validate_speaker_name,
 )
+from spkid.store_manifest import encode_manifest, new_manifest, read_manifest
 
 __all__ = [
     "FORMAT_VERSION", "MANIFEST_FILE", "UBM_FILE", "SPEAKERS_DIR", "COHORT_FILE", "LOCK_FILE",
@@ -118,18 +115,9 @@ class ModelStore:
         shape = _check_model_arrays(ubm_arrays, path / UBM_FILE, "UBM")
         ubm_arrays[KIND_KEY] = np.asarray("ubm")
         ubm_bytes = encode_npz(ubm_arrays)
-        manifest = {
-            "format": "spkid-model",
-            "format_version": FORMAT_VERSION,
-            "spkid_version": spkid.__version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "feature_config": json_normalise(feature_config),
-            "ubm_config": json_normalise(ubm_config),
-            "enroll_config": json_normalise(enroll_config),
-            "score_config": json_normalise(score_config),
-            "ubm_shape": list(shape),
-            "files": {UBM_FILE: hashlib.sha256(ubm_bytes).hexdigest()},
-        }
+        configs = {"feature_config": feature_config, "ubm_config": ubm_config, "enroll_config": enroll_config,
+                   "score_config": score_config}  # fmt: skip
+        manifest = new_manifest(configs, shape, {UBM_FILE: hashlib.sha256(ubm_bytes).hexdigest()})
         try:
             (path / SPEAKERS_DIR).mkdir(parents=True, exist_ok=True)
             with writer_lock(path / LOCK_FILE):
@@ -152,7 +140,7 @@ class ModelStore:
                     os.replace(new_ubm, path / UBM_FILE)
                 finally:
                     new_ubm.unlink(missing_ok=True)
-                atomic_write_bytes(path / MANIFEST_FILE, json.dumps(manifest, indent=2).encode() + b"\n")
+                atomic_write_bytes(path / MANIFEST_FILE, encode_manifest(manifest))
         except OSError as exc:
             raise StoreError(f"{path}: cannot write the model directory ({exc.strerror or exc})") from None
         return cls(path, manifest)
@@ -167,20 +155,7 @@ class ModelStore:
             No model at ``path``, an unreadable manifest, or a model from another spkid major/format version.
         """
         path = Path(path)
-        manifest_path = path / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise StoreError(f"no model at {path}; run spkid train-ubm first")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{manifest_path}: unreadable model manifest ({exc})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != "spkid-model":
-            raise StoreError(f"{manifest_path}: not a spkid model manifest")
-        check_version(manifest, manifest_path)
-        required = ["feature_config", "ubm_config", "enroll_config", "score_config", "ubm_shape", "files"]
-        for key in required:
-            if key not in manifest:
-                raise StoreError(f"{manifest_path}: manifest lacks {key!r}")
+        manifest = read_manifest(path / MANIFEST_FILE, path)
         return cls(path, manifest)
 
     # ----------------------------------------------------------------------------- manifest contents
@@ -333,17 +308,7 @@ class ModelStore:
     def save_cohort(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Store the score-normalisation cohort: named finite numeric arrays (replaces any earlier cohort)."""
         file = self.path / COHORT_FILE
-        content = {}
-        for key, value in arrays.items():
-            if not isinstance(key, str) or not key or key.startswith("__"):
-                raise StoreError(f"{file}: cohort array name {key!r} must be a non-empty string without a "
-                                 "leading '__'")
-            array = np.asarray(value)
-            if array.dtype.kind not in "iuf":
-                raise StoreError(f"{file}: cohort array {key!r} has dtype {array.dtype}; expected numbers")
-            if not np.all(np.isfinite(array)):
-                raise StoreError(f"{file}: cohort array {key!r} holds NaN or infinite values")
-            content[key] = array
+        content = check_cohort_arrays(arrays, file)
         content.update({KIND_KEY: np.asarray("cohort"), UBM_SHA_KEY: np.asarray(self._ubm_sha256)})
         data = encode_npz(content)
         try:
@@ -364,10 +329,7 @@ class ModelStore:
             raise StoreError(f"{file}: not a cohort file")
         self._check_ubm_fingerprint(arrays, file)
         arrays.pop(UBM_SHA_KEY)
-        for key, array in arrays.items():
-            if array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)):
-                raise StoreError(f"{file}: cohort array {key!r} is not finite numeric data")
-        return arrays
+        return check_cohort_arrays(arrays, file)
 
     # ----------------------------------------------------------------------------- helpers
     @property

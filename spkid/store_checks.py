@@ -134,6 +134,23 @@ def build_model(
     return model
 
 
+def check_cohort_arrays(arrays: Mapping[str, Any], file: Path) -> dict[str, np.ndarray]:
+    """Score-normalisation cohort arrays as ``{name: ndarray}``: non-empty names without a leading ``__``,
+    finite integer or float values (StoreError naming ``file`` and the array otherwise)."""
+    checked = {}
+    for key, value in arrays.items():
+        if not isinstance(key, str) or not key or key.startswith("__"):
+            raise StoreError(f"{file}: cohort array name {key!r} must be a non-empty string without a "
+                             "leading '__'")
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf":
+            raise StoreError(f"{file}: cohort array {key!r} has dtype {array.dtype}; expected numbers")
+        if not np.all(np.isfinite(array)):
+            raise StoreError(f"{file}: cohort array {key!r} holds NaN or infinite values")
+        checked[key] = array
+    return checked
+
+
 def _shape_text(shape: tuple[int, int] | None) -> str:
     return "" if shape is None else f"{shape[0]} x {shape[1]}"
 

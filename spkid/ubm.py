@@ -21,7 +21,10 @@ from spkid.config_checks import check_settings, close_match_hint
 from spkid.errors import ConfigError, ModelError
 from spkid.gmm import DiagonalGMM, SufficientStats
 
-__all__ = ["ADAPTABLE", "BACKENDS", "EnrollConfig", "UBMConfig", "enroll", "map_adapt", "train_ubm"]
+__all__ = [
+    "ADAPTABLE", "BACKENDS", "EnrollConfig", "UBMConfig", "effective_components", "enroll", "map_adapt",
+    "train_ubm",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -184,12 +187,22 @@ def _as_frame_list(features: np.ndarray | Iterable[np.ndarray], what: str) -> li
     return checked
 
 
-def _effective_components(config: UBMConfig, n_frames: int) -> int:
-    """``config.n_components``, or the largest power of two that leaves enough frames per component."""
-    needed = config.n_components * config.min_frames_per_component
-    if n_frames >= needed:
+def effective_components(config: UBMConfig, n_frames: int) -> int:
+    """``config.n_components``, or the largest power of two that leaves enough frames per component.
+
+    Returns 1 (too few frames for a mixture) when ``n_frames`` cannot give 2 components their
+    ``config.min_frames_per_component`` frames each.
+    """
+    if n_frames >= config.n_components * config.min_frames_per_component:
         return config.n_components
-    reduced = 2 ** int(math.floor(math.log2(max(n_frames // config.min_frames_per_component, 1))))
+    return 2 ** int(math.floor(math.log2(max(n_frames // config.min_frames_per_component, 1))))
+
+
+def _effective_components(config: UBMConfig, n_frames: int) -> int:
+    """:func:`effective_components`, logging a warning when the pool reduces it, ModelError below 2."""
+    if n_frames >= config.n_components * config.min_frames_per_component:
+        return config.n_components
+    reduced = effective_components(config, n_frames)
     if reduced < 2:
         raise ModelError(
             f"UBM training: {n_frames} frames cannot train even 2 components "

@@ -252,10 +252,12 @@ def test_identify_top_k_and_open_set(enrolled_model: Path, split_corpus):
 
 
 @pytest.mark.parametrize("command", ["identify", "verify"])
-def test_identify_and_verify_do_not_import_plotting_or_scikit_learn(enrolled_model: Path, split_corpus, command):
+def test_identify_and_verify_do_not_import_plotting_or_scikit_learn(enrolled_model: Path, split_corpus,
+                                                                    command: str):
     """Those imports cost seconds of every call that never plots or calibrates (a fresh process shows it)."""
     wav = sorted((split_corpus["test"] / "spk01").glob("*.wav"))[0]
-    arguments = [command, str(enrolled_model), *(["--speaker", "spk01"] if command == "verify" else []), str(wav)]
+    claim = ["--speaker", "spk01"] if command == "verify" else []
+    arguments = [command, str(enrolled_model), *claim, str(wav)]
     program = (
         "import sys\n"
         "from spkid.cli import app\n"

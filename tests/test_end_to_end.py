@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spkid.cohort import hold_out_cohort_segments, select_cohort
 from spkid.features import FeatureConfig, extract_many
 from spkid.metrics import eer, identification_accuracy, min_dcf
 from spkid.score import ScoreConfig, Scorer
@@ -27,17 +28,25 @@ def flac_files(subset: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def system(librispeech_train, librispeech_test):
-    """(scorer factory, test features, true speaker of each test), built with every default setting."""
-    features = FeatureConfig()
+def pool(librispeech_train) -> list[np.ndarray]:
+    """Features of the 251 train-clean-100 utterances (the UBM pool), default settings."""
     train_paths = flac_files(librispeech_train)
     assert len(train_paths) == 251
+    return list(extract_many(train_paths, FeatureConfig(), n_jobs=2))
+
+
+@pytest.fixture(scope="module")
+def system(pool, librispeech_test):
+    """(scorer factory, test features, true speaker of each test, enrollment features by path, UBM), built
+    with every default setting
+    (the UBM on the whole pool, as :func:`spkid.ubm.train_ubm` is given it)."""
+    features = FeatureConfig()
     by_speaker: dict[str, list[Path]] = {}
     for path in flac_files(librispeech_test):
         by_speaker.setdefault(path.parts[-3], []).append(path)
     assert len(by_speaker) == 10 and all(len(paths) == 10 for paths in by_speaker.values())
 
-    ubm = train_ubm(extract_many(train_paths, features, n_jobs=2), UBMConfig())
+    ubm = train_ubm(pool, UBMConfig())
     assert ubm.n_components == 512  # the pool (~39 min of speech) is large enough for the default size
     test_paths = [path for speaker in sorted(by_speaker) for path in by_speaker[speaker]]
     test_features = dict(zip(test_paths, extract_many(test_paths, features, n_jobs=2), strict=True))
@@ -48,11 +57,13 @@ def system(librispeech_train, librispeech_test):
         for path in paths[N_ENROLL:]:
             tests.append(test_features[path])
             truth.append(speaker)
-    return (lambda top_c: Scorer(ubm, models, top_c=top_c)), tests, truth
+    enrollment = {path: test_features[path] for speaker in sorted(by_speaker)
+                  for path in by_speaker[speaker][:N_ENROLL]}  # fmt: skip
+    return (lambda top_c: Scorer(ubm, models, top_c=top_c)), tests, truth, enrollment, ubm
 
 
 def test_identification_and_verification(system):
-    make_scorer, tests, truth = system
+    make_scorer, tests, truth, _, _ = system
     scorer = make_scorer(ScoreConfig().top_c)
     ranked = [scorer.identify(X, top_k=3) for X in tests]
     assert identification_accuracy(truth, ranked, top_k=1) == 1.0  # 50 / 50
@@ -66,7 +77,7 @@ def test_identification_and_verification(system):
 
 
 def test_top_c_close_to_exact_on_real_speech(system):
-    make_scorer, tests, truth = system
+    make_scorer, tests, truth, _, _ = system
     exact = make_scorer(None).llr_many(tests)
     # The default top-5: close on average; the rare larger gaps are on the shortest (~1 s) tests.
     top_5 = make_scorer(ScoreConfig().top_c).llr_many(tests)
@@ -80,3 +91,32 @@ def test_top_c_close_to_exact_on_real_speech(system):
     gap_10 = np.abs(make_scorer(10).llr_many(tests) - exact)
     print(f"top-10 vs exact: mean {gap_10.mean():.4f}, max {gap_10.max():.4f}")
     assert gap_10.max() <= 0.05
+
+
+def test_cohort_segments_held_out_of_the_ubm_score_like_unseen_impostors(pool, system):
+    """A UBM trained on the cohort's impostor segments scores them too well: every model's impostor mean on
+    them falls below its impostor mean on real tests, and thresholds at mean + 3 SD let impostors in. The
+    pipeline holds the segments out of UBM training; here both UBMs are built and compared."""
+    _, tests, truth, enrollment, full_ubm = system
+    held_out_pool, n_held_out = hold_out_cohort_segments(
+        pool, ubm_config=UBMConfig(), cohort_size=ScoreConfig().cohort_size
+    )
+    assert sum(map(len, held_out_pool)) == sum(map(len, pool)) - n_held_out
+    held_out_ubm = train_ubm(held_out_pool, UBMConfig())
+    speakers = sorted({path.parts[-3] for path in enrollment})
+    is_target = np.array([[name == speaker for name in speakers] for speaker in truth])
+    gaps, false_alarms = [], []
+    for ubm in (full_ubm, held_out_ubm):
+        models = {s: enroll(ubm, [f for p, f in enrollment.items() if p.parts[-3] == s]) for s in speakers}
+        cohort = select_cohort(pool, ubm, size=ScoreConfig().cohort_size, enroll_config=EnrollConfig())
+        assert sum(map(len, cohort.segments)) == n_held_out and len(cohort) == 100
+        scorer = Scorer(ubm, models)
+        impostor = scorer.llr_many(cohort.segments)
+        scores = scorer.llr_many(tests)
+        gaps.append(np.mean(np.where(is_target, np.nan, scores)[~is_target]) - impostor.mean())
+        thresholds = impostor.mean(axis=0) + 3 * impostor.std(axis=0, ddof=1)
+        false_alarms.append(np.mean((scores >= thresholds)[~is_target]))
+    print(f"test impostor mean - cohort impostor mean: whole pool {gaps[0]:.3f}, held out {gaps[1]:.3f}; "
+          f"false alarms at mean + 3 SD: {false_alarms[0]:.1%} -> {false_alarms[1]:.1%}")
+    assert gaps[0] > 0.05 and gaps[1] < 0.7 * gaps[0]
+    assert false_alarms[1] <= false_alarms[0]

@@ -7,17 +7,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spkid.cohort import Cohort, Normalizer, select_cohort
+from spkid.cohort import (
+    Cohort,
+    Normalizer,
+    cohort_segment_rows,
+    hold_out_cohort_segments,
+    select_cohort,
+)
 from spkid.config import load_config
 from spkid.errors import DataError, StoreError
 from spkid.evaluation import evaluate, read_labelled_scores
+from spkid.feature_store import FeatureStore, StoredFeatures
+from spkid.features import extract_many
+from spkid.gmm import DiagonalGMM
 from spkid.normalize import znorm
 from spkid.pipeline import enroll_from_audio, speakers_in_folder, train_ubm_from_audio
 from spkid.recognizer import NORMALISED_THRESHOLD, RAW_LLR_THRESHOLD, Recognizer
 from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 from spkid.trials import RecordingResolver, read_trial_list
-from spkid.ubm import EnrollConfig
+from spkid.ubm import EnrollConfig, UBMConfig, train_ubm
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +59,70 @@ def test_cohort_arrays_round_trip_and_select_is_seeded(model: Path, synthetic_co
     broken = dict(cohort.to_arrays(ubm), segment_lengths=np.array([1, 2]))
     with pytest.raises(StoreError, match="inconsistent shapes"):
         Cohort.from_arrays(broken, ubm)
+
+
+def _pool(n_features: int = 3) -> list[np.ndarray]:
+    """Utterances of distinct random rows, long ones and one under MIN_SPLIT_FRAMES (used whole)."""
+    rng = np.random.default_rng(1)
+    return [rng.normal(size=(n, n_features)).astype(np.float32) for n in (700, 90, 400, 1000, 250, 520)]
+
+
+def _sorted_rows(arrays) -> np.ndarray:
+    rows = np.concatenate(list(arrays))
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_hold_out_cohort_segments_removes_exactly_the_cohort_test_segments(tmp_path: Path):
+    pool = _pool()
+    config = UBMConfig(n_components=4, random_state=5)
+    chosen = cohort_segment_rows([len(u) for u in pool], size=4, random_state=5)
+    assert len(chosen) == 4 and list(chosen) == sorted(chosen)
+    kept, n_held_out = hold_out_cohort_segments(pool, ubm_config=config, cohort_size=4)
+    ubm = DiagonalGMM.from_params(np.ones(1), np.zeros((1, 3)), np.ones((1, 3)))
+    cohort = select_cohort(pool, ubm, size=4, enroll_config=EnrollConfig(), random_state=5)
+    assert n_held_out == sum(map(len, cohort.segments)) == sum(chosen.values()) > 0
+    # What the UBM trains on and the cohort's segments split the pool's frames exactly, nothing shared.
+    np.testing.assert_array_equal(_sorted_rows([*kept, *cohort.segments]), _sorted_rows(pool))
+    for index, frames in enumerate(pool):  # views of the pool, not copies; the others whole
+        assert any(np.shares_memory(part, frames) for part in kept) == (chosen.get(index, 0) < len(frames))
+        if index not in chosen:
+            assert any(np.shares_memory(part, frames) and len(part) == len(frames) for part in kept)
+    # The same split from a feature store: its files are cut, not copied.
+    stored = FeatureStore(tmp_path / "store").write("pool", ((f"u{i}", u) for i, u in enumerate(pool)))
+    stored_kept, stored_held_out = hold_out_cohort_segments(stored, ubm_config=config, cohort_size=4)
+    assert isinstance(stored_kept, StoredFeatures) and stored_held_out == n_held_out
+    assert [item.path for item in stored_kept.files] == [
+        stored.files[i].path for i in range(len(pool)) if chosen.get(i, 0) < len(pool[i])
+    ]
+    for got, expected in zip(stored_kept, kept, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_small_pools_keep_every_frame_for_the_ubm():
+    pool = _pool()
+    n_frames = sum(map(len, pool))
+    # 64 components at 40 frames each need 2560 of the 2960 frames: holding ~1000 out would shrink the UBM.
+    config = UBMConfig(n_components=64, min_frames_per_component=40)
+    kept, n_held_out = hold_out_cohort_segments(pool, ubm_config=config, cohort_size=4)
+    assert n_frames == 2960 and kept is pool and n_held_out == 0
+    # Allowed once the UBM keeps its size without them.
+    kept, n_held_out = hold_out_cohort_segments(pool, ubm_config=UBMConfig(n_components=32,
+                                                min_frames_per_component=40), cohort_size=4)  # fmt: skip
+    assert n_held_out > 0 and sum(map(len, kept)) == n_frames - n_held_out
+
+
+def test_train_ubm_from_audio_holds_the_cohort_segments_out(synthetic_corpus: Path, tmp_path: Path):
+    config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=3", "score.cohort_size=4"])
+    files = [paths[0] for paths in speakers_in_folder(synthetic_corpus).values()]
+    result = train_ubm_from_audio(tmp_path / "model", files, config)
+    store = ModelStore.open(tmp_path / "model")
+    lengths = store.load_cohort()["segment_lengths"]
+    assert len(lengths) == result.cohort_size == 4
+    assert result.cohort_frames_held_out == lengths.sum() > 0
+    features = extract_many(files, config.features)
+    kept, _ = hold_out_cohort_segments(features, ubm_config=config.ubm, cohort_size=4)
+    expected = train_ubm(kept, config.ubm)
+    np.testing.assert_allclose(store.load_ubm().means_, expected.means_, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["none", "znorm", "snorm", "ztnorm", "asnorm"])

@@ -29,6 +29,7 @@ from spkid.store import (
     speaker_file_name,
     validate_speaker_name,
 )
+from spkid.store_manifest import new_manifest
 
 N_COMPONENTS, N_FEATURES = 8, 6
 FEATURES = {"sample_rate": 16000, "n_ceps": 2, "delta_order": 2, "window": "hamming"}
@@ -141,6 +142,24 @@ def test_unreadable_manifest(store):
     (store.path / "manifest.json").write_text("{not json")
     with pytest.raises(StoreError, match=r"manifest.json: unreadable model manifest"):
         ModelStore.open(store.path)
+
+
+@pytest.mark.parametrize("key", ["score_config", "ubm_shape", "files"])
+def test_manifest_missing_a_required_key_is_refused(store, key):
+    manifest_path = store.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest[key]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=rf"manifest.json: manifest lacks '{key}'"):
+        ModelStore.open(store.path)
+
+
+def test_new_manifest_needs_every_config_section():
+    configs = {name: {} for name in ("feature_config", "ubm_config", "enroll_config")}
+    with pytest.raises(StoreError, match=r"config section 'score_config' is missing"):
+        new_manifest(configs, (4, 3), {})
+    with pytest.raises(StoreError, match=r"cannot be stored as JSON"):
+        new_manifest({**configs, "score_config": {"bad": object()}}, (4, 3), {})
 
 
 def test_feature_config_check_lists_every_difference(store):
