@@ -242,7 +242,7 @@ class Normalizer:
         ubm: DiagonalGMM,
         cohort: Cohort | None,
         *,
-        top_c: int | None = 5,
+        top_c: int | None = 10,
         asnorm_top_k: int = 50,
     ) -> None:
         if method != "none" and (cohort is None or len(cohort) == 0):

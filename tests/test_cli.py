@@ -22,7 +22,7 @@ import spkid
 from spkid.cli import app
 from spkid.errors import StoreError
 from spkid.features import FeatureConfig, extract
-from spkid.score import Scorer
+from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 
 # Small models keep every test fast; the settings are stored in the model by train-ubm.
@@ -218,7 +218,7 @@ def test_identify_json_matches_direct_scoring(enrolled_model: Path, split_corpus
     assert [item["recording"] for item in document] == [str(path) for path in tests]
     store = ModelStore.open(enrolled_model)
     speakers = store.load_speakers()
-    scorer = Scorer(store.load_ubm(), speakers, top_c=5)
+    scorer = Scorer(store.load_ubm(), speakers, top_c=ScoreConfig().top_c)  # the stored score setting
     correct = 0
     for item, path in zip(document, tests, strict=True):
         assert set(item) == {"recording", "speaker", "scores"}
@@ -386,7 +386,7 @@ def test_8khz_round_trip(split_corpus, tmp_path: Path):
     wav = sorted((split_corpus["test"] / "spk01").glob("*.wav"))[0]
     document = json.loads(invoke("identify", model, wav, "--json", "-q").stdout)
     store = ModelStore.open(model)
-    scorer = Scorer(store.load_ubm(), store.load_speakers(), top_c=5)
+    scorer = Scorer(store.load_ubm(), store.load_speakers(), top_c=ScoreConfig().top_c)
     narrowband = dict(
         zip(scorer.names, scorer.llr(extract(wav, FeatureConfig(sample_rate=8000))), strict=True)
     )

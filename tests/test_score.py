@@ -184,7 +184,7 @@ class TestScoreConfig:
     def test_defaults_and_roundtrip(self):
         config = ScoreConfig()
         assert (config.top_c, config.normalization, config.cohort_size, config.asnorm_top_k) == (
-            5, "none", 100, 50,
+            10, "none", 100, 50,
         )  # fmt: skip
         assert ScoreConfig.from_dict(config.to_dict()) == config
         assert ScoreConfig.from_dict({"top_c": None}).top_c is None

@@ -203,7 +203,7 @@ class TestConfigs:
             UBMConfig(**settings)
 
     def test_enroll_config(self):
-        assert EnrollConfig().adapt == ("means",) and EnrollConfig().relevance_factor == 16.0
+        assert EnrollConfig().adapt == ("means",) and EnrollConfig().relevance_factor == 4.0
         assert EnrollConfig(adapt="weights, means").adapt == ("means", "weights")
         config = EnrollConfig(relevance_factor=8, adapt=["variances", "means"])
         assert config.to_dict() == {"relevance_factor": 8.0, "adapt": ["means", "variances"]}
