@@ -92,7 +92,7 @@ def _timed(
 
 
 def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
-    """The CLI's model scored in-process: as stored, with Z-/S-norm, with exact scoring, with r = 8."""
+    """The CLI's model scored in-process: as stored, with Z-/S-norm, top-5, exact scoring, r = 16."""
     store = ModelStore.open(model_dir)
     stored = Recognizer(store)
     models = stored.speakers()
@@ -117,32 +117,34 @@ def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
     raw = lambda: (stored.score_matrix(models, data.tests), names, data.truths)  # noqa: E731
     outcomes.append(_timed("none, cohort 99% threshold", raw, threshold))
 
-    def relevance_8() -> tuple[np.ndarray, list[str], list[str]]:
-        config = dataclasses.replace(stored.enroll_config, relevance_factor=8.0)
-        adapted = {name: enroll(stored.ubm, data.enroll[name], config) for name in names}
-        return stored.score_matrix(adapted, data.tests), names, data.truths
-
-    outcomes.append(_timed("relevance_factor=8", relevance_8))
+    # Reynolds' relevance factor (the default before 4), with its own per-speaker cohort thresholds.
+    reynolds = dataclasses.replace(stored.enroll_config, relevance_factor=16.0)
+    adapted = {name: enroll(stored.ubm, data.enroll[name], reynolds) for name in names}
+    outcomes.append(_timed("relevance_factor=16",
+                           lambda: (stored.score_matrix(adapted, data.tests), names, data.truths),
+                           stored.default_thresholds(adapted)))  # fmt: skip
     outcomes += _exact_vs_top_c(stored, models, data)
     return outcomes
 
 
 def _exact_vs_top_c(stored: Recognizer, models: Mapping, data: ConditionData) -> list[Outcome]:
-    """top_c=5 and exact scoring, on at most EXACT_MAX_SPEAKERS speakers (their tests and models only)."""
+    """top_c=5, the default and exact scoring, on at most EXACT_MAX_SPEAKERS speakers (their tests and
+    models only)."""
     names = list(models)[:EXACT_MAX_SPEAKERS]
     keep = [i for i, truth in enumerate(data.truths) if truth in names]
     tests, truths = [data.tests[i] for i in keep], [data.truths[i] for i in keep]
     subset = {name: models[name] for name in names}
     suffix = "" if len(names) == len(models) else f" [{len(names)}-speaker subset]"
     outcomes = []
-    for label, top_c in (("top_c=5", 5), ("top_c=exact", None)):
+    for label, top_c in (("top_c=5", 5), (f"top_c={stored.score_config.top_c}", stored.score_config.top_c),
+                         ("top_c=exact", None)):  # fmt: skip
         scorer = Scorer(stored.ubm, subset, top_c=top_c)
         outcomes.append(_timed(label + suffix, lambda scorer=scorer: (scorer.llr_many(tests), names, truths)))
     return outcomes
 
 
 def retrained(data: ConditionData, label: str, ubm_config: UBMConfig) -> Outcome:
-    """Train a UBM on ``data.pool`` with ``ubm_config``, enroll with r = 16, score top-5 unnormalised."""
+    """Train a UBM on ``data.pool`` with ``ubm_config``, enroll and score unnormalised with the defaults."""
 
     def run() -> tuple[np.ndarray, list[str], list[str]]:
         ubm = train_ubm(data.pool, ubm_config)
