@@ -130,7 +130,10 @@ def audio_info(path: str | Path) -> AudioInfo:
 
 
 def resample(signal: np.ndarray, orig_rate_hz: int, target_rate_hz: int) -> np.ndarray:
-    """Resample a mono signal with soxr's high-quality anti-aliasing resampler (through librosa).
+    """Resample a mono signal with soxr's high-quality anti-aliasing resampler.
+
+    The same samples as ``librosa.resample(signal, orig_sr=..., target_sr=..., res_type="soxr_hq")``, which
+    calls soxr the same way, without importing librosa (a second of start-up).
 
     Parameters
     ----------
@@ -139,15 +142,18 @@ def resample(signal: np.ndarray, orig_rate_hz: int, target_rate_hz: int) -> np.n
 
     Returns
     -------
-    ndarray of shape (round(n_samples * target_rate_hz / orig_rate_hz),), float32
+    ndarray of shape (ceil(n_samples * target_rate_hz / orig_rate_hz),), float32
     """
     signal = np.asarray(signal, dtype=np.float32)
     if orig_rate_hz == target_rate_hz:
         return signal
-    import librosa  # imported here: it costs seconds at start-up and most corpora need no resampling
+    import soxr
 
-    resampled = librosa.resample(signal, orig_sr=orig_rate_hz, target_sr=target_rate_hz, res_type="soxr_hq")
-    return np.asarray(resampled, dtype=np.float32)
+    n_samples = int(np.ceil(signal.shape[0] * float(target_rate_hz) / orig_rate_hz))
+    resampled = np.asarray(soxr.resample(signal, orig_rate_hz, target_rate_hz, quality="soxr_hq"), np.float32)
+    if resampled.shape[0] >= n_samples:  # soxr's length can differ from the exact ratio by a sample
+        return np.ascontiguousarray(resampled[:n_samples])
+    return np.concatenate([resampled, np.zeros(n_samples - resampled.shape[0], dtype=np.float32)])
 
 
 def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:

@@ -8,12 +8,12 @@ Because its output is an LLR, the threshold for any target prior follows from Ba
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logit
 
 from spkid.errors import DataError, ModelError
 
@@ -33,7 +33,12 @@ def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> 
     """
     if not 0.0 < p_target < 1.0:
         raise DataError(f"p_target={p_target}: must be strictly between 0 and 1")
-    return float(np.log(c_fa / c_miss) - logit(p_target))
+    return float(np.log(c_fa / c_miss) - _log_odds(p_target))
+
+
+def _log_odds(probability: float) -> float:
+    """``logit(p) = log(p / (1 - p))`` of a probability strictly between 0 and 1 (no scipy.special import)."""
+    return math.log(probability) - math.log1p(-probability)
 
 
 class Calibrator:
@@ -95,7 +100,7 @@ class Calibrator:
         model.fit(((scores - centre) / spread)[:, None], is_target, sample_weight=weights)
         slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
         self.scale_ = slope / spread
-        self.offset_ = intercept - slope * centre / spread - float(logit(self.p_effective))
+        self.offset_ = intercept - slope * centre / spread - _log_odds(self.p_effective)
         return self
 
     def _check_fitted(self) -> None:

@@ -18,14 +18,13 @@ from spkid.errors import FeatureError
 def _filters(width_frames: int, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Interior filter ``(window,)`` and edge matrices ``(width_frames, window)``, float64, read-only."""
     window = 2 * width_frames + 1
-    # Imported here: scipy.signal costs ~1.8 s of start-up for one tiny coefficient vector (cached).
-    import scipy.signal
-
-    interior = scipy.signal.savgol_coeffs(window, order, deriv=order, use="dot")
     positions = np.arange(window, dtype=np.float64)
     fit = np.linalg.pinv(np.vander(positions, order + 1, increasing=True))  # samples -> poly coefficients
-    # The order-th derivative of a degree-order polynomial is order! times its top coefficient.
-    edges = np.repeat(factorial(order) * fit[order : order + 1], window, axis=0)
+    # The order-th derivative of a degree-order polynomial is order! times its top coefficient, the same
+    # wherever it is evaluated: the interior filter (scipy.signal.savgol_coeffs(window, order, deriv=order,
+    # use="dot"), to 1e-15, without importing scipy.signal) and every edge row are this one vector.
+    interior = factorial(order) * fit[order]
+    edges = np.repeat(interior[None, :], window, axis=0)
     left, right = edges[:width_frames], edges[window - width_frames :]
     for array in (interior, left, right):
         array.setflags(write=False)

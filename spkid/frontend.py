@@ -7,12 +7,12 @@ Arrays are ``(n_frames, n_dims)``: librosa's ``(n_dims, t)`` is transposed once,
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 
 import numpy as np
 import scipy.fft
 
+from spkid import filterbanks
 from spkid.errors import FeatureError
 
 ENERGY_FLOOR = 1e-12  # added to mean-square frame energies before log10: -120 dB, below any real signal
@@ -71,20 +71,11 @@ def pre_emphasis(signal: np.ndarray, coefficient: float = 0.97) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def window_function(name: str, frame_length: int) -> np.ndarray:
-    """Analysis window of ``frame_length`` samples, float32, read-only.
+    """Analysis window of ``frame_length`` samples, float32, read-only (see :func:`spkid.filterbanks.window`).
 
     ``"povey"`` is Kaldi's ``hann ** 0.85``; the others are scipy's periodic (FFT) windows, as librosa uses.
     """
-    # Imported here: scipy.signal costs over a second of start-up for every command; windows are cached.
-    import scipy.signal
-
-    if name == "povey":
-        window = scipy.signal.get_window("hann", frame_length, fftbins=False) ** 0.85
-    elif name == "rectangular":
-        window = np.ones(frame_length)
-    else:
-        window = scipy.signal.get_window(name, frame_length, fftbins=True)
-    return _read_only(np.asarray(window, dtype=np.float32))
+    return _read_only(np.asarray(filterbanks.window(name, frame_length), dtype=np.float32))
 
 
 def power_spectrum(frames: np.ndarray, window: np.ndarray, n_fft: int) -> np.ndarray:
@@ -149,20 +140,16 @@ def projected_power(
 
 @lru_cache(maxsize=32)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min_hz: float, f_max_hz: float) -> np.ndarray:
-    """Slaney-style mel filterbank from ``librosa.filters.mel``, cached, float32, read-only.
+    """Slaney-style mel filterbank, ``librosa.filters.mel``'s, cached, float32, read-only.
+
+    Computed by :func:`spkid.filterbanks.slaney_mel_filterbank` (importing librosa would cost a second or
+    two of every command's start-up).
 
     Returns
     -------
     ndarray of shape (n_mels, n_fft // 2 + 1)
     """
-    import librosa.filters  # deferred: importing librosa costs seconds, and only this needs it
-
-    with warnings.catch_warnings():
-        # Very narrow low bands may be empty at small n_fft; they become constant and vanish under CMN.
-        warnings.simplefilter("ignore", UserWarning)
-        filters = librosa.filters.mel(
-            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min_hz, fmax=f_max_hz, dtype=np.float32
-        )
+    filters = filterbanks.slaney_mel_filterbank(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz)
     return _read_only(np.ascontiguousarray(filters, dtype=np.float32))
 
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logit
 
 from spkid.errors import DataError
 
@@ -206,6 +205,7 @@ def min_cllr(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> float:
     target, nontarget = _check_scores(target_scores, nontarget_scores)
     scores = np.concatenate([target, nontarget])
     is_target = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
+    from scipy.special import logit
     from sklearn.isotonic import IsotonicRegression  # lazy, as above
 
     posterior = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0).fit_transform(scores, is_target)

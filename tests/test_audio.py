@@ -86,6 +86,18 @@ def test_resampling_8k_to_16k_keeps_a_1khz_tone_at_1khz(tmp_path: Path) -> None:
     assert 10 * np.log10(image / spectrum.max()) < -60.0
 
 
+@pytest.mark.parametrize(("orig_rate_hz", "target_rate_hz"),
+                         [(8000, 16000), (44100, 16000), (16000, 8000), (11025, 16000), (96000, 16000)])
+@pytest.mark.parametrize("n_samples", [1, 7, 16001, 88203])
+def test_resample_gives_librosas_samples(orig_rate_hz: int, target_rate_hz: int, n_samples: int) -> None:
+    """soxr called directly, as librosa.resample(res_type="soxr_hq") calls it: the same samples."""
+    import librosa
+
+    signal = np.random.default_rng(n_samples).standard_normal(n_samples).astype(np.float32)
+    expected = librosa.resample(signal, orig_sr=orig_rate_hz, target_sr=target_rate_hz, res_type="soxr_hq")
+    np.testing.assert_array_equal(resample(signal, orig_rate_hz, target_rate_hz), expected.astype(np.float32))
+
+
 def test_resample_downsamples_without_aliasing() -> None:
     high = tone(6000.0, duration_s=1.0)  # above the 4 kHz Nyquist of 8 kHz: must vanish, not alias to 2 kHz
     low = tone(1000.0, duration_s=1.0)

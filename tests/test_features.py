@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import librosa
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import spkid.features
+from spkid import filterbanks
 from spkid.audio import load, resample
 from spkid.corpora.synthetic import make_utterance
 from spkid.deltas import with_deltas
@@ -142,18 +144,38 @@ def test_projected_power_equals_power_spectrum_times_weights(block_frames: int) 
     np.testing.assert_allclose(projected, expected, rtol=1e-4)
 
 
-def test_windows_match_scipy() -> None:
-    np.testing.assert_allclose(window_function("hann", 400), scipy.signal.get_window("hann", 400), atol=1e-7)
-    povey = scipy.signal.get_window("hann", 400, fftbins=False) ** 0.85
-    np.testing.assert_allclose(window_function("povey", 400), povey, atol=1e-6)
+@pytest.mark.parametrize("n_samples", [200, 400, 551])
+def test_windows_match_scipy(n_samples: int) -> None:
+    for name in ("hann", "hamming", "blackman"):
+        expected = scipy.signal.get_window(name, n_samples, fftbins=True)
+        np.testing.assert_allclose(window_function(name, n_samples), expected, atol=1e-7)
+        np.testing.assert_allclose(filterbanks.window(name, n_samples), expected, rtol=0, atol=1e-12)
+    povey = scipy.signal.get_window("hann", n_samples, fftbins=False) ** 0.85
+    np.testing.assert_allclose(window_function("povey", n_samples), povey, atol=1e-6)
+    np.testing.assert_array_equal(window_function("rectangular", n_samples), np.ones(n_samples))
+    with pytest.raises(ValueError, match="window 'kaiser'"):
+        filterbanks.window("kaiser", n_samples)
 
 
-def test_mel_filterbank_is_librosas_and_cached() -> None:
-    filters = mel_filterbank(16000, 512, 40, 20.0, 7600.0)
-    expected = librosa.filters.mel(sr=16000, n_fft=512, n_mels=40, fmin=20.0, fmax=7600.0)
-    np.testing.assert_allclose(filters, expected, rtol=1e-6)
-    assert mel_filterbank(16000, 512, 40, 20.0, 7600.0) is filters
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "n_mels", "f_min_hz", "f_max_hz"),
+    [(16000, 512, 40, 20.0, 7600.0), (8000, 256, 23, 20.0, 3800.0), (16000, 400, 80, 0.0, 8000.0),
+     (44100, 2048, 128, 0.0, 22050.0), (22050, 1024, 40, 300.0, 8000.0), (8000, 200, 30, 100.0, 4000.0)],
+)
+def test_mel_filterbank_is_librosas_and_cached(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz) -> None:
+    filters = mel_filterbank(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # librosa warns about empty low bands at small n_fft
+        expected = librosa.filters.mel(
+            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min_hz, fmax=f_max_hz, dtype=np.float32
+        )
+    np.testing.assert_allclose(filters, expected, rtol=1e-6, atol=1e-9)
+    assert mel_filterbank(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz) is filters
     assert not filters.flags.writeable
+    mels = np.linspace(0.0, 60.0, 121)
+    np.testing.assert_allclose(filterbanks.hz_to_mel(filterbanks.mel_to_hz(mels)), mels, atol=1e-9)
+    np.testing.assert_allclose(filterbanks.hz_to_mel([100.0, 1000.0, 4000.0]),
+                               librosa.hz_to_mel([100.0, 1000.0, 4000.0]), rtol=1e-12)  # fmt: skip
 
 
 def test_log_mel_matches_power_to_db() -> None:
