@@ -22,7 +22,7 @@ from spkid.errors import SpkidError, StoreError
 from spkid.feature_cache import Progress, cache_file, cache_settings, write_cached
 from spkid.feature_files import FeatureFile, StoredFeatures
 
-if TYPE_CHECKING:  # spkid.features (librosa) is imported only to extract: workers never need it
+if TYPE_CHECKING:  # spkid.features is imported only to extract: workers never need it
     from spkid.features import FeatureConfig, SkippedFile
 
 __all__ = ["FeatureFile", "FeatureStore", "StoredFeatures"]

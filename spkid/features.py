@@ -85,7 +85,7 @@ def _remember_projection(config: FeatureConfig, projection: np.ndarray) -> None:
 
 class _FileExtractor:
     """``extract(path, config)`` for worker processes, carrying the projection matrix built here, so that
-    workers need not import librosa (seconds per process) just to build the same mel filterbank."""
+    workers need not build the same windowed mel projection again."""
 
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
