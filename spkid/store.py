@@ -282,7 +282,9 @@ class ModelStore:
         if stored != name:
             raise StoreError(f"{file}: holds speaker {stored!r}, expected {name!r}")
         self._check_ubm_fingerprint(arrays, file)
-        return build_model(arrays, file, f"speaker {name!r}", self.ubm_shape, kind="speaker")
+        model = build_model(arrays, file, f"speaker {name!r}", self.ubm_shape, kind="speaker")
+        model.share_parameters_of(self.load_ubm())  # mean-only models: one copy of the UBM's arrays
+        return model
 
     def load_speakers(self) -> dict[str, DiagonalGMM]:
         """Load every enrolled speaker, ``{name: model}`` in sorted name order."""

@@ -120,6 +120,22 @@ def test_create_refuses_to_overwrite_unless_asked(store):
         store.save_speaker("bob", make_gmm(2))
 
 
+def test_loaded_mean_only_speakers_share_the_ubm_arrays(store):
+    ubm = store.load_ubm()
+    mean_only = DiagonalGMM.from_params(ubm.weights_, ubm.means_ + 0.5, ubm.variances_)
+    own_variances = DiagonalGMM.from_params(ubm.weights_, ubm.means_ + 0.5, ubm.variances_ * 1.5)
+    store.save_speaker("alice", mean_only)
+    store.save_speaker("bob", own_variances)
+    alice, bob = store.load_speaker("alice"), store.load_speaker("bob")
+    # One read-only copy of the UBM's arrays for every mean-only speaker, and the parameters unchanged.
+    assert alice.weights_ is ubm.weights_ and alice.variances_ is ubm.variances_
+    assert bob.weights_ is ubm.weights_ and bob.variances_ is not ubm.variances_
+    assert_same_gmm(alice, mean_only)
+    assert_same_gmm(bob, own_variances)
+    assert not alice.variances_.flags.writeable
+    assert mean_only.share_parameters_of(own_variances) == 1
+
+
 @pytest.mark.parametrize(
     ("field", "value", "pattern"),
     [
