@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["WINDOW_NAMES", "hz_to_mel", "mel_to_hz", "slaney_mel_filterbank", "window"]
+from spkid.feature_config import WINDOWS
 
-WINDOW_NAMES = ("hamming", "hann", "povey", "blackman", "rectangular")
+__all__ = ["hz_to_mel", "mel_to_hz", "slaney_mel_filterbank", "window"]
 
 # Slaney's mel scale (Auditory Toolbox): linear below 1 kHz (3 mels per 200/3 Hz), logarithmic above.
 _HZ_PER_MEL_LINEAR = 200.0 / 3.0
@@ -44,7 +44,7 @@ def window(name: str, n_samples: int) -> np.ndarray:
         return 0.54 - 0.46 * np.cos(phase)
     if name == "blackman":
         return 0.42 - 0.5 * np.cos(phase) + 0.08 * np.cos(2.0 * phase)
-    raise ValueError(f"window {name!r}: expected one of {', '.join(WINDOW_NAMES)}")
+    raise ValueError(f"window {name!r}: expected one of {', '.join(WINDOWS)}")
 
 
 def hz_to_mel(frequencies_hz: np.ndarray) -> np.ndarray:
