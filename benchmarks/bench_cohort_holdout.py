@@ -19,15 +19,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import condition_corpora as corpora  # noqa: E402
+from bench_relevance import DATA, load_protocols  # noqa: E402
 
 from spkid.cohort import hold_out_cohort_segments, select_cohort  # noqa: E402
-from spkid.features import FeatureConfig, extract_many  # noqa: E402
 from spkid.metrics import eer  # noqa: E402
 from spkid.score import ScoreConfig, Scorer  # noqa: E402
 from spkid.ubm import EnrollConfig, UBMConfig, enroll, train_ubm  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "LibriSpeech"
 
 
 def main() -> int:
@@ -37,21 +34,11 @@ def main() -> int:
     if not (DATA / "train-clean-100").is_dir() or not (DATA / "test-other").is_dir():
         print(f"skipped: needs {DATA}/train-clean-100 and test-other (the shared LibriSpeech subsets)")
         return 0
-    config, cohort_size = FeatureConfig(), ScoreConfig().cohort_size
+    cohort_size = ScoreConfig().cohort_size
     with tempfile.TemporaryDirectory() as work:
-        reference = corpora.clean(DATA.resolve(), Path(work) / "clean")
-        conditions = {"clean": reference,
-                      "1s": corpora.short_tests(reference, Path(work) / "short-1", 1.0),
-                      "0.5s": corpora.short_tests(reference, Path(work) / "short-05", 0.5)}  # fmt: skip
-        pool = list(extract_many(reference.ubm_pool, config, n_jobs=-1))
-        speaker_dirs = sorted(path for path in Path(reference.speakers_dir).iterdir() if path.is_dir())
-        enrollment = {d.name: list(extract_many(sorted(d.iterdir()), config)) for d in speaker_dirs}
-        tests = {}
-        for name, corpus in conditions.items():
-            extracted = extract_many(list(corpus.tests), config)
-            tests[name] = (list(extracted), [corpus.tests[path] for path in extracted.paths])
+        pool, enrollment, tests = load_protocols(Path(work), ("clean",))["clean"]
     names = np.array(sorted(enrollment))
-    print("UBM pool / seed            " + "".join(f"{name:>18}" for name in conditions)
+    print("UBM pool / seed            " + "".join(f"{name:>18}" for name in tests)
           + "   clean FA / miss at default thresholds   cohort bias")  # fmt: skip
     for seed in args.seeds:
         for label, hold_out in (("whole pool (peer)", False), ("segments held out", True)):
@@ -71,7 +58,7 @@ def main() -> int:
                 target = names[None, :] == np.asarray(truths)[:, None]
                 top1 = np.mean(names[scores.argmax(axis=1)] == np.asarray(truths))
                 cells.append(f"{top1:7.0%} EER {eer(scores[target], scores[~target]):5.1%}")
-                if name == "clean":
+                if name == "whole":
                     accepted = scores >= thresholds[None, :]
                     decisions = f"{np.mean(accepted[~target]):5.1%} / {np.mean(~accepted[target]):4.1%}"
                     bias = float(scores[~target].mean() - impostor.mean())

@@ -32,8 +32,10 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "LibriSp
 PEER_FACTOR = 16.0
 
 
-def load_protocols(work: Path) -> dict[str, tuple[list, dict, dict]]:
-    """``{protocol: (UBM pool features, {speaker: enrollment features}, {test set: (features, truths)})}``."""
+def load_protocols(work: Path, names: tuple[str, ...] = ("clean", "many")
+                   ) -> dict[str, tuple[list, dict, dict]]:  # fmt: skip
+    """``{protocol: (UBM pool features, {speaker: enrollment features}, {test set: (features, truths)})}``
+    for the protocols ``names`` ("clean": test sets "whole", "1s", "0.5s"; "many": "227 spk")."""
     config = FeatureConfig()
 
     def tests_of(corpus: corpora.Corpus) -> tuple[list, list]:
@@ -44,17 +46,19 @@ def load_protocols(work: Path) -> dict[str, tuple[list, dict, dict]]:
         folders = sorted(path for path in Path(corpus.speakers_dir).iterdir() if path.is_dir())
         return {folder.name: list(extract_many(sorted(folder.iterdir()), config)) for folder in folders}
 
-    clean = corpora.clean(DATA, work / "clean")
-    many = corpora.many_speakers(DATA, work / "many")
-    return {
-        "clean": (list(extract_many(clean.ubm_pool, config, n_jobs=-1)), enrollment_of(clean), {
+    protocols = {}
+    if "clean" in names:
+        clean = corpora.clean(DATA, work / "clean")
+        protocols["clean"] = (list(extract_many(clean.ubm_pool, config, n_jobs=-1)), enrollment_of(clean), {
             "whole": tests_of(clean),
             "1s": tests_of(corpora.short_tests(clean, work / "short-1", 1.0)),
             "0.5s": tests_of(corpora.short_tests(clean, work / "short-05", 0.5)),
-        }),
-        "many": (list(extract_many(many.ubm_pool, config, n_jobs=-1)), enrollment_of(many),
-                 {"227 spk": tests_of(many)}),
-    }  # fmt: skip
+        })
+    if "many" in names:
+        many = corpora.many_speakers(DATA, work / "many")
+        protocols["many"] = (list(extract_many(many.ubm_pool, config, n_jobs=-1)), enrollment_of(many),
+                             {"227 spk": tests_of(many)})
+    return protocols  # fmt: skip
 
 
 def main() -> int:
