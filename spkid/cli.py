@@ -125,7 +125,7 @@ def train_ubm(
     --scheduler tcp://HOST:8786
     """
     from spkid.config import load_config
-    from spkid.pipeline import train_ubm_from_audio
+    from spkid.pipeline import SKIPPED_LIST_FILE, train_ubm_from_audio
 
     sets = [*(overrides or []), *([f"ubm.n_components={components}"] if components else [])]
     # JSON strings are YAML strings: the values reach the config checks exactly as typed.
@@ -139,9 +139,15 @@ def train_ubm(
         model_dir, audio_paths, config, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress_enabled(ctx),
         overwrite=overwrite, cache_dir=feature_store,
     )  # fmt: skip
-    report_skipped(ctx, result.skipped)
+    unusable = [item for item in result.skipped if item.unusable]
+    report_skipped(ctx, [item for item in result.skipped if not item.unusable])
+    if unusable:
+        shown = ", ".join(str(item.path) for item in unusable[:3]) + (", ..." if len(unusable) > 3 else "")
+        typer.echo(f"skipped: {len(unusable)} pool file{'s' if len(unusable) > 1 else ''} with too little "
+                   f"speech ({shown}); listed in {model_dir / SKIPPED_LIST_FILE}", err=True)  # fmt: skip
     typer.echo(
-        f"trained UBM ({result.n_components} components x {result.n_features} features) on "
+        f"trained UBM ({result.n_components} components x {result.n_features} features, "
+        f"{result.sample_rate} Hz front-end) on "
         f"{result.n_files} files, {result.n_frames} frames; cohort of {result.cohort_size}"
         + (f" ({result.cohort_frames_held_out} frames held out of UBM training)"
            if result.cohort_frames_held_out else "")

@@ -26,14 +26,46 @@ __all__ = [
 GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
 
 
+#: A summarised warning names at most this many files.
+SUMMARY_FILES = 3
+
+
 class _StderrHandler(logging.Handler):
-    """``warning: <message>`` lines on whatever ``sys.stderr`` is when the record is emitted."""
+    """``warning: <message>`` lines on whatever ``sys.stderr`` is when the record is emitted.
+
+    Records of a repeated kind (``extra={"spkid_kind": ..., "spkid_path": ...}``, e.g. clipped audio) are
+    held back and written as one line per kind by :meth:`flush_summaries`, when the command ends.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: dict[str, list[logging.LogRecord]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
+        kind = getattr(record, "spkid_kind", None)
+        if kind is not None:
+            self.held.setdefault(str(kind), []).append(record)
+            return
+        self._write(record.levelname.lower(), self.format(record))
+
+    def _write(self, level: str, message: str) -> None:
         try:
-            sys.stderr.write(f"{record.levelname.lower()}: {self.format(record)}\n")
+            sys.stderr.write(f"{level}: {message}\n")
         except Exception:  # noqa: BLE001 - logging must never crash the command
-            self.handleError(record)
+            pass
+
+    def flush_summaries(self) -> None:
+        """One line per held kind: the record itself when alone, else the count and the first files."""
+        held, self.held = self.held, {}
+        for kind, records in held.items():
+            level = records[0].levelname.lower()
+            if len(records) == 1:
+                self._write(level, self.format(records[0]))
+                continue
+            paths = list(dict.fromkeys(str(getattr(record, "spkid_path", "?")) for record in records))
+            shown = ", ".join(paths[:SUMMARY_FILES]) + (f" and {len(paths) - SUMMARY_FILES} more"
+                                                       if len(paths) > SUMMARY_FILES else "")  # fmt: skip
+            self._write(level, f"{len(paths)} files {kind}: {shown}")
 
 
 _HANDLER = _StderrHandler()
@@ -45,6 +77,7 @@ def configure_logging(*, quiet: bool, debug: bool) -> None:
     spkid_logger = logging.getLogger("spkid")
     if _HANDLER not in spkid_logger.handlers:
         spkid_logger.addHandler(_HANDLER)
+    _HANDLER.held.clear()  # records held from API use before this command are not this command's
     spkid_logger.setLevel(logging.ERROR if quiet else logging.INFO if debug else logging.WARNING)
 
 
@@ -62,6 +95,7 @@ class SpkidGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except SpkidError as exc:
+            _HANDLER.flush_summaries()
             _fail(ctx, " ".join(str(exc).split()), exc)
         except OSError as exc:  # a disk-level failure no spkid module anticipated: still one clear line
             where = f"{exc.filename}: " if exc.filename else ""
@@ -69,6 +103,8 @@ class SpkidGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("error: interrupted", err=True)
             raise typer.Exit(130) from None
+        finally:
+            _HANDLER.flush_summaries()
 
 
 def _fail(ctx: typer.Context, message: str, exc: BaseException) -> None:

@@ -42,6 +42,9 @@ SECTIONS: dict[str, str] = {
 }
 #: Free-form mapping sections, passed through unchecked for recipes.
 FREE_SECTIONS: tuple[str, ...] = ("data", "recipe")
+#: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
+#: API's ``FeatureConfig()`` keeps an explicit rate, a config lets ``train-ubm`` choose it from the pool.
+CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {"features": {"sample_rate": "auto"}}
 
 SectionClasses = Mapping[str, "type | str"]
 
@@ -201,6 +204,10 @@ def _resolve(
                 f"{source}: section {section!r} must be a mapping of keys, got {describe_value(body)}"
             )
         merged[str(section)] = copy.deepcopy(dict(body or {}))
+    standard = _section_classes(None) if section_classes else classes
+    for section, settings in CONFIG_DEFAULTS.items():
+        if classes.get(section) is standard.get(section):
+            merged[section] = {**settings, **merged.get(section, {})}
     for text in overrides:
         section, key_path, value = _parse_override_with_hint(text, classes)
         where = f"--set {'.'.join([section, *key_path])}"

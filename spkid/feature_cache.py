@@ -20,10 +20,13 @@ import numpy as np
 from spkid.errors import AudioError
 
 if TYPE_CHECKING:
+    from spkid.cmvn import GlobalStats
     from spkid.feature_config import FeatureConfig
 
 
-def cache_settings(config: FeatureConfig, *, frontend_version: int) -> dict[str, Any]:
+def cache_settings(
+    config: FeatureConfig, *, frontend_version: int, stats: GlobalStats | None = None
+) -> dict[str, Any]:
     """The settings part of a cache key: the feature config and the front-end's code version.
 
     :func:`spkid.features.extract_many` and :meth:`spkid.feature_store.FeatureStore.build` both key their
@@ -33,16 +36,21 @@ def cache_settings(config: FeatureConfig, *, frontend_version: int) -> dict[str,
     ----------
     config : FeatureConfig
     frontend_version : int
-        ``spkid.features.FRONTEND_VERSION``.
+        ``spkid.features.CACHE_VERSION``, the code version of the front-end.
+    stats : GlobalStats, optional
+        Pool statistics the features are normalised with; their digest joins the key.
 
     Returns
     -------
     dict
-        ``{"frontend_version": ..., "features": config.to_dict()}`` as JSON reads it back (lists, not
-        tuples), so it compares equal to a copy stored in a JSON index; :func:`cache_file` keys are the same
-        either way.
+        ``{"frontend_version": ..., "features": config.to_dict()}`` (and ``"global_stats": digest`` with
+        ``stats``) as JSON reads it back (lists, not tuples), so it compares equal to a copy stored in a JSON
+        index; :func:`cache_file` keys are the same either way.
     """
-    return json.loads(json.dumps({"frontend_version": frontend_version, "features": config.to_dict()}))
+    settings: dict[str, Any] = {"frontend_version": frontend_version, "features": config.to_dict()}
+    if stats is not None:
+        settings["global_stats"] = stats.digest()
+    return json.loads(json.dumps(settings))
 
 
 def cache_file(cache_dir: str | Path, audio_path: str | Path, settings: dict[str, Any]) -> Path:

@@ -15,7 +15,20 @@ from spkid.errors import ConfigError
 
 WINDOWS: tuple[str, ...] = ("hamming", "hann", "povey", "blackman", "rectangular")
 VAD_METHODS: tuple[str, ...] = ("energy", "none")
-CMVN_METHODS: tuple[str, ...] = ("utterance", "sliding", "none")
+CMVN_METHODS: tuple[str, ...] = ("utterance", "sliding", "warping", "adaptive", "global", "none")
+#: CMVN methods that normalise toward statistics of the UBM pool, stored in the model.
+GLOBAL_STATS_METHODS: tuple[str, ...] = ("adaptive", "global")
+#: The front-end generation :func:`spkid.features.extract` reproduces: 2 is every model made before the
+#: energy VAD became independent of silence around the speech (3). Stored with every model, so a model keeps
+#: the features it was trained on.
+FRONTEND_VERSION = 3
+FRONTEND_VERSIONS: tuple[int, ...] = (2, 3)
+#: ``sample_rate: auto`` picks one of these from the UBM pool (see :func:`choose_sample_rate`).
+AUTO_SAMPLE_RATES: tuple[int, ...] = (8000, 16000)
+#: A resolved ``auto`` front-end puts its top mel edge this fraction of the way to Nyquist (7600 Hz at 16k).
+AUTO_F_MAX_FRACTION = 0.95
+#: Settings added after the first model format, with the value that reproduces older models' features.
+LEGACY_SETTINGS: dict[str, Any] = {"frontend_version": 2, "cmvn_relevance_frames": 300.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,8 +37,10 @@ class FeatureConfig:
 
     Attributes (default — reason)
     ----------
-    sample_rate : int = 16000
-        Hz; wide-band speech; 8 kHz telephone audio is resampled up and its empty top bands vanish under CMN.
+    sample_rate : int or "auto" = 16000
+        Hz of the front-end; every recording is resampled to it. ``"auto"`` (the CLI default) lets
+        ``train-ubm`` choose 8000 or 16000 from the UBM pool's native rates (:func:`choose_sample_rate`),
+        with ``f_max_hz`` fitted below the new Nyquist (:meth:`FeatureConfig.resolve`); the choice is stored.
     frame_length_ms : float = 25.0
         Standard analysis window: long enough for two pitch periods, short enough for stationarity.
     frame_shift_ms : float = 10.0
@@ -81,14 +96,22 @@ class FeatureConfig:
         this length are kept instead, so only clips shorter than ~0.1 s or silent ones are rejected.
     cmvn : str = "utterance"
         Mean (and variance) normalisation over the utterance's speech frames removes the channel; "sliding"
-        uses a running window for long recordings, "none" keeps raw cepstra.
+        uses a running window for long recordings; "warping" maps each value to the normal quantile of its
+        rank in a 3-s window (Pelecanos & Sridharan 2001); "adaptive" shrinks the utterance's statistics
+        toward the UBM pool's by its length (``cmvn_relevance_frames``), so a short word keeps its mean;
+        "global" uses the pool's statistics alone; "none" keeps raw cepstra.
     cmvn_window_frames : int = 300
-        Sliding-window length (3 s), the Kaldi default.
+        Sliding-window and warping window length (3 s), the Kaldi and Pelecanos default.
     cmvn_variance : bool = True
         Also scale each dimension to unit variance, reducing channel/noise mismatch for diagonal GMMs.
+    cmvn_relevance_frames : float = 300.0
+        "adaptive" CMVN: an utterance of this many speech frames weighs as much as the pool's statistics.
+    frontend_version : int = 3
+        Front-end generation to reproduce: 3 (current) or 2 (models made before the VAD ignored silence
+        around the speech). Models store it; there is no reason to set it by hand.
     """
 
-    sample_rate: int = 16000
+    sample_rate: int | str = 16000
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     n_fft: int | None = None
@@ -113,22 +136,57 @@ class FeatureConfig:
     cmvn: str = "utterance"
     cmvn_window_frames: int = 300
     cmvn_variance: bool = True
+    cmvn_relevance_frames: float = 300.0
+    frontend_version: int = FRONTEND_VERSION
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             object.__setattr__(self, field.name, _coerce(field.name, getattr(self, field.name), field.type))
         self._validate()
 
+    # -- sample rate ---------------------------------------------------------------------------------------
+    @property
+    def is_resolved(self) -> bool:
+        """Whether the sample rate is a number (not ``"auto"``): only then can features be extracted."""
+        return self.sample_rate != "auto"
+
+    @property
+    def needs_global_stats(self) -> bool:
+        """Whether normalisation needs the UBM pool's :class:`~spkid.cmvn.GlobalStats`."""
+        return self.cmvn in GLOBAL_STATS_METHODS
+
+    def resolve(self, sample_rate: int) -> FeatureConfig:
+        """This config at ``sample_rate``, with ``f_max_hz`` kept below the new Nyquist frequency.
+
+        ``f_max_hz`` becomes ``min(f_max_hz, 0.95 * sample_rate / 2)``: 7600 Hz stays at 16 kHz, 3800 Hz at
+        8 kHz, where the telephone band and anti-alias filters end.
+
+        Examples
+        --------
+        >>> FeatureConfig(sample_rate="auto").resolve(8000).f_max_hz
+        3800.0
+        """
+        f_max_hz = min(self.f_max_hz, AUTO_F_MAX_FRACTION * sample_rate / 2.0)
+        return dataclasses.replace(self, sample_rate=int(sample_rate), f_max_hz=f_max_hz)
+
+    def _rate(self) -> int:
+        if not self.is_resolved:
+            raise ConfigError(
+                "features.sample_rate='auto' is chosen from the UBM pool by train-ubm; give a rate in Hz "
+                "(e.g. 16000) to extract features directly"
+            )
+        return int(self.sample_rate)
+
     # -- derived sizes -------------------------------------------------------------------------------------
     @property
     def frame_length(self) -> int:
         """Frame length in samples."""
-        return int(round(self.frame_length_ms * self.sample_rate / 1000.0))
+        return int(round(self.frame_length_ms * self._rate() / 1000.0))
 
     @property
     def frame_shift(self) -> int:
         """Frame shift in samples."""
-        return int(round(self.frame_shift_ms * self.sample_rate / 1000.0))
+        return int(round(self.frame_shift_ms * self._rate() / 1000.0))
 
     @property
     def fft_size(self) -> int:
@@ -138,7 +196,7 @@ class FeatureConfig:
     @property
     def f_max_effective_hz(self) -> float:
         """``f_max_hz`` clipped to the Nyquist frequency."""
-        return min(self.f_max_hz, self.sample_rate / 2.0)
+        return min(self.f_max_hz, self._rate() / 2.0)
 
     @property
     def min_speech_frames(self) -> int:
@@ -165,8 +223,11 @@ class FeatureConfig:
         def fail(name: str, reason: str) -> None:
             raise ConfigError(f"features.{name}={getattr(self, name)!r}: {reason}")
 
+        if isinstance(self.sample_rate, str) and self.sample_rate != "auto":
+            hint = close_match_hint(self.sample_rate, ["auto"])
+            fail("sample_rate", f"must be a rate in Hz or 'auto'{hint}")
         positive = (
-            "sample_rate",
+            *(("sample_rate",) if self.is_resolved else ()),
             "frame_length_ms",
             "frame_shift_ms",
             "n_mels",
@@ -180,39 +241,44 @@ class FeatureConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 fail(name, "must be > 0")
-        for name in ("f_min_hz", "lifter", "min_speech_ms", "vad_context_frames", "delta_order"):
+        for name in ("f_min_hz", "lifter", "min_speech_ms", "vad_context_frames", "delta_order",
+                     "cmvn_relevance_frames"):  # fmt: skip
             if getattr(self, name) < 0:
                 fail(name, "must be >= 0")
+        if self.frontend_version not in FRONTEND_VERSIONS:
+            fail("frontend_version", f"must be one of {', '.join(map(str, FRONTEND_VERSIONS))}")
         if self.frame_shift_ms > self.frame_length_ms:
             fail(
                 "frame_shift_ms",
                 f"is larger than frame_length_ms={self.frame_length_ms}; samples would be skipped",
             )
+        for name, allowed in (("window", WINDOWS), ("vad", VAD_METHODS), ("cmvn", CMVN_METHODS)):
+            if getattr(self, name) not in allowed:
+                hint = close_match_hint(getattr(self, name), allowed)
+                fail(name, f"must be one of {', '.join(allowed)}{hint}")
+        if not 0.0 <= self.vad_threshold_fraction <= 1.0:
+            fail("vad_threshold_fraction", "must be in [0, 1]")
+        if not 0.0 <= self.vad_noise_percentile <= 100.0:
+            fail("vad_noise_percentile", "must be in [0, 100]")
+        if not 0.0 <= self.pre_emphasis < 1.0:
+            fail("pre_emphasis", "must be in [0, 1)")
+        if self.n_ceps > self.n_mels:
+            fail("n_ceps", f"cannot exceed n_mels={self.n_mels}")
+        if self.delta_order > 2:
+            fail("delta_order", "must be 0 (static only), 1 (Δ) or 2 (Δ and ΔΔ)")
+        if not self.is_resolved:
+            return  # the rate-dependent checks run again when train-ubm resolves the rate
         if self.frame_length < 2 or self.frame_shift < 1:
             fail("frame_length_ms", f"gives fewer than 2 samples per frame at {self.sample_rate} Hz")
         if self.n_fft is not None and self.n_fft < self.frame_length:
             fail(
                 "n_fft", f"is shorter than the frame ({self.frame_length} samples); use None or a larger size"
             )
-        if not 0.0 <= self.pre_emphasis < 1.0:
-            fail("pre_emphasis", "must be in [0, 1)")
         if self.f_min_hz >= self.f_max_effective_hz:
             fail(
                 "f_min_hz",
                 f"must be below f_max_hz (after clipping to Nyquist: {self.f_max_effective_hz} Hz)",
             )
-        if self.n_ceps > self.n_mels:
-            fail("n_ceps", f"cannot exceed n_mels={self.n_mels}")
-        if self.delta_order > 2:
-            fail("delta_order", "must be 0 (static only), 1 (Δ) or 2 (Δ and ΔΔ)")
-        if not 0.0 <= self.vad_threshold_fraction <= 1.0:
-            fail("vad_threshold_fraction", "must be in [0, 1]")
-        if not 0.0 <= self.vad_noise_percentile <= 100.0:
-            fail("vad_noise_percentile", "must be in [0, 100]")
-        for name, allowed in (("window", WINDOWS), ("vad", VAD_METHODS), ("cmvn", CMVN_METHODS)):
-            if getattr(self, name) not in allowed:
-                hint = close_match_hint(getattr(self, name), allowed)
-                fail(name, f"must be one of {', '.join(allowed)}{hint}")
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
@@ -220,6 +286,10 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     kind = str(annotation)
     if kind == "int | None" and value is None:
         return None
+    if kind == "int | str":  # sample_rate: Hz or "auto"
+        if isinstance(value, str):
+            return value.lower()
+        kind = "int"
     if kind == "bool":
         if isinstance(value, bool):
             return value
@@ -235,4 +305,49 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if isinstance(value, str):
             return value.lower()
     expected = {"int | None": "an integer or null", "int": "an integer", "float": "a finite number"}
+    if name == "sample_rate":
+        raise ConfigError(f"features.{name}={value!r}: expected a rate in Hz or 'auto'")
     raise ConfigError(f"features.{name}={value!r}: expected {expected.get(kind, 'a ' + kind)}")
+
+
+def choose_sample_rate(durations_s_by_rate: Mapping[int, float]) -> int:
+    """The front-end rate for a UBM pool, from how much of its audio is at each native rate.
+
+    Audio recorded below 16 kHz (8 kHz telephone, 11.025 kHz, ...) has no energy above its own Nyquist
+    frequency: when most of the pool's duration is such audio, the front-end runs at 8 kHz, with mel bands
+    fitted to 4 kHz; otherwise at 16 kHz (wider-band audio is resampled down to it).
+
+    Parameters
+    ----------
+    durations_s_by_rate : mapping of int to float
+        Native sample rate in Hz -> seconds of pool audio at that rate.
+
+    Returns
+    -------
+    int
+        8000 or 16000.
+
+    Examples
+    --------
+    >>> choose_sample_rate({8000: 120.0, 16000: 60.0})
+    8000
+    >>> choose_sample_rate({44100: 10.0, 8000: 5.0})
+    16000
+    """
+    narrow = sum(seconds for rate, seconds in durations_s_by_rate.items() if rate < 16000)
+    wide = sum(seconds for rate, seconds in durations_s_by_rate.items() if rate >= 16000)
+    return AUTO_SAMPLE_RATES[0] if narrow > wide else AUTO_SAMPLE_RATES[1]
+
+
+def stored_feature_settings(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's stored feature settings with the settings added since filled in as that model used them.
+
+    A model made before a setting existed extracted features as :data:`LEGACY_SETTINGS` says (e.g.
+    ``frontend_version`` 2), not as today's default would; every other key is taken as stored.
+
+    Examples
+    --------
+    >>> stored_feature_settings({"sample_rate": 16000})["frontend_version"]
+    2
+    """
+    return {**LEGACY_SETTINGS, **stored}

@@ -20,7 +20,7 @@ from spkid.errors import AudioError, SpkidError
 from spkid.feature_cache import write_cached
 
 ErrorDescription = tuple[str, tuple[str, ...]]
-LogEntry = tuple[str, int, str]  # logger name, level, message
+LogEntry = tuple[str, int, str, dict[str, str]]  # logger name, level, message, spkid_* record attributes
 Outcome = tuple[np.ndarray | None, SpkidError | None]
 MAX_BATCH_FILES = 16  # small enough for a smooth progress bar and balanced workers
 BATCHES_PER_WORKER = 8
@@ -48,21 +48,22 @@ class _Recorder(logging.Handler):
         self.entries: list[LogEntry] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.entries.append((record.name, record.levelno, record.getMessage()))
+        extra = {key: str(value) for key, value in vars(record).items() if key.startswith("spkid_")}
+        self.entries.append((record.name, record.levelno, record.getMessage(), extra))
 
 
 def extract_batch_in_worker(
     function: Callable[[Path], np.ndarray],
     paths: list[Path],
     cache_paths: list[Path | None],
-    stop_on_error: bool,
+    continue_on: tuple[type[SpkidError], ...],
 ) -> tuple[list[tuple[np.ndarray | None, ErrorDescription | None]], list[LogEntry]]:
     """:func:`extract_batch` in a worker process, returning also the warnings spkid logged meanwhile."""
     spkid_logger, recorder = logging.getLogger("spkid"), _Recorder()
     spkid_logger.addHandler(recorder)
     propagate, spkid_logger.propagate = spkid_logger.propagate, False  # not printed here: sent back
     try:
-        return extract_batch(function, paths, cache_paths, stop_on_error), recorder.entries
+        return extract_batch(function, paths, cache_paths, continue_on), recorder.entries
     finally:
         spkid_logger.removeHandler(recorder)
         spkid_logger.propagate = propagate
@@ -72,9 +73,9 @@ def extract_batch(
     function: Callable[[Path], np.ndarray],
     paths: list[Path],
     cache_paths: list[Path | None],
-    stop_on_error: bool,
+    continue_on: tuple[type[SpkidError], ...],
 ) -> list[tuple[np.ndarray | None, ErrorDescription | None]]:
-    """Apply ``function`` to each file, caching results; stop at the first error if asked."""
+    """Apply ``function`` to each file, caching results; stop at the first error not in ``continue_on``."""
     from threadpoolctl import threadpool_limits
 
     outcomes: list[tuple[np.ndarray | None, ErrorDescription | None]] = []
@@ -85,7 +86,7 @@ def extract_batch(
                 features = function(path)
             except SpkidError as error:
                 outcomes.append((None, _describe(error)))
-                if stop_on_error:
+                if not isinstance(error, continue_on):
                     break
                 continue
             if cache_path is not None:
@@ -103,7 +104,7 @@ def run_batches(
     cache_paths: list[Path | None],
     *,
     n_jobs: int = 1,
-    stop_on_error: bool = True,
+    continue_on: tuple[type[SpkidError], ...] = (),
 ) -> Iterator[tuple[list[int], list[Outcome]]]:
     """Apply ``function`` to every path, in ``n_jobs`` processes.
 
@@ -116,8 +117,8 @@ def run_batches(
         Where to cache each result (None: do not).
     n_jobs : int, default 1
         Worker processes (joblib convention, -1 = all cores); 1 runs in this process.
-    stop_on_error : bool, default True
-        A batch stops at its first error (the caller raises it anyway).
+    continue_on : tuple of SpkidError classes, default ()
+        Errors a batch goes on after; any other stops it (the caller raises it anyway).
 
     Yields
     ------
@@ -136,7 +137,7 @@ def run_batches(
     batch_size = max(1, min(MAX_BATCH_FILES, math.ceil(len(ordered) / (BATCHES_PER_WORKER * n_workers))))
     batches = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
     arguments = [
-        (function, [paths[i] for i in batch], [cache_paths[i] for i in batch], stop_on_error)
+        (function, [paths[i] for i in batch], [cache_paths[i] for i in batch], continue_on)
         for batch in batches
     ]
     if n_workers == 1:
@@ -146,6 +147,6 @@ def run_batches(
         parallel = joblib.Parallel(n_jobs=n_workers, backend="loky", return_as="generator", batch_size=1)
         results = parallel(joblib.delayed(extract_batch_in_worker)(*args) for args in arguments)
     for batch, (outcomes, log_entries) in zip(batches, results, strict=True):
-        for name, level, message in log_entries:
-            logging.getLogger(name).log(level, "%s", message)
+        for name, level, message, extra in log_entries:
+            logging.getLogger(name).log(level, "%s", message, extra=extra)
         yield batch, [(array, None if error is None else _rebuild(error)) for array, error in outcomes]

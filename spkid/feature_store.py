@@ -23,6 +23,7 @@ from spkid.feature_cache import Progress, cache_file, cache_settings, write_cach
 from spkid.feature_files import FeatureFile, StoredFeatures
 
 if TYPE_CHECKING:  # spkid.features is imported only to extract: workers never need it
+    from spkid.cmvn import GlobalStats
     from spkid.features import FeatureConfig, SkippedFile
 
 __all__ = ["FeatureFile", "FeatureStore", "StoredFeatures"]
@@ -48,7 +49,8 @@ class FeatureStore:
 
     def build(self, paths: Iterable[str | os.PathLike[str]], config: FeatureConfig | None = None, *,
               utterance_ids: Sequence[str] | None = None, n_jobs: int = 1, progress: bool = False,
-              skip_bad: bool = False) -> StoredFeatures:
+              skip_bad: bool = False, skip_unusable: bool = False,
+              stats: GlobalStats | None = None) -> StoredFeatures:
         """Extract the features of ``paths`` into the store once; later calls re-use the index.
 
         Parameters
@@ -59,7 +61,7 @@ class FeatureStore:
             The default settings when None.
         utterance_ids : sequence of str, optional
             One id per path (default: the path as given).
-        n_jobs, progress, skip_bad
+        n_jobs, progress, skip_bad, skip_unusable, stats
             As for :func:`spkid.features.extract_many`.
 
         Returns
@@ -71,14 +73,14 @@ class FeatureStore:
         SpkidError
             A bad audio file (unless ``skip_bad``). StoreError when the store cannot be written.
         """
-        from spkid.features import FRONTEND_VERSION, FeatureConfig, SkippedFile, extract_many
+        from spkid.features import CACHE_VERSION, FeatureConfig, SkippedFile, extract_many
 
         config = FeatureConfig() if config is None else config
         paths = [Path(path) for path in paths]
         ids = [str(path) for path in paths] if utterance_ids is None else [str(u) for u in utterance_ids]
         if len(ids) != len(paths):
             raise StoreError(f"{self.root}: {len(ids)} utterance ids for {len(paths)} files")
-        settings = cache_settings(config, frontend_version=FRONTEND_VERSION)  # extract_many's, too
+        settings = cache_settings(config, frontend_version=CACHE_VERSION, stats=stats)  # extract_many's, too
         sources = [str(path.absolute()) for path in paths]
         key = json.dumps({"settings": settings, "sources": sources, "ids": ids}, sort_keys=True)
         name = "audio-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
@@ -87,7 +89,7 @@ class FeatureStore:
         except StoreError:
             existing = None  # a damaged index is rebuilt
         if existing is not None and existing[1] == settings:
-            if self._still_valid(existing[0], settings, skip_bad):
+            if self._still_valid(existing[0], settings, skip_bad, skip_unusable):
                 return existing[0]
         files: dict[int, FeatureFile] = {}
         skipped: dict[int, SkippedFile] = {}
@@ -111,7 +113,8 @@ class FeatureStore:
             for start in range(0, len(todo), BUILD_BATCH_FILES):
                 batch = todo[start : start + BUILD_BATCH_FILES]
                 result = extract_many([paths[p] for p, _ in batch], config, n_jobs=n_jobs,
-                                      cache_dir=self.root, skip_bad=skip_bad)
+                                      cache_dir=self.root, skip_bad=skip_bad, skip_unusable=skip_unusable,
+                                      stats=stats)
                 bad = {item.path: item for item in result.skipped}
                 extracted = dict(zip(result.paths, result, strict=True))
                 for position, target in batch:
@@ -198,7 +201,8 @@ class FeatureStore:
         payload = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "settings": settings,
                    "columns": ["utterance_id", "source", "n_frames", "n_features", "file", "offset_bytes",
                                "dtype"],
-                   "utterances": rows, "skipped": [[str(s.path), s.reason] for s in stored.skipped]}
+                   "utterances": rows,
+                   "skipped": [[str(s.path), s.reason, s.unusable] for s in stored.skipped]}
         try:
             self._index_path(name).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self._index_path(name), json.dumps(payload).encode("utf-8"))
@@ -220,14 +224,18 @@ class FeatureStore:
                      for _, _, n, d, file, offset, dtype in payload["utterances"]]
             stored = StoredFeatures(files, [str(row[0]) for row in payload["utterances"]],
                                     [Path(row[1]) for row in payload["utterances"]],
-                                    [SkippedFile(Path(p), str(reason)) for p, reason in payload["skipped"]])
+                                    [SkippedFile(Path(row[0]), str(row[1]), bool(row[2:3] and row[2]))
+                                     for row in payload["skipped"]])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise StoreError(f"{path}: unreadable feature index ({error})") from None
         return stored, payload.get("settings")
 
-    def _still_valid(self, stored: StoredFeatures, settings: dict, skip_bad: bool) -> bool:
-        """No skipped file unless ``skip_bad``, and every source and feature file unchanged."""
-        if stored.skipped and not skip_bad:
+    def _still_valid(
+        self, stored: StoredFeatures, settings: dict, skip_bad: bool, skip_unusable: bool
+    ) -> bool:
+        """Skipped files only as now allowed, and every source and feature file unchanged."""
+        allowed = skip_bad or (skip_unusable and all(item.unusable for item in stored.skipped))
+        if stored.skipped and not allowed:
             return False
         for source, item in zip(stored.paths, stored.files, strict=True):
             try:

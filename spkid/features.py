@@ -15,13 +15,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from spkid.audio import load, resample
+from spkid.audio import audio_info, load, resample
 from spkid.blas import blas_threads
-from spkid.cmvn import cmvn, sliding_cmvn
+from spkid.cmvn import GlobalStats, adaptive_cmvn, cmvn, feature_warping, global_cmvn, sliding_cmvn
 from spkid.deltas import deltas, with_deltas
-from spkid.errors import ConfigError, FeatureError, SpkidError
+from spkid.errors import ConfigError, DataError, FeatureError, SpkidError
 from spkid.feature_cache import Progress, cache_file, cache_settings, read_cached
-from spkid.feature_config import FeatureConfig
+from spkid.feature_config import FeatureConfig, choose_sample_rate
 from spkid.feature_jobs import run_batches
 from spkid.frontend import (
     frame_signal,
@@ -52,11 +52,19 @@ __all__ = [
     "energy_vad",
     "cmvn",
     "sliding_cmvn",
+    "adaptive_cmvn",
+    "global_cmvn",
+    "feature_warping",
+    "GlobalStats",
+    "normalise",
+    "resolve_sample_rate",
     "window_function",
     "frame_energy_db",
 ]
 
-FRONTEND_VERSION = 2  # part of every cache key: bump when the numbers extract() produces change
+#: Part of every cache key: bump when the numbers extract() produces for some config change. (Which
+#: generation of the front-end a config reproduces is its own ``frontend_version`` setting.)
+CACHE_VERSION = 3
 
 
 _PROJECTIONS: dict[FeatureConfig, np.ndarray] = {}  # per process; seeded in workers by _FileExtractor
@@ -84,23 +92,68 @@ def _remember_projection(config: FeatureConfig, projection: np.ndarray) -> None:
 
 
 class _FileExtractor:
-    """``extract(path, config)`` for worker processes, carrying the projection matrix built here, so that
-    workers need not build the same windowed mel projection again."""
+    """``extract(path, config, stats=stats)`` for worker processes, carrying the projection matrix built
+    here, so that workers need not build the same windowed mel projection again."""
 
-    def __init__(self, config: FeatureConfig) -> None:
+    def __init__(self, config: FeatureConfig, stats: GlobalStats | None) -> None:
         self.config = config
+        self.stats = stats
         self.projection = _spectral_projection(config)
 
     def __call__(self, path: Path) -> np.ndarray:
         if self.config not in _PROJECTIONS:
             _remember_projection(self.config, self.projection)
-        return extract(path, self.config)
+        return extract(path, self.config, stats=self.stats)
 
 
-def _signal_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | None = None) -> np.ndarray:
+    """Apply ``config.cmvn`` to one utterance's speech frames.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_frames, n_features)
+        Un-normalised features (``extract`` with ``cmvn="none"``).
+    config : FeatureConfig
+    stats : GlobalStats, optional
+        The UBM pool's statistics; required by ``cmvn`` "adaptive" and "global".
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_features), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frames = np.array([[1.0, 5.0], [3.0, 5.0]])
+    >>> normalise(frames, FeatureConfig(cmvn="utterance")).tolist()
+    [[-1.0, 0.0], [1.0, 0.0]]
+    """
+    method = config.cmvn
+    if method in ("adaptive", "global"):
+        if stats is None:
+            raise FeatureError(f"cmvn={method!r} needs the UBM pool's statistics (stored by train-ubm)")
+        if stats.mean.shape[0] != features.shape[1]:
+            raise FeatureError(
+                f"global statistics have {stats.mean.shape[0]} dimensions, the features {features.shape[1]}"
+            )
+        if method == "global":
+            return global_cmvn(features, stats, variance=config.cmvn_variance)
+        return adaptive_cmvn(
+            features, stats, relevance_frames=config.cmvn_relevance_frames, variance=config.cmvn_variance
+        )
+    if method == "utterance":
+        return cmvn(features, variance=config.cmvn_variance)
+    if method == "sliding":
+        return sliding_cmvn(features, window_frames=config.cmvn_window_frames, variance=config.cmvn_variance)
+    if method == "warping":
+        return feature_warping(features, window_frames=config.cmvn_window_frames)
+    return np.ascontiguousarray(features, dtype=np.float32)
+
+
+def _signal_features(signal: np.ndarray, config: FeatureConfig, stats: GlobalStats | None) -> np.ndarray:
     # One BLAS thread: the same features, bit for bit, here and in extract_many's worker processes.
     with blas_threads(1):
-        return _single_threaded_features(signal, config)
+        return normalise(_single_threaded_features(signal, config), config, stats)
 
 
 def _single_threaded_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -133,6 +186,7 @@ def _single_threaded_features(signal: np.ndarray, config: FeatureConfig) -> np.n
             silence_dbfs=config.vad_silence_dbfs,
             context_frames=config.vad_context_frames,
             min_frames=config.min_speech_frames,
+            padding_invariant=config.frontend_version >= 3,
         )
         features = features[speech]
     if features.shape[0] < config.min_speech_frames:
@@ -140,11 +194,7 @@ def _single_threaded_features(signal: np.ndarray, config: FeatureConfig) -> np.n
             f"no speech: {features.shape[0]} frames left after VAD, need {config.min_speech_frames} "
             f"(min_speech_ms={config.min_speech_ms:g})"
         )
-    if config.cmvn == "utterance":
-        return cmvn(features, variance=config.cmvn_variance)
-    if config.cmvn == "sliding":
-        return sliding_cmvn(features, window_frames=config.cmvn_window_frames, variance=config.cmvn_variance)
-    return np.ascontiguousarray(features)
+    return features
 
 
 def extract(
@@ -152,6 +202,7 @@ def extract(
     config: FeatureConfig = FeatureConfig(),
     *,
     sample_rate: int | None = None,
+    stats: GlobalStats | None = None,
 ) -> np.ndarray:
     """Features of one utterance: MFCC (+ Δ, ΔΔ), speech frames only, normalised.
 
@@ -166,6 +217,8 @@ def extract(
     sample_rate : int, optional
         Rate of a waveform argument in Hz (resampled to ``config.sample_rate`` when it differs); default
         ``config.sample_rate``. Ignored for paths, whose header gives the rate.
+    stats : GlobalStats, optional
+        The UBM pool's feature statistics, for ``config.cmvn`` "adaptive" or "global" (see :func:`normalise`).
 
     Returns
     -------
@@ -179,11 +232,13 @@ def extract(
     AudioError
         The file cannot be read (see :func:`spkid.audio.load`).
     """
+    if not config.is_resolved:
+        config.frame_length  # noqa: B018 - raises the ConfigError that explains "auto"
     if isinstance(signal_or_path, (str, os.PathLike)):
         path = Path(signal_or_path)
         signal = load(path, config.sample_rate)
         try:
-            return _signal_features(signal, config)
+            return _signal_features(signal, config, stats)
         except FeatureError as error:
             raise FeatureError(f"{path}: {error}") from None
     signal = np.asarray(signal_or_path)
@@ -203,14 +258,16 @@ def extract(
         if sample_rate <= 0:
             raise FeatureError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
         signal = resample(signal, int(sample_rate), config.sample_rate)
-    return _signal_features(signal, config)
+    return _signal_features(signal, config, stats)
 
 
 class SkippedFile(NamedTuple):
-    """A file :func:`extract_many` skipped with ``skip_bad=True``, and the one-line reason."""
+    """A file :func:`extract_many` skipped, the one-line reason, and whether it decoded but held too little
+    speech (``unusable``: too short, silent, no speech after VAD) rather than being unreadable."""
 
     path: Path
     reason: str
+    unusable: bool = False
 
 
 class ExtractResult(list):
@@ -238,6 +295,8 @@ def extract_many(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
     skip_bad: bool = False,
+    skip_unusable: bool = False,
+    stats: GlobalStats | None = None,
 ) -> ExtractResult:
     """Extract features of many files, in parallel processes, reusing an on-disk cache.
 
@@ -255,6 +314,11 @@ def extract_many(
     skip_bad : bool, default False
         Skip files that raise a :class:`~spkid.errors.SpkidError` (unreadable, too short, silent) instead
         of stopping at the first; they are listed in the result's ``skipped`` attribute.
+    skip_unusable : bool, default False
+        Skip (and list) files that decode but hold too little speech (too short, silent, no speech after
+        VAD: :class:`~spkid.errors.FeatureError`) while still stopping at unreadable ones.
+    stats : GlobalStats, optional
+        The UBM pool's statistics for ``config.cmvn`` "adaptive" or "global"; part of the cache key.
 
     Returns
     -------
@@ -270,11 +334,14 @@ def extract_many(
     ConfigError
         ``cache_dir`` cannot be created.
     """
+    skippable: tuple[type[SpkidError], ...] = (
+        (SpkidError,) if skip_bad else (FeatureError,) if skip_unusable else ()
+    )
     paths = [Path(path) for path in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     features: list[np.ndarray | None] = [None] * len(paths)
     failures: dict[int, SpkidError] = {}
     cache_paths: list[Path | None] = [None] * len(paths)
-    settings = cache_settings(config, frontend_version=FRONTEND_VERSION)
+    settings = cache_settings(config, frontend_version=CACHE_VERSION, stats=stats)
     if cache_dir is not None:
         try:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
@@ -288,7 +355,7 @@ def extract_many(
                 try:
                     cache_paths[index] = cache_file(cache_dir, path, settings)
                 except SpkidError as error:
-                    if not skip_bad:
+                    if not isinstance(error, skippable):
                         raise
                     failures[index] = error
                     bar.advance()
@@ -299,21 +366,69 @@ def extract_many(
                     continue
             todo.append(index)
         batches = run_batches(
-            _FileExtractor(config),
+            _FileExtractor(config, stats),
             [paths[i] for i in todo],
             [cache_paths[i] for i in todo],
             n_jobs=n_jobs,
-            stop_on_error=not skip_bad,
+            continue_on=skippable,
         )
         for positions, outcomes in batches:
             for position, (array, error) in zip(positions, outcomes, strict=False):  # shorter after an error
                 if error is not None:
-                    if not skip_bad:
+                    if not isinstance(error, skippable):
                         raise error
                     failures[todo[position]] = error
                 features[todo[position]] = array
             bar.advance(len(positions))
 
     kept = [index for index in range(len(paths)) if index not in failures]
-    skipped = [SkippedFile(paths[index], str(failures[index])) for index in sorted(failures)]
+    skipped = [SkippedFile(paths[index], str(failures[index]), isinstance(failures[index], FeatureError))
+               for index in sorted(failures)]  # fmt: skip
     return ExtractResult([features[index] for index in kept], [paths[index] for index in kept], skipped)
+
+
+def resolve_sample_rate(
+    config: FeatureConfig, paths: Iterable[str | os.PathLike[str]], *, skip_bad: bool = False
+) -> FeatureConfig:
+    """``config`` with ``sample_rate="auto"`` replaced by the rate the files' native rates call for.
+
+    The files' headers are read (no decoding); :func:`spkid.feature_config.choose_sample_rate` picks 8000
+    or 16000 by where most of their duration lies, and :meth:`FeatureConfig.resolve` fits the mel range to
+    it. A config with a rate in Hz is returned unchanged.
+
+    Parameters
+    ----------
+    config : FeatureConfig
+    paths : iterable of path
+        The UBM pool's audio files.
+    skip_bad : bool, default False
+        Leave unreadable files out instead of raising their error.
+
+    Returns
+    -------
+    FeatureConfig
+
+    Raises
+    ------
+    AudioError
+        An unreadable file (unless ``skip_bad``).
+    DataError
+        No readable file.
+    """
+    if config.is_resolved:
+        return config
+    seconds_by_rate: dict[int, float] = {}
+    errors: list[SpkidError] = []
+    for path in paths:
+        try:
+            info = audio_info(path)
+        except SpkidError as error:
+            if not skip_bad:
+                raise
+            errors.append(error)
+            continue
+        seconds_by_rate[info.sample_rate_hz] = seconds_by_rate.get(info.sample_rate_hz, 0.0) + info.duration_s
+    if not seconds_by_rate:  # the same words as when extraction finds nothing usable
+        first = f"; first: {errors[0]}" if errors else ""
+        raise DataError(f"no usable audio: all {len(errors)} files were skipped{first}")
+    return config.resolve(choose_sample_rate(seconds_by_rate))

@@ -26,7 +26,7 @@ __all__ = [
 
 #: ``recipe:`` keys every corpus accepts, with their defaults.
 COMMON_KEYS: dict[str, Any] = {
-    "corpus": None,  # required: librispeech | voxceleb1 | folders
+    "corpus": None,  # required: librispeech | voxceleb1 | folders | speech_commands
     "output_dir": None,  # default: exp/<corpus>
     "n_jobs": 1,  # worker processes for feature extraction
     "skip_bad": False,  # skip unreadable / silent files instead of stopping
@@ -43,12 +43,14 @@ CORPUS_KEYS: dict[str, dict[str, Any]] = {
         "test_split": 3,
     },
     "folders": {"enroll_fraction": 0.5, "n_enroll": None, "seed": None},
+    "speech_commands": {"min_clips": 30, "n_enroll": 10},  # enrolled: speakers with >= min_clips clips
 }
 #: ``data:`` keys: ``root`` (required) and, for folders, an optional separate UBM tree.
 DATA_KEYS: dict[str, tuple[str, ...]] = {
     "librispeech": ("root",),
     "voxceleb1": ("root",),
     "folders": ("root", "ubm_root"),
+    "speech_commands": ("root",),
 }
 CORPORA: tuple[str, ...] = tuple(CORPUS_KEYS)
 #: Keys whose default is null but which take an integer when set (the value is a sample of the type).
@@ -66,7 +68,7 @@ class RecipeSettings:
     config : Config
         The resolved configuration (all sections, overrides applied).
     corpus : str
-        ``librispeech``, ``voxceleb1`` or ``folders``.
+        ``librispeech``, ``voxceleb1``, ``folders`` or ``speech_commands``.
     options : dict
         The ``recipe:`` section with defaults filled in (common and corpus-specific keys).
     data : dict of str to Path
@@ -204,6 +206,7 @@ def prepare_protocol(settings: RecipeSettings) -> Protocol:
         "librispeech": lambda: _librispeech(root, options),
         "voxceleb1": lambda: _voxceleb1(root, options),
         "folders": lambda: _folders(root, options, settings.data.get("ubm_root")),
+        "speech_commands": lambda: _speech_commands(root, options),
     }
     return preparers[settings.corpus]()
 
@@ -243,3 +246,9 @@ def _folders(root: Path, options: Mapping[str, Any], ubm_root: Path | None) -> P
         seed=options["seed"],
         ubm_root=ubm_root,
     )
+
+
+def _speech_commands(root: Path, options: Mapping[str, Any]) -> Protocol:
+    from spkid.corpora.speech_commands import prepare_speech_commands
+
+    return prepare_speech_commands(root, min_clips=options["min_clips"], n_enroll=options["n_enroll"])

@@ -9,6 +9,7 @@ identification score matrix (``score/identification.npz``) and the trial scores 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from spkid.corpora.protocol import (
     write_trials,
 )
 from spkid.evaluation import evaluate_arrays, markdown_metrics
-from spkid.features import extract_many
+from spkid.features import extract_many, resolve_sample_rate
 from spkid.identification import score_recordings
 from spkid.metrics import identification_accuracy
 from spkid.pipeline import enroll_from_audio, train_ubm_from_audio
@@ -79,9 +80,15 @@ def features_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool
     protocol = _protocol(output_dir)
     utterances = [*protocol.train, *(u for items in protocol.enroll.values() for u in items), *protocol.test]
     paths = list(dict.fromkeys(utterance.path for utterance in utterances))
+    # The rate train-ubm will choose; normalisations toward pool statistics cache the raw features here.
+    config = resolve_sample_rate(
+        settings.config.features, [u.path for u in protocol.train], skip_bad=settings.skip_bad
+    )
+    if config.needs_global_stats:
+        config = dataclasses.replace(config, cmvn="none")
     result = extract_many(
         paths,
-        settings.config.features,
+        config,
         n_jobs=settings.n_jobs,
         cache_dir=_cache(output_dir),
         progress=progress,

@@ -16,9 +16,10 @@ import numpy as np
 
 from spkid.calibrate import Calibrator, bayes_threshold
 from spkid.cohort import Cohort, Normalizer
-from spkid.errors import ConfigError, ModelError, StoreError
+from spkid.errors import ConfigError, ModelError, SpkidError, StoreError
 from spkid.feature_cache import Progress
-from spkid.features import ExtractResult, FeatureConfig, extract_many
+from spkid.feature_config import LEGACY_SETTINGS, stored_feature_settings
+from spkid.features import ExtractResult, FeatureConfig, GlobalStats, extract_many
 from spkid.gmm import DiagonalGMM
 from spkid.normalize import znorm_statistics
 from spkid.score import ScoreConfig, Scorer
@@ -63,7 +64,8 @@ class Recognizer:
     def __init__(self, store: ModelStore, *, score_config: ScoreConfig | None = None) -> None:
         self.store = store
         try:
-            self.feature_config = FeatureConfig.from_dict(store.feature_config)
+            # Settings added since a model was made are read as that model used them (LEGACY_SETTINGS).
+            self.feature_config = FeatureConfig.from_dict(stored_feature_settings(store.feature_config))
             self.enroll_config = EnrollConfig.from_dict(store.enroll_config)
             self.score_config = score_config or ScoreConfig.from_dict(store.score_config)
         except ConfigError as exc:
@@ -71,7 +73,8 @@ class Recognizer:
                              "retrain with spkid train-ubm") from None  # fmt: skip
         # Features must be extracted exactly as at training time: a stored config missing a setting this
         # version has (an older model) is refused rather than silently filled with today's default.
-        store.check_feature_config(self.feature_config.to_dict())
+        store.check_feature_config(self.feature_config.to_dict(), missing_as=LEGACY_SETTINGS)
+        self.feature_stats = self._feature_stats()
         if self.feature_config.n_features != store.ubm_shape[1]:  # an edited or mixed-up manifest
             raise StoreError(
                 f"{store.path}: the stored feature settings give {self.feature_config.n_features} features "
@@ -99,6 +102,20 @@ class Recognizer:
                 )
             except ModelError as exc:
                 raise StoreError(f"{store.path}: invalid stored calibration ({exc})") from None
+
+    def _feature_stats(self) -> GlobalStats | None:
+        arrays = self.store.load_feature_stats()
+        if arrays is None:
+            if self.feature_config.needs_global_stats:
+                raise StoreError(
+                    f"{self.store.path}: features.cmvn={self.feature_config.cmvn!r} needs the pool's feature "
+                    "statistics, and the model has none; retrain with spkid train-ubm"
+                )
+            return None
+        try:
+            return GlobalStats.from_arrays(arrays)
+        except SpkidError as exc:
+            raise StoreError(f"{self.store.path / 'frontend.npz'}: {exc}") from None
 
     @property
     def cohort(self) -> Cohort | None:
@@ -131,6 +148,7 @@ class Recognizer:
             cache_dir=cache_dir,
             progress=progress,
             skip_bad=skip_bad,
+            stats=self.feature_stats,
         )
 
     def adapt(self, features: Sequence[np.ndarray]) -> DiagonalGMM:

@@ -4,6 +4,7 @@ Layout of ``MODEL_DIR``::
 
     manifest.json          versions, creation time, the four config sections, SHA-256 of ubm.npz
     ubm.npz                the universal background model
+    frontend.npz           the UBM pool's feature statistics, for cmvn "adaptive"/"global" (optional)
     speakers/<name>.npz    one self-describing file per speaker (name, UBM fingerprint, model arrays)
     cohort.npz             named float arrays for score normalisation (optional)
     .lock                  flock'ed by writers so concurrent enrolls serialise
@@ -54,7 +55,8 @@ from spkid.store_checks import (
 from spkid.store_manifest import encode_manifest, new_manifest, read_manifest
 
 __all__ = [
-    "FORMAT_VERSION", "MANIFEST_FILE", "UBM_FILE", "SPEAKERS_DIR", "COHORT_FILE", "LOCK_FILE",
+    "FORMAT_VERSION", "MANIFEST_FILE", "UBM_FILE", "SPEAKERS_DIR", "COHORT_FILE", "FRONTEND_FILE",
+    "LOCK_FILE",
     "MAX_NAME_LENGTH", "ModelStore", "config_differences", "speaker_file_name", "validate_speaker_name",
 ]
 
@@ -62,6 +64,7 @@ MANIFEST_FILE = "manifest.json"
 UBM_FILE = "ubm.npz"
 SPEAKERS_DIR = "speakers"
 COHORT_FILE = "cohort.npz"
+FRONTEND_FILE = "frontend.npz"
 LOCK_FILE = ".lock"
 
 
@@ -89,6 +92,7 @@ class ModelStore:
         enroll_config: Mapping[str, Any],
         score_config: Mapping[str, Any],
         ubm: DiagonalGMM,
+        feature_stats: Mapping[str, np.ndarray] | None = None,
         overwrite: bool = False,
     ) -> ModelStore:
         """Write a new model directory holding ``ubm`` and no speakers.
@@ -101,6 +105,9 @@ class ModelStore:
             The config sections as plain dicts (``to_dict()`` of the config objects).
         ubm : DiagonalGMM
             The fitted universal background model.
+        feature_stats : mapping of str to ndarray, optional
+            The UBM pool's feature statistics (:meth:`spkid.cmvn.GlobalStats.to_arrays`), stored in
+            ``frontend.npz`` for the normalisations that need them.
         overwrite : bool
             Replace an existing model, deleting its enrolled speakers and cohort (they belong to the old UBM).
 
@@ -115,9 +122,15 @@ class ModelStore:
         shape = _check_model_arrays(ubm_arrays, path / UBM_FILE, "UBM")
         ubm_arrays[KIND_KEY] = np.asarray("ubm")
         ubm_bytes = encode_npz(ubm_arrays)
+        contents = {UBM_FILE: ubm_bytes}
+        if feature_stats is not None:
+            stats_arrays = check_cohort_arrays(feature_stats, path / FRONTEND_FILE, what="feature statistics")
+            stats_arrays[KIND_KEY] = np.asarray("frontend")
+            contents[FRONTEND_FILE] = encode_npz(stats_arrays)
         configs = {"feature_config": feature_config, "ubm_config": ubm_config, "enroll_config": enroll_config,
                    "score_config": score_config}  # fmt: skip
-        manifest = new_manifest(configs, shape, {UBM_FILE: hashlib.sha256(ubm_bytes).hexdigest()})
+        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+        manifest = new_manifest(configs, shape, hashes)
         try:
             (path / SPEAKERS_DIR).mkdir(parents=True, exist_ok=True)
             with writer_lock(path / LOCK_FILE):
@@ -128,18 +141,22 @@ class ModelStore:
                     )
                 remove_stale_temp_files(path / SPEAKERS_DIR)
                 remove_stale_temp_files(path)
-                # Write the new UBM first, so a full disk or read-only directory fails before anything old
-                # is deleted.
-                new_ubm = write_temp_file(path, ubm_bytes, suffix=".npz")
+                # Write the new files first, so a full disk or read-only directory fails before anything
+                # old is deleted.
+                written = {name: write_temp_file(path, data, suffix=".npz")
+                           for name, data in contents.items()}  # fmt: skip
                 try:
                     # Without a manifest the directory reads as "no model" until the rebuild completes.
                     (path / MANIFEST_FILE).unlink(missing_ok=True)
                     fsync_directory(path)
-                    for stale in [*(path / SPEAKERS_DIR).glob("*.npz"), path / COHORT_FILE]:
-                        stale.unlink(missing_ok=True)
-                    os.replace(new_ubm, path / UBM_FILE)
+                    stale = [*(path / SPEAKERS_DIR).glob("*.npz"), path / COHORT_FILE, path / FRONTEND_FILE]
+                    for old in stale:
+                        old.unlink(missing_ok=True)
+                    for name, temporary in written.items():
+                        os.replace(temporary, path / name)
                 finally:
-                    new_ubm.unlink(missing_ok=True)
+                    for temporary in written.values():
+                        temporary.unlink(missing_ok=True)
                 atomic_write_bytes(path / MANIFEST_FILE, encode_manifest(manifest))
         except OSError as exc:
             raise StoreError(f"{path}: cannot write the model directory ({exc.strerror or exc})") from None
@@ -185,9 +202,14 @@ class ModelStore:
         n_components, n_features = self.manifest["ubm_shape"]
         return int(n_components), int(n_features)
 
-    def check_feature_config(self, current: Mapping[str, Any]) -> None:
-        """Raise :class:`StoreError` listing every key where ``current`` differs from the stored features."""
-        differences = config_differences(self.manifest["feature_config"], current)
+    def check_feature_config(
+        self, current: Mapping[str, Any], *, missing_as: Mapping[str, Any] | None = None
+    ) -> None:
+        """Raise :class:`StoreError` listing every key where ``current`` differs from the stored features.
+
+        ``missing_as`` gives the values of settings a model made before they existed is read with.
+        """
+        differences = config_differences({**(missing_as or {}), **self.manifest["feature_config"]}, current)
         if differences:
             raise StoreError(
                 f"{self.path}: features differ from those the model was trained with: "
@@ -209,6 +231,23 @@ class ModelStore:
             arrays = read_npz(ubm_path, what="UBM", data=data)
             self._ubm = build_model(arrays, ubm_path, "UBM", self.ubm_shape, kind="ubm")
         return self._ubm
+
+    def load_feature_stats(self) -> dict[str, np.ndarray] | None:
+        """The UBM pool's feature statistics stored at creation (``frontend.npz``), or None when absent."""
+        digest = self.manifest["files"].get(FRONTEND_FILE)
+        if digest is None:
+            return None
+        file = self.path / FRONTEND_FILE
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{file}: cannot read the feature statistics ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise StoreError(f"{file}: SHA-256 does not match the manifest (tampered or replaced)")
+        arrays = read_npz(file, what="feature statistics", data=data)
+        if to_python(arrays.pop(KIND_KEY, np.asarray(""))) != "frontend":
+            raise StoreError(f"{file}: not a feature statistics file")
+        return check_cohort_arrays(arrays, file, what="feature statistics")
 
     # ----------------------------------------------------------------------------- speakers
     def speaker_path(self, name: str) -> Path:

@@ -21,7 +21,10 @@ from spkid.atomic import to_python
 from spkid.errors import ModelError, StoreError
 from spkid.gmm import DiagonalGMM
 
-FORMAT_VERSION = 1
+#: The model directory format this spkid writes; 2 added the front-end generation to the feature settings
+#: and the optional ``frontend.npz`` (pool statistics). Every version in READABLE_FORMATS is read.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MAX_NAME_LENGTH = 200
 _MAX_PLAIN_FILE_STEM = 180  # longer encoded names get a hashed stem, keeping file names under 255 bytes
 KIND_KEY, NAME_KEY, UBM_SHA_KEY = "__kind__", "__name__", "__ubm_sha256__"
@@ -94,7 +97,7 @@ def check_version(manifest: Mapping[str, Any], manifest_path: Path) -> None:
     written_by = str(manifest.get("spkid_version", "unknown"))
     format_version = manifest.get("format_version")
     same_major = written_by.split(".")[0] == spkid.__version__.split(".")[0]
-    if format_version != FORMAT_VERSION or not same_major:
+    if format_version not in READABLE_FORMATS or not same_major:
         advice = "upgrade spkid" if isinstance(format_version, int) and format_version > FORMAT_VERSION else (
             "retrain it with spkid train-ubm")
         raise StoreError(
@@ -134,19 +137,22 @@ def build_model(
     return model
 
 
-def check_cohort_arrays(arrays: Mapping[str, Any], file: Path) -> dict[str, np.ndarray]:
-    """Score-normalisation cohort arrays as ``{name: ndarray}``: non-empty names without a leading ``__``,
-    finite integer or float values (StoreError naming ``file`` and the array otherwise)."""
+def check_cohort_arrays(
+    arrays: Mapping[str, Any], file: Path, *, what: str = "cohort"
+) -> dict[str, np.ndarray]:
+    """Named arrays of a store file (the cohort, the feature statistics) as ``{name: ndarray}``: non-empty
+    names without a leading ``__``, finite integer or float values (StoreError naming ``file`` and the
+    array otherwise)."""
     checked = {}
     for key, value in arrays.items():
         if not isinstance(key, str) or not key or key.startswith("__"):
-            raise StoreError(f"{file}: cohort array name {key!r} must be a non-empty string without a "
+            raise StoreError(f"{file}: {what} array name {key!r} must be a non-empty string without a "
                              "leading '__'")
         array = np.asarray(value)
         if array.dtype.kind not in "iuf":
-            raise StoreError(f"{file}: cohort array {key!r} has dtype {array.dtype}; expected numbers")
+            raise StoreError(f"{file}: {what} array {key!r} has dtype {array.dtype}; expected numbers")
         if not np.all(np.isfinite(array)):
-            raise StoreError(f"{file}: cohort array {key!r} holds NaN or infinite values")
+            raise StoreError(f"{file}: {what} array {key!r} holds NaN or infinite values")
         checked[key] = array
     return checked
 

@@ -66,6 +66,9 @@ class UBMConfig:
         Dask scheduler address when ``backend="dask"`` (None: a local cluster).
     n_jobs : int
         Workers for the local/joblib E-step (-1: all cores).
+    max_unusable_fraction : float
+        ``train-ubm`` skips pool files with too little speech (too short, silent), listing them in the
+        model; when more than this share of the pool is such files it stops instead: the pool is wrong.
     """
 
     n_components: int = 512
@@ -79,11 +82,15 @@ class UBMConfig:
     backend: str = "local"
     scheduler: str | None = None
     n_jobs: int = 1
+    max_unusable_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         def fail(name: str, reason: str) -> None:
             raise ConfigError(f"ubm.{name}={getattr(self, name)!r}: {reason}")
 
+        fraction = self.max_unusable_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            fail("max_unusable_fraction", "must be a number in [0, 1]")
         for name in ("n_components", "max_iter", "min_frames_per_component"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(name, "must be a positive integer")

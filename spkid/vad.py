@@ -15,6 +15,11 @@ from spkid.frontend import ENERGY_FLOOR, band_weights
 
 VAD_BAND_HZ = (100.0, 4000.0)  # voiced speech energy sits here; above hum, below the noise-dominated top
 PEAK_PERCENTILE = 99.0  # the "peak" ignores the loudest 1% of frames, so one click cannot set it
+#: Front-end 3: the levels are read between the first and last frame within SPAN_DB of the recording's
+#: REFERENCE_FRAMES-th loudest frame, so silence added around the speech (padding, a long lead-in) changes
+#: neither the noise floor nor the peak, and so no decision.
+SPAN_DB = 30.0
+REFERENCE_FRAMES = 10
 
 
 def energy_vad(
@@ -26,6 +31,7 @@ def energy_vad(
     silence_dbfs: float = -80.0,
     context_frames: int = 2,
     min_frames: int = 0,
+    padding_invariant: bool = True,
 ) -> np.ndarray:
     """Mark speech frames from their log energies.
 
@@ -48,23 +54,37 @@ def energy_vad(
     min_frames : int, default 0
         When fewer frames pass, the ``min_frames`` loudest frames above ``silence_dbfs`` are kept instead
         (a short, tightly cut word has no pause to set a noise floor against).
+    padding_invariant : bool, default True
+        Read the percentiles only between the first and last frame within :data:`SPAN_DB` of the
+        :data:`REFERENCE_FRAMES`-th loudest frame, and count frames beyond the ends as silence in the vote,
+        so seconds of quieter audio around a recording leave its decisions unchanged (front-end 3). False
+        reads them over every frame, with the ends repeated in the vote (front-end 2).
 
     Returns
     -------
     ndarray of shape (n_frames,), bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> levels = np.array([-70.0] * 5 + [-20.0] * 10 + [-70.0] * 5)
+    >>> np.flatnonzero(energy_vad(levels)).tolist() == list(range(5, 15))
+    True
     """
     energy = np.asarray(frame_energy_db, dtype=np.float64)
     n_frames = energy.shape[0]
     if n_frames == 0:
         return np.zeros(0, dtype=bool)
-    peak, noise = np.percentile(energy, [PEAK_PERCENTILE, noise_percentile])
+    levels = _span(energy, silence_dbfs) if padding_invariant else energy
+    peak, noise = np.percentile(levels, [PEAK_PERCENTILE, noise_percentile])
     if peak < silence_dbfs:
         return np.zeros(n_frames, dtype=bool)
     hard_floor = max(peak - range_db, silence_dbfs)
     threshold = max(noise + threshold_fraction * (peak - noise), hard_floor)
     speech = energy >= threshold
     if context_frames > 0 and n_frames > 1:
-        votes = uniform_filter1d(speech.astype(np.float32), size=2 * context_frames + 1, mode="nearest")
+        edges = {"mode": "constant", "cval": 0.0} if padding_invariant else {"mode": "nearest"}
+        votes = uniform_filter1d(speech.astype(np.float32), size=2 * context_frames + 1, **edges)
         # Majority vote, but never a frame far below the peak (a gap of digital silence inside speech).
         speech = (votes > 0.5) & (energy >= hard_floor)
     if speech.sum() < min_frames:
@@ -73,6 +93,22 @@ def energy_vad(
         speech = np.zeros(n_frames, dtype=bool)
         speech[loudest] = True
     return speech
+
+
+def _span(energy: np.ndarray, silence_dbfs: float) -> np.ndarray:
+    """The frames from the first to the last run of 3 within SPAN_DB of the REFERENCE_FRAMES-th loudest.
+
+    Runs, not single frames: a frame that overlaps the recording's edge and added silence can catch a
+    transient that the recording's own edge frames weighed lightly; alone it must not move the span.
+    """
+    k = min(REFERENCE_FRAMES, energy.size)
+    reference = np.partition(energy, -k)[-k]
+    loud = np.zeros(energy.size + 2, dtype=bool)
+    loud[1:-1] = energy >= max(reference - SPAN_DB, silence_dbfs)
+    centres = np.flatnonzero(loud[:-2] & loud[1:-1] & loud[2:])  # index of each 3-run's first frame
+    if centres.size == 0:
+        return energy
+    return energy[centres[0] : centres[-1] + 2]
 
 
 def energy_band_weights(config: FeatureConfig) -> np.ndarray:

@@ -332,8 +332,8 @@ def test_model_directory_missing(args: list[str], tmp_path: Path, corpus: Path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"spkid_version": "99.0.0"}, "written by spkid 99.0.0 (model format 1); this is spkid"),
-        ({"format_version": 2}, "(model format 2); this is spkid"),
+        ({"spkid_version": "99.0.0"}, "written by spkid 99.0.0 (model format 2); this is spkid"),
+        ({"format_version": 3}, "(model format 3); this is spkid"),
         ({"format": "something-else"}, "not a spkid model manifest"),
     ],
 )

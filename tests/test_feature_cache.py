@@ -13,7 +13,7 @@ import pytest
 from spkid.errors import AudioError
 from spkid.feature_cache import cache_file, cache_settings, read_cached, write_cached
 from spkid.feature_store import FeatureStore
-from spkid.features import FRONTEND_VERSION, FeatureConfig, extract_many
+from spkid.features import CACHE_VERSION, FeatureConfig, extract_many
 
 CONFIGS = [
     FeatureConfig(),
@@ -28,7 +28,7 @@ def key_as_written_before(cache_dir: Path, audio_path: Path, config: FeatureConf
         "path": str(audio_path.absolute()),
         "size": status.st_size,
         "mtime_ns": status.st_mtime_ns,
-        "frontend_version": FRONTEND_VERSION,
+        "frontend_version": CACHE_VERSION,
         "features": dataclasses.asdict(config),
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
@@ -39,9 +39,9 @@ def key_as_written_before(cache_dir: Path, audio_path: Path, config: FeatureConf
 def test_cache_settings_keep_the_keys_of_existing_caches(tmp_path: Path, config: FeatureConfig) -> None:
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"not decoded: only the file's identity counts")
-    settings = cache_settings(config, frontend_version=FRONTEND_VERSION)
-    assert settings == {"frontend_version": FRONTEND_VERSION, "features": config.to_dict()}
-    inline_before = {"frontend_version": FRONTEND_VERSION, "features": config.to_dict()}
+    settings = cache_settings(config, frontend_version=CACHE_VERSION)
+    assert settings == {"frontend_version": CACHE_VERSION, "features": config.to_dict()}
+    inline_before = {"frontend_version": CACHE_VERSION, "features": config.to_dict()}
     assert cache_file(tmp_path, audio, settings) == cache_file(tmp_path, audio, inline_before)
     assert cache_file(tmp_path, audio, settings) == key_as_written_before(tmp_path, audio, config)
     # A stored JSON copy compares equal, as FeatureStore's index check needs.
@@ -49,9 +49,9 @@ def test_cache_settings_keep_the_keys_of_existing_caches(tmp_path: Path, config:
 
 
 def test_cache_settings_change_with_the_config_and_the_version() -> None:
-    default = cache_settings(FeatureConfig(), frontend_version=FRONTEND_VERSION)
-    assert cache_settings(FeatureConfig(n_ceps=13), frontend_version=FRONTEND_VERSION) != default
-    assert cache_settings(FeatureConfig(), frontend_version=FRONTEND_VERSION + 1) != default
+    default = cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION)
+    assert cache_settings(FeatureConfig(n_ceps=13), frontend_version=CACHE_VERSION) != default
+    assert cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION + 1) != default
 
 
 def test_extract_many_and_the_feature_store_use_the_entry_of_the_old_key(
@@ -69,7 +69,7 @@ def test_extract_many_and_the_feature_store_use_the_entry_of_the_old_key(
 
 
 def test_cache_file_of_a_missing_audio_file_names_it(tmp_path: Path) -> None:
-    settings = cache_settings(FeatureConfig(), frontend_version=FRONTEND_VERSION)
+    settings = cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION)
     with pytest.raises(AudioError, match=r"gone\.wav: no such file"):
         cache_file(tmp_path, tmp_path / "gone.wav", settings)
 

@@ -82,7 +82,10 @@ def test_config_unknown_key_suggests_the_right_one() -> None:
         ({"sample_rate": 8000, "f_min_hz": 4000.0}, "f_min_hz"),
         ({"n_fft": 256}, "n_fft"),
         ({"pre_emphasis": 1.0}, "pre_emphasis"),
-        ({"cmvn": "global"}, "cmvn"),
+        ({"cmvn": "warp"}, "cmvn"),
+        ({"sample_rate": "automatic"}, "sample_rate"),
+        ({"frontend_version": 1}, "frontend_version"),
+        ({"cmvn_relevance_frames": -1.0}, "cmvn_relevance_frames"),
         ({"window": "hamm"}, "window"),
         ({"vad": "webrtc"}, "vad"),
         ({"delta_order": 3}, "delta_order"),
@@ -316,10 +319,15 @@ def test_vad_min_frames_fallback_keeps_the_loudest() -> None:
     energy = np.full(50, -90.0)
     energy[[3, 17, 40]] = [-20.0, -30.0, -25.0]
     energy[20:30] = -70.0
-    mask = energy_vad(energy, context_frames=2, min_frames=5)
+    # Front-end 2 reads its levels over every frame: the clicks set the peak, the vote drops them as
+    # isolated, and the fallback keeps the 5 loudest audible frames.
+    mask = energy_vad(energy, context_frames=2, min_frames=5, padding_invariant=False)
     assert mask.sum() == 5
     assert mask[[3, 17, 40]].all()
     assert not energy_vad(np.full(20, -120.0), min_frames=5).any()
+    # Front-end 3 reads them over the span of sustained sound (3-frame runs): the clicks are not speech,
+    # the 10 sustained frames are, with no fallback needed.
+    assert np.flatnonzero(energy_vad(energy, context_frames=2, min_frames=5)).tolist() == list(range(20, 30))
 
 
 # -- extract -----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from spkid.config import load_config
 from spkid.errors import DataError, StoreError
 from spkid.evaluation import evaluate, read_labelled_scores
 from spkid.feature_store import FeatureStore, StoredFeatures
-from spkid.features import extract_many
+from spkid.features import extract_many, resolve_sample_rate
 from spkid.gmm import DiagonalGMM
 from spkid.normalize import znorm
 from spkid.pipeline import enroll_from_audio, speakers_in_folder, train_ubm_from_audio
@@ -119,7 +119,7 @@ def test_train_ubm_from_audio_holds_the_cohort_segments_out(synthetic_corpus: Pa
     lengths = store.load_cohort()["segment_lengths"]
     assert len(lengths) == result.cohort_size == 4
     assert result.cohort_frames_held_out == lengths.sum() > 0
-    features = extract_many(files, config.features)
+    features = extract_many(files, resolve_sample_rate(config.features, files))
     kept, _ = hold_out_cohort_segments(features, ubm_config=config.ubm, cohort_size=4)
     expected = train_ubm(kept, config.ubm)
     np.testing.assert_allclose(store.load_ubm().means_, expected.means_, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,197 @@
+"""The condition matrix of ``bench_accuracy.py``: real corpora and conditions derived from them by code.
+
+Two real protocols from ``../shared/data`` (see its README): LibriSpeech ("ls": read speech, 10 speakers
+enrolled on ~1 min, 50 whole-utterance tests) and Speech Commands ("sc": 1-s words from people's own
+devices, 53 speakers enrolled on 10 words, 2,132 one-word tests). From them, by code (telephone channel,
+cuts, swaps; only numpy/scipy/soundfile, so independent of spkid's front-end): narrowband versions with a
+narrowband UBM pool, clean enrollment with telephone tests and the reverse, 0.5/1/3-s tests, enrollment from
+3 short clips, and each corpus' speakers against the other corpus' UBM pool. Derived audio is written once
+under the cache folder and reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import condition_corpora as degrade
+import numpy as np
+from joblib import Parallel, delayed
+
+from spkid.corpora.librispeech import prepare_librispeech
+from spkid.corpora.protocol import Protocol
+from spkid.corpora.speech_commands import prepare_speech_commands
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LIBRISPEECH = DATA / "LibriSpeech"
+SPEECH_COMMANDS = DATA / "speech_commands_test_v0.02"
+
+#: Length of each clip of the "enrollment from 3 short clips" conditions cut from LibriSpeech utterances.
+SHORT_CLIP_S = 2.0
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One cell row of the matrix: a UBM pool (by name), enrolled speakers and labelled tests."""
+
+    name: str
+    description: str
+    pool: str
+    speakers: dict[str, list[Path]]
+    tests: list[tuple[Path, str]]
+
+
+#: Every condition: name -> (corpus it needs, description).
+CONDITIONS: dict[str, tuple[str, str]] = {
+    "ls": ("ls", "LibriSpeech reference protocol (whole tests, ~1 min enrollment)"),
+    "ls-3s": ("ls", "LibriSpeech, tests cut to 3 s"),
+    "ls-1s": ("ls", "LibriSpeech, tests cut to 1 s"),
+    "ls-0.5s": ("ls", "LibriSpeech, tests cut to 0.5 s"),
+    "ls-enroll-3clips": ("ls", f"LibriSpeech, enrollment from 3 clips of {SHORT_CLIP_S:g} s"),
+    "ls-narrowband": ("ls", "LibriSpeech through a telephone channel (8 kHz mu-law), UBM pool too"),
+    "ls-tel-tests": ("ls", "LibriSpeech, clean UBM and enrollment, telephone tests"),
+    "ls-tel-enroll": ("ls", "LibriSpeech, clean UBM and tests, telephone enrollment"),
+    "sc": ("sc", "Speech Commands reference protocol (1-s words, own device per clip)"),
+    "sc-enroll-3clips": ("sc", "Speech Commands, enrollment from 3 words"),
+    "sc-narrowband": ("sc", "Speech Commands through a telephone channel, UBM pool too"),
+    "sc-tel-tests": ("sc", "Speech Commands, clean UBM and enrollment, telephone tests"),
+    "ls-spk-sc-ubm": ("ls+sc", "LibriSpeech speakers, UBM pool of Speech Commands words"),
+    "sc-spk-ls-ubm": ("ls+sc", "Speech Commands speakers, UBM pool of LibriSpeech read speech"),
+}
+
+
+def available(names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split condition names into those whose corpora are present and reasons for the others."""
+    have = {"ls": (LIBRISPEECH / "train-clean-100").is_dir() and (LIBRISPEECH / "test-other").is_dir(),
+            "sc": SPEECH_COMMANDS.is_dir()}  # fmt: skip
+    kept, missing = [], []
+    for name in names:
+        needs = CONDITIONS[name][0].split("+")
+        if all(have[corpus] for corpus in needs):
+            kept.append(name)
+        else:
+            missing.append(f"{name}: needs {' and '.join(str(_root(c)) for c in needs if not have[c])}")
+    return kept, missing
+
+
+def _root(corpus: str) -> Path:
+    return LIBRISPEECH if corpus == "ls" else SPEECH_COMMANDS
+
+
+class Deriver:
+    """Writes derived audio (telephone versions, cuts) under ``cache_dir`` once, in parallel."""
+
+    def __init__(self, cache_dir: Path, n_jobs: int = 2) -> None:
+        self.cache_dir = cache_dir
+        self.n_jobs = n_jobs
+
+    def _many(self, kind: str, paths: Sequence[Path], keys: Sequence[str],
+              make: Callable[[Path, Path], Path | None]) -> list[Path | None]:  # fmt: skip
+        targets = [self.cache_dir / kind / f"{key.replace('/', '__')}.wav" for key in keys]
+        todo = [(path, target) for path, target in zip(paths, targets, strict=True) if not target.exists()
+                and not target.with_suffix(".none").exists()]  # fmt: skip
+        if todo:
+            Parallel(n_jobs=self.n_jobs, batch_size=16)(delayed(make)(path, target) for path, target in todo)
+        return [target if target.exists() else None for target in targets]
+
+    def telephone(self, paths: Sequence[Path], keys: Sequence[str]) -> list[Path]:
+        """Each file through :func:`condition_corpora.telephone` (300-3400 Hz, 8 kHz, mu-law)."""
+        return [path for path in self._many("telephone", paths, keys, _telephone) if path is not None]
+
+    def chunks(self, paths: Sequence[Path], keys: Sequence[str], duration_s: float) -> list[Path | None]:
+        """The most speech-active ``duration_s`` of each file (None where the file is shorter)."""
+        return self._many(f"chunk-{duration_s:g}s", paths, keys, lambda p, t: _chunk(p, t, duration_s))
+
+
+def _telephone(path: Path, target: Path) -> Path:
+    signal, rate = degrade.read(path)
+    return degrade.write(target, degrade.telephone(signal, rate), degrade.TELEPHONE_RATE_HZ)
+
+
+def _chunk(path: Path, target: Path, duration_s: float) -> Path | None:
+    signal, rate = degrade.read(path)
+    chunk = degrade.speech_chunk(signal, rate, duration_s)
+    if chunk is None:
+        target.with_suffix(".none").parent.mkdir(parents=True, exist_ok=True)
+        target.with_suffix(".none").touch()
+        return None
+    return degrade.write(target, chunk, rate)
+
+
+def _speakers(protocol: Protocol) -> dict[str, list[Path]]:
+    return {name: [u.path for u in items] for name, items in protocol.enroll.items()}
+
+
+def _tests(protocol: Protocol) -> list[tuple[Path, str]]:
+    return [(u.path, u.speaker) for u in protocol.test]
+
+
+def build(names: Sequence[str], cache_dir: Path, *, n_jobs: int = 2) -> tuple[dict[str, list[Path]],
+                                                                                list[Condition]]:  # fmt: skip
+    """The UBM pools (name -> files) and conditions ``names`` (in that order), deriving audio as needed."""
+    deriver = Deriver(cache_dir / "audio", n_jobs)
+    needs = {corpus for name in names for corpus in CONDITIONS[name][0].split("+")}
+    ls = prepare_librispeech(LIBRISPEECH) if "ls" in needs else None
+    sc = prepare_speech_commands(SPEECH_COMMANDS) if "sc" in needs else None
+    pools: dict[str, list[Path]] = {}
+    conditions: list[Condition] = []
+
+    def protocol_of(name: str) -> tuple[Protocol, str]:
+        return (ls, "ls") if name.startswith("ls") else (sc, "sc")
+
+    def telephone_files(utterances: Sequence) -> list[Path]:
+        return deriver.telephone([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
+
+    for name in names:
+        protocol, prefix = protocol_of(name)
+        description = CONDITIONS[name][1]
+        clean_pool = f"{prefix}-clean"
+        pools.setdefault(clean_pool, [u.path for u in protocol.train])
+        speakers, tests = _speakers(protocol), _tests(protocol)
+        pool = clean_pool
+        if name in ("ls", "sc"):
+            pass
+        elif name.endswith("-narrowband"):
+            pool = f"{prefix}-telephone"
+            if pool not in pools:
+                pools[pool] = telephone_files(protocol.train)
+            speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
+            tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
+        elif name.endswith("-tel-tests"):
+            tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
+        elif name.endswith("-tel-enroll"):
+            speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
+        elif name.endswith("-enroll-3clips"):
+            if prefix == "sc":
+                speakers = {spk: [u.path for u in items[:3]] for spk, items in protocol.enroll.items()}
+            else:
+                speakers = {}
+                for spk, items in protocol.enroll.items():
+                    clips = deriver.chunks([u.path for u in items[:3]], [f"ls/{u.id}" for u in items[:3]],
+                                           SHORT_CLIP_S)  # fmt: skip
+                    speakers[spk] = [clip for clip in clips if clip is not None]
+        elif name.startswith("ls-") and name.endswith("s") and name[3:-1].replace(".", "").isdigit():
+            duration_s = float(name[3:-1])
+            cut = deriver.chunks([u.path for u in protocol.test], [f"ls/{u.id}" for u in protocol.test],
+                                 duration_s)  # fmt: skip
+            pairs = zip(cut, protocol.test, strict=True)
+            tests = [(clip, u.speaker) for clip, u in pairs if clip is not None]
+        elif name == "ls-spk-sc-ubm":
+            pools.setdefault("sc-clean", [u.path for u in sc.train])
+            pool = "sc-clean"
+        elif name == "sc-spk-ls-ubm":
+            pools.setdefault("ls-clean", [u.path for u in ls.train])
+            pool = "ls-clean"
+        else:
+            raise ValueError(f"unknown condition {name!r}")
+        conditions.append(Condition(name, description, pool, speakers, tests))
+    used = {condition.pool for condition in conditions}
+    return {name: files for name, files in pools.items() if name in used}, conditions
+
+
+def durations_s(paths: Sequence[Path]) -> np.ndarray:
+    """Durations of audio files from their headers."""
+    import soundfile
+
+    return np.array([soundfile.info(str(path)).duration for path in paths])

@@ -1,0 +1,337 @@
+"""Accuracy over a condition matrix: spkid's CLI defaults against the textbook recipe and spkid's variants.
+
+Conditions (``accuracy_conditions.py``): the LibriSpeech and Speech Commands reference protocols of
+``../shared/data`` and conditions derived from them by code: narrowband (8 kHz mu-law telephone, UBM pool
+too), clean enrollment with telephone tests and the reverse, 0.5/1/3-s tests, enrollment from 3 short clips,
+and each corpus' speakers against the other corpus' UBM pool.
+
+Systems: ``defaults`` is exactly what the CLI does with no option (``spkid train-ubm``, ``enroll``,
+``identify``, through the same API calls, with ``ubm.random_state`` set per seed); ``textbook`` is the peer
+(``textbook_recipe.py``: librosa MFCC + scikit-learn 256-component UBM, MAP r=16); every other system is the
+defaults with ``--set`` overrides (:data:`VARIANTS`). Each is run with 3 UBM seeds.
+
+Printed: one table, condition x system -> top-1 identification (mean %, and correct/total summed over
+seeds), EER and minDCF (p_target 0.01) of all test x speaker pairs, means over seeds; then per condition
+the best spkid system, the defaults' spread between seeds and their distance to the best; then the mean EER
+over conditions and its ratio to the textbook's. Tests that yield no features (too short, silent) count as
+misidentified and as missed targets.
+
+Features, models and scores are cached under ``--cache`` (keyed by settings and the source code), so a
+re-run only computes what changed. The default run (defaults and textbook, all conditions, 3 seeds) takes
+about 30-40 minutes on a 2-core machine from an empty cache; ``--variants all`` runs the whole catalogue
+(a few hours).
+
+Usage: ``python benchmarks/bench_accuracy.py [--conditions ls,sc,...] [--variants NAME,...|all]
+[--seeds 0 1 2] [--cache DIR] [--json FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import accuracy_conditions as conditions_module  # noqa: E402
+
+import spkid  # noqa: E402
+from spkid.metrics import eer, min_dcf  # noqa: E402
+
+#: spkid variants: name -> ``--set`` overrides applied on top of the CLI defaults.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "defaults": (),
+    "cmvn=none": ("features.cmvn=none",),
+    "cmvn=utterance": ("features.cmvn=utterance",),
+    "cmvn-mean-only": ("features.cmvn_variance=false",),
+    "cmvn=sliding": ("features.cmvn=sliding",),
+    "cmvn=warping": ("features.cmvn=warping",),
+    "cmvn=global": ("features.cmvn=global",),
+    "cmvn=adaptive": ("features.cmvn=adaptive",),
+    "adaptive-100": ("features.cmvn=adaptive", "features.cmvn_relevance_frames=100"),
+    "adaptive-1000": ("features.cmvn=adaptive", "features.cmvn_relevance_frames=1000"),
+    "adaptive-mean-only": ("features.cmvn=adaptive", "features.cmvn_variance=false"),
+    "pre_emphasis=0": ("features.pre_emphasis=0",),
+    "vad_threshold=0": ("features.vad_threshold_fraction=0",),
+    "vad_threshold=0.1": ("features.vad_threshold_fraction=0.1",),
+    "frontend_version=2": ("features.frontend_version=2",),
+    "top_c=exact": ("score.top_c=null",),
+    "top_c=20": ("score.top_c=20",),
+    "f_max=3800": ("features.f_max_hz=3800",),
+    "band=300-3400": ("features.f_min_hz=300", "features.f_max_hz=3400"),
+    "sample_rate=16000": ("features.sample_rate=16000",),
+    "sample_rate=8000": ("features.sample_rate=8000",),
+    "components=256": ("ubm.n_components=256",),
+    "relevance=16": ("enroll.relevance_factor=16",),
+    "window=hamming": ("features.window=hamming",),
+}
+PEER = "textbook"
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spkid" / "bench_accuracy"
+P_TARGET = 0.01
+FAILED_SCORE = -1e9  # the score of every trial of a test that gave no features
+
+
+def source_fingerprint(root: Path) -> str:
+    """SHA-256 (16 hex digits) of the Python sources under ``root``: cached results die with a code change."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One system on one condition with one seed."""
+
+    matrix: np.ndarray  # (n_tests, n_speakers)
+    names: list[str]
+    truths: list[str]
+    n_failed: int
+
+    def metrics(self) -> dict[str, float]:
+        names = np.asarray(self.names)
+        truths = np.asarray(self.truths)
+        correct = int(np.sum(names[np.argmax(self.matrix, axis=1)] == truths))
+        target = names[None, :] == truths[:, None]
+        tar, non = self.matrix[target], self.matrix[~target]
+        return {"correct": correct, "n_tests": len(truths), "top1": correct / len(truths),
+                "eer": float(eer(tar, non)), "min_dcf": float(min_dcf(tar, non, p_target=P_TARGET)),
+                "failed": self.n_failed}  # fmt: skip
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp.npz")
+        np.savez(temporary, matrix=self.matrix, names=np.asarray(self.names), truths=np.asarray(self.truths),
+                 n_failed=self.n_failed)  # fmt: skip
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Scores:
+        with np.load(path) as data:
+            return cls(data["matrix"], data["names"].tolist(), data["truths"].tolist(), int(data["n_failed"]))
+
+
+def _with_failures(matrix: np.ndarray, kept: list[int], n_tests: int) -> np.ndarray:
+    full = np.full((n_tests, matrix.shape[1]), FAILED_SCORE)
+    full[kept] = matrix
+    return full
+
+
+# ----------------------------------------------------------------------------------------------- spkid
+class SpkidSystem:
+    """The CLI's pipeline with ``--set`` overrides, run through the API calls the CLI makes."""
+
+    def __init__(self, name: str, overrides: tuple[str, ...], cache: Path) -> None:
+        self.name, self.overrides, self.cache = name, overrides, cache
+        key = json.dumps([overrides, source_fingerprint(Path(spkid.__file__).parent)])
+        self.key = f"{name.replace('/', '_')}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+    def _config(self, seed: int):  # noqa: ANN202 - spkid.config.Config
+        from spkid.config import load_config
+
+        return load_config(None, [*self.overrides, f"ubm.random_state={seed}"])
+
+    def _ubm_dir(self, pool: str, files: list[Path], seed: int) -> Path:
+        from spkid.pipeline import train_ubm_from_audio
+
+        model_dir = self.cache / "models" / self.key / pool / f"seed{seed}"
+        if not (model_dir / "manifest.json").is_file():
+            shutil.rmtree(model_dir, ignore_errors=True)
+            train_ubm_from_audio(model_dir, files, self._config(seed), n_jobs=2, skip_bad=True,
+                                 cache_dir=self.cache / "features")  # fmt: skip
+        return model_dir
+
+    def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
+        from spkid.pipeline import enroll_from_audio
+        from spkid.recognizer import Recognizer
+
+        path = self.cache / "scores" / self.key / condition.name / f"seed{seed}.npz"
+        if path.is_file():
+            return Scores.load(path)
+        ubm_dir = self._ubm_dir(condition.pool, pool_files, seed)
+        model_dir = self.cache / "runs" / self.key / condition.name / f"seed{seed}"
+        shutil.rmtree(model_dir, ignore_errors=True)
+        shutil.copytree(ubm_dir, model_dir)
+        features = self.cache / "features"
+        enroll_from_audio(model_dir, condition.speakers, skip_bad=True, n_jobs=2, cache_dir=features)
+        recognizer = Recognizer.open(model_dir)
+        models = recognizer.speakers()
+        test_paths = [path for path, _ in condition.tests]
+        extracted = recognizer.extract(test_paths, skip_bad=True, n_jobs=2, cache_dir=features)
+        kept = [i for i, path in enumerate(test_paths) if path in set(extracted.paths)]
+        matrix = _with_failures(recognizer.score_matrix(models, list(extracted)), kept, len(test_paths))
+        result = Scores(matrix, list(models), [speaker for _, speaker in condition.tests],
+                        len(test_paths) - len(kept))  # fmt: skip
+        result.save(path)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        return result
+
+
+# ----------------------------------------------------------------------------------------------- textbook
+class TextbookSystem:
+    """``textbook_recipe.py``: features kept in memory for the run, UBMs cached on disk."""
+
+    name = PEER
+
+    def __init__(self, cache: Path) -> None:
+        import textbook_recipe
+
+        self.recipe = textbook_recipe
+        self.cache = cache
+        self.key = "textbook-" + hashlib.sha256(Path(textbook_recipe.__file__).read_bytes()).hexdigest()[:12]
+        self._features: dict[Path, np.ndarray] = {}
+
+    def _features_of(self, paths: list[Path]) -> list[np.ndarray]:
+        todo = [path for path in dict.fromkeys(paths) if path not in self._features]
+        if todo:
+            self._features.update(zip(todo, self.recipe.features_many(todo), strict=True))
+        return [self._features[path] for path in paths]
+
+    def _ubm(self, pool: str, files: list[Path], seed: int):  # noqa: ANN202 - GaussianMixture
+        from sklearn.mixture import GaussianMixture
+
+        path = self.cache / "models" / self.key / pool / f"seed{seed}.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                ubm = GaussianMixture(len(data["weights"]), covariance_type="diag")
+                ubm.weights_, ubm.means_ = data["weights"], data["means"]
+                ubm.covariances_ = data["covariances"]
+                ubm.precisions_cholesky_ = 1.0 / np.sqrt(ubm.covariances_)
+                return ubm
+        ubm = self.recipe.train_ubm(self._features_of(files), seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, weights=ubm.weights_, means=ubm.means_, covariances=ubm.covariances_)
+        return ubm
+
+    def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
+        path = self.cache / "scores" / self.key / condition.name / f"seed{seed}.npz"
+        if path.is_file():
+            return Scores.load(path)
+        ubm = self._ubm(condition.pool, pool_files, seed)
+        names = sorted(condition.speakers)
+        speaker_means = [self.recipe.adapt_means(ubm, self._features_of(condition.speakers[name]))
+                         for name in names]  # fmt: skip
+        tests = self._features_of([test for test, _ in condition.tests])
+        result = Scores(self.recipe.score_matrix(ubm, speaker_means, tests), names,
+                        [speaker for _, speaker in condition.tests], 0)  # fmt: skip
+        result.save(path)
+        return result
+
+
+# ----------------------------------------------------------------------------------------------- report
+def summarise(results: dict, systems: list[str], condition_names: list[str]) -> str:
+    """The printed report from ``results[condition][system][seed] -> metrics``."""
+    lines = []
+    width = max(12, *(len(name) for name in systems))
+    header = f"{'condition':<18}" + "".join(f"{name:>{width + 22}}" for name in systems)
+    lines += ["top-1 % (correct/total over seeds) | EER % | minDCF(0.01), means over seeds", header]
+    means: dict[tuple[str, str], dict[str, float]] = {}
+    for condition in condition_names:
+        row = f"{condition:<18}"
+        for system in systems:
+            runs = list(results[condition][system].values())
+            mean = {key: float(np.mean([run[key] for run in runs])) for key in ("top1", "eer", "min_dcf")}
+            correct, total = sum(r["correct"] for r in runs), sum(r["n_tests"] for r in runs)
+            means[condition, system] = mean
+            cell = (f"{100 * mean['top1']:5.1f} ({correct}/{total}) {100 * mean['eer']:5.2f} "
+                    f"{mean['min_dcf']:.3f}")  # fmt: skip
+            row += f"{cell:>{width + 22}}"
+        lines.append(row)
+    spkid_systems = [name for name in systems if name != PEER]
+    lines.append("")
+    lines.append("best spkid system per condition (lowest mean EER; defaults' seed spread = max-min EER):")
+    for condition in condition_names:
+        best = min(spkid_systems, key=lambda s: (means[condition, s]["eer"], -means[condition, s]["top1"]))
+        line = f"  {condition:<18} {best:<22} EER {100 * means[condition, best]['eer']:.2f}%"
+        if "defaults" in systems:
+            seeds = [run["eer"] for run in results[condition]["defaults"].values()]
+            gap = means[condition, "defaults"]["eer"] - means[condition, best]["eer"]
+            spread = max(seeds) - min(seeds)
+            verdict = "within spread" if gap <= spread else "DEFAULTS WORSE BY MORE THAN THE SPREAD"
+            line += f"; defaults +{100 * gap:.2f} pts, spread {100 * spread:.2f} pts: {verdict}"
+        if PEER in systems and "defaults" in systems:
+            ours, peer = means[condition, "defaults"], means[condition, PEER]
+            ok = ours["top1"] >= peer["top1"] and ours["eer"] <= peer["eer"]
+            line += "; vs textbook: " + ("top-1 >= and EER <=" if ok else "LOSES")
+        lines.append(line)
+    variants = [name for name in spkid_systems if name != "defaults"]
+    if "defaults" in systems and variants:
+        lines += ["", "EER change of each variant against the defaults, paired by seed (points; - is better;"
+                  " min..max over seeds):"]  # fmt: skip
+        lines.append(f"{'condition':<18}" + "".join(f"{name[:21]:>22}" for name in variants))
+        for condition in condition_names:
+            row = f"{condition:<18}"
+            for name in variants:
+                seeds = sorted(set(results[condition][name]) & set(results[condition]["defaults"]))
+                ours, base = results[condition][name], results[condition]["defaults"]
+                gaps = [100 * (ours[seed]["eer"] - base[seed]["eer"]) for seed in seeds]
+                row += f"{np.mean(gaps):+8.2f} ({min(gaps):+.1f}..{max(gaps):+.1f})".rjust(22)
+            lines.append(row)
+    lines.append("")
+    for system in systems:
+        mean_eer = np.mean([means[c, system]["eer"] for c in condition_names])
+        mean_top1 = np.mean([means[c, system]["top1"] for c in condition_names])
+        text = f"  {system:<22} mean over conditions: top-1 {100 * mean_top1:.1f}%, EER {100 * mean_eer:.2f}%"
+        if PEER in systems and system != PEER:
+            peer_eer = np.mean([means[c, PEER]["eer"] for c in condition_names])
+            text += f" ({mean_eer / peer_eer:.2f}x the textbook's)"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conditions", default=",".join(conditions_module.CONDITIONS),
+                        help="comma-separated condition names (default: all)")  # fmt: skip
+    parser.add_argument("--variants", default="defaults",
+                        help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}")  # fmt: skip
+    parser.add_argument("--no-textbook", action="store_true", help="leave the textbook recipe out")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--json", type=Path, help="also write every per-seed metric to this file")
+    args = parser.parse_args()
+    logging.getLogger("spkid").setLevel(logging.ERROR)  # clipped and narrowband files: expected here
+
+    wanted = [name.strip() for name in args.conditions.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in conditions_module.CONDITIONS]
+    variants = list(VARIANTS) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
+    unknown += [name for name in variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown condition/variant {unknown[0]!r}")
+    condition_names, missing = conditions_module.available(wanted)
+    for reason in missing:
+        print(f"skipped condition {reason}")
+    if not condition_names:
+        print("skipped: none of the conditions' corpora are present under ../shared/data")
+        return 0
+    started = time.perf_counter()
+    pools, conditions = conditions_module.build(condition_names, args.cache)
+    systems: list = [SpkidSystem(name, VARIANTS[name], args.cache) for name in variants]
+    if not args.no_textbook:
+        systems.append(TextbookSystem(args.cache))
+    results: dict = {c.name: {s.name: {} for s in systems} for c in conditions}
+    for system in systems:
+        for seed in args.seeds:
+            for condition in conditions:
+                results[condition.name][system.name][seed] = system.scores(
+                    condition, pools[condition.pool], seed
+                ).metrics()
+            print(f"  [{time.perf_counter() - started:6.0f} s] {system.name} seed {seed} done", flush=True)
+    print()
+    print(summarise(results, [s.name for s in systems], condition_names))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
