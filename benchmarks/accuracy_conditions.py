@@ -52,10 +52,12 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "ls-narrowband": ("ls", "LibriSpeech through a telephone channel (8 kHz mu-law), UBM pool too"),
     "ls-tel-tests": ("ls", "LibriSpeech, clean UBM and enrollment, telephone tests"),
     "ls-tel-enroll": ("ls", "LibriSpeech, clean UBM and tests, telephone enrollment"),
+    "ls-tel-speakers": ("ls", "LibriSpeech, clean UBM, telephone enrollment and tests"),
     "sc": ("sc", "Speech Commands reference protocol (1-s words, own device per clip)"),
     "sc-enroll-3clips": ("sc", "Speech Commands, enrollment from 3 words"),
     "sc-narrowband": ("sc", "Speech Commands through a telephone channel, UBM pool too"),
     "sc-tel-tests": ("sc", "Speech Commands, clean UBM and enrollment, telephone tests"),
+    "sc-tel-speakers": ("sc", "Speech Commands, clean UBM, telephone enrollment and tests"),
     "ls-spk-sc-ubm": ("ls+sc", "LibriSpeech speakers, UBM pool of Speech Commands words"),
     "sc-spk-ls-ubm": ("ls+sc", "Speech Commands speakers, UBM pool of LibriSpeech read speech"),
 }
@@ -162,6 +164,9 @@ def build(names: Sequence[str], cache_dir: Path, *, n_jobs: int = 2) -> tuple[di
             tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.endswith("-tel-enroll"):
             speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
+        elif name.endswith("-tel-speakers"):
+            speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
+            tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.endswith("-enroll-3clips"):
             if prefix == "sc":
                 speakers = {spk: [u.path for u in items[:3]] for spk, items in protocol.enroll.items()}

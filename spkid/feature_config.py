@@ -16,6 +16,8 @@ from spkid.errors import ConfigError
 WINDOWS: tuple[str, ...] = ("hamming", "hann", "povey", "blackman", "rectangular")
 VAD_METHODS: tuple[str, ...] = ("energy", "none")
 CMVN_METHODS: tuple[str, ...] = ("utterance", "sliding", "warping", "adaptive", "global", "none")
+#: Which frames CMVN statistics come from: the speech frames (after VAD) or every frame of the recording.
+CMVN_FRAMES: tuple[str, ...] = ("speech", "all")
 #: CMVN methods that normalise toward statistics of the UBM pool, stored in the model.
 GLOBAL_STATS_METHODS: tuple[str, ...] = ("adaptive", "global")
 #: The front-end generation :func:`spkid.features.extract` reproduces: 2 is every model made before the
@@ -28,7 +30,9 @@ AUTO_SAMPLE_RATES: tuple[int, ...] = (8000, 16000)
 #: A resolved ``auto`` front-end puts its top mel edge this fraction of the way to Nyquist (7600 Hz at 16k).
 AUTO_F_MAX_FRACTION = 0.95
 #: Settings added after the first model format, with the value that reproduces older models' features.
-LEGACY_SETTINGS: dict[str, Any] = {"frontend_version": 2, "cmvn_relevance_frames": 300.0}
+LEGACY_SETTINGS: dict[str, Any] = {
+    "frontend_version": 2, "cmvn_relevance_frames": 300.0, "cmvn_frames": "speech"
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +108,10 @@ class FeatureConfig:
         Sliding-window and warping window length (3 s), the Kaldi and Pelecanos default.
     cmvn_variance : bool = True
         Also scale each dimension to unit variance, reducing channel/noise mismatch for diagonal GMMs.
+    cmvn_frames : str = "speech"
+        Frames the normalisation statistics are taken over: "speech" (after VAD) or "all" frames of the
+        recording, the speech frames being selected afterwards (Kaldi's order: its background then stays a
+        reference the speech is measured against). "all" works with utterance, sliding and warping.
     cmvn_relevance_frames : float = 300.0
         "adaptive" CMVN: an utterance of this many speech frames weighs as much as the pool's statistics.
     frontend_version : int = 3
@@ -136,6 +144,7 @@ class FeatureConfig:
     cmvn: str = "utterance"
     cmvn_window_frames: int = 300
     cmvn_variance: bool = True
+    cmvn_frames: str = "speech"
     cmvn_relevance_frames: float = 300.0
     frontend_version: int = FRONTEND_VERSION
 
@@ -252,7 +261,10 @@ class FeatureConfig:
                 "frame_shift_ms",
                 f"is larger than frame_length_ms={self.frame_length_ms}; samples would be skipped",
             )
-        for name, allowed in (("window", WINDOWS), ("vad", VAD_METHODS), ("cmvn", CMVN_METHODS)):
+        choices = (
+            ("window", WINDOWS), ("vad", VAD_METHODS), ("cmvn", CMVN_METHODS), ("cmvn_frames", CMVN_FRAMES)
+        )  # fmt: skip
+        for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 hint = close_match_hint(getattr(self, name), allowed)
                 fail(name, f"must be one of {', '.join(allowed)}{hint}")
@@ -266,6 +278,8 @@ class FeatureConfig:
             fail("n_ceps", f"cannot exceed n_mels={self.n_mels}")
         if self.delta_order > 2:
             fail("delta_order", "must be 0 (static only), 1 (Δ) or 2 (Δ and ΔΔ)")
+        if self.cmvn_frames == "all" and self.needs_global_stats:
+            fail("cmvn_frames", f"'all' works with cmvn utterance, sliding or warping, not {self.cmvn!r}")
         if not self.is_resolved:
             return  # the rate-dependent checks run again when train-ubm resolves the rate
         if self.frame_length < 2 or self.frame_shift < 1:

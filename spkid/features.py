@@ -153,10 +153,14 @@ def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | 
 def _signal_features(signal: np.ndarray, config: FeatureConfig, stats: GlobalStats | None) -> np.ndarray:
     # One BLAS thread: the same features, bit for bit, here and in extract_many's worker processes.
     with blas_threads(1):
-        return normalise(_single_threaded_features(signal, config), config, stats)
+        features, speech = _single_threaded_features(signal, config)
+        if config.cmvn_frames == "all":  # the whole recording's statistics, then its speech (Kaldi's order)
+            return np.ascontiguousarray(normalise(features, config, stats)[speech])
+        return normalise(features[speech], config, stats)
 
 
-def _single_threaded_features(signal: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def _single_threaded_features(signal: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame's features, and which frames are speech (all of them without VAD)."""
     rate = config.sample_rate
     min_frames = max(config.min_speech_frames, 2 * config.delta_width + 1 if config.delta_order else 1)
     min_samples = config.frame_length + (min_frames - 1) * config.frame_shift
@@ -188,13 +192,15 @@ def _single_threaded_features(signal: np.ndarray, config: FeatureConfig) -> np.n
             min_frames=config.min_speech_frames,
             padding_invariant=config.frontend_version >= 3,
         )
-        features = features[speech]
-    if features.shape[0] < config.min_speech_frames:
+    else:
+        speech = np.ones(features.shape[0], dtype=bool)
+    n_speech = int(np.count_nonzero(speech))
+    if n_speech < config.min_speech_frames:
         raise FeatureError(
-            f"no speech: {features.shape[0]} frames left after VAD, need {config.min_speech_frames} "
+            f"no speech: {n_speech} frames left after VAD, need {config.min_speech_frames} "
             f"(min_speech_ms={config.min_speech_ms:g})"
         )
-    return features
+    return features, speech
 
 
 def extract(
