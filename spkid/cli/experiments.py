@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from spkid.cli_support import ModelDir, NJobs, Overrides, SkipBad, info, progress_enabled, report_skipped
+from spkid.cli.support import ModelDir, NJobs, Overrides, SkipBad, info, progress_enabled, report_skipped
 
 __all__ = ["calibrate", "demo", "download", "evaluate", "run", "score"]
 
@@ -37,7 +37,7 @@ def score(
 
     Example: spkid score model/ trials.txt --audio-root data/test --output scores.txt
     """
-    from spkid.pipeline import score_trials
+    from spkid.recognizer import score_trials
 
     result = score_trials(
         model_dir, trials, output=output, audio_root=audio_root, n_jobs=n_jobs, skip_bad=skip_bad,
@@ -67,8 +67,8 @@ def evaluate(
 
     Example: spkid evaluate scores.txt --trials trials.txt --plot det.png
     """
-    from spkid.evaluation import evaluate as evaluate_scores
-    from spkid.evaluation import format_metrics
+    from spkid.metrics import evaluate as evaluate_scores
+    from spkid.metrics import format_metrics
 
     result = evaluate_scores(scores, trials, plot=plot)
     if as_json:
@@ -97,7 +97,7 @@ def calibrate(
 
     Example: spkid calibrate model/ dev_scores.txt --trials dev_trials.txt
     """
-    from spkid.pipeline import calibrate_model
+    from spkid.recognizer import calibrate_model
 
     calibrator = calibrate_model(model_dir, scores, trials)
     typer.echo(
@@ -122,8 +122,8 @@ def run(
 
     Example: spkid run recipes/librispeech/recipe.yaml --set ubm.n_components=128 --from-stage ubm
     """
-    from spkid.evaluation import format_metrics
-    from spkid.recipe import run_recipe
+    from spkid.metrics import format_metrics
+    from spkid.recipes import run_recipe
 
     result = run_recipe(
         recipe,
@@ -148,7 +148,7 @@ def demo(
 
     Example: spkid demo --output /tmp/spkid-demo
     """
-    from spkid.demo import run_demo
+    from spkid.recipes import run_demo
 
     summary = run_demo(output, progress=progress_enabled(ctx), log=lambda line: info(ctx, line))
     typer.echo(summary.table())

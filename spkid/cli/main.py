@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from spkid import __version__, cli_experiments
-from spkid.cli_support import (
+from spkid import __version__
+from spkid.cli import experiments as cli_experiments
+from spkid.cli.support import (
     ModelDir,
     NJobs,
     Overrides,
@@ -124,8 +125,7 @@ def train_ubm(
     On a Dask cluster: spkid train-ubm model/ pool/ --feature-store /shared/feats --backend dask
     --scheduler tcp://HOST:8786
     """
-    from spkid.config import load_config
-    from spkid.pipeline import SKIPPED_LIST_FILE, train_ubm_from_audio
+    from spkid.recognizer import SKIPPED_LIST_FILE, load_config, train_ubm_from_audio
 
     sets = [*(overrides or []), *([f"ubm.n_components={components}"] if components else [])]
     # JSON strings are YAML strings: the values reach the config checks exactly as typed.
@@ -183,7 +183,7 @@ def enroll(
 
     Example: spkid enroll model/ speakers/    or    spkid enroll model/ --speaker bob bob_1.flac bob_2.flac
     """
-    from spkid.pipeline import enroll_from_audio, speakers_in_folder
+    from spkid.recognizer import enroll_from_audio, speakers_in_folder
 
     if speaker is None:
         if len(paths) != 1:
@@ -232,7 +232,7 @@ def identify(
 
     Example: spkid identify model/ unknown.wav --top-k 3 --json
     """
-    from spkid.pipeline import identify as identify_recordings
+    from spkid.recognizer import identify as identify_recordings
 
     outcome = identify_recordings(
         model_dir, recordings, top_k=top_k, open_set=open_set, threshold=threshold, n_jobs=n_jobs,
@@ -268,7 +268,7 @@ def verify(
 
     Example: spkid verify model/ --speaker alice claim.wav --threshold 0.5
     """
-    from spkid.pipeline import verify as verify_recordings
+    from spkid.recognizer import verify as verify_recordings
 
     outcome = verify_recordings(
         model_dir, speaker, recordings, threshold=threshold, n_jobs=n_jobs, skip_bad=skip_bad,
@@ -294,7 +294,7 @@ def list_speakers(
 
     Example: spkid list model/
     """
-    from spkid.pipeline import describe_model
+    from spkid.recognizer import describe_model
 
     summary = describe_model(model_dir)
     if as_json:
@@ -319,7 +319,7 @@ def remove(
 
     Example: spkid remove model/ --speaker alice
     """
-    from spkid.pipeline import remove_speaker
+    from spkid.recognizer import remove_speaker
 
     remove_speaker(model_dir, speaker)
     typer.echo(f"removed {speaker} from {model_dir}")

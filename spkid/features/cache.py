@@ -1,4 +1,4 @@
-"""On-disk cache of extracted features and the progress bar used by :func:`spkid.features.extract_many`.
+"""On-disk cache of extracted features, shared by :func:`spkid.features.extract_many` and the feature store.
 
 A cache entry is one float32 ``.npy`` file named by a hash of the audio file's identity (absolute path,
 size, modification time in ns), the feature settings and the front-end's code version; it is written to a
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +19,12 @@ import numpy as np
 from spkid.errors import AudioError
 
 if TYPE_CHECKING:
-    from spkid.cmvn import GlobalStats
-    from spkid.feature_config import FeatureConfig
+    from spkid.features.config import FeatureConfig
+    from spkid.features.normalization import GlobalStats
+
+#: Part of every cache key: bump when the numbers extract() produces for some config change. (Which
+#: generation of the front-end a config reproduces is its own ``frontend_version`` setting.)
+CACHE_VERSION = 3
 
 
 def cache_settings(
@@ -29,14 +32,14 @@ def cache_settings(
 ) -> dict[str, Any]:
     """The settings part of a cache key: the feature config and the front-end's code version.
 
-    :func:`spkid.features.extract_many` and :meth:`spkid.feature_store.FeatureStore.build` both key their
+    :func:`spkid.features.extract_many` and :meth:`spkid.features.store.FeatureStore.build` both key their
     entries with this, so they find each other's files.
 
     Parameters
     ----------
     config : FeatureConfig
     frontend_version : int
-        ``spkid.features.CACHE_VERSION``, the code version of the front-end.
+        :data:`CACHE_VERSION`, the code version of the front-end.
     stats : GlobalStats, optional
         Pool statistics the features are normalised with; their digest joins the key.
 
@@ -102,45 +105,3 @@ def write_cached(path: Path, features: np.ndarray) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-class Progress:
-    """A files-done progress bar on stderr (rich), or nothing when disabled.
-
-    Use as a context manager; call :meth:`advance` as files finish.
-    """
-
-    def __init__(self, total: int, *, enabled: bool, description: str = "features") -> None:
-        self.total = total
-        self.enabled = enabled and total > 0
-        self.description = description
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(file=sys.stderr),
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total)
-        return self
-
-    def advance(self, n_files: int = 1) -> None:
-        """Count ``n_files`` more files as done."""
-        if self._bar is not None:
-            self._bar.advance(self._task, n_files)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc_info)
-            self._bar = None

@@ -1,6 +1,7 @@
 """`FeatureConfig`: every setting of the MFCC front-end, with units in the names and a reason per default.
 
-Re-exported by :mod:`spkid.features`; kept apart so the settings can be read and validated without numpy work.
+Re-exported by :mod:`spkid.features`. The window names are those :mod:`spkid.features.filterbanks`
+implements.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 from spkid.config_checks import check_settings, close_match_hint
 from spkid.errors import ConfigError
+from spkid.features.filterbanks import WINDOWS
 
-WINDOWS: tuple[str, ...] = ("hamming", "hann", "povey", "blackman", "rectangular")
 VAD_METHODS: tuple[str, ...] = ("energy", "none")
 CMVN_METHODS: tuple[str, ...] = ("utterance", "sliding", "warping", "adaptive", "global", "none")
 #: CMVN methods that normalise toward statistics of the UBM pool, stored in the model.
@@ -23,7 +24,7 @@ GLOBAL_STATS_METHODS: tuple[str, ...] = ("adaptive", "global")
 #: the features it was trained on.
 FRONTEND_VERSION = 3
 FRONTEND_VERSIONS: tuple[int, ...] = (2, 3)
-#: ``sample_rate: auto`` picks one of these from the UBM pool (see :func:`choose_sample_rate`).
+#: ``sample_rate: auto`` picks one of these from the UBM pool (:func:`~spkid.features.choose_sample_rate`).
 AUTO_SAMPLE_RATES: tuple[int, ...] = (8000, 16000)
 #: A resolved ``auto`` front-end puts its top mel edge this fraction of the way to Nyquist (7600 Hz at 16k).
 AUTO_F_MAX_FRACTION = 0.95
@@ -39,7 +40,7 @@ class FeatureConfig:
     ----------
     sample_rate : int or "auto" = 16000
         Hz of the front-end; every recording is resampled to it. ``"auto"`` (the CLI default) lets
-        ``train-ubm`` choose 8000 or 16000 from the UBM pool's native rates (:func:`choose_sample_rate`),
+        ``train-ubm`` choose 8000 or 16000 from the UBM pool's native rates (``choose_sample_rate``),
         with ``f_max_hz`` fitted below the new Nyquist (:meth:`FeatureConfig.resolve`); the choice is stored.
     frame_length_ms : float = 25.0
         Standard analysis window: long enough for two pitch periods, short enough for stationarity.
@@ -152,7 +153,7 @@ class FeatureConfig:
 
     @property
     def needs_global_stats(self) -> bool:
-        """Whether normalisation needs the UBM pool's :class:`~spkid.cmvn.GlobalStats`."""
+        """Whether normalisation needs the UBM pool's :class:`~spkid.features.normalization.GlobalStats`."""
         return self.cmvn in GLOBAL_STATS_METHODS
 
     def resolve(self, sample_rate: int) -> FeatureConfig:
@@ -308,35 +309,6 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     if name == "sample_rate":
         raise ConfigError(f"features.{name}={value!r}: expected a rate in Hz or 'auto'")
     raise ConfigError(f"features.{name}={value!r}: expected {expected.get(kind, 'a ' + kind)}")
-
-
-def choose_sample_rate(durations_s_by_rate: Mapping[int, float]) -> int:
-    """The front-end rate for a UBM pool, from how much of its audio is at each native rate.
-
-    Audio recorded below 16 kHz (8 kHz telephone, 11.025 kHz, ...) has no energy above its own Nyquist
-    frequency: when most of the pool's duration is such audio, the front-end runs at 8 kHz, with mel bands
-    fitted to 4 kHz; otherwise at 16 kHz (wider-band audio is resampled down to it).
-
-    Parameters
-    ----------
-    durations_s_by_rate : mapping of int to float
-        Native sample rate in Hz -> seconds of pool audio at that rate.
-
-    Returns
-    -------
-    int
-        8000 or 16000.
-
-    Examples
-    --------
-    >>> choose_sample_rate({8000: 120.0, 16000: 60.0})
-    8000
-    >>> choose_sample_rate({44100: 10.0, 8000: 5.0})
-    16000
-    """
-    narrow = sum(seconds for rate, seconds in durations_s_by_rate.items() if rate < 16000)
-    wide = sum(seconds for rate, seconds in durations_s_by_rate.items() if rate >= 16000)
-    return AUTO_SAMPLE_RATES[0] if narrow > wide else AUTO_SAMPLE_RATES[1]
 
 
 def stored_feature_settings(stored: Mapping[str, Any]) -> dict[str, Any]:

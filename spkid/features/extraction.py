@@ -1,73 +1,46 @@
-"""The MFCC front-end: waveform → MFCC + Δ + ΔΔ → energy VAD → CMVN, one file or many in parallel.
+"""The MFCC front-end of one utterance: waveform → MFCC + Δ + ΔΔ → energy VAD → CMVN.
 
-The stages live in :mod:`spkid.frontend` (spectral), :mod:`spkid.deltas`, :mod:`spkid.vad` and
-:mod:`spkid.cmvn` and are re-exported here; :func:`extract` chains them in float32 with no Python loop over
-frames. :func:`extract_many` adds worker processes (:mod:`spkid.feature_jobs`) and a disk cache
-(:mod:`spkid.feature_cache`); the settings are :class:`FeatureConfig` (:mod:`spkid.feature_config`).
+The stages live in :mod:`spkid.features.frontend` (spectral), :mod:`spkid.features.derivatives`,
+:mod:`spkid.features.vad` and :mod:`spkid.features.normalization`; :func:`extract` chains them in float32
+with no Python loop over frames. Many files at once (worker processes, the disk cache) are
+:mod:`spkid.features.batch`; the settings are :class:`~spkid.features.config.FeatureConfig`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from spkid.audio import audio_info, load, resample
+from spkid.audio import load, resample
 from spkid.blas import blas_threads
-from spkid.cmvn import GlobalStats, adaptive_cmvn, cmvn, feature_warping, global_cmvn, sliding_cmvn
-from spkid.deltas import deltas, with_deltas
-from spkid.errors import ConfigError, DataError, FeatureError, SpkidError
-from spkid.feature_cache import Progress, cache_file, cache_settings, read_cached
-from spkid.feature_config import FeatureConfig, choose_sample_rate
-from spkid.feature_jobs import run_batches
-from spkid.frontend import (
+from spkid.errors import FeatureError
+from spkid.features.config import FeatureConfig
+from spkid.features.derivatives import with_deltas
+from spkid.features.frontend import (
     frame_signal,
     log_mel,
     mel_filterbank,
     mfcc,
-    power_spectrum,
     pre_emphasis,
     projected_power,
     window_function,
 )
-from spkid.vad import energy_band_weights, energy_vad, frame_energy_db, to_db
+from spkid.features.normalization import (
+    GlobalStats,
+    adaptive_cmvn,
+    cmvn,
+    feature_warping,
+    global_cmvn,
+    sliding_cmvn,
+)
+from spkid.features.vad import energy_band_weights, energy_vad, to_db
 
-__all__ = [
-    "FeatureConfig",
-    "ExtractResult",
-    "SkippedFile",
-    "extract",
-    "extract_many",
-    "frame_signal",
-    "pre_emphasis",
-    "power_spectrum",
-    "mel_filterbank",
-    "log_mel",
-    "mfcc",
-    "deltas",
-    "with_deltas",
-    "energy_vad",
-    "cmvn",
-    "sliding_cmvn",
-    "adaptive_cmvn",
-    "global_cmvn",
-    "feature_warping",
-    "GlobalStats",
-    "normalise",
-    "resolve_sample_rate",
-    "window_function",
-    "frame_energy_db",
-]
-
-#: Part of every cache key: bump when the numbers extract() produces for some config change. (Which
-#: generation of the front-end a config reproduces is its own ``frontend_version`` setting.)
-CACHE_VERSION = 3
+__all__ = ["FileExtractor", "extract", "normalise"]
 
 
-_PROJECTIONS: dict[FeatureConfig, np.ndarray] = {}  # per process; seeded in workers by _FileExtractor
+_PROJECTIONS: dict[FeatureConfig, np.ndarray] = {}  # per process; seeded in workers by FileExtractor
 
 
 def _spectral_projection(config: FeatureConfig) -> np.ndarray:
@@ -91,7 +64,7 @@ def _remember_projection(config: FeatureConfig, projection: np.ndarray) -> None:
     _PROJECTIONS[config] = projection
 
 
-class _FileExtractor:
+class FileExtractor:
     """``extract(path, config, stats=stats)`` for worker processes, carrying the projection matrix built
     here, so that workers need not build the same windowed mel projection again."""
 
@@ -259,176 +232,3 @@ def extract(
             raise FeatureError(f"sample_rate must be a positive number of Hz, got {sample_rate}")
         signal = resample(signal, int(sample_rate), config.sample_rate)
     return _signal_features(signal, config, stats)
-
-
-class SkippedFile(NamedTuple):
-    """A file :func:`extract_many` skipped, the one-line reason, and whether it decoded but held too little
-    speech (``unusable``: too short, silent, no speech after VAD) rather than being unreadable."""
-
-    path: Path
-    reason: str
-    unusable: bool = False
-
-
-class ExtractResult(list):
-    """The list of feature arrays :func:`extract_many` returns, with the matching paths and the skipped files.
-
-    Attributes
-    ----------
-    paths : list of Path
-        ``paths[i]`` is the file ``self[i]`` came from (input order, skipped files left out).
-    skipped : list of SkippedFile
-        Files that raised a :class:`~spkid.errors.SpkidError` (only with ``skip_bad=True``), input order.
-    """
-
-    def __init__(self, features: Iterable[np.ndarray], paths: list[Path], skipped: list[SkippedFile]) -> None:
-        super().__init__(features)
-        self.paths = paths
-        self.skipped = skipped
-
-
-def extract_many(
-    paths: Iterable[str | os.PathLike[str]],
-    config: FeatureConfig = FeatureConfig(),
-    *,
-    n_jobs: int = 1,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = False,
-    skip_bad: bool = False,
-    skip_unusable: bool = False,
-    stats: GlobalStats | None = None,
-) -> ExtractResult:
-    """Extract features of many files, in parallel processes, reusing an on-disk cache.
-
-    Parameters
-    ----------
-    paths : iterable of path
-    config : FeatureConfig, default FeatureConfig()
-    n_jobs : int, default 1
-        Worker processes (joblib ``loky``; -1 = all cores). Files go to workers in batches, largest first.
-    cache_dir : path, optional
-        Cache folder: an entry per (absolute path, size, mtime_ns, config, front-end version), so a re-run
-        only computes new or changed files. See :mod:`spkid.feature_cache`.
-    progress : bool, default False
-        Show a files-done progress bar on stderr.
-    skip_bad : bool, default False
-        Skip files that raise a :class:`~spkid.errors.SpkidError` (unreadable, too short, silent) instead
-        of stopping at the first; they are listed in the result's ``skipped`` attribute.
-    skip_unusable : bool, default False
-        Skip (and list) files that decode but hold too little speech (too short, silent, no speech after
-        VAD: :class:`~spkid.errors.FeatureError`) while still stopping at unreadable ones.
-    stats : GlobalStats, optional
-        The UBM pool's statistics for ``config.cmvn`` "adaptive" or "global"; part of the cache key.
-
-    Returns
-    -------
-    ExtractResult
-        A list of ``(n_frames_i, config.n_features)`` float32 arrays in input order (bad files left out
-        when ``skip_bad``), with ``.paths`` (the file of each array) and ``.skipped``
-        (:class:`SkippedFile` ``(path, reason)`` pairs).
-
-    Raises
-    ------
-    SpkidError
-        Unless ``skip_bad``: the error of the first bad file met (files are processed largest first).
-    ConfigError
-        ``cache_dir`` cannot be created.
-    """
-    skippable: tuple[type[SpkidError], ...] = (
-        (SpkidError,) if skip_bad else (FeatureError,) if skip_unusable else ()
-    )
-    paths = [Path(path) for path in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    features: list[np.ndarray | None] = [None] * len(paths)
-    failures: dict[int, SpkidError] = {}
-    cache_paths: list[Path | None] = [None] * len(paths)
-    settings = cache_settings(config, frontend_version=CACHE_VERSION, stats=stats)
-    if cache_dir is not None:
-        try:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(f"cache_dir {cache_dir}: cannot create ({error.strerror})") from error
-
-    with Progress(len(paths), enabled=progress) as bar:
-        todo: list[int] = []
-        for index, path in enumerate(paths):
-            if cache_dir is not None:
-                try:
-                    cache_paths[index] = cache_file(cache_dir, path, settings)
-                except SpkidError as error:
-                    if not isinstance(error, skippable):
-                        raise
-                    failures[index] = error
-                    bar.advance()
-                    continue
-                features[index] = read_cached(cache_paths[index], config.n_features)
-                if features[index] is not None:
-                    bar.advance()
-                    continue
-            todo.append(index)
-        batches = run_batches(
-            _FileExtractor(config, stats),
-            [paths[i] for i in todo],
-            [cache_paths[i] for i in todo],
-            n_jobs=n_jobs,
-            continue_on=skippable,
-        )
-        for positions, outcomes in batches:
-            for position, (array, error) in zip(positions, outcomes, strict=False):  # shorter after an error
-                if error is not None:
-                    if not isinstance(error, skippable):
-                        raise error
-                    failures[todo[position]] = error
-                features[todo[position]] = array
-            bar.advance(len(positions))
-
-    kept = [index for index in range(len(paths)) if index not in failures]
-    skipped = [SkippedFile(paths[index], str(failures[index]), isinstance(failures[index], FeatureError))
-               for index in sorted(failures)]  # fmt: skip
-    return ExtractResult([features[index] for index in kept], [paths[index] for index in kept], skipped)
-
-
-def resolve_sample_rate(
-    config: FeatureConfig, paths: Iterable[str | os.PathLike[str]], *, skip_bad: bool = False
-) -> FeatureConfig:
-    """``config`` with ``sample_rate="auto"`` replaced by the rate the files' native rates call for.
-
-    The files' headers are read (no decoding); :func:`spkid.feature_config.choose_sample_rate` picks 8000
-    or 16000 by where most of their duration lies, and :meth:`FeatureConfig.resolve` fits the mel range to
-    it. A config with a rate in Hz is returned unchanged.
-
-    Parameters
-    ----------
-    config : FeatureConfig
-    paths : iterable of path
-        The UBM pool's audio files.
-    skip_bad : bool, default False
-        Leave unreadable files out instead of raising their error.
-
-    Returns
-    -------
-    FeatureConfig
-
-    Raises
-    ------
-    AudioError
-        An unreadable file (unless ``skip_bad``).
-    DataError
-        No readable file.
-    """
-    if config.is_resolved:
-        return config
-    seconds_by_rate: dict[int, float] = {}
-    errors: list[SpkidError] = []
-    for path in paths:
-        try:
-            info = audio_info(path)
-        except SpkidError as error:
-            if not skip_bad:
-                raise
-            errors.append(error)
-            continue
-        seconds_by_rate[info.sample_rate_hz] = seconds_by_rate.get(info.sample_rate_hz, 0.0) + info.duration_s
-    if not seconds_by_rate:  # the same words as when extraction finds nothing usable
-        first = f"; first: {errors[0]}" if errors else ""
-        raise DataError(f"no usable audio: all {len(errors)} files were skipped{first}")
-    return config.resolve(choose_sample_rate(seconds_by_rate))

@@ -1,7 +1,7 @@
 """Utterance features on disk as cheap descriptors: rows of a ``.npy`` file, memory-mapped when used.
 
 :class:`FeatureFile` is what shards carry to worker processes instead of frames; :class:`StoredFeatures` is
-the lazily mapped sequence a :class:`spkid.feature_store.FeatureStore` index returns. Light on imports, so
+the lazily mapped sequence a :class:`spkid.features.store.FeatureStore` index returns. Light on imports, so
 workers load it quickly.
 """
 
@@ -12,16 +12,23 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import numpy as np
 
 from spkid.errors import StoreError
 
-if TYPE_CHECKING:
-    from spkid.features import SkippedFile
+__all__ = ["FeatureFile", "SkippedFile", "StoredFeatures"]
 
-__all__ = ["FeatureFile", "StoredFeatures"]
+
+class SkippedFile(NamedTuple):
+    """A file :func:`~spkid.features.extract_many` skipped, the one-line reason, and whether it decoded
+    but held too little speech (``unusable``: too short, silent, no speech after VAD) rather than being
+    unreadable."""
+
+    path: Path
+    reason: str
+    unusable: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from spkid.feature_config import WINDOWS
+__all__ = ["WINDOWS", "hz_to_mel", "mel_to_hz", "slaney_mel_filterbank", "window"]
 
-__all__ = ["hz_to_mel", "mel_to_hz", "slaney_mel_filterbank", "window"]
+#: The analysis windows :func:`window` computes (``features.window`` takes one of these).
+WINDOWS: tuple[str, ...] = ("hamming", "hann", "povey", "blackman", "rectangular")
 
 # Slaney's mel scale (Auditory Toolbox): linear below 1 kHz (3 mels per 200/3 Hz), logarithmic above.
 _HZ_PER_MEL_LINEAR = 200.0 / 3.0

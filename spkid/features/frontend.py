@@ -1,7 +1,7 @@
 """The spectral stages of the MFCC front-end as separate functions on float32 arrays.
 
 Framing, pre-emphasis, windowed power spectrum (and its cache-blocked projection on mel filters),
-mel filterbank, log-mel and DCT-II cepstra; deltas are in :mod:`spkid.deltas`.
+mel filterbank, log-mel and DCT-II cepstra; deltas are in :mod:`spkid.features.derivatives`.
 Arrays are ``(n_frames, n_dims)``: librosa's ``(n_dims, t)`` is transposed once, at the edge.
 """
 
@@ -12,8 +12,8 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from spkid import filterbanks
 from spkid.errors import FeatureError
+from spkid.features import filterbanks
 
 ENERGY_FLOOR = 1e-12  # added to mean-square frame energies before log10: -120 dB, below any real signal
 POWER_FLOOR = 1e-10  # absolute floor of mel energies before log10, librosa's ``amin``
@@ -71,7 +71,8 @@ def pre_emphasis(signal: np.ndarray, coefficient: float = 0.97) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def window_function(name: str, frame_length: int) -> np.ndarray:
-    """Analysis window of ``frame_length`` samples, float32, read-only (see :func:`spkid.filterbanks.window`).
+    """Analysis window of ``frame_length`` samples, float32, read-only (see
+    :func:`spkid.features.filterbanks.window`).
 
     ``"povey"`` is Kaldi's ``hann ** 0.85``; the others are scipy's periodic (FFT) windows, as librosa uses.
     """
@@ -142,8 +143,8 @@ def projected_power(
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min_hz: float, f_max_hz: float) -> np.ndarray:
     """Slaney-style mel filterbank, ``librosa.filters.mel``'s, cached, float32, read-only.
 
-    Computed by :func:`spkid.filterbanks.slaney_mel_filterbank` (importing librosa would cost a second or
-    two of every command's start-up).
+    Computed by :func:`spkid.features.filterbanks.slaney_mel_filterbank` (importing librosa would cost a
+    second or two of every command's start-up).
 
     Returns
     -------

@@ -17,7 +17,7 @@ import numpy as np
 
 import spkid.errors
 from spkid.errors import AudioError, SpkidError
-from spkid.feature_cache import write_cached
+from spkid.features.cache import write_cached
 
 ErrorDescription = tuple[str, tuple[str, ...]]
 LogEntry = tuple[str, int, str, dict[str, str]]  # logger name, level, message, spkid_* record attributes

@@ -19,12 +19,14 @@ import numpy as np
 
 from spkid.atomic import atomic_write_bytes
 from spkid.errors import SpkidError, StoreError
-from spkid.feature_cache import Progress, cache_file, cache_settings, write_cached
-from spkid.feature_files import FeatureFile, StoredFeatures
+from spkid.features.batch import extract_many
+from spkid.features.cache import CACHE_VERSION, cache_file, cache_settings, write_cached
+from spkid.features.config import FeatureConfig
+from spkid.features.files import FeatureFile, SkippedFile, StoredFeatures
+from spkid.progress import Progress
 
-if TYPE_CHECKING:  # spkid.features is imported only to extract: workers never need it
-    from spkid.cmvn import GlobalStats
-    from spkid.features import FeatureConfig, SkippedFile
+if TYPE_CHECKING:
+    from spkid.features.normalization import GlobalStats
 
 __all__ = ["FeatureFile", "FeatureStore", "StoredFeatures"]
 
@@ -73,8 +75,6 @@ class FeatureStore:
         SpkidError
             A bad audio file (unless ``skip_bad``). StoreError when the store cannot be written.
         """
-        from spkid.features import CACHE_VERSION, FeatureConfig, SkippedFile, extract_many
-
         config = FeatureConfig() if config is None else config
         paths = [Path(path) for path in paths]
         ids = [str(path) for path in paths] if utterance_ids is None else [str(u) for u in utterance_ids]
@@ -211,8 +211,6 @@ class FeatureStore:
 
     def _read_index(self, name: str) -> tuple[StoredFeatures, dict | None] | None:
         """Index ``name`` and its feature settings, None when absent; StoreError when it is malformed."""
-        from spkid.features import SkippedFile
-
         path = self._index_path(name)
         if not path.is_file():
             return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from spkid.feature_config import FeatureConfig
-from spkid.frontend import ENERGY_FLOOR, band_weights
+from spkid.features.config import FeatureConfig
+from spkid.features.frontend import ENERGY_FLOOR, band_weights
 
 VAD_BAND_HZ = (100.0, 4000.0)  # voiced speech energy sits here; above hum, below the noise-dominated top
 PEAK_PERCENTILE = 99.0  # the "peak" ignores the loudest 1% of frames, so one click cannot set it

@@ -2,7 +2,7 @@
 
 The E-step runs chunk by chunk: one matrix product of the design rows ``[(x-c)^2, x-c, 1]`` with the
 per-model matrix ``[-1/(2 var); (mu-c)/var; const]`` gives log w_k + log N(x | k); one fused numba pass
-(:mod:`spkid._kernels`) turns it into responsibilities; a second product gives N_k, F_k and S_k at once.
+(:mod:`spkid.gmm._kernels`) turns it into responsibilities; a second product gives N_k, F_k and S_k at once.
 Products run in the model dtype (float32 by default), statistics accumulate in float64.
 """
 
@@ -16,9 +16,9 @@ import numpy as np
 
 from spkid.blas import blas_threads
 from spkid.errors import ModelError
-from spkid.gmm_stats import SufficientStats
+from spkid.gmm.stats import SufficientStats
 
-# numba (spkid._kernels) and joblib are imported where first needed: importing spkid.gmm (e.g. to load a
+# numba (spkid.gmm._kernels) and joblib are imported where first needed: importing spkid.gmm (e.g. to load a
 # stored model) stays cheap.
 
 # Chunks hold about 2^20 log-probabilities (4 MiB in float32): they stay in cache between the passes.
@@ -194,7 +194,7 @@ class EStep:
 
     def log_prob(self, segments: Segments, buffers: Workspace, out: np.ndarray | None = None) -> np.ndarray:
         """Fill the chunk's design rows and return ``log w_k + log N(x | k)`` (into ``out`` if given)."""
-        from spkid import _kernels
+        from spkid.gmm import _kernels
 
         design_weights, centre = self.design_weights, self.centre
         row = 0
@@ -210,7 +210,7 @@ class EStep:
 
     def accumulate(self, frames: Frames) -> SufficientStats:
         """Sufficient statistics of ``frames`` (float64 sums, in chunk order whatever ``n_jobs``)."""
-        from spkid import _kernels
+        from spkid.gmm import _kernels
 
         design_weights, centre = self.design_weights, self.centre
         n_features = centre.shape[0]
@@ -263,7 +263,7 @@ class EStep:
 
     def score_samples(self, frames: Frames, dtype: np.dtype) -> np.ndarray:
         """``log p(x_t)``, ndarray of shape (n_frames,), float64."""
-        from spkid import _kernels
+        from spkid.gmm import _kernels
 
         scores = np.empty(frames.n_frames)
         clamp = dtype.type(CLAMP[dtype])
@@ -280,7 +280,7 @@ class EStep:
 
     def posteriors(self, frames: Frames, dtype: np.dtype) -> np.ndarray:
         """Responsibilities, ndarray of shape (n_frames, n_components) in ``dtype``; rows sum to 1."""
-        from spkid import _kernels
+        from spkid.gmm import _kernels
 
         out = np.empty((frames.n_frames, self.n_components), dtype=dtype)
         clamp = out.dtype.type(CLAMP[out.dtype])

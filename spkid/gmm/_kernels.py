@@ -2,7 +2,7 @@
 
 The matrix products live in numpy (BLAS); everything between them -- building the design rows
 ``[(x - c)^2, x - c, 1]``, row maximum, clamped ``exp``, row sum, normalisation, ``log`` -- is one pass per
-chunk here. The kernels are single-threaded and release the GIL: :mod:`spkid._estep` (behind
+chunk here. The kernels are single-threaded and release the GIL: :mod:`spkid.gmm._estep` (behind
 :mod:`spkid.gmm`) runs one chunk stream per core (``n_jobs``), which on this kind of machine beats ``prange``
 kernels interleaved with multi-threaded BLAS calls (their thread pools fight over the cores at every
 chunk; see ``benchmarks/bench_em.py``).

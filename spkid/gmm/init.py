@@ -13,6 +13,7 @@ import numpy as np
 
 from spkid.blas import blas_threads
 from spkid.errors import ModelError
+from spkid.gmm.stats import floor_variances, split_component
 
 # Frames drawn for initialisation: enough for every component to see ~200 frames, never fewer than 50k.
 INIT_FRAMES_PER_COMPONENT = 200
@@ -23,8 +24,6 @@ SEED_FRAMES_PER_COMPONENT, MIN_SEED_FRAMES = 8, 2_000
 LLOYD_FRAMES_PER_COMPONENT, MIN_LLOYD_FRAMES = 64, 10_000
 # Binary splitting trains the small mixtures of its first levels on fewer frames.
 MIN_LEVEL_FRAMES = 20_000
-# A split moves the two halves +-0.5 standard deviations apart along the largest-variance axis.
-SPLIT_OFFSET_STD = 0.5
 _LLOYD_CHUNK_ROWS = 8192
 
 Params = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -100,7 +99,7 @@ def kmeans_init(
     variances = np.tile(global_variance, (n_components, 1))
     populated = counts > 1
     variances[populated] = squares[populated] / counts[populated, None] - means[populated] ** 2
-    variances = np.maximum(variances, _floor(global_variance, variance_floor))
+    variances = np.maximum(variances, floor_variances(global_variance, variance_floor))
     # An empty cluster still gets one frame's worth of weight so it can attract frames in EM.
     weights = np.maximum(counts, 1.0)
     return weights / weights.sum(), means, variances
@@ -139,7 +138,7 @@ def binary_split_init(
     weights, means, variances : ndarray of shapes (n_components,), (n_components, n_features) twice
     """
     global_variance = np.var(sample, axis=0, dtype=np.float64)
-    floor = _floor(global_variance, variance_floor)
+    floor = floor_variances(global_variance, variance_floor)
     weights = np.ones(1)
     means = np.mean(sample, axis=0, dtype=np.float64)[None, :]
     variances = np.maximum(global_variance, floor)[None, :]
@@ -159,31 +158,6 @@ def binary_split_init(
             for _ in range(n_iter_per_level):
                 weights, means, variances = em_step(frames, weights, means, variances)
     return weights, means, variances
-
-
-def split_component(
-    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, source: int, target: int
-) -> None:
-    """Split component ``source`` in two, writing the second half into slot ``target`` (in place).
-
-    The halves share the weight equally and sit ``SPLIT_OFFSET_STD`` standard deviations either side of the
-    old mean along its largest-variance axis, whose variance shrinks so the pair keeps the old mean and
-    variance exactly (mixture moments are preserved).
-    """
-    axis = int(np.argmax(variances[source]))
-    offset = SPLIT_OFFSET_STD * np.sqrt(variances[source, axis])
-    weights[source] *= 0.5
-    weights[target] = weights[source]
-    means[target] = means[source]
-    variances[source, axis] *= 1.0 - SPLIT_OFFSET_STD**2
-    variances[target] = variances[source]
-    means[source, axis] -= offset
-    means[target, axis] += offset
-
-
-def _floor(global_variance: np.ndarray, variance_floor: float) -> np.ndarray:
-    # The tiny absolute term keeps variances positive when variance_floor == 0 or a dimension is constant.
-    return np.maximum(variance_floor * global_variance, 1e-10 * max(float(np.max(global_variance)), 1e-30))
 
 
 def _nearest_centre(augmented: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Diagonal-covariance Gaussian mixture trained by EM through mergeable sufficient statistics.
 
-The estimator (parameters, EM loop, M-step, (de)serialisation) lives here; the chunked float32 E-step it
-runs is :mod:`spkid._estep`, the statistics it exchanges :mod:`spkid.gmm_stats` (re-exported here).
+The estimator (constructor parameters, EM loop, M-step, scoring) lives here; its fitted parameters and
+their (de)serialisation are :class:`~spkid.gmm.parameters.MixtureParameters`, the chunked float32 E-step it
+runs is :mod:`spkid.gmm._estep`, the statistics it exchanges :mod:`spkid.gmm.stats`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,19 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from spkid import gmm_init
-from spkid._estep import CLAMP, EStep, Frames, chunk_rows, estep_matrices
 from spkid.errors import ModelError
-from spkid.gmm_stats import SufficientStats, maximise
+from spkid.gmm import init as gmm_init
+from spkid.gmm._estep import CLAMP, EStep, Frames, chunk_rows, estep_matrices
+from spkid.gmm.parameters import MixtureParameters
+from spkid.gmm.stats import SufficientStats, floor_variances, maximise
 
-__all__ = ["MIN_FRAMES_PER_COMPONENT", "DiagonalGMM", "SufficientStats"]
+__all__ = ["MIN_FRAMES_PER_COMPONENT", "DiagonalGMM"]
 
 MIN_FRAMES_PER_COMPONENT = 10
-_WEIGHT_SUM_TOLERANCE = 1e-4
 _CONSTRUCTOR_PARAMETERS = (
     "n_components", "max_iter", "tol", "init", "variance_floor", "min_weight", "random_state", "dtype",
     "chunk_size", "n_jobs", "weights_init", "means_init", "variances_init", "verbose",
 )
-_DICT_KEYS = {"weights", "means", "variances", "dtype", "n_iter", "converged", "lower_bound", "history"}
 
 
 def _random_state(seed: int | np.random.RandomState | None) -> np.random.RandomState:
@@ -38,7 +38,7 @@ def _random_state(seed: int | np.random.RandomState | None) -> np.random.RandomS
     raise ModelError(f"random_state: expected None, an int or a numpy RandomState, got {seed!r}")
 
 
-class DiagonalGMM:
+class DiagonalGMM(MixtureParameters):
     """Gaussian mixture with diagonal covariances, trained by EM (scikit-learn conventions).
 
     Parameters
@@ -50,7 +50,7 @@ class DiagonalGMM:
     tol : float
         Convergence threshold on the change of the mean log-likelihood per frame between iterations.
     init : {"kmeans++", "split"}
-        k-means++ seeding plus Lloyd steps, or binary splitting 1 -> 2 -> 4 ... (see :mod:`spkid.gmm_init`),
+        k-means++ seeding plus Lloyd steps, or binary splitting 1 -> 2 -> 4 ... (see :mod:`spkid.gmm.init`),
         both on a random subsample of the frames. Ignored when ``means_init`` is given.
     variance_floor : float
         Variances are kept >= ``variance_floor`` times the global variance of each dimension.
@@ -124,127 +124,6 @@ class DiagonalGMM:
         fitted = f", fitted on {self.means_.shape[1]} features" if hasattr(self, "_weights") else ""
         return f"DiagonalGMM(n_components={self.n_components}, dtype={np.dtype(self.dtype).name}{fitted})"
 
-    # ------------------------------------------------------------------------------------ parameters
-
-    @property
-    def weights_(self) -> np.ndarray:
-        return self._fitted("_weights")
-
-    @weights_.setter
-    def weights_(self, value: np.ndarray) -> None:
-        self._set_parameters(value, self.means_, self.variances_)
-
-    @property
-    def means_(self) -> np.ndarray:
-        return self._fitted("_means")
-
-    @means_.setter
-    def means_(self, value: np.ndarray) -> None:
-        self._set_parameters(self.weights_, value, self.variances_)
-
-    @property
-    def variances_(self) -> np.ndarray:
-        return self._fitted("_variances")
-
-    @variances_.setter
-    def variances_(self, value: np.ndarray) -> None:
-        self._set_parameters(self.weights_, self.means_, value)
-
-    def share_parameters_of(self, other: DiagonalGMM) -> int:
-        """Reuse ``other``'s weights and variances arrays where they equal this model's.
-
-        Parameters are read-only, so MAP-adapted speaker models (whose weights and variances are the
-        UBM's under mean-only adaptation) can hold one copy of the UBM's arrays instead of one each: half
-        the memory of a thousand loaded speakers.
-
-        Returns
-        -------
-        int
-            How many of the two arrays are now shared (0, 1 or 2).
-        """
-        shared = 0
-        if np.array_equal(self._fitted("_weights"), other._fitted("_weights")):
-            self._weights, shared = other._weights, shared + 1
-        if np.array_equal(self._fitted("_variances"), other._fitted("_variances")):
-            self._variances, shared = other._variances, shared + 1
-        return shared
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "_weights")
-
-    def _fitted(self, name: str) -> np.ndarray:
-        if not hasattr(self, name):
-            raise ModelError("DiagonalGMM is not fitted: call fit(), from_params() or from_dict() first")
-        return getattr(self, name)
-
-    def _set_parameters(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> None:
-        """Validate and store the parameters (float64, read-only); drops the cached E-step matrices."""
-        weights, means, variances = (np.array(a, dtype=np.float64) for a in (weights, means, variances))
-        if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
-            raise ModelError(f"means: expected shape (n_components, n_features), got {means.shape}")
-        if weights.shape != means.shape[:1]:
-            raise ModelError(f"weights: expected shape ({means.shape[0]},) like means, got {weights.shape}")
-        if variances.shape != means.shape:
-            raise ModelError(f"variances: expected shape {means.shape} like means, got {variances.shape}")
-        for name, array in (("weights", weights), ("means", means), ("variances", variances)):
-            if not np.all(np.isfinite(array)):
-                raise ModelError(f"{name}: contains NaN or infinite values")
-        if np.any(variances <= 0):
-            raise ModelError(f"variances: must be > 0, smallest is {variances.min():.3g}")
-        if np.any(weights < 0) or abs(weights.sum() - 1.0) > _WEIGHT_SUM_TOLERANCE:
-            raise ModelError(f"weights: must be >= 0 and sum to 1, sum is {weights.sum():.6g}")
-        weights /= weights.sum()
-        for array in (weights, means, variances):
-            array.flags.writeable = False
-        self._weights, self._means, self._variances = weights, means, variances
-        self.n_features_in_ = means.shape[1]
-        self._estep_cache = None
-
-    @classmethod
-    def from_params(cls, weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
-                    **params) -> DiagonalGMM:
-        """A fitted model with the given parameters (``params`` are constructor keywords, e.g. ``dtype``).
-
-        Parameters
-        ----------
-        weights : ndarray of shape (n_components,)
-        means : ndarray of shape (n_components, n_features)
-        variances : ndarray of shape (n_components, n_features)
-        """
-        model = cls(n_components=int(np.shape(means)[0]) if np.ndim(means) else 0, **params)
-        model._set_parameters(weights, means, variances)
-        model.converged_, model.n_iter_, model.lower_bound_, model.history_ = False, 0, float("nan"), []
-        return model
-
-    def to_dict(self) -> dict[str, np.ndarray | str | int | float | bool]:
-        """Parameters and fit summary as plain arrays and scalars (for ``np.savez``, no pickle)."""
-        return {
-            "weights": self.weights_.copy(), "means": self.means_.copy(), "variances": self.variances_.copy(),
-            "dtype": np.dtype(self.dtype).name, "n_iter": int(self.n_iter_),
-            "converged": bool(self.converged_), "lower_bound": float(self.lower_bound_),
-            "history": np.asarray(self.history_, dtype=np.float64),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DiagonalGMM:
-        """Rebuild a model from :meth:`to_dict` output (values may be 0-d arrays, as from ``np.load``)."""
-        unknown = sorted(set(data) - _DICT_KEYS)
-        if unknown:
-            raise ModelError(f"model dict: unknown key {unknown[0]!r} (expected {sorted(_DICT_KEYS)})")
-        missing = sorted({"weights", "means", "variances"} - set(data))
-        if missing:
-            raise ModelError(f"model dict: missing key {missing[0]!r}")
-        dtype_name = str(np.asarray(data.get("dtype", "float32")))
-        if dtype_name not in ("float32", "float64"):
-            raise ModelError(f"model dict: dtype must be 'float32' or 'float64', got {dtype_name!r}")
-        dtype = np.dtype(dtype_name).type
-        model = cls.from_params(data["weights"], data["means"], data["variances"], dtype=dtype)
-        model.n_iter_ = int(np.asarray(data.get("n_iter", 0)))
-        model.converged_ = bool(np.asarray(data.get("converged", False)))
-        model.lower_bound_ = float(np.asarray(data.get("lower_bound", np.nan)))
-        model.history_ = [float(v) for v in np.asarray(data.get("history", []), dtype=np.float64).ravel()]
-        return model
-
     # -------------------------------------------------------------------------------------- training
 
     def fit(self, X: np.ndarray | Iterable[np.ndarray]) -> DiagonalGMM:
@@ -310,7 +189,7 @@ class DiagonalGMM:
 
         The variance floor is ``variance_floor`` times the variance, per dimension, of all the frames in
         ``stats``. A component whose weight is below ``min_weight`` (or zero) is replaced by half of the
-        heaviest one (:func:`spkid.gmm_init.split_component`).
+        heaviest one (:func:`spkid.gmm.stats.split_component`).
         """
         n_components = stats.zeroth.shape[0]
         if n_components != self.n_components:
@@ -365,7 +244,7 @@ class DiagonalGMM:
                 raise ModelError("frames: contain NaN or infinite values")
             if means is not None:
                 global_variance = np.var(sample, axis=0, dtype=np.float64)
-                floor = gmm_init._floor(global_variance, self.variance_floor)
+                floor = floor_variances(global_variance, self.variance_floor)
                 variances = np.tile(np.maximum(global_variance, floor), (n_components, 1))
             elif self.init == "kmeans++":
                 weights, means, variances = gmm_init.kmeans_init(
@@ -390,7 +269,7 @@ class DiagonalGMM:
     def _engine(self) -> EStep:
         """The E-step of the current parameters with the current ``chunk_size`` and ``n_jobs``.
 
-        Its matrices (:func:`spkid._estep.estep_matrices`) are cached until the parameters change.
+        Its matrices (:func:`spkid.gmm._estep.estep_matrices`) are cached until the parameters change.
         """
         if getattr(self, "_estep_cache", None) is None:
             dtype = self._dtype()

@@ -1,7 +1,7 @@
 """Evaluating a score file: join scores with trial labels, compute the usual metrics, draw the DET curve.
 
-Labels come from a trial list (Kaldi or VoxCeleb format, see :mod:`spkid.trials`) or from the score file
-itself when its lines carry them: ``enroll test score target|nontarget`` or Kaldi ``compute-eer``'s
+Labels come from a trial list (Kaldi or VoxCeleb format, see :mod:`spkid.metrics.trials`) or from the score
+file itself when its lines carry them: ``enroll test score target|nontarget`` or Kaldi ``compute-eer``'s
 ``score target|nontarget``.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from spkid.corpora.protocol import read_scores, split_scores
 from spkid.errors import DataError
-from spkid.metrics import verification_report
-from spkid.trials import read_trial_list
+from spkid.metrics.measures import verification_report
+from spkid.metrics.protocol import read_scores, split_scores
+from spkid.metrics.trials import read_trial_list
 
 __all__ = [
     "Evaluation", "evaluate", "evaluate_arrays", "format_metrics", "markdown_metrics", "metric_rows",
@@ -116,7 +116,9 @@ def evaluate_arrays(
     metrics = verification_report(target_scores, nontarget_scores)
     plot_path = None
     if plot is not None:
-        from spkid.plots import plot_det  # lazy: matplotlib costs ~1.5 s of every CLI call that never plots
+        from spkid.metrics.plots import (
+            plot_det,  # lazy: matplotlib costs ~1.5 s of every CLI call that never plots
+        )
 
         plot_path = plot_det((target_scores, nontarget_scores), plot, title=title)
     return Evaluation(metrics=metrics, plot=plot_path)

@@ -17,7 +17,7 @@ from scipy.stats import norm
 from sklearn.metrics import confusion_matrix
 
 from spkid.errors import DataError
-from spkid.metrics import det_curve, eer, min_dcf
+from spkid.metrics.measures import det_curve, eer, min_dcf
 
 __all__ = ["det_figure", "plot_confusion", "plot_det", "confusion_figure"]
 

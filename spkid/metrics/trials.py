@@ -2,7 +2,7 @@
 
 Two formats are accepted and told apart by their first line:
 
-- Kaldi: ``enroll_id test_id [target|nontarget]`` (see :func:`spkid.corpora.protocol.read_trials`); the
+- Kaldi: ``enroll_id test_id [target|nontarget]`` (see :func:`spkid.metrics.protocol.read_trials`); the
   enroll id is an enrolled speaker or a recording, the test id a recording.
 - VoxCeleb: ``<1|0> <enroll.wav> <test.wav>`` (``veri_test.txt``, ``list_test_*.txt``): both sides are
   recordings, and ``1`` marks a target trial.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spkid.audio import AUDIO_EXTENSIONS, find_audio_files
-from spkid.corpora.protocol import Trial, read_trials
 from spkid.errors import AudioError, DataError
+from spkid.metrics.protocol import Trial, read_trials
 
 __all__ = ["TrialList", "RecordingResolver", "read_trial_list"]
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from spkid.config import Config, config_to_yaml, load_config
 from spkid.config_checks import did_you_mean
 from spkid.corpora.protocol import Protocol
 from spkid.errors import ConfigError
+from spkid.recognizer import Config, config_to_yaml, load_config
 
 __all__ = [
     "CORPORA", "RecipeSettings", "check_data_root", "load_recipe", "prepare_protocol", "resolved_recipe_yaml",
@@ -103,7 +103,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeSettin
     Raises
     ------
     ConfigError
-        Anything :func:`spkid.config.load_config` rejects, a missing or unknown ``recipe.corpus``, an
+        Anything :func:`spkid.recognizer.load_config` rejects, a missing or unknown ``recipe.corpus``, an
         unknown ``recipe.*`` or ``data.*`` key (with a did-you-mean), a value of the wrong type, or a
         missing ``data.root``.
     """

@@ -13,14 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from spkid.config import load_config
-from spkid.corpora.protocol import Trial, write_trials
 from spkid.corpora.synthetic import make_speakers
 from spkid.errors import DataError
-from spkid.evaluation import evaluate
-from spkid.identification import identify, score_trials
-from spkid.metrics import identification_accuracy
-from spkid.pipeline import enroll_from_audio, train_ubm_from_audio
+from spkid.metrics import Trial, evaluate, identification_accuracy, write_trials
+from spkid.recognizer import enroll_from_audio, identify, load_config, score_trials, train_ubm_from_audio
 
 __all__ = ["DemoSettings", "DemoSummary", "run_demo"]
 

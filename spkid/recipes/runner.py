@@ -20,7 +20,7 @@ from typing import Any
 from spkid import __version__
 from spkid.atomic import atomic_write_bytes
 from spkid.errors import ConfigError
-from spkid.recipe_config import RecipeSettings, load_recipe, resolved_recipe_yaml
+from spkid.recipes.config import RecipeSettings, load_recipe, resolved_recipe_yaml
 
 __all__ = [
     "MARKER_NAME", "STAGES", "RecipeResult", "StageOutcome", "is_up_to_date", "run_recipe", "stage_hashes",
@@ -62,7 +62,7 @@ def _hash_json(payload: Any) -> str:
 
 def stage_hashes(settings: RecipeSettings) -> dict[str, str]:
     """The configuration hash of every stage, each chained with the hash of the stage before it."""
-    from spkid.recipe_stages import STAGE_DEPENDENCIES
+    from spkid.recipes.stages import STAGE_DEPENDENCIES
 
     hashes: dict[str, str] = {}
     previous = ""
@@ -148,7 +148,7 @@ def run_recipe(
     ConfigError
         Unknown stage names, an invalid recipe, or a selected stage whose earlier stages are not finished.
     """
-    from spkid.recipe_stages import STAGE_FUNCTIONS, STAGE_PREFLIGHT, read_report_metrics
+    from spkid.recipes.stages import STAGE_FUNCTIONS, STAGE_PREFLIGHT, read_report_metrics
 
     settings = load_recipe(recipe_path, overrides)
     considered, forced = stage_plan(stages, from_stage)

@@ -19,23 +19,22 @@ from typing import Any
 import numpy as np
 
 from spkid.atomic import atomic_write_bytes
-from spkid.corpora.protocol import (
-    Protocol,
+from spkid.corpora.protocol import Protocol
+from spkid.features import extract_many, resolve_sample_rate
+from spkid.metrics import (
     ScoredTrial,
+    evaluate_arrays,
+    identification_accuracy,
+    markdown_metrics,
     read_scores,
     read_trials,
     split_scores,
     write_scores,
     write_trials,
 )
-from spkid.evaluation import evaluate_arrays, markdown_metrics
-from spkid.features import extract_many, resolve_sample_rate
-from spkid.identification import score_recordings
-from spkid.metrics import identification_accuracy
-from spkid.pipeline import enroll_from_audio, train_ubm_from_audio
-from spkid.plots import plot_confusion
-from spkid.recipe_config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
-from spkid.recognizer import Recognizer
+from spkid.metrics.plots import plot_confusion
+from spkid.recipes.config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
+from spkid.recognizer import Recognizer, enroll_from_audio, score_recordings, train_ubm_from_audio
 from spkid.store import ModelStore
 
 __all__ = ["STAGE_DEPENDENCIES", "STAGE_FUNCTIONS", "STAGE_PREFLIGHT", "read_report_metrics"]

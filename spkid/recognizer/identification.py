@@ -15,12 +15,11 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from spkid.audio import find_audio_files
-from spkid.calibrate import UNKNOWN
-from spkid.corpora.protocol import ScoredTrial, Trial, write_scores
 from spkid.errors import DataError
 from spkid.features import ExtractResult, SkippedFile
-from spkid.recognizer import Recognizer
-from spkid.trials import RecordingResolver, read_trial_list
+from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list, write_scores
+from spkid.recognizer.recognizer import Recognizer
+from spkid.score import UNKNOWN
 
 __all__ = [
     "Identification", "IdentifyResult", "ScoreResult", "Verification", "VerifyResult", "identify",
@@ -275,7 +274,7 @@ def score_trials(
 
     An enroll id that is an enrolled speaker uses the stored model; otherwise it must name a recording,
     from which a model is MAP-adapted on the fly (VoxCeleb utterance-against-utterance trials). Test ids
-    name recordings; see :mod:`spkid.trials` for how ids are found under ``audio_root``.
+    name recordings; see :mod:`spkid.metrics.trials` for how ids are found under ``audio_root``.
 
     Raises
     ------

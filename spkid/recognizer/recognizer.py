@@ -14,15 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from spkid.calibrate import Calibrator, bayes_threshold
-from spkid.cohort import Cohort, Normalizer
 from spkid.errors import ConfigError, ModelError, SpkidError, StoreError
-from spkid.feature_cache import Progress
-from spkid.feature_config import LEGACY_SETTINGS, stored_feature_settings
 from spkid.features import ExtractResult, FeatureConfig, GlobalStats, extract_many
+from spkid.features.config import LEGACY_SETTINGS, stored_feature_settings
 from spkid.gmm import DiagonalGMM
-from spkid.normalize import znorm_statistics
-from spkid.score import ScoreConfig, Scorer
+from spkid.progress import Progress
+from spkid.score import Calibrator, Cohort, Normalizer, ScoreConfig, Scorer, bayes_threshold, znorm_statistics
 from spkid.store import ModelStore
 from spkid.ubm import EnrollConfig, enroll
 
@@ -43,7 +40,7 @@ NORMALISED_THRESHOLD = 3.0
 #: Target prior of open-set and verification decisions when the model holds a calibrator: the threshold on
 #: calibrated LLRs is then the Bayes threshold ``-logit(0.01)`` = 4.6.
 OPEN_SET_P_TARGET = 0.01
-#: Cohort array holding ``[scale, offset, p_effective]`` of a fitted :class:`~spkid.calibrate.Calibrator`.
+#: Cohort array holding ``[scale, offset, p_effective]`` of a fitted :class:`~spkid.score.Calibrator`.
 CALIBRATION_KEY = "calibration"
 
 #: Utterances scored per call when a progress bar is shown.

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-from spkid._kernels import clamped_exp
+from spkid.gmm._kernels import clamped_exp
 
 __all__ = ["block_llr_sums", "group_pairs", "quantized_products", "segment_llr_sums", "ubm_top_components"]
 

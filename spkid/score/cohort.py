@@ -7,7 +7,7 @@ of the UBM to the remaining frames becomes an impostor *model* — every test sc
 test's T-norm statistics. Splitting each utterance keeps a cohort model from ever scoring its own frames.
 The segments are also held out of UBM training (:func:`hold_out_cohort_segments`): a UBM fitted to them
 scores them higher than unseen speech, which biases every model's impostor statistics low.
-:class:`Normalizer` turns raw LLR matrices into normalised ones with :func:`spkid.normalize.normalize`.
+:class:`Normalizer` turns raw LLR matrices into normalised ones with :func:`spkid.score.normalize.normalize`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from spkid.errors import StoreError
-from spkid.feature_files import StoredFeatures
+from spkid.features import StoredFeatures
 from spkid.gmm import DiagonalGMM
-from spkid.normalize import normalize
-from spkid.score import Scorer
+from spkid.score.normalize import normalize
+from spkid.score.scorer import Scorer
 from spkid.ubm import EnrollConfig, UBMConfig, effective_components, map_adapt
 
 __all__ = [
@@ -227,7 +227,7 @@ class Normalizer:
     Parameters
     ----------
     method : str
-        One of :data:`spkid.normalize.METHODS`.
+        One of :data:`spkid.score.normalize.METHODS`.
     ubm : DiagonalGMM
     cohort : Cohort or None
         Required unless ``method`` is "none".

@@ -8,7 +8,7 @@ of component c among the C kept and ``g_tcs = log w_sc N_sc(x_t) - log w_uc N_uc
 ``[x^2, x, 1]`` (or in ``[x, 1]`` when the speakers share the UBM's variances, as mean-only MAP gives).
 The (frame, component) pairs are grouped by component, so every speaker's parameters for component c
 are read once per chunk, and each group is one matrix product against a block of speakers at once.
-Top-C scoring keeps the speakers' parameters in 16-bit fixed point (see :mod:`spkid._score_bank`);
+Top-C scoring keeps the speakers' parameters in 16-bit fixed point (see :mod:`spkid.score._bank`);
 exact scoring keeps them in float32.
 """
 
@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 from numba import get_num_threads
 
-from spkid._score_bank import QuantizedBank, design_row_norms, stack_parameters
-from spkid._score_kernels import (
+from spkid.blas import blas_threads
+from spkid.config_checks import check_settings
+from spkid.errors import ConfigError, ModelError
+from spkid.score._bank import QuantizedBank, design_row_norms, stack_parameters
+from spkid.score._kernels import (
     block_llr_sums,
     group_pairs,
     quantized_products,
     segment_llr_sums,
     ubm_top_components,
 )
-from spkid.blas import blas_threads
-from spkid.errors import ConfigError, ModelError
-from spkid.normalize import METHODS
-from spkid.ubm import check_settings
+from spkid.score.normalize import METHODS
 
 __all__ = ["ScoreConfig", "Scorer"]
 
@@ -60,7 +60,8 @@ class ScoreConfig:
         MAP-adapted with relevance factor 4, and ~70x faster than exact at 1,000 speakers (the usual 5 suits
         the weaker adaptation of relevance factor 16). None scores with every component (exact).
     normalization : str
-        Score normalisation: "none", "znorm", "tnorm", "ztnorm", "snorm" or "asnorm" (see spkid.normalize).
+        Score normalisation: "none", "znorm", "tnorm", "ztnorm", "snorm" or "asnorm" (see
+        spkid.score.normalize).
     cohort_size : int
         Number of impostor utterances/models in the normalisation cohort.
     asnorm_top_k : int

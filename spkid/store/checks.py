@@ -167,3 +167,10 @@ def shape_of(model: DiagonalGMM) -> tuple[int, int]:
     if means.ndim != 2:
         raise StoreError(f"model is not fitted or has means of shape {means.shape}; expected (K, D)")
     return int(means.shape[0]), int(means.shape[1])
+
+
+def check_model_arrays(
+    arrays: Mapping[str, np.ndarray], file: Path, what: str, shape: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """Check a model's arrays are finite and build it, returning ``(n_components, n_features)``."""
+    return shape_of(build_model(dict(arrays), file, what, shape, kind=None))

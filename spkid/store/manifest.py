@@ -15,7 +15,7 @@ from typing import Any
 
 import spkid
 from spkid.errors import StoreError
-from spkid.store_checks import FORMAT_VERSION, check_version, json_normalise
+from spkid.store.checks import FORMAT_VERSION, check_version, json_normalise
 
 MANIFEST_FORMAT = "spkid-model"
 CONFIG_SECTIONS = ("feature_config", "ubm_config", "enroll_config", "score_config")

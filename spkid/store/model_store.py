@@ -1,18 +1,9 @@
 """The on-disk model directory: a UBM, one file per enrolled speaker, a score-normalisation cohort.
 
-Layout of ``MODEL_DIR``::
-
-    manifest.json          versions, creation time, the four config sections, SHA-256 of ubm.npz
-    ubm.npz                the universal background model
-    frontend.npz           the UBM pool's feature statistics, for cmvn "adaptive"/"global" (optional)
-    speakers/<name>.npz    one self-describing file per speaker (name, UBM fingerprint, model arrays)
-    cohort.npz             named float arrays for score normalisation (optional)
-    .lock                  flock'ed by writers so concurrent enrolls serialise
-
 There is no central speaker list to lose: the enrolled speakers are the speaker files present, each of which
 is written atomically and embeds its own content hash and the SHA-256 of the UBM it was adapted from. A
 writer killed at any point therefore leaves every earlier speaker intact and the interrupted one either
-complete or absent. Nothing is ever unpickled.
+complete or absent. Nothing is ever unpickled. The files are listed in :mod:`spkid.store.layout`.
 """
 
 from __future__ import annotations
@@ -34,43 +25,33 @@ from spkid.atomic import (
     remove_stale_temp_files,
     to_arrays,
     to_python,
-    write_temp_file,
 )
 from spkid.errors import StoreError
 from spkid.gmm import DiagonalGMM
-from spkid.locking import writer_lock
-from spkid.store_checks import (
-    FORMAT_VERSION,
+from spkid.store.checks import (
     KIND_KEY,
-    MAX_NAME_LENGTH,
     NAME_KEY,
     UBM_SHA_KEY,
     build_model,
     check_cohort_arrays,
+    check_model_arrays,
     config_differences,
-    shape_of,
     speaker_file_name,
-    validate_speaker_name,
 )
-from spkid.store_manifest import encode_manifest, new_manifest, read_manifest
+from spkid.store.layout import (
+    COHORT_FILE,
+    FRONTEND_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    SPEAKERS_DIR,
+    UBM_FILE,
+    write_error,
+    write_model_directory,
+)
+from spkid.store.locking import writer_lock
+from spkid.store.manifest import new_manifest, read_manifest
 
-__all__ = [
-    "FORMAT_VERSION", "MANIFEST_FILE", "UBM_FILE", "SPEAKERS_DIR", "COHORT_FILE", "FRONTEND_FILE",
-    "LOCK_FILE",
-    "MAX_NAME_LENGTH", "ModelStore", "config_differences", "speaker_file_name", "validate_speaker_name",
-]
-
-MANIFEST_FILE = "manifest.json"
-UBM_FILE = "ubm.npz"
-SPEAKERS_DIR = "speakers"
-COHORT_FILE = "cohort.npz"
-FRONTEND_FILE = "frontend.npz"
-LOCK_FILE = ".lock"
-
-
-def _write_error(path: Path, exc: OSError) -> StoreError:
-    reason = exc.strerror or str(exc)
-    return StoreError(f"{path}: cannot write to the model directory ({reason}); the stored model is intact")
+__all__ = ["ModelStore"]
 
 
 class ModelStore:
@@ -106,7 +87,7 @@ class ModelStore:
         ubm : DiagonalGMM
             The fitted universal background model.
         feature_stats : mapping of str to ndarray, optional
-            The UBM pool's feature statistics (:meth:`spkid.cmvn.GlobalStats.to_arrays`), stored in
+            The UBM pool's feature statistics (:meth:`spkid.features.GlobalStats.to_arrays`), stored in
             ``frontend.npz`` for the normalisations that need them.
         overwrite : bool
             Replace an existing model, deleting its enrolled speakers and cohort (they belong to the old UBM).
@@ -119,7 +100,7 @@ class ModelStore:
         """
         path = Path(path)
         ubm_arrays = to_arrays(ubm.to_dict(), what=f"{path / UBM_FILE}")
-        shape = _check_model_arrays(ubm_arrays, path / UBM_FILE, "UBM")
+        shape = check_model_arrays(ubm_arrays, path / UBM_FILE, "UBM")
         ubm_arrays[KIND_KEY] = np.asarray("ubm")
         ubm_bytes = encode_npz(ubm_arrays)
         contents = {UBM_FILE: ubm_bytes}
@@ -131,35 +112,7 @@ class ModelStore:
                    "score_config": score_config}  # fmt: skip
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
         manifest = new_manifest(configs, shape, hashes)
-        try:
-            (path / SPEAKERS_DIR).mkdir(parents=True, exist_ok=True)
-            with writer_lock(path / LOCK_FILE):
-                if (path / MANIFEST_FILE).exists() and not overwrite:
-                    raise StoreError(
-                        f"{path}: a model already exists here; pass overwrite=True (--overwrite) to "
-                        "replace it and its enrolled speakers"
-                    )
-                remove_stale_temp_files(path / SPEAKERS_DIR)
-                remove_stale_temp_files(path)
-                # Write the new files first, so a full disk or read-only directory fails before anything
-                # old is deleted.
-                written = {name: write_temp_file(path, data, suffix=".npz")
-                           for name, data in contents.items()}  # fmt: skip
-                try:
-                    # Without a manifest the directory reads as "no model" until the rebuild completes.
-                    (path / MANIFEST_FILE).unlink(missing_ok=True)
-                    fsync_directory(path)
-                    stale = [*(path / SPEAKERS_DIR).glob("*.npz"), path / COHORT_FILE, path / FRONTEND_FILE]
-                    for old in stale:
-                        old.unlink(missing_ok=True)
-                    for name, temporary in written.items():
-                        os.replace(temporary, path / name)
-                finally:
-                    for temporary in written.values():
-                        temporary.unlink(missing_ok=True)
-                atomic_write_bytes(path / MANIFEST_FILE, encode_manifest(manifest))
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot write the model directory ({exc.strerror or exc})") from None
+        write_model_directory(path, contents, manifest, overwrite=overwrite)
         return cls(path, manifest)
 
     @classmethod
@@ -285,7 +238,7 @@ class ModelStore:
         """
         target = self.speaker_path(name)
         arrays = to_arrays(model.to_dict(), what=f"speaker {name!r}")
-        _check_model_arrays(arrays, target, f"speaker {name!r}", self.ubm_shape)
+        check_model_arrays(arrays, target, f"speaker {name!r}", self.ubm_shape)
         arrays.update({KIND_KEY: np.asarray("speaker"), NAME_KEY: np.asarray(name),
                        UBM_SHA_KEY: np.asarray(self._ubm_sha256)})
         data = encode_npz(arrays)
@@ -308,7 +261,7 @@ class ModelStore:
                                          "pass replace=True (--replace) to re-enroll")
                 atomic_write_bytes(target, data)
         except OSError as exc:
-            raise _write_error(self.path, exc) from None
+            raise write_error(self.path, exc) from None
         return target
 
     def load_speaker(self, name: str) -> DiagonalGMM:
@@ -339,7 +292,7 @@ class ModelStore:
                 os.unlink(target)
                 fsync_directory(target.parent)
         except OSError as exc:
-            raise _write_error(self.path, exc) from None
+            raise write_error(self.path, exc) from None
 
     # ----------------------------------------------------------------------------- cohort
     def has_cohort(self) -> bool:
@@ -358,7 +311,7 @@ class ModelStore:
                 remove_stale_temp_files(self.path)
                 atomic_write_bytes(file, data)
         except OSError as exc:
-            raise _write_error(self.path, exc) from None
+            raise write_error(self.path, exc) from None
 
     def load_cohort(self) -> dict[str, np.ndarray]:
         """Load the score-normalisation cohort saved by :meth:`save_cohort`."""
@@ -389,12 +342,3 @@ class ModelStore:
         current = ModelStore.open(self.path)
         if current.manifest["files"].get(UBM_FILE) != self._ubm_sha256:
             raise StoreError(f"{self.path}: the model was re-created since it was opened; open it again")
-
-
-def _check_model_arrays(
-    arrays: Mapping[str, np.ndarray], file: Path, what: str, shape: tuple[int, int] | None = None
-) -> tuple[int, int]:
-    """Check a model's arrays are finite and build it, returning ``(n_components, n_features)``."""
-    return shape_of(build_model(dict(arrays), file, what, shape, kind=None))
-
-

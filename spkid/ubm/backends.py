@@ -14,15 +14,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spkid import gmm_init
 from spkid.errors import ConfigError
-from spkid.feature_files import FeatureFile
+from spkid.features.files import FeatureFile
 from spkid.gmm import DiagonalGMM, SufficientStats
-from spkid.shards import (
+from spkid.gmm.init import n_init_frames
+from spkid.ubm.config import UBMConfig, checked_components
+from spkid.ubm.shards import (
     FRAMES_PER_SHARD,
     ModelParams,
     Shard,
@@ -35,9 +35,6 @@ from spkid.shards import (
     shards_statistics,
     task_statistics,
 )
-
-if TYPE_CHECKING:
-    from spkid.ubm import UBMConfig
 
 __all__ = ["Backend", "DaskBackend", "JoblibBackend", "LocalBackend", "initial_model", "open_backend",
            "run_em", "train_sharded"]
@@ -57,7 +54,7 @@ _LOCAL_CLUSTER_CONFIG = {
 
 
 class Backend:
-    """Runs :func:`~spkid.shards.shard_statistics` over tasks; results come back in task order."""
+    """Runs :func:`~spkid.ubm.shards.shard_statistics` over tasks; results come back in task order."""
 
     #: Whether workers are other processes (they then need file-backed shards, not in-memory arrays).
     needs_files = True
@@ -181,7 +178,7 @@ def open_backend(backend: str = "local", *, scheduler: str | None = None, n_jobs
 
 
 def initial_model(sources: Sequence[Source], n_components: int, config: UBMConfig) -> DiagonalGMM:
-    """Initialise a model from a random subsample of at most ``gmm_init.n_init_frames`` frames.
+    """Initialise a model from a random subsample of at most :func:`spkid.gmm.init.n_init_frames` frames.
 
     Parameters
     ----------
@@ -191,7 +188,7 @@ def initial_model(sources: Sequence[Source], n_components: int, config: UBMConfi
         ``init``, ``variance_floor``, ``tol``, ``random_state`` and ``n_jobs`` are used.
     """
     n_frames = sum(source.n_frames if isinstance(source, FeatureFile) else len(source) for source in sources)
-    n_rows = gmm_init.n_init_frames(n_frames, n_components)
+    n_rows = n_init_frames(n_frames, n_components)
     rows = np.sort(np.random.default_rng(config.random_state).choice(n_frames, size=n_rows, replace=False))
     model = DiagonalGMM(n_components, max_iter=0, tol=config.tol, init=config.init,
                         variance_floor=config.variance_floor, random_state=config.random_state,
@@ -249,11 +246,9 @@ def train_sharded(features: object, config: UBMConfig, *,
     frames_per_shard : int
         Frames per task (subsampled runs are reproducible for a given value).
     """
-    from spkid.ubm import _effective_components
-
     sources, _ = frame_sources(features)
     n_frames = sum(source.n_frames if isinstance(source, FeatureFile) else len(source) for source in sources)
-    n_components = _effective_components(config, n_frames)
+    n_components = checked_components(config, n_frames)
     with open_backend(config.backend, scheduler=config.scheduler, n_jobs=config.n_jobs) as backend:
         with _on_disk(sources, backend.needs_files) as sources:
             shards = make_shards(sources, frames_per_shard)
@@ -267,7 +262,7 @@ def _on_disk(sources: list[Source], needed: bool) -> Iterator[list[Source]]:
     if not needed or all(isinstance(source, FeatureFile) for source in sources):
         yield sources
         return
-    from spkid.feature_store import FeatureStore
+    from spkid.features.store import FeatureStore
 
     folder = tempfile.mkdtemp(prefix="spkid-frames-")
     logger.info("writing in-memory features to %s for the worker processes", folder)

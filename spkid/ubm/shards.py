@@ -1,7 +1,7 @@
 """Training frames cut into shards, and the per-shard E-step that every backend runs.
 
 A shard is a list of row ranges of utterances: in-memory arrays (in-process only) or
-:class:`~spkid.feature_store.FeatureFile` descriptors, which a worker memory-maps a bounded batch of rows at
+:class:`~spkid.features.FeatureFile` descriptors, which a worker memory-maps a bounded batch of rows at
 a time. :func:`shard_statistics` returns the shard's :class:`~spkid.gmm.SufficientStats`; the driver adds
 the shards' statistics in shard order, so the sum does not depend on which worker ran what.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from spkid.errors import ModelError
-from spkid.feature_files import FeatureFile, StoredFeatures
+from spkid.features.files import FeatureFile, StoredFeatures
 from spkid.gmm import DiagonalGMM, SufficientStats
 
 __all__ = ["ModelParams", "Shard", "ShardTask", "Source", "frame_sources", "gather_rows", "make_shards",
