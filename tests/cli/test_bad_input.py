@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from typer.testing import CliRunner
+from conftest import check_cli_error, check_cli_ok, cli_invoke
 
 from spkid.audio import resample
-from spkid.cli import app
 from spkid.corpora.synthetic import make_speakers
 from spkid.errors import StoreError
 from spkid.store import ModelStore
@@ -33,24 +32,6 @@ RATE_HZ = 16000
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def invoke(*args: object):
-    """Run ``spkid ARGS`` in this process (stdout and stderr kept apart)."""
-    return CliRunner().invoke(app, [str(arg) for arg in args])
-
-
-def check_ok(result) -> None:
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-
-
-def check_error(result, *fragments: str) -> str:
-    """Exit code 1 and one ``error:`` line on stderr containing every fragment, no traceback; the line."""
-    assert result.exit_code == 1, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def snapshot(model_dir: Path) -> dict[str, bytes]:
@@ -65,8 +46,8 @@ def snapshot(model_dir: Path) -> dict[str, bytes]:
 def run_on_audio(command: str, model: Path, *paths: Path):
     """Feed audio to ``identify`` or, as a new speaker, to ``enroll``."""
     if command == "identify":
-        return invoke("identify", model, *paths, "--top-k", "0", "--json")
-    return invoke("enroll", model, "--speaker", "newcomer", *paths)
+        return cli_invoke("identify", model, *paths, "--top-k", "0", "--json")
+    return cli_invoke("enroll", model, "--speaker", "newcomer", *paths)
 
 
 def write_wav(path: Path, signal: np.ndarray, rate_hz: int = RATE_HZ, subtype: str = "PCM_16") -> Path:
@@ -86,7 +67,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model with a UBM and no speakers (read-only: tests that change a model use a copy)."""
     model = tmp_path_factory.mktemp("bad_input_models") / "trained"
-    check_ok(invoke("--quiet", "train-ubm", model, corpus, *SMALL))
+    check_cli_ok(cli_invoke("--quiet", "train-ubm", model, corpus, *SMALL))
     return model
 
 
@@ -95,7 +76,7 @@ def enrolled(trained: Path, tmp_path_factory: pytest.TempPathFactory, corpus: Pa
     """``trained`` with spk01..spk03 enrolled (read-only)."""
     model = tmp_path_factory.mktemp("bad_input_models") / "enrolled"
     shutil.copytree(trained, model)
-    check_ok(invoke("--quiet", "enroll", model, corpus))
+    check_cli_ok(cli_invoke("--quiet", "enroll", model, corpus))
     return model
 
 
@@ -117,14 +98,14 @@ def speech(corpus: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def reference_scores(enrolled: Path, corpus: Path) -> dict[str, float]:
     """Scores of every speaker for the untouched utterance, the yardstick of the rows that must work."""
-    result = invoke("identify", enrolled, corpus / "spk01" / "spk01_03.wav", "--top-k", "0", "--json")
-    check_ok(result)
+    result = cli_invoke("identify", enrolled, corpus / "spk01" / "spk01_03.wav", "--top-k", "0", "--json")
+    check_cli_ok(result)
     return {entry["speaker"]: entry["score"] for entry in json.loads(result.stdout)[0]["scores"]}
 
 
 def identify_scores(model: Path, path: Path) -> dict[str, float]:
-    result = invoke("identify", model, path, "--top-k", "0", "--json")
-    check_ok(result)
+    result = cli_invoke("identify", model, path, "--top-k", "0", "--json")
+    check_cli_ok(result)
     return {entry["speaker"]: entry["score"] for entry in json.loads(result.stdout)[0]["scores"]}
 
 
@@ -136,13 +117,13 @@ AUDIO_COMMANDS = pytest.mark.parametrize("command", ["identify", "enroll"])
 def test_missing_file_or_folder(command: str, model: Path, tmp_path: Path, corpus: Path):
     before = snapshot(model)
     for missing in (tmp_path / "nowhere.wav", tmp_path / "no_folder"):
-        check_error(run_on_audio(command, model, missing), str(missing), "no such file or directory")
-    check_error(
-        invoke("train-ubm", tmp_path / "new", tmp_path / "no_folder", *SMALL),
+        check_cli_error(run_on_audio(command, model, missing), str(missing), "no such file or directory")
+    check_cli_error(
+        cli_invoke("train-ubm", tmp_path / "new", tmp_path / "no_folder", *SMALL),
         "no_folder",
         "no such file or directory",
     )
-    check_error(invoke("enroll", model, tmp_path / "no_speakers_dir"), "no_speakers_dir")
+    check_cli_error(cli_invoke("enroll", model, tmp_path / "no_speakers_dir"), "no_speakers_dir")
     assert not (tmp_path / "new").exists()
     assert snapshot(model) == before
 
@@ -154,7 +135,9 @@ def test_folder_with_no_audio(command: str, model: Path, tmp_path: Path):
     (folder / "readme.txt").write_text("no audio here\n")
     (folder / ".hidden.wav").write_bytes(b"")  # hidden files are not audio files either
     before = snapshot(model)
-    check_error(run_on_audio(command, model, folder), str(folder), "no audio files (looked for .wav, .flac")
+    check_cli_error(
+        run_on_audio(command, model, folder), str(folder), "no audio files (looked for .wav, .flac"
+    )
     assert snapshot(model) == before
 
 
@@ -164,7 +147,7 @@ def test_file_that_is_not_audio(command: str, model: Path, tmp_path: Path):
     for name in ("text.wav", "text.txt"):  # a file named explicitly is tried whatever its extension
         path = tmp_path / name
         path.write_text("this is plain text, not audio\n" * 50)
-        check_error(run_on_audio(command, model, path), f"{path}: not a readable audio file (")
+        check_cli_error(run_on_audio(command, model, path), f"{path}: not a readable audio file (")
     assert snapshot(model) == before
 
 
@@ -175,7 +158,7 @@ def test_truncated_wav_header(command: str, model: Path, tmp_path: Path, corpus:
     for cut in (12, 20, 36):  # after "RIFF....WAVE", inside the fmt chunk, before the data chunk
         path = tmp_path / f"cut{cut}.wav"
         path.write_bytes(whole[:cut])
-        check_error(run_on_audio(command, model, path), f"{path}: not a readable audio file (")
+        check_cli_error(run_on_audio(command, model, path), f"{path}: not a readable audio file (")
     assert snapshot(model) == before
     if command == "identify":  # cut inside the samples instead: libsndfile reads the samples that are there
         path = tmp_path / "cut_in_data.wav"
@@ -189,9 +172,9 @@ def test_zero_length_file(command: str, model: Path, tmp_path: Path):
     path = tmp_path / "empty.wav"
     path.write_bytes(b"")
     before = snapshot(model)
-    check_error(run_on_audio(command, model, path), f"{path}: not a readable audio file (empty: 0 bytes)")
+    check_cli_error(run_on_audio(command, model, path), f"{path}: not a readable audio file (empty: 0 bytes)")
     header_only = write_wav(tmp_path / "no_samples.wav", np.zeros(0))  # a valid header and no samples
-    check_error(run_on_audio(command, model, header_only), f"{header_only}: empty")
+    check_cli_error(run_on_audio(command, model, header_only), f"{header_only}: empty")
     assert snapshot(model) == before
 
 
@@ -209,7 +192,7 @@ def test_unsupported_codec(command: str, model: Path, tmp_path: Path, speech: np
     path = tmp_path / "mp3_in_wav.wav"
     path.write_bytes(mp3_in_wav(speech))
     before = snapshot(model)
-    check_error(run_on_audio(command, model, path), f"{path}: not a readable audio file", "unimplemented")
+    check_cli_error(run_on_audio(command, model, path), f"{path}: not a readable audio file", "unimplemented")
     assert snapshot(model) == before
 
 
@@ -220,12 +203,14 @@ def test_silent_file_or_nothing_left_after_vad(command: str, model: Path, tmp_pa
     hiss = write_wav(tmp_path / "hiss.wav", 1e-5 * rng.standard_normal(2 * RATE_HZ), subtype="FLOAT")
     before = snapshot(model)
     for path in (digital_silence, hiss):  # -100 dBFS hiss: below the VAD's silence level, no frame is speech
-        check_error(run_on_audio(command, model, path), f"{path}: silent: peak level", "vad_silence_dbfs")
+        check_cli_error(run_on_audio(command, model, path), f"{path}: silent: peak level", "vad_silence_dbfs")
     # 2 s of digital silence around a 30 ms burst: audible, but VAD finds 5 frames where 10 are needed.
     signal = np.zeros(2 * RATE_HZ)
     signal[RATE_HZ : RATE_HZ + 480] = 0.1 * rng.standard_normal(480)
     burst = write_wav(tmp_path / "burst.wav", signal)
-    check_error(run_on_audio(command, model, burst), f"{burst}: no speech: 5 frames left after VAD, need 10")
+    check_cli_error(
+        run_on_audio(command, model, burst), f"{burst}: no speech: 5 frames left after VAD, need 10"
+    )
     assert snapshot(model) == before
 
 
@@ -235,14 +220,16 @@ def test_speech_shorter_than_the_minimum(command: str, model: Path, tmp_path: Pa
     start = max(loudest - 400, 0)
     path = write_wav(tmp_path / "blip.wav", speech[start : start + 800])  # 50 ms
     before = snapshot(model)
-    check_error(run_on_audio(command, model, path), f"{path}: too short: 50 ms of audio", "min_speech_ms=100")
+    check_cli_error(
+        run_on_audio(command, model, path), f"{path}: too short: 50 ms of audio", "min_speech_ms=100"
+    )
     assert snapshot(model) == before
 
 
 def test_the_speech_minimum_is_configurable(corpus: Path, tmp_path: Path):
     # 2-s utterances are too short once features.min_speech_ms asks for 2.5 s; the default accepts them.
-    result = invoke("train-ubm", tmp_path / "m", corpus, *SMALL, "--set", "features.min_speech_ms=2500")
-    check_error(result, "spk01_01.wav: too short", "min_speech_ms=2500")
+    result = cli_invoke("train-ubm", tmp_path / "m", corpus, *SMALL, "--set", "features.min_speech_ms=2500")
+    check_cli_error(result, "spk01_01.wav: too short", "min_speech_ms=2500")
     assert not (tmp_path / "m" / "manifest.json").exists()
 
 
@@ -252,7 +239,7 @@ def test_nan_and_inf_samples(command: str, model: Path, tmp_path: Path, speech: 
     samples[[100, 2000, 9000]] = [np.nan, np.inf, -np.inf]
     path = write_wav(tmp_path / "nan.wav", samples, subtype="FLOAT")
     before = snapshot(model)
-    check_error(run_on_audio(command, model, path), f"{path}: 3 NaN/Inf samples")
+    check_cli_error(run_on_audio(command, model, path), f"{path}: 3 NaN/Inf samples")
     assert snapshot(model) == before
 
 
@@ -324,8 +311,8 @@ def test_multichannel_is_downmixed(enrolled: Path, tmp_path: Path, speech: np.nd
 def test_model_directory_missing(args: list[str], tmp_path: Path, corpus: Path):
     missing = tmp_path / "no_model"
     wav = corpus / "spk01" / "spk01_01.wav"
-    result = invoke(*(arg.format(m=missing, wav=wav) for arg in args))
-    check_error(result, f"no model at {missing}; run spkid train-ubm first")
+    result = cli_invoke(*(arg.format(m=missing, wav=wav) for arg in args))
+    check_cli_error(result, f"no model at {missing}; run spkid train-ubm first")
     assert not missing.exists()
 
 
@@ -345,7 +332,7 @@ def test_model_from_another_spkid_version(change: dict, expected: str, model: Pa
         ["identify", model, corpus / "spk01"],
         ["enroll", model, "--speaker", "x", corpus / "spk01"],
     ):
-        check_error(invoke(*args), str(manifest_path), expected)
+        check_cli_error(cli_invoke(*args), str(manifest_path), expected)
     assert snapshot(model) == before
 
 
@@ -378,26 +365,28 @@ def test_model_with_a_different_feature_config(edit, expected: str, model: Path,
         ["identify", model, corpus / "spk01"],
         ["enroll", model, "--speaker", "x", corpus / "spk01"],
     ):
-        check_error(invoke(*args), str(model), expected)
+        check_cli_error(cli_invoke(*args), str(model), expected)
     assert snapshot(model) == before
 
 
 def test_identify_with_no_speakers_enrolled(trained: Path, corpus: Path):
     before = snapshot(trained)
-    check_error(
-        invoke("identify", trained, corpus / "spk01"), f"{trained}: no speakers enrolled", "spkid enroll"
+    check_cli_error(
+        cli_invoke("identify", trained, corpus / "spk01"), f"{trained}: no speakers enrolled", "spkid enroll"
     )
-    check_error(invoke("verify", trained, "-s", "spk01", corpus / "spk01"), "no speakers enrolled")
+    check_cli_error(cli_invoke("verify", trained, "-s", "spk01", corpus / "spk01"), "no speakers enrolled")
     assert snapshot(trained) == before
 
 
 def test_enrolling_an_existing_name_needs_replace(model: Path, corpus: Path):
     before = snapshot(model)
-    result = invoke("enroll", model, "--speaker", "spk01", corpus / "spk02")
-    check_error(result, "speaker 'spk01' is already enrolled in", "pass --replace to re-enroll")
-    check_error(invoke("enroll", model, corpus), "'spk01' is already enrolled")  # a whole SPEAKERS_DIR
+    result = cli_invoke("enroll", model, "--speaker", "spk01", corpus / "spk02")
+    check_cli_error(result, "speaker 'spk01' is already enrolled in", "pass --replace to re-enroll")
+    check_cli_error(
+        cli_invoke("enroll", model, corpus), "'spk01' is already enrolled"
+    )  # a whole SPEAKERS_DIR
     assert snapshot(model) == before
-    check_ok(invoke("enroll", model, "--speaker", "spk01", corpus / "spk02", "--replace", "-q"))
+    check_cli_ok(cli_invoke("enroll", model, "--speaker", "spk01", corpus / "spk02", "--replace", "-q"))
     after = snapshot(model)
     assert after["speakers/spk01.npz"] != before["speakers/spk01.npz"]
     assert {k: v for k, v in after.items() if k != "speakers/spk01.npz"} == {
@@ -418,7 +407,7 @@ def test_enrolling_an_existing_name_needs_replace(model: Path, corpus: Path):
 )
 def test_bad_speaker_names(name: str, reason: str, model: Path, corpus: Path, tmp_path: Path):
     before, around = snapshot(model), sorted(tmp_path.iterdir())
-    check_error(invoke("enroll", model, "--speaker", name, corpus / "spk01"), reason)
+    check_cli_error(cli_invoke("enroll", model, "--speaker", name, corpus / "spk01"), reason)
     assert snapshot(model) == before and sorted(tmp_path.iterdir()) == around
 
 
@@ -426,8 +415,8 @@ def test_hidden_speaker_folders_are_not_speakers(model: Path, corpus: Path, tmp_
     speakers_dir = tmp_path / "speakers"
     shutil.copytree(corpus / "spk02", speakers_dir / ".hidden")
     shutil.copytree(corpus / "spk02", speakers_dir / "visible")
-    result = invoke("enroll", model, speakers_dir, "-q")
-    check_ok(result)
+    result = cli_invoke("enroll", model, speakers_dir, "-q")
+    check_cli_ok(result)
     assert result.stdout.strip() == "enrolled visible (3 files)"
     assert ModelStore.open(model).speakers() == ["spk01", "spk02", "spk03", "visible"]
 
@@ -462,14 +451,17 @@ def test_hidden_speaker_folders_are_not_speakers(model: Path, corpus: Path, tmp_
 def test_bad_yaml_config(text: str, expected: str, corpus: Path, tmp_path: Path):
     config = tmp_path / "bad.yaml"
     config.write_text(text)
-    check_error(invoke("train-ubm", tmp_path / "m", corpus, "--config", config), str(config), expected)
+    check_cli_error(
+        cli_invoke("train-ubm", tmp_path / "m", corpus, "--config", config), str(config), expected
+    )
     assert not (tmp_path / "m").exists()
 
 
 def test_missing_yaml_config(corpus: Path, tmp_path: Path):
     config = tmp_path / "absent.yaml"
-    check_error(
-        invoke("train-ubm", tmp_path / "m", corpus, "--config", config), f"{config}: config file not found"
+    check_cli_error(
+        cli_invoke("train-ubm", tmp_path / "m", corpus, "--config", config),
+        f"{config}: config file not found",
     )
 
 
@@ -486,15 +478,15 @@ def test_missing_yaml_config(corpus: Path, tmp_path: Path):
     ],
 )
 def test_bad_set_override(override: str, expected: str, corpus: Path, tmp_path: Path):
-    check_error(invoke("train-ubm", tmp_path / "m", corpus, "--set", override), expected)
+    check_cli_error(cli_invoke("train-ubm", tmp_path / "m", corpus, "--set", override), expected)
     assert not (tmp_path / "m").exists()
 
 
 def test_set_blames_the_file_for_file_values(corpus: Path, tmp_path: Path):
     config = tmp_path / "c.yaml"
     config.write_text("ubm:\n  n_components: 0\n")
-    result = invoke("train-ubm", tmp_path / "m", corpus, "--config", config, "--set", "ubm.max_iter=3")
-    check_error(result, f"{config}: ubm.n_components=0")
+    result = cli_invoke("train-ubm", tmp_path / "m", corpus, "--config", config, "--set", "ubm.max_iter=3")
+    check_cli_error(result, f"{config}: ubm.n_components=0")
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -528,8 +520,8 @@ BATCH_COMMANDS = pytest.mark.parametrize("command", ["train-ubm", "enroll", "sco
 @BATCH_COMMANDS
 def test_batch_commands_stop_at_the_first_bad_file(command: str, model: Path, pools, tmp_path: Path):
     before = snapshot(model)
-    check_error(
-        invoke(*batch_args(command, model, pools["mixed"], tmp_path)),
+    check_cli_error(
+        cli_invoke(*batch_args(command, model, pools["mixed"], tmp_path)),
         "zz_broken.wav",
         "not a readable audio file",
     )
@@ -539,8 +531,8 @@ def test_batch_commands_stop_at_the_first_bad_file(command: str, model: Path, po
 
 @BATCH_COMMANDS
 def test_batch_commands_skip_bad_files_when_asked(command: str, model: Path, pools, tmp_path: Path):
-    result = invoke(*batch_args(command, model, pools["mixed"], tmp_path), "--skip-bad", "-q")
-    check_ok(result)
+    result = cli_invoke(*batch_args(command, model, pools["mixed"], tmp_path), "--skip-bad", "-q")
+    check_cli_ok(result)
     skipped = [line for line in result.stderr.splitlines() if line.strip()]
     assert skipped == [
         f"skipped: {pools['mixed'] / 'zz_broken.wav'}: not a readable audio file "
@@ -564,7 +556,7 @@ def test_batch_commands_fail_when_nothing_usable_is_left(command: str, model: Pa
         "enroll": "nothing enrolled: no speaker has a usable recording (2 files skipped)",
         "score": "no trial can be scored: 2 recordings were skipped",
     }[command]
-    check_error(invoke(*batch_args(command, model, pools["bad"], tmp_path), "--skip-bad"), expected)
+    check_cli_error(cli_invoke(*batch_args(command, model, pools["bad"], tmp_path), "--skip-bad"), expected)
     assert snapshot(model) == before
     assert not (tmp_path / "new_model").exists() and not (tmp_path / "scores.txt").exists()
 
@@ -574,7 +566,7 @@ def test_identify_and_verify_fail_when_nothing_usable_is_left(command: str, mode
     args = [command, model, pools["bad"], "--skip-bad"] + (
         ["--speaker", "spk01"] if command == "verify" else []
     )
-    check_error(invoke(*args), "no usable recording: all 2 files were skipped; first:", "a_empty.wav")
+    check_cli_error(cli_invoke(*args), "no usable recording: all 2 files were skipped; first:", "a_empty.wav")
 
 
 # ------------------------------------------------------------------------------------------------ disk
@@ -674,11 +666,11 @@ def test_disk_full_or_read_only_model_directory(action, code, reason, model, cor
     before = snapshot(model)
     if action == "remove" and code == errno.ENOSPC:
         with broken_disk(monkeypatch, model, code):
-            check_ok(invoke(*args))  # deleting needs no space
+            check_cli_ok(cli_invoke(*args))  # deleting needs no space
         assert "spk02" not in ModelStore.open(model).speakers()
         return
     with broken_disk(monkeypatch, model, code):
-        line = check_error(invoke(*args), str(model), reason)
+        line = check_cli_error(cli_invoke(*args), str(model), reason)
     assert "cannot write" in line
     assert snapshot(model) == before  # the old store intact, no temporary file left behind
     store = ModelStore.open(model)
@@ -689,10 +681,10 @@ def test_disk_full_or_read_only_model_directory(action, code, reason, model, cor
 # ------------------------------------------------------------------------------------------------ tracebacks
 def test_debug_shows_the_traceback_instead(model: Path, tmp_path: Path):
     missing = tmp_path / "nowhere.wav"
-    result = invoke("--debug", "identify", model, missing)
+    result = cli_invoke("--debug", "identify", model, missing)
     assert result.exit_code == 1 and result.exception is not None
     assert type(result.exception).__name__ == "AudioError" and str(missing) in str(result.exception)
-    plain = invoke("identify", model, missing)
-    check_error(plain, str(missing))
+    plain = cli_invoke("identify", model, missing)
+    check_cli_error(plain, str(missing))
     with pytest.raises(StoreError):
         ModelStore.open(tmp_path / "no-model")

@@ -1,4 +1,4 @@
-"""Tests of spkid.feature_cache: cache keys shared by extract_many and FeatureStore, atomic entries."""
+"""Tests of spkid.features.cache: cache keys shared by extract_many and FeatureStore, atomic entries."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from spkid.errors import AudioError
-from spkid.feature_cache import cache_file, cache_settings, read_cached, write_cached
-from spkid.feature_store import FeatureStore
-from spkid.features import CACHE_VERSION, FeatureConfig, extract_many
+from spkid.features import CACHE_VERSION, FeatureConfig, FeatureStore, extract_many
+from spkid.features.cache import cache_file, cache_settings, read_cached, write_cached
 
 CONFIGS = [
     FeatureConfig(),

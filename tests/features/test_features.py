@@ -15,11 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import spkid.features
-from spkid import filterbanks
 from spkid.audio import load, resample
 from spkid.corpora.synthetic import make_utterance
-from spkid.deltas import with_deltas
 from spkid.errors import AudioError, ConfigError, FeatureError
 from spkid.features import (
     ExtractResult,
@@ -29,6 +26,8 @@ from spkid.features import (
     energy_vad,
     extract,
     extract_many,
+    extraction,
+    filterbanks,
     frame_energy_db,
     frame_signal,
     log_mel,
@@ -38,8 +37,9 @@ from spkid.features import (
     pre_emphasis,
     sliding_cmvn,
     window_function,
+    with_deltas,
 )
-from spkid.frontend import projected_power
+from spkid.features.frontend import projected_power
 
 RAW = FeatureConfig(vad="none", cmvn="none")
 
@@ -480,7 +480,7 @@ def test_extract_many_cache_hits_and_invalidation(
     def no_extraction(*args, **kwargs):
         raise AssertionError("extract() called although the cache holds the features")
 
-    monkeypatch.setattr(spkid.features, "extract", no_extraction)
+    monkeypatch.setattr(extraction, "extract", no_extraction)
     second = extract_many(small_corpus[:3], cache_dir=cache_dir, progress=True)
     for one, two in zip(first, second, strict=True):
         np.testing.assert_array_equal(one, two)

@@ -11,9 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm, rankdata
 
-from spkid.cmvn import GlobalStats, adaptive_cmvn, cmvn, feature_warping, global_cmvn
 from spkid.errors import FeatureError
-from spkid.features import FeatureConfig, normalise
+from spkid.features import (
+    FeatureConfig,
+    GlobalStats,
+    adaptive_cmvn,
+    cmvn,
+    feature_warping,
+    global_cmvn,
+    normalise,
+)
 
 
 def _frames(n_frames: int, n_dims: int = 4, seed: int = 0, offset: float = 3.0) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from spkid import gmm_init
 from spkid.errors import ModelError
+from spkid.gmm import init as gmm_init
 
 
 def blobs(seed: int = 0, n_per_blob: int = 500):

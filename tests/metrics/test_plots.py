@@ -1,4 +1,4 @@
-"""Tests of spkid.plots: PNG files are written and the plotted data are on normal-deviate axes."""
+"""Tests of spkid.metrics.plots: PNG files are written and the plotted data are on normal-deviate axes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy.stats import norm
 
 from spkid.errors import DataError
 from spkid.metrics import det_curve
-from spkid.plots import confusion_figure, det_figure, plot_confusion, plot_det
+from spkid.metrics.plots import confusion_figure, det_figure, plot_confusion, plot_det
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

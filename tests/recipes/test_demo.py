@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from spkid.cli import app
-from spkid.demo import DemoSettings, run_demo
 from spkid.errors import DataError
 from spkid.metrics import eer, min_dcf
+from spkid.recipes import DemoSettings, run_demo
 
 TINY = DemoSettings(n_background_speakers=3, n_target_speakers=3, n_utterances=3, n_enroll=2, n_components=8)
 

@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO_ROOT
 from typer.testing import CliRunner
 
 from spkid.cli import app
-from spkid.config import load_config
 from spkid.corpora.protocol import Protocol
 from spkid.corpora.synthetic import make_speakers
 from spkid.errors import ConfigError
-from spkid.recipe import MARKER_NAME, STAGES, run_recipe, stage_hashes
-from spkid.recipe_config import load_recipe
+from spkid.recipes import MARKER_NAME, STAGES, load_recipe, run_recipe, stage_hashes
+from spkid.recognizer import load_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_MODEL = {
     "ubm": {"n_components": 16, "max_iter": 5},
     "score": {"cohort_size": 6},

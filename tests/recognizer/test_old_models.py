@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
-from spkid.pipeline import identify, verify
-from spkid.recognizer import Recognizer
+from spkid.recognizer import Recognizer, identify, verify
 
-FIXTURE = Path(__file__).parent / "fixtures" / "model_v1"
+FIXTURE = FIXTURES / "model_v1"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of spkid.calibrate: linear calibration recovers known LLRs and improves Cllr."""
+"""Tests of spkid.score.calibrate: linear calibration recovers known LLRs and improves Cllr."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from scipy.optimize import minimize
 from scipy.special import logit
 
-from spkid.calibrate import Calibrator, bayes_threshold, open_set_identify
 from spkid.errors import DataError, ModelError
 from spkid.metrics import cllr, min_cllr
+from spkid.score import Calibrator, bayes_threshold, open_set_identify
 
 MEAN = 1.5  # targets ~ N(+MEAN, 1), non-targets ~ N(-MEAN, 1): the true LLR of s is 2 * MEAN * s
 

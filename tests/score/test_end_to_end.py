@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spkid.cohort import hold_out_cohort_segments, select_cohort
 from spkid.features import FeatureConfig, extract_many
 from spkid.metrics import eer, identification_accuracy, min_dcf
-from spkid.score import ScoreConfig, Scorer
+from spkid.score import ScoreConfig, Scorer, hold_out_cohort_segments, select_cohort
 from spkid.ubm import EnrollConfig, UBMConfig, enroll, train_ubm
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]

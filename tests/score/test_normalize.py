@@ -1,4 +1,4 @@
-"""Tests of spkid.normalize against loop-based references and the defining properties of each method."""
+"""Tests of spkid.score.normalize against loop-based references and the defining properties of each method."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spkid.errors import DataError
-from spkid.normalize import asnorm, normalize, snorm, tnorm, znorm, ztnorm
+from spkid.score.normalize import asnorm, normalize, snorm, tnorm, znorm, ztnorm
 
 N_TESTS, N_MODELS, N_COHORT_UTTS, N_COHORT_MODELS = 7, 5, 40, 30
 

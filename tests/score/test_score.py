@@ -9,10 +9,10 @@ import pytest
 from scipy.special import logsumexp
 from sklearn.mixture import GaussianMixture
 
-from spkid import score as score_module
 from spkid.errors import ConfigError, ModelError
 from spkid.gmm import DiagonalGMM
 from spkid.score import ScoreConfig, Scorer
+from spkid.score import scorer as score_module
 
 N_COMPONENTS, N_FEATURES = 16, 4
 

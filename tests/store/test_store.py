@@ -21,7 +21,6 @@ import spkid.atomic
 from spkid.atomic import encode_npz
 from spkid.errors import StoreError
 from spkid.gmm import DiagonalGMM
-from spkid.locking import writer_lock
 from spkid.store import (
     FORMAT_VERSION,
     ModelStore,
@@ -29,7 +28,8 @@ from spkid.store import (
     speaker_file_name,
     validate_speaker_name,
 )
-from spkid.store_manifest import new_manifest
+from spkid.store.locking import writer_lock
+from spkid.store.manifest import new_manifest
 
 N_COMPONENTS, N_FEATURES = 8, 6
 FEATURES = {"sample_rate": 16000, "n_ceps": 2, "delta_order": 2, "window": "hamming"}

@@ -12,14 +12,12 @@ import pytest
 from sklearn.mixture import GaussianMixture
 from typer.testing import CliRunner
 
-from spkid import shards
-from spkid.backends import DaskBackend, LocalBackend, initial_model, open_backend, run_em, train_sharded
 from spkid.errors import ConfigError, ModelError, StoreError
-from spkid.feature_store import FeatureFile, FeatureStore, StoredFeatures
-from spkid.features import FeatureConfig, extract_many
+from spkid.features import FeatureConfig, FeatureFile, FeatureStore, StoredFeatures, extract_many
 from spkid.gmm import DiagonalGMM
-from spkid.shards import ShardTask, frame_sources, make_shards, task_statistics
-from spkid.ubm import UBMConfig, train_ubm
+from spkid.ubm import UBMConfig, shards, train_ubm
+from spkid.ubm.backends import DaskBackend, LocalBackend, initial_model, open_backend, run_em, train_sharded
+from spkid.ubm.shards import ShardTask, frame_sources, make_shards, task_statistics
 
 N_FEATURES = 5
 SHARD_FRAMES = 1500  # several shards from a few thousand frames, so workers really share the work
@@ -115,14 +113,14 @@ class TestFeatureStore:
         for mapped, expected in zip(built, reference, strict=True):
             np.testing.assert_array_equal(mapped, expected)
 
-        import spkid.features
+        from spkid.features import batch
 
         def no_extraction(function, paths, *args, **kwargs):
             if paths:
                 raise AssertionError(f"features of {paths} were extracted again")
             return iter(())
 
-        monkeypatch.setattr(spkid.features, "run_batches", no_extraction)
+        monkeypatch.setattr(batch, "run_batches", no_extraction)
         again = FeatureStore(tmp_path).build(files, feature_config)  # index re-used
         assert [f.path for f in again.files] == [f.path for f in built.files]
         shared = extract_many(files, feature_config, cache_dir=tmp_path)  # extract_many reads the same files
@@ -131,13 +129,13 @@ class TestFeatureStore:
         os.utime(files[2], ns=(10**18, 10**18))  # a changed source is extracted again, the others are not
         calls = []
         monkeypatch.undo()
-        real = spkid.features.run_batches
+        real = batch.run_batches
 
         def counting(function, paths, *args, **kwargs):
             calls.append(paths)
             return real(function, paths, *args, **kwargs)
 
-        monkeypatch.setattr(spkid.features, "run_batches", counting)
+        monkeypatch.setattr(batch, "run_batches", counting)
         FeatureStore(tmp_path).build(files, feature_config)
         assert calls == [[files[2]]]
 
