@@ -165,13 +165,13 @@ class SpkidSystem:
         key = json.dumps([overrides, source_fingerprint(Path(spkid.__file__).parent)])
         self.key = f"{name.replace('/', '_')}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
-    def _config(self, seed: int):  # noqa: ANN202 - spkid.config.Config
-        from spkid.config import load_config
+    def _config(self, seed: int):  # noqa: ANN202 - spkid.recognizer.Config
+        from spkid.recognizer import load_config
 
         return load_config(None, [*self.overrides, f"ubm.random_state={seed}"])
 
     def _ubm_dir(self, pool: str, files: list[Path], seed: int) -> Path:
-        from spkid.pipeline import train_ubm_from_audio
+        from spkid.recognizer import train_ubm_from_audio
 
         model_dir = self.cache / "models" / self.key / pool / f"seed{seed}"
         if not (model_dir / "manifest.json").is_file():
@@ -181,8 +181,7 @@ class SpkidSystem:
         return model_dir
 
     def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
-        from spkid.pipeline import enroll_from_audio
-        from spkid.recognizer import Recognizer
+        from spkid.recognizer import Recognizer, enroll_from_audio
 
         path = self.cache / "scores" / self.key / condition.name / f"seed{seed}.npz"
         if path.is_file():

@@ -21,9 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_relevance import DATA, load_protocols  # noqa: E402
 
-from spkid.cohort import hold_out_cohort_segments, select_cohort  # noqa: E402
 from spkid.metrics import eer  # noqa: E402
-from spkid.score import ScoreConfig, Scorer  # noqa: E402
+from spkid.score import ScoreConfig, Scorer, hold_out_cohort_segments, select_cohort  # noqa: E402
 from spkid.ubm import EnrollConfig, UBMConfig, enroll, train_ubm  # noqa: E402
 
 

@@ -121,7 +121,7 @@ def startup_costs(model: Path, one_test: Path, identify_many_s: float, n_many: i
     lines = []
     version = [run("--version")[3] for _ in range(3)]
     lines.append(f"spkid --version: median {statistics.median(version):.2f} s of 3")
-    for module in ("spkid.cli", "spkid.pipeline"):
+    for module in ("spkid.cli", "spkid.recognizer"):
         done = subprocess.run([str(PYTHON), "-X", "importtime", "-c", f"import {module}"],
                               capture_output=True, text=True, check=False)  # fmt: skip
         rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")][1:]

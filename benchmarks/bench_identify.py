@@ -20,7 +20,7 @@ import time
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from spkid.feature_config import FeatureConfig
+from spkid.features import FeatureConfig
 from spkid.gmm import DiagonalGMM
 from spkid.score import ScoreConfig, Scorer
 

@@ -22,10 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import condition_corpora as corpora  # noqa: E402
 
-from spkid.cohort import hold_out_cohort_segments  # noqa: E402
 from spkid.features import FeatureConfig, extract_many  # noqa: E402
 from spkid.metrics import eer  # noqa: E402
-from spkid.score import ScoreConfig, Scorer  # noqa: E402
+from spkid.score import ScoreConfig, Scorer, hold_out_cohort_segments  # noqa: E402
 from spkid.ubm import EnrollConfig, UBMConfig, enroll, train_ubm  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "LibriSpeech"

@@ -50,7 +50,7 @@ SINGLE_THREAD_ENV = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREAD
 # ------------------------------------------------------------------------------------------------ data
 def make_store(root: Path, n_frames: int) -> str:
     """Write ``n_frames`` synthetic frames as utterances into the store at ``root`` (once); the index name."""
-    from spkid.feature_store import FeatureStore
+    from spkid.features import FeatureStore
 
     store, name = FeatureStore(root), f"synthetic-{n_frames}"
     try:
@@ -117,13 +117,13 @@ class PeakRSS:
 def child_frames(args: argparse.Namespace) -> dict:
     """Train on one store index, out of core or in memory; time (initialisation and EM apart) and peak memory.
 
-    The steps are those of ``train_ubm`` with the local backend (spkid.backends.train_sharded), run one by
+    The steps are those of ``train_ubm`` with the local backend (spkid.ubm.backends.train_sharded), run one by
     one so the bounded-size initialisation can be timed apart from the EM iterations.
     """
-    from spkid.backends import initial_model, open_backend, run_em
-    from spkid.feature_store import FeatureStore
-    from spkid.shards import frame_sources, make_shards
+    from spkid.features import FeatureStore
     from spkid.ubm import UBMConfig
+    from spkid.ubm.backends import initial_model, open_backend, run_em
+    from spkid.ubm.shards import frame_sources, make_shards
 
     config = UBMConfig(n_components=args.components, max_iter=args.iterations, tol=0.0)
     with PeakRSS() as peak:
@@ -148,10 +148,10 @@ def child_frames(args: argparse.Namespace) -> dict:
 
 def child_workers(args: argparse.Namespace) -> dict:
     """Time the EM iterations of one backend, after initialisation and a warm-up task on every worker."""
-    from spkid.backends import initial_model, open_backend, run_em
-    from spkid.feature_store import FeatureStore
-    from spkid.shards import ModelParams, ShardTask, frame_sources, make_shards
+    from spkid.features import FeatureStore
     from spkid.ubm import UBMConfig
+    from spkid.ubm.backends import initial_model, open_backend, run_em
+    from spkid.ubm.shards import ModelParams, ShardTask, frame_sources, make_shards
 
     config = UBMConfig(n_components=args.components, max_iter=args.iterations, tol=0.0, backend=args.backend,
                        n_jobs=args.workers)

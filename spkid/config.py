@@ -1,9 +1,11 @@
 """YAML configs → frozen dataclasses, with ``--set section.key=value`` overrides and strict checking.
 
-A config has four typed sections (``features``, ``ubm``, ``enroll``, ``score``), each a frozen dataclass
-owned by the module that uses it, plus the free-form ``data`` and ``recipe`` mappings read by recipes.
-Unknown sections and keys are rejected with a did-you-mean, values are type-checked against the dataclass
-annotations, and the section classes validate ranges themselves. Values never become code (no ``!new:``).
+The generic machinery: a strict YAML loader, ``--set`` overrides, and building typed config sections from
+given section classes (frozen dataclasses owned by the modules that use them) plus free-form mapping
+sections. Unknown sections and keys are rejected with a did-you-mean, values are type-checked against the
+dataclass annotations, and the section classes validate ranges themselves. Values never become code (no
+``!new:``). The four-section :class:`~spkid.recognizer.config.Config` built with it lives in
+:mod:`spkid.recognizer.config`, above the packages that own its sections.
 """
 
 from __future__ import annotations
@@ -16,57 +18,23 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from spkid.config_checks import check_type, describe_value, did_you_mean
 from spkid.errors import ConfigError
 
-if TYPE_CHECKING:  # the section classes live in the modules that use them
-    from spkid.features import FeatureConfig
-    from spkid.score import ScoreConfig
-    from spkid.ubm import EnrollConfig, UBMConfig
-
 __all__ = [
-    "SECTIONS", "FREE_SECTIONS", "Config", "load_config", "config_from_dict", "apply_overrides",
-    "parse_override", "config_to_yaml", "default_config_path", "yaml_load",
-]
+    "FREE_SECTIONS", "SectionClasses", "build_sections", "default_config_path", "parse_override", "plain",
+    "read_config_file", "resolve_section_classes", "section_to_dict", "yaml_load",
+]  # fmt: skip
 
-#: Typed config sections: name -> "module:Class". Classes are imported when first needed.
-SECTIONS: dict[str, str] = {
-    "features": "spkid.features:FeatureConfig",
-    "ubm": "spkid.ubm:UBMConfig",
-    "enroll": "spkid.ubm:EnrollConfig",
-    "score": "spkid.score:ScoreConfig",
-}
 #: Free-form mapping sections, passed through unchecked for recipes.
 FREE_SECTIONS: tuple[str, ...] = ("data", "recipe")
-#: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
-#: API's ``FeatureConfig()`` keeps an explicit rate, a config lets ``train-ubm`` choose it from the pool.
-CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {"features": {"sample_rate": "auto"}}
 
+#: Section name -> its class, or ``"module:Class"`` naming it (imported when the config is built).
 SectionClasses = Mapping[str, "type | str"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """A resolved configuration: the four typed sections and the free-form recipe sections."""
-
-    features: FeatureConfig
-    ubm: UBMConfig
-    enroll: EnrollConfig
-    score: ScoreConfig
-    data: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
-    recipe: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dicts and lists (tuples become lists), ready for YAML or JSON."""
-        result: dict[str, Any] = {name: _plain(_section_to_dict(getattr(self, name))) for name in SECTIONS}
-        for name in FREE_SECTIONS:
-            if getattr(self, name):
-                result[name] = _plain(getattr(self, name))
-        return result
 
 
 # --------------------------------------------------------------------------------------------- YAML
@@ -131,38 +99,15 @@ def parse_override(text: str) -> tuple[str, list[str], Any]:
     return parts[0], parts[1:], value
 
 
-def apply_overrides(config: Config, overrides: Sequence[str], *, section_classes: SectionClasses | None = None
-                    ) -> Config:
-    """Return ``config`` with ``--set`` overrides applied and everything re-validated."""
-    return _resolve(config.to_dict(), overrides, "config", section_classes)
-
-
 # --------------------------------------------------------------------------------------------- loading
-def load_config(
-    path: str | Path | None,
-    overrides: Sequence[str] = (),
-    *,
-    section_classes: SectionClasses | None = None,
-) -> Config:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
-
-    Parameters
-    ----------
-    path : str, Path or None
-        A YAML file with any of the sections; missing sections and keys take their defaults.
-    overrides : sequence of str
-        ``section.key=value`` strings applied after the file, in order.
-    section_classes : mapping, optional
-        Replaces entries of :data:`SECTIONS` (a class or ``"module:Class"``), e.g. for tests.
+def read_config_file(path: str | Path) -> Any:
+    """The parsed YAML document of the config file ``path`` (None for an empty file).
 
     Raises
     ------
     ConfigError
-        Missing or unreadable file, YAML syntax error (with line), unknown section or key (with a
-        did-you-mean), wrong value type, or a value the section class rejects.
+        Missing or unreadable file, or a YAML syntax error (with its line).
     """
-    if path is None:
-        return _resolve({}, overrides, "defaults", section_classes)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -170,25 +115,53 @@ def load_config(
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc})") from None
-    raw = yaml_load(text, source=str(path))
-    return _resolve({} if raw is None else raw, overrides, str(path), section_classes)
+    return yaml_load(text, source=str(path))
 
 
-def config_from_dict(raw: Mapping[str, Any], *, source: str = "config",
-                     section_classes: SectionClasses | None = None) -> Config:
-    """Build a :class:`Config` from nested dicts (e.g. a parsed YAML document), with the same checks."""
-    return _resolve(raw, (), source, section_classes)
+def resolve_section_classes(standard: Mapping[str, type], overrides: SectionClasses | None = None
+                            ) -> dict[str, type]:
+    """``standard`` with entries replaced by ``overrides`` (a class, or ``"module:Class"``, imported here)."""
+    spec: dict[str, Any] = {**standard, **(overrides or {})}
+    classes = {}
+    for name, target in spec.items():
+        if isinstance(target, str):
+            module_name, _, class_name = target.partition(":")
+            target = getattr(importlib.import_module(module_name), class_name)
+        classes[name] = target
+    return classes
 
 
-def config_to_yaml(config: Config) -> str:
-    """The resolved config as YAML, for saving beside results (loads back to an equal :class:`Config`)."""
-    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
+def build_sections(
+    raw: Any, overrides: Sequence[str], source: str, classes: Mapping[str, type], *,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]]]:  # fmt: skip
+    """The typed sections and the free-form ones of a config document, ``--set`` overrides applied.
 
+    Parameters
+    ----------
+    raw : object
+        The parsed document: a mapping of section name to a mapping of keys (anything else is an error).
+    overrides : sequence of str
+        ``section.key=value`` strings applied after ``raw``, in order.
+    source : str
+        What errors blame (a file name, ``"defaults"``, ``"config"``).
+    classes : mapping of str to type
+        The typed sections: name -> section class (a dataclass, optionally with ``from_dict``).
+    defaults : mapping, optional
+        Section -> settings that apply before ``raw``'s (where a config's defaults differ from the class's).
 
-def _resolve(
-    raw: Any, overrides: Sequence[str], source: str, section_classes: SectionClasses | None
-) -> Config:
-    classes = _section_classes(section_classes)
+    Returns
+    -------
+    sections : dict of str to object
+        One built section object per entry of ``classes``.
+    free : dict of str to mapping
+        Each of :data:`FREE_SECTIONS` as a read-only mapping.
+
+    Raises
+    ------
+    ConfigError
+        Unknown section or key (with a did-you-mean), wrong value type, or a value the section class rejects.
+    """
     known = [*classes, *FREE_SECTIONS]
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -204,10 +177,8 @@ def _resolve(
                 f"{source}: section {section!r} must be a mapping of keys, got {describe_value(body)}"
             )
         merged[str(section)] = copy.deepcopy(dict(body or {}))
-    standard = _section_classes(None) if section_classes else classes
-    for section, settings in CONFIG_DEFAULTS.items():
-        if classes.get(section) is standard.get(section):
-            merged[section] = {**settings, **merged.get(section, {})}
+    for section, settings in (defaults or {}).items():
+        merged[section] = {**settings, **merged.get(section, {})}
     for text in overrides:
         section, key_path, value = _parse_override_with_hint(text, classes)
         where = f"--set {'.'.join([section, *key_path])}"
@@ -229,7 +200,7 @@ def _resolve(
         for name, cls in classes.items()
     }
     free = {name: types.MappingProxyType(merged.get(name, {})) for name in FREE_SECTIONS}
-    return Config(**sections, **free)
+    return sections, free
 
 
 def _parse_override_with_hint(text: str, classes: Mapping[str, type]) -> tuple[str, list[str], Any]:
@@ -245,17 +216,6 @@ def _parse_override_with_hint(text: str, classes: Mapping[str, type]) -> tuple[s
 
 def _field_names(cls: type) -> set[str]:
     return {field.name for field in dataclasses.fields(cls)}
-
-
-def _section_classes(overrides: SectionClasses | None) -> dict[str, type]:
-    spec: dict[str, Any] = {**SECTIONS, **(overrides or {})}
-    classes = {}
-    for name, target in spec.items():
-        if isinstance(target, str):
-            module_name, _, class_name = target.partition(":")
-            target = getattr(importlib.import_module(module_name), class_name)
-        classes[name] = target
-    return classes
 
 
 def _build_section(
@@ -292,18 +252,19 @@ def _build_section(
         raise ConfigError(f"{origin(None)}: {name}: {exc}") from None
 
 
-def _section_to_dict(section: Any) -> dict[str, Any]:
+def section_to_dict(section: Any) -> dict[str, Any]:
+    """A built section's settings as a dict (its ``to_dict()``, or the dataclass fields)."""
     if hasattr(section, "to_dict"):
         return dict(section.to_dict())
     return dataclasses.asdict(section)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Nested mappings → dicts, tuples → lists, Paths → str (what YAML and JSON can hold)."""
     if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, Path):
         return str(value)
     return value

@@ -1,8 +1,7 @@
 """Checks shared by configs and their section dataclasses: unknown keys and choices with a did-you-mean, and
 values checked against type annotations.
 
-Kept free of numpy so a section (e.g. :class:`spkid.feature_config.FeatureConfig`) can be read and validated
-without importing the numerical modules.
+Kept free of numpy, like the generic config machinery (:mod:`spkid.config`) that uses it.
 """
 
 from __future__ import annotations

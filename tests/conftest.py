@@ -1,15 +1,27 @@
-"""Shared fixtures: where the real LibriSpeech subset lives, and small synthetic corpora."""
+"""Shared fixtures and helpers: where the real corpora live, small synthetic corpora, the CLI runner and its
+checks, and the hypothesis settings and strategies of the robustness tests.
+
+Test modules in the sub-folders import these with ``from conftest import ...`` (``tests`` is on pytest's
+``pythonpath``, see pyproject.toml).
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = Path(os.environ.get("SPKID_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 LIBRISPEECH = SHARED_DATA / "LibriSpeech"
+RATE_HZ = 16000
 
 
 def librispeech_subset(name: str) -> Path:
@@ -57,13 +69,121 @@ def check_cli_ok(result) -> None:
     assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
 
 
-def check_cli_error(result, *fragments: str) -> str:
-    """Exit code 1 and one ``error:`` line on stderr containing every fragment, no traceback; the line."""
+def check_cli_error(result, *fragments: str, allow_warnings: bool = False) -> str:
+    """Exit code 1 and one ``error:`` line on stderr containing every fragment, no traceback; the line.
+
+    The error line is all stderr holds, unless ``allow_warnings``: then ``warning:`` lines may come before it.
+    """
     assert result.exit_code == 1, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines and lines[-1].startswith("error: "), result.stderr
+    assert len(lines) == 1 or allow_warnings, result.stderr
     assert all(line.startswith("warning: ") for line in lines[:-1]), result.stderr
     assert "Traceback" not in result.output and result.stdout == ""
     for fragment in fragments:
         assert fragment in lines[-1], (fragment, lines[-1])
     return lines[-1]
+
+
+# ------------------------------------------------------------------------------------------------ robustness
+# SPKID_HYPOTHESIS_EXAMPLES=1000 for a deeper local search; CI keeps it short.
+PROPERTY = settings(
+    max_examples=int(os.environ.get("SPKID_HYPOTHESIS_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def wav_bytes(samples: np.ndarray, subtype: str = "PCM_16") -> bytes:
+    """``samples`` as the bytes of a WAV file at ``RATE_HZ``."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, RATE_HZ, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scratch folder shared by the tests of one module."""
+    return tmp_path_factory.mktemp("robustness_audio")
+
+
+def check_model(model, X: np.ndarray) -> None:
+    """A valid fitted model: finite parameters, weights summing to 1, positive variances, finite scores."""
+    assert np.all(np.isfinite(model.weights_)) and np.all(model.weights_ >= 0)
+    assert model.weights_.sum() == pytest.approx(1.0, abs=1e-9)
+    assert np.all(np.isfinite(model.means_)) and np.all(np.isfinite(model.variances_))
+    assert np.all(model.variances_ > 0)
+    assert all(np.isfinite(value) for value in model.history_)
+    assert np.all(np.isfinite(model.score_samples(X)))
+
+
+@st.composite
+def degenerate_frames(draw) -> tuple[np.ndarray, int]:
+    """Frames with duplicated rows, constant dimensions, and/or far fewer rows than components."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_features = draw(st.integers(1, 6))
+    n_components = draw(st.sampled_from([1, 2, 4, 8, 16]))
+    n_distinct = draw(st.integers(1, 60))
+    scale = draw(st.sampled_from([1e-4, 1.0, 1e4]))
+    offset = draw(st.sampled_from([0.0, 1.0, -1e3]))
+    distinct = offset + scale * rng.standard_normal((n_distinct, n_features))
+    repeats = draw(st.integers(1, 50))
+    X = np.repeat(distinct, repeats, axis=0)
+    for dim in draw(st.sets(st.integers(0, n_features - 1))):
+        X[:, dim] = draw(st.sampled_from([0.0, 3.5, -1e3]))
+    if draw(st.booleans()):  # a few rows copied many times among the others
+        X = np.concatenate([X, np.repeat(X[:1], draw(st.integers(1, 200)), axis=0)])
+    return rng.permutation(X).astype(draw(st.sampled_from([np.float32, np.float64]))), n_components
+
+
+# ------------------------------------------------------------------------------------ Speech Commands
+SPEECH_COMMANDS_RATE_HZ = 16000
+ENROLLED = ["0a1b2c3d", "4e5f6a7b", "c0ffee00"]  # 5 clips each
+POOL = ["deadbeef", "f00dcafe"]  # 2 clips each
+
+
+def clip_names(speaker: str, ext: str) -> list[str]:
+    """Five clips of an enrolled speaker over two words and ``_unknown_``, in sorted relative-path order."""
+    return [
+        f"_unknown_/bed_{speaker}_nohash_0{ext}",
+        f"_unknown_/wow_{speaker}_nohash_1{ext}",
+        f"no/{speaker}_nohash_0{ext}",
+        f"yes/{speaker}_nohash_0{ext}",
+        f"yes/{speaker}_nohash_1{ext}",
+    ]
+
+
+#: Relative path of every clip of the fake tree (the third speaker in FLAC, as in ../shared/data).
+FAKE_CLIPS = [
+    *clip_names(ENROLLED[0], ".wav"),
+    *clip_names(ENROLLED[1], ".wav"),
+    *clip_names(ENROLLED[2], ".flac"),
+    f"yes/{POOL[0]}_nohash_0.wav",
+    f"_unknown_/cat_{POOL[0]}_nohash_3.wav",
+    f"no/{POOL[1]}_nohash_0.flac",
+    f"no/{POOL[1]}_nohash_1.flac",
+]
+
+
+def write_clip(path: Path, seed: int) -> Path:
+    """0.1 s of seeded noise as a 16-bit clip at ``path`` (format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    signal = 0.1 * np.random.default_rng(seed).standard_normal(SPEECH_COMMANDS_RATE_HZ // 10)
+    soundfile.write(path, signal.astype(np.float32), SPEECH_COMMANDS_RATE_HZ, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture()
+def fake_speech_commands(tmp_path: Path) -> Path:
+    """A tiny Speech Commands tree in the published layout, plus what a release holds beside the clips."""
+    root = tmp_path / "speech_commands"
+    for seed, relative in enumerate(FAKE_CLIPS):
+        write_clip(root / relative, seed)
+    # Not clips: the release's noise and silence folders, its top-level documents, stray non-audio files.
+    write_clip(root / "_background_noise_" / "white_noise.wav", 100)
+    write_clip(root / "_silence_" / "clip_000.wav", 101)
+    (root / "README.md").write_text("Speech Commands\n")
+    (root / "testing_list.txt").write_text("yes/0a1b2c3d_nohash_0.wav\n")
+    (root / "yes" / ".DS_Store").write_bytes(b"\0")
+    (root / "no" / "notes.txt").write_text("not audio\n")
+    return root

@@ -1,31 +1,23 @@
-"""What every corpus preparer returns: utterances, enroll/test splits, trials; and Kaldi-style list I/O.
+"""What every corpus preparer returns: utterances, enroll/test splits and verification trials.
 
 A :class:`Protocol` names the UBM training pool, the enrollment utterances of each model, the test
-utterances and the verification trials (model id, test utterance id, target or not). Trial lists are read
-and written in Kaldi's ``enroll_id test_id target|nontarget`` form and score files as ``enroll test score``;
-in both, whitespace and ``%`` inside an id are written percent-encoded (``%20``) so any id round-trips.
+utterances and the verification trials (model id, test utterance id, target or not). Trials and the
+Kaldi-style trial-list and score-file I/O are :mod:`spkid.metrics.protocol`'s.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
-
-import numpy as np
 
 from spkid.atomic import atomic_write_bytes
 from spkid.errors import DataError
+from spkid.metrics.protocol import Trial
 
-__all__ = [
-    "Utterance", "Trial", "ScoredTrial", "Protocol", "all_pairs_trials", "read_trials", "write_trials",
-    "read_scores", "write_scores", "split_scores",
-]
+__all__ = ["Utterance", "Protocol", "all_pairs_trials"]
 
 
 @dataclass(frozen=True)
@@ -35,24 +27,6 @@ class Utterance:
     id: str
     speaker: str
     path: Path
-
-
-@dataclass(frozen=True)
-class Trial:
-    """A verification trial: model ``enroll`` against utterance ``test``; ``target`` None if unlabelled."""
-
-    enroll: str
-    test: str
-    target: bool | None = None
-
-
-@dataclass(frozen=True)
-class ScoredTrial:
-    """A line of a score file: model id, test utterance id, score (higher means more likely the same)."""
-
-    enroll: str
-    test: str
-    score: float
 
 
 @dataclass(frozen=True)
@@ -141,112 +115,3 @@ def all_pairs_trials(enroll_ids: Iterable[str], test: Iterable[Utterance],
         for utterance in test
         for model in enroll_ids
     )
-
-
-# --------------------------------------------------------------------------------------------- list files
-def _lines(path: str | Path) -> Iterable[tuple[int, list[str]]]:
-    """Non-blank, non-comment lines of a text list as ``(line_number, fields)``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip() and not line.lstrip().startswith("#"):
-            yield number, line.split()
-
-
-def read_trials(path: str | Path) -> list[Trial]:
-    """Read a Kaldi trial list: ``enroll_id test_id target|nontarget`` (or two columns, unlabelled).
-
-    Raises
-    ------
-    DataError
-        Naming the file and line, for a wrong number of fields, a label other than target/nontarget, or a
-        mix of labelled and unlabelled lines.
-    """
-    trials: list[Trial] = []
-    labelled: bool | None = None
-    for number, fields in _lines(path):
-        if len(fields) not in (2, 3):
-            raise DataError(f"{path}:{number}: expected 'enroll_id test_id [target|nontarget]', got {fields}")
-        if labelled is not None and labelled != (len(fields) == 3):
-            raise DataError(f"{path}:{number}: mixes labelled and unlabelled trials")
-        labelled = len(fields) == 3
-        target = None
-        if labelled:
-            if fields[2] not in ("target", "nontarget"):
-                raise DataError(f"{path}:{number}: label must be 'target' or 'nontarget', got {fields[2]!r}")
-            target = fields[2] == "target"
-        trials.append(Trial(_decode_id(fields[0]), _decode_id(fields[1]), target))
-    return trials
-
-
-def write_trials(path: str | Path, trials: Iterable[Trial]) -> None:
-    """Write a Kaldi trial list (labels written when the trials have them)."""
-    lines = []
-    for trial in trials:
-        label = "" if trial.target is None else (" target" if trial.target else " nontarget")
-        lines.append(f"{_encode_id(trial.enroll, path)} {_encode_id(trial.test, path)}{label}\n")
-    atomic_write_bytes(path, "".join(lines).encode())
-
-
-def read_scores(path: str | Path) -> list[ScoredTrial]:
-    """Read a score file of ``enroll_id test_id score`` lines (finite scores only)."""
-    scores = []
-    for number, fields in _lines(path):
-        if len(fields) != 3:
-            raise DataError(f"{path}:{number}: expected 'enroll_id test_id score', got {fields}")
-        try:
-            score = float(fields[2])
-        except ValueError:
-            raise DataError(f"{path}:{number}: score {fields[2]!r} is not a number") from None
-        if not math.isfinite(score):
-            raise DataError(f"{path}:{number}: score {fields[2]!r} is not finite")
-        scores.append(ScoredTrial(_decode_id(fields[0]), _decode_id(fields[1]), score))
-    return scores
-
-
-def write_scores(path: str | Path, scores: Iterable[ScoredTrial | tuple[str, str, float]]) -> None:
-    """Write a score file, one ``enroll_id test_id score`` line per trial (scores at full precision)."""
-    lines = []
-    for enroll, test, score in (
-        (item.enroll, item.test, item.score) if isinstance(item, ScoredTrial) else item for item in scores
-    ):
-        lines.append(f"{_encode_id(enroll, path)} {_encode_id(test, path)} {float(score)!r}\n")
-    atomic_write_bytes(path, "".join(lines).encode())
-
-
-def split_scores(scores: Sequence[ScoredTrial], trials: Sequence[Trial], *, scores_path: str | Path = "scores"
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Join scores with labelled trials into ``(target_scores, nontarget_scores)`` float64 arrays.
-
-    Raises
-    ------
-    DataError
-        A trial without a label, or with no score in ``scores``.
-    """
-    by_pair = {(item.enroll, item.test): item.score for item in scores}
-    target, nontarget = [], []
-    for trial in trials:
-        if trial.target is None:
-            raise DataError(f"trial {trial.enroll} {trial.test} has no target/nontarget label")
-        score = by_pair.get((trial.enroll, trial.test))
-        if score is None:
-            raise DataError(f"{scores_path}: no score for trial {trial.enroll} {trial.test}")
-        (target if trial.target else nontarget).append(score)
-    return np.asarray(target, dtype=np.float64), np.asarray(nontarget, dtype=np.float64)
-
-
-def _encode_id(identifier: str, path: str | Path) -> str:
-    if not identifier:
-        raise DataError(f"{path}: cannot write an empty id")
-    def escape(match: re.Match[str]) -> str:
-        return "".join(f"%{byte:02X}" for byte in match.group().encode())
-
-    return re.sub(r"[\s%#]", escape, identifier)
-
-
-def _decode_id(field: str) -> str:
-    return unquote(field) if "%" in field else field

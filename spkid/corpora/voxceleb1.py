@@ -12,8 +12,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from spkid.corpora.protocol import Protocol, Trial, Utterance, all_pairs_trials
+from spkid.corpora.protocol import Protocol, Utterance, all_pairs_trials
 from spkid.errors import DataError
+from spkid.metrics.protocol import Trial
 
 __all__ = [
     "IDEN_SPLIT", "VERI_TEST", "VERI_TEST_CLEANED", "utterance_id", "list_utterances", "read_iden_split",

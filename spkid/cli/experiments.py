@@ -1,0 +1,192 @@
+"""The ``spkid`` commands that run experiments: score, evaluate, run, demo, download.
+
+Plain functions with typer annotations; :mod:`spkid.cli` registers them on the app.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spkid.cli.support import ModelDir, NJobs, Overrides, SkipBad, info, progress_enabled, report_skipped
+
+__all__ = ["calibrate", "demo", "download", "evaluate", "run", "score"]
+
+
+def score(
+    ctx: typer.Context,
+    model_dir: ModelDir,
+    trials: Annotated[
+        Path,
+        typer.Argument(metavar="TRIALS", help="Trial list (Kaldi or VoxCeleb format).", show_default=False),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Score file to write.", show_default=False)],
+    audio_root: Annotated[
+        Path | None, typer.Option("--audio-root", help="Folder the trial list's recordings are relative to.")
+    ] = None,
+    n_jobs: NJobs = 1,
+    skip_bad: SkipBad = False,
+) -> None:
+    """Score a trial list and write a score file of 'enroll test score' lines.
+
+    Trials are Kaldi 'enroll test target|nontarget' lines (enroll = an enrolled speaker or a recording,
+    test = a recording path or file stem under --audio-root) or VoxCeleb '1 a.wav b.wav' lines.
+
+    Example: spkid score model/ trials.txt --audio-root data/test --output scores.txt
+    """
+    from spkid.recognizer import score_trials
+
+    result = score_trials(
+        model_dir, trials, output=output, audio_root=audio_root, n_jobs=n_jobs, skip_bad=skip_bad,
+        progress=progress_enabled(ctx),
+    )  # fmt: skip
+    report_skipped(ctx, result.skipped)
+    typer.echo(
+        f"wrote {result.n_scored} scores to {output}"
+        + (f" ({result.n_unscored} trials unscored: skipped recordings)" if result.n_unscored else "")
+    )
+
+
+def evaluate(
+    ctx: typer.Context,
+    scores: Annotated[
+        Path,
+        typer.Argument(metavar="SCORES", help="Score file ('enroll test score' lines).", show_default=False),
+    ],
+    trials: Annotated[
+        Path | None,
+        typer.Option("--trials", help="Labelled trial list; not needed if SCORES carries labels."),
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the DET curve to this PNG.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Verification metrics of a score file: EER, minDCF (0.01, 0.001), Cllr and minCllr.
+
+    Example: spkid evaluate scores.txt --trials trials.txt --plot det.png
+    """
+    from spkid.metrics import evaluate as evaluate_scores
+    from spkid.metrics import format_metrics
+
+    result = evaluate_scores(scores, trials, plot=plot)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(format_metrics(result.metrics))
+    if result.plot is not None:
+        typer.echo(f"DET curve: {result.plot}")
+
+
+def calibrate(
+    ctx: typer.Context,
+    model_dir: ModelDir,
+    scores: Annotated[
+        Path, typer.Argument(metavar="SCORES", help="Scores of development trials.", show_default=False)
+    ],
+    trials: Annotated[
+        Path | None,
+        typer.Option("--trials", help="Labelled trial list; not needed if SCORES carries labels."),
+    ] = None,
+) -> None:
+    """Fit a score calibration on development trials and store it in the model.
+
+    Afterwards identify and verify report calibrated log-likelihood ratios and decide at the Bayes
+    threshold for p_target 0.01 (4.6) unless --threshold is given.
+
+    Example: spkid calibrate model/ dev_scores.txt --trials dev_trials.txt
+    """
+    from spkid.recognizer import calibrate_model
+
+    calibrator = calibrate_model(model_dir, scores, trials)
+    typer.echo(
+        f"stored calibration llr = {calibrator.scale_:.4g} * score + {calibrator.offset_:.4g} in {model_dir}"
+    )
+
+
+def run(
+    ctx: typer.Context,
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML.", show_default=False)],
+    stage: Annotated[
+        list[str] | None, typer.Option("--stage", help="Run only this stage (repeatable; forced).")
+    ] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from-stage", help="Run this stage and all later ones.")
+    ] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Run a recipe: prepare -> features -> ubm -> enroll -> score -> report, skipping finished stages.
+
+    Each stage writes its own directory under recipe.output_dir; a stage re-runs when its config changed.
+
+    Example: spkid run recipes/librispeech/recipe.yaml --set ubm.n_components=128 --from-stage ubm
+    """
+    from spkid.metrics import format_metrics
+    from spkid.recipes import run_recipe
+
+    result = run_recipe(
+        recipe,
+        overrides=overrides or [],
+        stages=stage or [],
+        from_stage=from_stage,
+        progress=progress_enabled(ctx),
+        log=lambda line: info(ctx, line),
+    )
+    if result.metrics:
+        typer.echo(format_metrics(result.metrics))
+    typer.echo(f"results in {result.output_dir}")
+
+
+def demo(
+    ctx: typer.Context,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where the corpus, model and plots go.")
+    ] = Path("demo_output"),
+) -> None:
+    """Run a small end-to-end demo on a synthetic corpus (under a minute): train, enroll, identify, evaluate.
+
+    Example: spkid demo --output /tmp/spkid-demo
+    """
+    from spkid.recipes import run_demo
+
+    summary = run_demo(output, progress=progress_enabled(ctx), log=lambda line: info(ctx, line))
+    typer.echo(summary.table())
+
+
+def download(
+    ctx: typer.Context,
+    corpus: Annotated[
+        str, typer.Argument(metavar="CORPUS", help="The corpus: librispeech.", show_default=False)
+    ],
+    subset: Annotated[
+        list[str],
+        typer.Option("--subset", help="Subset to fetch, e.g. test-other (repeatable).", show_default=False),
+    ],
+    dest: Annotated[Path, typer.Option("--dest", help="Folder that receives LibriSpeech/<subset>.")] = Path(
+        "data"
+    ),
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="A mirror holding <subset>.tar.gz (default: OpenSLR).")
+    ] = None,
+    md5: Annotated[
+        str | None,
+        typer.Option("--md5", help="Expected MD5 of a repacked archive (default: the published one)."),
+    ] = None,
+) -> None:
+    """Download and unpack a public corpus: resumable, checksummed, extracted only when intact.
+
+    Example: spkid download librispeech --subset test-other --subset train-clean-100 --dest data/
+    """
+    from spkid.corpora.download import LIBRISPEECH_BASE_URL, download_librispeech
+    from spkid.errors import DataError
+
+    if corpus != "librispeech":
+        raise DataError(
+            f"download {corpus!r}: only 'librispeech' can be downloaded (VoxCeleb needs registration)"
+        )
+    for name in subset:
+        target = download_librispeech(
+            name, dest, base_url=base_url or LIBRISPEECH_BASE_URL, md5=md5, progress=progress_enabled(ctx)
+        )
+        typer.echo(f"{name}: {target}")

@@ -1,0 +1,219 @@
+"""Features of many files: worker processes, the on-disk cache, skipped files, the pool's sample rate.
+
+:func:`extract_many` runs :func:`spkid.features.extraction.extract` over files in worker processes
+(:mod:`spkid.features.jobs`), reusing the disk cache (:mod:`spkid.features.cache`);
+:func:`resolve_sample_rate` picks the front-end rate of ``sample_rate: auto`` from the files' headers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from spkid.audio import audio_info
+from spkid.errors import ConfigError, DataError, FeatureError, SpkidError
+from spkid.features.cache import CACHE_VERSION, cache_file, cache_settings, read_cached
+from spkid.features.config import AUTO_SAMPLE_RATES, FeatureConfig
+from spkid.features.extraction import FileExtractor
+from spkid.features.files import SkippedFile
+from spkid.features.jobs import run_batches
+from spkid.features.normalization import GlobalStats
+from spkid.progress import Progress
+
+__all__ = ["ExtractResult", "choose_sample_rate", "extract_many", "resolve_sample_rate"]
+
+
+class ExtractResult(list):
+    """The list of feature arrays :func:`extract_many` returns, with the matching paths and the skipped files.
+
+    Attributes
+    ----------
+    paths : list of Path
+        ``paths[i]`` is the file ``self[i]`` came from (input order, skipped files left out).
+    skipped : list of SkippedFile
+        Files that raised a :class:`~spkid.errors.SpkidError` (only with ``skip_bad=True``), input order.
+    """
+
+    def __init__(self, features: Iterable[np.ndarray], paths: list[Path], skipped: list[SkippedFile]) -> None:
+        super().__init__(features)
+        self.paths = paths
+        self.skipped = skipped
+
+
+def extract_many(
+    paths: Iterable[str | os.PathLike[str]],
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    n_jobs: int = 1,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    skip_bad: bool = False,
+    skip_unusable: bool = False,
+    stats: GlobalStats | None = None,
+) -> ExtractResult:
+    """Extract features of many files, in parallel processes, reusing an on-disk cache.
+
+    Parameters
+    ----------
+    paths : iterable of path
+    config : FeatureConfig, default FeatureConfig()
+    n_jobs : int, default 1
+        Worker processes (joblib ``loky``; -1 = all cores). Files go to workers in batches, largest first.
+    cache_dir : path, optional
+        Cache folder: an entry per (absolute path, size, mtime_ns, config, front-end version), so a re-run
+        only computes new or changed files. See :mod:`spkid.features.cache`.
+    progress : bool, default False
+        Show a files-done progress bar on stderr.
+    skip_bad : bool, default False
+        Skip files that raise a :class:`~spkid.errors.SpkidError` (unreadable, too short, silent) instead
+        of stopping at the first; they are listed in the result's ``skipped`` attribute.
+    skip_unusable : bool, default False
+        Skip (and list) files that decode but hold too little speech (too short, silent, no speech after
+        VAD: :class:`~spkid.errors.FeatureError`) while still stopping at unreadable ones.
+    stats : GlobalStats, optional
+        The UBM pool's statistics for ``config.cmvn`` "adaptive" or "global"; part of the cache key.
+
+    Returns
+    -------
+    ExtractResult
+        A list of ``(n_frames_i, config.n_features)`` float32 arrays in input order (bad files left out
+        when ``skip_bad``), with ``.paths`` (the file of each array) and ``.skipped``
+        (:class:`SkippedFile` ``(path, reason)`` pairs).
+
+    Raises
+    ------
+    SpkidError
+        Unless ``skip_bad``: the error of the first bad file met (files are processed largest first).
+    ConfigError
+        ``cache_dir`` cannot be created.
+    """
+    skippable: tuple[type[SpkidError], ...] = (
+        (SpkidError,) if skip_bad else (FeatureError,) if skip_unusable else ()
+    )
+    paths = [Path(path) for path in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    features: list[np.ndarray | None] = [None] * len(paths)
+    failures: dict[int, SpkidError] = {}
+    cache_paths: list[Path | None] = [None] * len(paths)
+    settings = cache_settings(config, frontend_version=CACHE_VERSION, stats=stats)
+    if cache_dir is not None:
+        try:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"cache_dir {cache_dir}: cannot create ({error.strerror})") from error
+
+    with Progress(len(paths), enabled=progress) as bar:
+        todo: list[int] = []
+        for index, path in enumerate(paths):
+            if cache_dir is not None:
+                try:
+                    cache_paths[index] = cache_file(cache_dir, path, settings)
+                except SpkidError as error:
+                    if not isinstance(error, skippable):
+                        raise
+                    failures[index] = error
+                    bar.advance()
+                    continue
+                features[index] = read_cached(cache_paths[index], config.n_features)
+                if features[index] is not None:
+                    bar.advance()
+                    continue
+            todo.append(index)
+        batches = run_batches(
+            FileExtractor(config, stats),
+            [paths[i] for i in todo],
+            [cache_paths[i] for i in todo],
+            n_jobs=n_jobs,
+            continue_on=skippable,
+        )
+        for positions, outcomes in batches:
+            for position, (array, error) in zip(positions, outcomes, strict=False):  # shorter after an error
+                if error is not None:
+                    if not isinstance(error, skippable):
+                        raise error
+                    failures[todo[position]] = error
+                features[todo[position]] = array
+            bar.advance(len(positions))
+
+    kept = [index for index in range(len(paths)) if index not in failures]
+    skipped = [SkippedFile(paths[index], str(failures[index]), isinstance(failures[index], FeatureError))
+               for index in sorted(failures)]  # fmt: skip
+    return ExtractResult([features[index] for index in kept], [paths[index] for index in kept], skipped)
+
+
+def resolve_sample_rate(
+    config: FeatureConfig, paths: Iterable[str | os.PathLike[str]], *, skip_bad: bool = False
+) -> FeatureConfig:
+    """``config`` with ``sample_rate="auto"`` replaced by the rate the files' native rates call for.
+
+    The files' headers are read (no decoding); :func:`choose_sample_rate` picks 8000
+    or 16000 by where most of their duration lies, and :meth:`FeatureConfig.resolve` fits the mel range to
+    it. A config with a rate in Hz is returned unchanged.
+
+    Parameters
+    ----------
+    config : FeatureConfig
+    paths : iterable of path
+        The UBM pool's audio files.
+    skip_bad : bool, default False
+        Leave unreadable files out instead of raising their error.
+
+    Returns
+    -------
+    FeatureConfig
+
+    Raises
+    ------
+    AudioError
+        An unreadable file (unless ``skip_bad``).
+    DataError
+        No readable file.
+    """
+    if config.is_resolved:
+        return config
+    seconds_by_rate: dict[int, float] = {}
+    errors: list[SpkidError] = []
+    for path in paths:
+        try:
+            info = audio_info(path)
+        except SpkidError as error:
+            if not skip_bad:
+                raise
+            errors.append(error)
+            continue
+        seconds_by_rate[info.sample_rate_hz] = seconds_by_rate.get(info.sample_rate_hz, 0.0) + info.duration_s
+    if not seconds_by_rate:  # the same words as when extraction finds nothing usable
+        first = f"; first: {errors[0]}" if errors else ""
+        raise DataError(f"no usable audio: all {len(errors)} files were skipped{first}")
+    return config.resolve(choose_sample_rate(seconds_by_rate))
+
+
+def choose_sample_rate(durations_s_by_rate: Mapping[int, float]) -> int:
+    """The front-end rate for a UBM pool, from how much of its audio is at each native rate.
+
+    Audio recorded below 16 kHz (8 kHz telephone, 11.025 kHz, ...) has no energy above its own Nyquist
+    frequency: when most of the pool's duration is such audio, the front-end runs at 8 kHz, with mel bands
+    fitted to 4 kHz; otherwise at 16 kHz (wider-band audio is resampled down to it).
+
+    Parameters
+    ----------
+    durations_s_by_rate : mapping of int to float
+        Native sample rate in Hz -> seconds of pool audio at that rate.
+
+    Returns
+    -------
+    int
+        8000 or 16000.
+
+    Examples
+    --------
+    >>> choose_sample_rate({8000: 120.0, 16000: 60.0})
+    8000
+    >>> choose_sample_rate({44100: 10.0, 8000: 5.0})
+    16000
+    """
+    narrow = sum(seconds for rate, seconds in durations_s_by_rate.items() if rate < 16000)
+    wide = sum(seconds for rate, seconds in durations_s_by_rate.items() if rate >= 16000)
+    return AUTO_SAMPLE_RATES[0] if narrow > wide else AUTO_SAMPLE_RATES[1]

@@ -1,0 +1,53 @@
+"""A model directory loaded for identification and verification, and the model-directory API the CLI calls.
+
+The public face of the recognizer; its modules, one job each (imports point down the list):
+
+- :mod:`~spkid.recognizer.config` the four-section :class:`Config` (``features``, ``ubm``, ``enroll``,
+  ``score``) and :func:`load_config`;
+- :mod:`~spkid.recognizer.recognizer` :class:`Recognizer`: stored settings, models, normalised scores,
+  default decision thresholds;
+- :mod:`~spkid.recognizer.identification` identify, verify and score trial lists from audio;
+- :mod:`~spkid.recognizer.training` :func:`train_ubm_from_audio`, a new model directory from audio;
+- :mod:`~spkid.recognizer.api` the rest of the API behind the CLI (enroll, list, remove, calibrate), with
+  everything above re-exported.
+"""
+
+from spkid.recognizer.api import (
+    SKIPPED_LIST_FILE,
+    EnrollResult,
+    Identification,
+    IdentifyResult,
+    ModelSummary,
+    ScoreResult,
+    TrainResult,
+    Verification,
+    VerifyResult,
+    calibrate_model,
+    describe_model,
+    enroll_from_audio,
+    evaluate,
+    identify,
+    remove_speaker,
+    score_trials,
+    speakers_in_folder,
+    train_ubm_from_audio,
+    verify,
+)
+from spkid.recognizer.config import Config, apply_overrides, config_from_dict, config_to_yaml, load_config
+from spkid.recognizer.identification import score_recordings
+from spkid.recognizer.recognizer import (
+    CALIBRATION_KEY,
+    NORMALISED_THRESHOLD,
+    OPEN_SET_P_TARGET,
+    RAW_LLR_THRESHOLD,
+    Recognizer,
+)
+
+__all__ = [
+    "CALIBRATION_KEY", "NORMALISED_THRESHOLD", "OPEN_SET_P_TARGET", "RAW_LLR_THRESHOLD", "Recognizer",
+    "Config", "apply_overrides", "config_from_dict", "config_to_yaml", "load_config",
+    "SKIPPED_LIST_FILE", "EnrollResult", "Identification", "IdentifyResult", "ModelSummary", "ScoreResult",
+    "TrainResult", "Verification", "VerifyResult", "calibrate_model", "describe_model", "enroll_from_audio",
+    "evaluate", "identify", "remove_speaker", "score_recordings", "score_trials", "speakers_in_folder",
+    "train_ubm_from_audio", "verify",
+]  # fmt: skip

@@ -1,0 +1,126 @@
+"""The spkid config: four typed sections (``features``, ``ubm``, ``enroll``, ``score``) and the free-form
+``data`` and ``recipe`` mappings read by recipes, loaded from YAML with ``--set section.key=value`` overrides.
+
+Each typed section is a frozen dataclass owned by the package that uses it; this module names them and
+builds them with the generic machinery of :mod:`spkid.config` (strict YAML, did-you-mean checks, types
+checked against the dataclass annotations). It lives here, above :mod:`spkid.features`, :mod:`spkid.ubm` and
+:mod:`spkid.score`, so that none of them imports upward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spkid.config import (
+    FREE_SECTIONS,
+    SectionClasses,
+    build_sections,
+    plain,
+    read_config_file,
+    resolve_section_classes,
+    section_to_dict,
+)
+from spkid.features import FeatureConfig
+from spkid.score import ScoreConfig
+from spkid.ubm import EnrollConfig, UBMConfig
+
+__all__ = [
+    "CONFIG_DEFAULTS", "SECTIONS", "Config", "apply_overrides", "config_from_dict", "config_to_yaml",
+    "load_config",
+]  # fmt: skip
+
+#: Typed config sections: name -> class.
+SECTIONS: dict[str, type] = {
+    "features": FeatureConfig,
+    "ubm": UBMConfig,
+    "enroll": EnrollConfig,
+    "score": ScoreConfig,
+}
+#: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
+#: API's ``FeatureConfig()`` keeps an explicit rate, a config lets ``train-ubm`` choose it from the pool.
+CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {"features": {"sample_rate": "auto"}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A resolved configuration: the four typed sections and the free-form recipe sections."""
+
+    features: FeatureConfig
+    ubm: UBMConfig
+    enroll: EnrollConfig
+    score: ScoreConfig
+    data: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    recipe: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists (tuples become lists), ready for YAML or JSON."""
+        result: dict[str, Any] = {name: plain(section_to_dict(getattr(self, name))) for name in SECTIONS}
+        for name in FREE_SECTIONS:
+            if getattr(self, name):
+                result[name] = plain(getattr(self, name))
+        return result
+
+
+def load_config(
+    path: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    section_classes: SectionClasses | None = None,
+) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        A YAML file with any of the sections; missing sections and keys take their defaults.
+    overrides : sequence of str
+        ``section.key=value`` strings applied after the file, in order.
+    section_classes : mapping, optional
+        Replaces entries of :data:`SECTIONS` (a class or ``"module:Class"``), e.g. for tests.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, YAML syntax error (with line), unknown section or key (with a
+        did-you-mean), wrong value type, or a value the section class rejects.
+    """
+    if path is None:
+        return _resolve({}, overrides, "defaults", section_classes)
+    raw = read_config_file(path)
+    return _resolve({} if raw is None else raw, overrides, str(path), section_classes)
+
+
+def apply_overrides(config: Config, overrides: Sequence[str], *, section_classes: SectionClasses | None = None
+                    ) -> Config:
+    """Return ``config`` with ``--set`` overrides applied and everything re-validated."""
+    return _resolve(config.to_dict(), overrides, "config", section_classes)
+
+
+def config_from_dict(raw: Mapping[str, Any], *, source: str = "config",
+                     section_classes: SectionClasses | None = None) -> Config:
+    """Build a :class:`Config` from nested dicts (e.g. a parsed YAML document), with the same checks."""
+    return _resolve(raw, (), source, section_classes)
+
+
+def config_to_yaml(config: Config) -> str:
+    """The resolved config as YAML, for saving beside results (loads back to an equal :class:`Config`)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def _resolve(
+    raw: Any, overrides: Sequence[str], source: str, section_classes: SectionClasses | None
+) -> Config:
+    classes = resolve_section_classes(SECTIONS, section_classes)
+    # The config defaults belong to the standard classes: a replaced section keeps its class's own.
+    defaults = {
+        section: settings for section, settings in CONFIG_DEFAULTS.items()
+        if classes.get(section) is SECTIONS.get(section)
+    }  # fmt: skip
+    sections, free = build_sections(raw, overrides, source, classes, defaults=defaults)
+    return Config(**sections, **free)

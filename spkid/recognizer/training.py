@@ -1,0 +1,238 @@
+"""Training a model directory from audio: the UBM, its normalisation cohort, the stored settings.
+
+:func:`train_ubm_from_audio` is what ``spkid train-ubm`` calls: it picks the front-end rate from the pool,
+extracts the pool's features (in memory or through the feature store), trains the UBM on them with the
+cohort's impostor segments held out, selects the cohort and writes the model directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spkid.atomic import atomic_write_bytes
+from spkid.audio import find_audio_files
+from spkid.errors import DataError, StoreError
+from spkid.features import (
+    ExtractResult,
+    FeatureConfig,
+    FeatureStore,
+    GlobalStats,
+    SkippedFile,
+    StoredFeatures,
+    extract_many,
+    normalise,
+    resolve_sample_rate,
+)
+from spkid.recognizer.config import Config, load_config
+from spkid.score import hold_out_cohort_segments, select_cohort
+from spkid.store import MANIFEST_FILE, ModelStore
+from spkid.ubm import train_ubm
+
+__all__ = ["SKIPPED_LIST_FILE", "TrainResult", "train_ubm_from_audio"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_ubm_from_audio` built.
+
+    ``skipped`` lists every file left out: ``unusable`` ones (too little speech, skipped by default) and,
+    with ``skip_bad``, unreadable ones; the full list is also in the model's ``skipped_files.txt``.
+    """
+
+    model_dir: Path
+    n_files: int
+    n_frames: int
+    n_components: int
+    n_features: int
+    cohort_size: int
+    skipped: list[SkippedFile] = field(default_factory=list)
+    cohort_frames_held_out: int = 0  # of n_frames: the cohort's test segments, not used to train the UBM
+    sample_rate: int = 0  # of the front-end (chosen from the pool with features.sample_rate: auto)
+    cmvn: str = "utterance"
+
+
+#: Where train-ubm lists the pool files it left out (one ``path<TAB>reason`` line each).
+SKIPPED_LIST_FILE = "skipped_files.txt"
+
+
+@contextlib.contextmanager
+def _status(message: str, *, enabled: bool) -> Iterator[None]:
+    """A spinner with ``message`` on stderr while the block runs (nothing when disabled)."""
+    if not enabled:
+        yield
+        return
+    from rich.console import Console
+
+    with Console(file=sys.stderr).status(message):
+        yield
+
+
+def _no_usable_audio(n_files: int, skipped: Sequence[SkippedFile]) -> DataError:
+    first = f"; first: {skipped[0].reason}" if skipped else ""
+    return DataError(f"no usable audio: all {n_files} files were skipped{first}")
+
+
+def _check_unusable_share(n_files: int, skipped: Sequence[SkippedFile], max_fraction: float) -> None:
+    """DataError when more than ``max_fraction`` of the pool holds too little speech to use."""
+    unusable = [item for item in skipped if item.unusable]
+    if n_files and len(unusable) > max_fraction * n_files:
+        raise DataError(
+            f"UBM pool: {len(unusable)} of {n_files} files ({len(unusable) / n_files:.0%}) hold too little "
+            f"speech, more than ubm.max_unusable_fraction={max_fraction:g}; check the pool "
+            f"(first: {unusable[0].reason})"
+        )
+
+
+def _pool_features(
+    files: list[Path], config: FeatureConfig, *, n_jobs: int, skip_bad: bool, progress: bool,
+    cache_dir: PathLike | None, stats: GlobalStats | None = None,
+) -> ExtractResult | StoredFeatures:  # fmt: skip
+    """The pool's features in memory, or in the feature store at ``cache_dir`` (read memory-mapped)."""
+    if cache_dir is None:
+        return extract_many(files, config, n_jobs=n_jobs, progress=progress, skip_bad=skip_bad,
+                            skip_unusable=True, stats=stats)  # fmt: skip
+    return FeatureStore(cache_dir).build(files, config, n_jobs=n_jobs, progress=progress, skip_bad=skip_bad,
+                                         skip_unusable=True, stats=stats)  # fmt: skip
+
+
+def _write_skipped_list(model_dir: Path, skipped: Sequence[SkippedFile]) -> None:
+    target = model_dir / SKIPPED_LIST_FILE
+    if not skipped:
+        target.unlink(missing_ok=True)
+        return
+    lines = "".join(f"{item.path}\t{' '.join(item.reason.split())}\n" for item in skipped)
+    try:
+        atomic_write_bytes(target, lines.encode("utf-8"))
+    except OSError as exc:
+        raise StoreError(f"{target}: cannot write ({exc.strerror or exc})") from None
+
+
+def train_ubm_from_audio(
+    model_dir: PathLike,
+    audio_paths: Iterable[PathLike],
+    config: Config | None = None,
+    *,
+    n_jobs: int = 1,
+    skip_bad: bool = False,
+    progress: bool = False,
+    overwrite: bool = False,
+    cache_dir: PathLike | None = None,
+) -> TrainResult:
+    """Train a UBM on audio files/folders, pick the normalisation cohort, and create the model directory.
+
+    With ``features.sample_rate: auto`` the front-end rate is chosen from the pool's native rates first
+    (:func:`spkid.features.resolve_sample_rate`); with ``features.cmvn`` "adaptive" or "global" the pool's
+    un-normalised feature statistics are estimated and stored with the model. Files with too little speech
+    (too short, silent) are skipped and listed in ``skipped_files.txt`` unless they are more than
+    ``ubm.max_unusable_fraction`` of the pool.
+
+    Parameters
+    ----------
+    model_dir : path
+        Created; must not already hold a model unless ``overwrite``.
+    audio_paths : iterable of path
+        Files, or folders searched recursively.
+    config : Config, optional
+        All four sections are stored in the model (the defaults when None).
+    n_jobs : int
+        Feature-extraction worker processes.
+    skip_bad : bool
+        Also skip unreadable files (returned in ``skipped``) instead of stopping at the first.
+    progress : bool
+        Progress bars on stderr.
+    overwrite : bool
+        Replace an existing model and its enrolled speakers.
+    cache_dir : path, optional
+        Feature store (:class:`spkid.features.FeatureStore`, the same folder as
+        :func:`spkid.features.extract_many`'s cache): features are written there once and the UBM is trained
+        from the memory-mapped files, so memory does not grow with the pool. With ``config.ubm.backend``
+        "dask" on a remote cluster it must be on a filesystem the workers share. None: features in memory.
+
+    Raises
+    ------
+    StoreError
+        A model exists and ``overwrite`` is false (checked before any work), or it cannot be written.
+    AudioError
+        An unreadable file (without ``skip_bad``).
+    DataError
+        No usable file, or more than ``ubm.max_unusable_fraction`` of them unusable.
+    """
+    config = load_config(None) if config is None else config
+    model_dir = Path(model_dir)
+    if (model_dir / MANIFEST_FILE).is_file() and not overwrite:
+        raise StoreError(f"{model_dir}: a model already exists here; pass --overwrite to replace it")
+    files = find_audio_files(list(audio_paths))
+    feature_config = resolve_sample_rate(config.features, files, skip_bad=skip_bad)
+    stats = None
+    if feature_config.needs_global_stats:  # statistics of the un-normalised features first
+        raw = _pool_features(files, dataclasses.replace(feature_config, cmvn="none"), n_jobs=n_jobs,
+                             skip_bad=skip_bad, progress=progress, cache_dir=cache_dir)  # fmt: skip
+        _check_unusable_share(len(files), raw.skipped, config.ubm.max_unusable_fraction)
+        if not raw:
+            raise _no_usable_audio(len(files), raw.skipped)
+        stats = GlobalStats.from_features(raw)
+        if cache_dir is None:
+            features: ExtractResult | StoredFeatures = ExtractResult(
+                [normalise(frames, feature_config, stats) for frames in raw], raw.paths, raw.skipped
+            )
+        else:  # the normalised features are stored too, keyed by the statistics
+            features = FeatureStore(cache_dir).build(raw.paths, feature_config, n_jobs=n_jobs,
+                                                     progress=progress, stats=stats)  # fmt: skip
+            features.skipped = list(raw.skipped)
+    else:
+        features = _pool_features(files, feature_config, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress,
+                                  cache_dir=cache_dir)  # fmt: skip
+        _check_unusable_share(len(files), features.skipped, config.ubm.max_unusable_fraction)
+    if not features:
+        raise _no_usable_audio(len(files), features.skipped)
+    n_frames = features.n_frames if isinstance(features, StoredFeatures) else sum(len(f) for f in features)
+    # The cohort's impostor test segments stay out of UBM training (see spkid.score.cohort), pool size
+    # permitting.
+    ubm_pool, n_held_out = hold_out_cohort_segments(
+        features, ubm_config=config.ubm, cohort_size=config.score.cohort_size
+    )
+    with _status(f"training UBM ({config.ubm.n_components} components, {n_frames - n_held_out} frames)",
+                 enabled=progress):  # fmt: skip
+        ubm = train_ubm(ubm_pool, config.ubm)
+    cohort = select_cohort(
+        features,
+        ubm,
+        size=config.score.cohort_size,
+        enroll_config=config.enroll,
+        random_state=config.ubm.random_state,
+    )
+    store = ModelStore.create(
+        model_dir,
+        feature_config=feature_config.to_dict(),
+        ubm_config=config.ubm.to_dict(),
+        enroll_config=config.enroll.to_dict(),
+        score_config=config.score.to_dict(),
+        ubm=ubm,
+        feature_stats=None if stats is None else stats.to_arrays(),
+        overwrite=overwrite,
+    )
+    store.save_cohort(cohort.to_arrays(ubm))
+    _write_skipped_list(model_dir, features.skipped)
+    n_components, n_features = np.shape(ubm.means_)
+    return TrainResult(
+        model_dir=model_dir,
+        n_files=len(features),
+        n_frames=n_frames,
+        n_components=int(n_components),
+        n_features=int(n_features),
+        cohort_size=len(cohort),
+        skipped=list(features.skipped),
+        cohort_frames_held_out=n_held_out,
+        sample_rate=int(feature_config.sample_rate),
+        cmvn=feature_config.cmvn,
+    )

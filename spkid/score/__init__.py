@@ -1,0 +1,30 @@
+"""Log-likelihood-ratio scoring against enrolled speakers, score normalisation, cohort and calibration.
+
+The public face of the scoring stage; its modules, one job each (imports point down the list):
+
+- :mod:`~spkid.score.normalize` Z-, T-, ZT-, S- and adaptive S-norm on score arrays (its dispatcher by
+  method name, :func:`spkid.score.normalize.normalize`, is not re-exported: the name is the module's);
+- :mod:`~spkid.score.calibrate` linear calibration of scores to LLRs, Bayes thresholds, open-set decisions;
+- :mod:`~spkid.score._bank` (private) the stacked, quantised speaker parameters;
+  :mod:`~spkid.score._kernels` (private) the compiled top-C scoring steps;
+- :mod:`~spkid.score.scorer` :class:`ScoreConfig` and :class:`Scorer` (exact and top-C LLRs);
+- :mod:`~spkid.score.cohort` the impostor cohort drawn from the UBM pool, and :class:`Normalizer`.
+"""
+
+from spkid.score.calibrate import UNKNOWN, Calibrator, bayes_threshold, open_set_identify
+from spkid.score.cohort import (
+    SEGMENT_FRAMES,
+    Cohort,
+    Normalizer,
+    cohort_segment_rows,
+    hold_out_cohort_segments,
+    select_cohort,
+)
+from spkid.score.normalize import METHODS, asnorm, snorm, tnorm, znorm, znorm_statistics, ztnorm
+from spkid.score.scorer import ScoreConfig, Scorer
+
+__all__ = [
+    "METHODS", "SEGMENT_FRAMES", "UNKNOWN", "Calibrator", "Cohort", "Normalizer", "ScoreConfig", "Scorer",
+    "asnorm", "bayes_threshold", "cohort_segment_rows", "hold_out_cohort_segments", "open_set_identify",
+    "select_cohort", "snorm", "tnorm", "znorm", "znorm_statistics", "ztnorm",
+]  # fmt: skip

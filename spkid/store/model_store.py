@@ -1,0 +1,344 @@
+"""The on-disk model directory: a UBM, one file per enrolled speaker, a score-normalisation cohort.
+
+There is no central speaker list to lose: the enrolled speakers are the speaker files present, each of which
+is written atomically and embeds its own content hash and the SHA-256 of the UBM it was adapted from. A
+writer killed at any point therefore leaves every earlier speaker intact and the interrupted one either
+complete or absent. Nothing is ever unpickled. The files are listed in :mod:`spkid.store.layout`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+
+from spkid.atomic import (
+    atomic_write_bytes,
+    encode_npz,
+    fsync_directory,
+    read_npz,
+    remove_stale_temp_files,
+    to_arrays,
+    to_python,
+)
+from spkid.errors import StoreError
+from spkid.gmm import DiagonalGMM
+from spkid.store.checks import (
+    KIND_KEY,
+    NAME_KEY,
+    UBM_SHA_KEY,
+    build_model,
+    check_cohort_arrays,
+    check_model_arrays,
+    config_differences,
+    speaker_file_name,
+)
+from spkid.store.layout import (
+    COHORT_FILE,
+    FRONTEND_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    SPEAKERS_DIR,
+    UBM_FILE,
+    write_error,
+    write_model_directory,
+)
+from spkid.store.locking import writer_lock
+from spkid.store.manifest import new_manifest, read_manifest
+
+__all__ = ["ModelStore"]
+
+
+class ModelStore:
+    """A model directory opened for reading and writing; build with :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self._ubm: DiagonalGMM | None = None
+
+    # ----------------------------------------------------------------------------- creation and opening
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        feature_config: Mapping[str, Any],
+        ubm_config: Mapping[str, Any],
+        enroll_config: Mapping[str, Any],
+        score_config: Mapping[str, Any],
+        ubm: DiagonalGMM,
+        feature_stats: Mapping[str, np.ndarray] | None = None,
+        overwrite: bool = False,
+    ) -> ModelStore:
+        """Write a new model directory holding ``ubm`` and no speakers.
+
+        Parameters
+        ----------
+        path : str or Path
+            The model directory (created if missing).
+        feature_config, ubm_config, enroll_config, score_config : mapping
+            The config sections as plain dicts (``to_dict()`` of the config objects).
+        ubm : DiagonalGMM
+            The fitted universal background model.
+        feature_stats : mapping of str to ndarray, optional
+            The UBM pool's feature statistics (:meth:`spkid.features.GlobalStats.to_arrays`), stored in
+            ``frontend.npz`` for the normalisations that need them.
+        overwrite : bool
+            Replace an existing model, deleting its enrolled speakers and cohort (they belong to the old UBM).
+
+        Raises
+        ------
+        StoreError
+            A model already exists and ``overwrite`` is false, the UBM is invalid, or the directory cannot
+            be written.
+        """
+        path = Path(path)
+        ubm_arrays = to_arrays(ubm.to_dict(), what=f"{path / UBM_FILE}")
+        shape = check_model_arrays(ubm_arrays, path / UBM_FILE, "UBM")
+        ubm_arrays[KIND_KEY] = np.asarray("ubm")
+        ubm_bytes = encode_npz(ubm_arrays)
+        contents = {UBM_FILE: ubm_bytes}
+        if feature_stats is not None:
+            stats_arrays = check_cohort_arrays(feature_stats, path / FRONTEND_FILE, what="feature statistics")
+            stats_arrays[KIND_KEY] = np.asarray("frontend")
+            contents[FRONTEND_FILE] = encode_npz(stats_arrays)
+        configs = {"feature_config": feature_config, "ubm_config": ubm_config, "enroll_config": enroll_config,
+                   "score_config": score_config}  # fmt: skip
+        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+        manifest = new_manifest(configs, shape, hashes)
+        write_model_directory(path, contents, manifest, overwrite=overwrite)
+        return cls(path, manifest)
+
+    @classmethod
+    def open(cls, path: str | Path) -> ModelStore:
+        """Open an existing model directory, checking that this spkid version can read it.
+
+        Raises
+        ------
+        StoreError
+            No model at ``path``, an unreadable manifest, or a model from another spkid major/format version.
+        """
+        path = Path(path)
+        manifest = read_manifest(path / MANIFEST_FILE, path)
+        return cls(path, manifest)
+
+    # ----------------------------------------------------------------------------- manifest contents
+    @property
+    def feature_config(self) -> dict[str, Any]:
+        """The feature config the UBM was trained with (a dict)."""
+        return dict(self.manifest["feature_config"])
+
+    @property
+    def ubm_config(self) -> dict[str, Any]:
+        """The UBM training config (a dict)."""
+        return dict(self.manifest["ubm_config"])
+
+    @property
+    def enroll_config(self) -> dict[str, Any]:
+        """The enrollment (MAP adaptation) config (a dict)."""
+        return dict(self.manifest["enroll_config"])
+
+    @property
+    def score_config(self) -> dict[str, Any]:
+        """The scoring config (a dict)."""
+        return dict(self.manifest["score_config"])
+
+    @property
+    def ubm_shape(self) -> tuple[int, int]:
+        """``(n_components, n_features)`` of the UBM."""
+        n_components, n_features = self.manifest["ubm_shape"]
+        return int(n_components), int(n_features)
+
+    def check_feature_config(
+        self, current: Mapping[str, Any], *, missing_as: Mapping[str, Any] | None = None
+    ) -> None:
+        """Raise :class:`StoreError` listing every key where ``current`` differs from the stored features.
+
+        ``missing_as`` gives the values of settings a model made before they existed is read with.
+        """
+        differences = config_differences({**(missing_as or {}), **self.manifest["feature_config"]}, current)
+        if differences:
+            raise StoreError(
+                f"{self.path}: features differ from those the model was trained with: "
+                + "; ".join(differences)
+                + " (drop the feature overrides, or retrain with spkid train-ubm)"
+            )
+
+    # ----------------------------------------------------------------------------- UBM
+    def load_ubm(self) -> DiagonalGMM:
+        """Load the UBM, checking its SHA-256 against the manifest."""
+        if self._ubm is None:
+            ubm_path = self.path / UBM_FILE
+            try:
+                data = ubm_path.read_bytes()
+            except OSError as exc:
+                raise StoreError(f"{ubm_path}: cannot read the UBM ({exc.strerror or exc})") from None
+            if hashlib.sha256(data).hexdigest() != self.manifest["files"].get(UBM_FILE):
+                raise StoreError(f"{ubm_path}: SHA-256 does not match the manifest (tampered or replaced)")
+            arrays = read_npz(ubm_path, what="UBM", data=data)
+            self._ubm = build_model(arrays, ubm_path, "UBM", self.ubm_shape, kind="ubm")
+        return self._ubm
+
+    def load_feature_stats(self) -> dict[str, np.ndarray] | None:
+        """The UBM pool's feature statistics stored at creation (``frontend.npz``), or None when absent."""
+        digest = self.manifest["files"].get(FRONTEND_FILE)
+        if digest is None:
+            return None
+        file = self.path / FRONTEND_FILE
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{file}: cannot read the feature statistics ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise StoreError(f"{file}: SHA-256 does not match the manifest (tampered or replaced)")
+        arrays = read_npz(file, what="feature statistics", data=data)
+        if to_python(arrays.pop(KIND_KEY, np.asarray(""))) != "frontend":
+            raise StoreError(f"{file}: not a feature statistics file")
+        return check_cohort_arrays(arrays, file, what="feature statistics")
+
+    # ----------------------------------------------------------------------------- speakers
+    def speaker_path(self, name: str) -> Path:
+        """The file that holds (or would hold) speaker ``name``."""
+        return self.path / SPEAKERS_DIR / speaker_file_name(name)
+
+    def speakers(self) -> list[str]:
+        """Sorted names of the enrolled speakers (the speaker files present)."""
+        names = []
+        for file in (self.path / SPEAKERS_DIR).glob("*.npz"):
+            if file.name.startswith("."):
+                continue
+            stem = file.name[: -len(".npz")]
+            name = unquote(stem) if "+" not in stem else self._stored_name(file)
+            try:
+                canonical = speaker_file_name(name) == file.name
+            except StoreError:
+                canonical = False
+            if not canonical:
+                raise StoreError(f"{file}: not a speaker file written by spkid (unexpected name); remove it")
+            names.append(name)
+        return sorted(names)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.speaker_path(name).is_file()
+
+    def save_speaker(self, name: str, model: DiagonalGMM, *, replace: bool = False) -> Path:
+        """Store a speaker model atomically; returns its file.
+
+        Raises
+        ------
+        StoreError
+            Invalid name, the name is enrolled and ``replace`` is false, a model whose shape does not
+            match the UBM or with non-finite / non-positive parameters, or the directory cannot be written.
+        """
+        target = self.speaker_path(name)
+        arrays = to_arrays(model.to_dict(), what=f"speaker {name!r}")
+        check_model_arrays(arrays, target, f"speaker {name!r}", self.ubm_shape)
+        arrays.update({KIND_KEY: np.asarray("speaker"), NAME_KEY: np.asarray(name),
+                       UBM_SHA_KEY: np.asarray(self._ubm_sha256)})
+        data = encode_npz(arrays)
+        try:
+            with writer_lock(self.path / LOCK_FILE):
+                self._check_not_recreated()
+                remove_stale_temp_files(target.parent)
+                if target.exists():
+                    try:
+                        stored = self._stored_name(target)
+                    except StoreError:  # an unreadable file under this name goes only with replace=True
+                        stored = name
+                    if stored != name:
+                        raise StoreError(
+                            f"speaker name {name!r} collides with enrolled speaker {stored!r} on this file "
+                            "system (names differing only in case?)"
+                        )
+                    if not replace:
+                        raise StoreError(f"speaker {name!r} is already enrolled in {self.path}; "
+                                         "pass replace=True (--replace) to re-enroll")
+                atomic_write_bytes(target, data)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+        return target
+
+    def load_speaker(self, name: str) -> DiagonalGMM:
+        """Load and validate one speaker model."""
+        file = self.speaker_path(name)
+        if not file.is_file():
+            raise StoreError(f"speaker {name!r} is not enrolled in {self.path}")
+        arrays = read_npz(file, what="speaker")
+        stored = to_python(arrays.get(NAME_KEY, np.asarray("")))
+        if stored != name:
+            raise StoreError(f"{file}: holds speaker {stored!r}, expected {name!r}")
+        self._check_ubm_fingerprint(arrays, file)
+        model = build_model(arrays, file, f"speaker {name!r}", self.ubm_shape, kind="speaker")
+        model.share_parameters_of(self.load_ubm())  # mean-only models: one copy of the UBM's arrays
+        return model
+
+    def load_speakers(self) -> dict[str, DiagonalGMM]:
+        """Load every enrolled speaker, ``{name: model}`` in sorted name order."""
+        return {name: self.load_speaker(name) for name in self.speakers()}
+
+    def remove_speaker(self, name: str) -> None:
+        """Delete an enrolled speaker (StoreError if not enrolled)."""
+        target = self.speaker_path(name)
+        try:
+            with writer_lock(self.path / LOCK_FILE):
+                if not target.is_file():
+                    raise StoreError(f"speaker {name!r} is not enrolled in {self.path}")
+                os.unlink(target)
+                fsync_directory(target.parent)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+
+    # ----------------------------------------------------------------------------- cohort
+    def has_cohort(self) -> bool:
+        """Whether a score-normalisation cohort has been saved."""
+        return (self.path / COHORT_FILE).is_file()
+
+    def save_cohort(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Store the score-normalisation cohort: named finite numeric arrays (replaces any earlier cohort)."""
+        file = self.path / COHORT_FILE
+        content = check_cohort_arrays(arrays, file)
+        content.update({KIND_KEY: np.asarray("cohort"), UBM_SHA_KEY: np.asarray(self._ubm_sha256)})
+        data = encode_npz(content)
+        try:
+            with writer_lock(self.path / LOCK_FILE):
+                self._check_not_recreated()
+                remove_stale_temp_files(self.path)
+                atomic_write_bytes(file, data)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+
+    def load_cohort(self) -> dict[str, np.ndarray]:
+        """Load the score-normalisation cohort saved by :meth:`save_cohort`."""
+        file = self.path / COHORT_FILE
+        if not file.is_file():
+            raise StoreError(f"{file}: no score-normalisation cohort saved in this model")
+        arrays = read_npz(file, what="cohort")
+        if to_python(arrays.pop(KIND_KEY, np.asarray(""))) != "cohort":
+            raise StoreError(f"{file}: not a cohort file")
+        self._check_ubm_fingerprint(arrays, file)
+        arrays.pop(UBM_SHA_KEY)
+        return check_cohort_arrays(arrays, file)
+
+    # ----------------------------------------------------------------------------- helpers
+    @property
+    def _ubm_sha256(self) -> str:
+        return str(self.manifest["files"][UBM_FILE])
+
+    def _stored_name(self, file: Path) -> str:
+        return str(to_python(read_npz(file, what="speaker").get(NAME_KEY, np.asarray(""))))
+
+    def _check_ubm_fingerprint(self, arrays: Mapping[str, np.ndarray], file: Path) -> None:
+        if to_python(arrays.get(UBM_SHA_KEY, np.asarray(""))) != self._ubm_sha256:
+            raise StoreError(f"{file}: made with a different UBM than {self.path / UBM_FILE}; re-enroll it")
+
+    def _check_not_recreated(self) -> None:
+        """Refuse to write beside a UBM replaced (``create(overwrite=True)``) since this store was opened."""
+        current = ModelStore.open(self.path)
+        if current.manifest["files"].get(UBM_FILE) != self._ubm_sha256:
+            raise StoreError(f"{self.path}: the model was re-created since it was opened; open it again")

@@ -1,0 +1,18 @@
+"""Universal background model training, MAP adaptation of speaker models, and enrollment.
+
+The public face of the UBM stage; its modules, one job each (imports point down the list):
+
+- :mod:`~spkid.ubm.config` :class:`UBMConfig`, :class:`EnrollConfig` and the UBM size a pool supports;
+- :mod:`~spkid.ubm.shards` bounded pieces of the frames, and the E-step statistics of one piece;
+- :mod:`~spkid.ubm.backends` the one EM driver and where its E-steps run (in-process, joblib, Dask);
+- :mod:`~spkid.ubm.train` :func:`train_ubm`; :mod:`~spkid.ubm.map` :func:`map_adapt` and :func:`enroll`.
+"""
+
+from spkid.ubm.config import ADAPTABLE, BACKENDS, EnrollConfig, UBMConfig, effective_components
+from spkid.ubm.map import enroll, map_adapt
+from spkid.ubm.train import train_ubm
+
+__all__ = [
+    "ADAPTABLE", "BACKENDS", "EnrollConfig", "UBMConfig", "effective_components", "enroll", "map_adapt",
+    "train_ubm",
+]

@@ -1,0 +1,84 @@
+"""Tests of spkid.features.cache: cache keys shared by extract_many and FeatureStore, atomic entries."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spkid.errors import AudioError
+from spkid.features import CACHE_VERSION, FeatureConfig, FeatureStore, extract_many
+from spkid.features.cache import cache_file, cache_settings, read_cached, write_cached
+
+CONFIGS = [
+    FeatureConfig(),
+    FeatureConfig(n_ceps=13, n_fft=1024, window="hamming", f_max_hz=7000.0 / 3.0, cmvn="sliding"),
+]
+
+
+def key_as_written_before(cache_dir: Path, audio_path: Path, config: FeatureConfig) -> Path:
+    """The entry path of the key extract_many built inline before cache_settings existed, spelt out."""
+    status = audio_path.absolute().stat()
+    identity = {
+        "path": str(audio_path.absolute()),
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "frontend_version": CACHE_VERSION,
+        "features": dataclasses.asdict(config),
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return cache_dir / digest[:2] / f"{digest}.npy"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["default", "custom"])
+def test_cache_settings_keep_the_keys_of_existing_caches(tmp_path: Path, config: FeatureConfig) -> None:
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"not decoded: only the file's identity counts")
+    settings = cache_settings(config, frontend_version=CACHE_VERSION)
+    assert settings == {"frontend_version": CACHE_VERSION, "features": config.to_dict()}
+    inline_before = {"frontend_version": CACHE_VERSION, "features": config.to_dict()}
+    assert cache_file(tmp_path, audio, settings) == cache_file(tmp_path, audio, inline_before)
+    assert cache_file(tmp_path, audio, settings) == key_as_written_before(tmp_path, audio, config)
+    # A stored JSON copy compares equal, as FeatureStore's index check needs.
+    assert json.loads(json.dumps(settings)) == settings
+
+
+def test_cache_settings_change_with_the_config_and_the_version() -> None:
+    default = cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION)
+    assert cache_settings(FeatureConfig(n_ceps=13), frontend_version=CACHE_VERSION) != default
+    assert cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION + 1) != default
+
+
+def test_extract_many_and_the_feature_store_use_the_entry_of_the_old_key(
+    synthetic_corpus: Path, tmp_path: Path
+) -> None:
+    audio = sorted(synthetic_corpus.rglob("*.wav"))[0]
+    config = CONFIGS[1]
+    expected = key_as_written_before(tmp_path, audio, config)
+    (features,) = extract_many([audio], config, cache_dir=tmp_path)
+    assert sorted(tmp_path.rglob("*.npy")) == [expected]
+    np.testing.assert_array_equal(read_cached(expected, config.n_features), features)
+    built = FeatureStore(tmp_path).build([audio], config)
+    assert [Path(item.path) for item in built.files] == [expected]
+    assert sorted(tmp_path.rglob("*.npy")) == [expected]  # found, not written again
+
+
+def test_cache_file_of_a_missing_audio_file_names_it(tmp_path: Path) -> None:
+    settings = cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION)
+    with pytest.raises(AudioError, match=r"gone\.wav: no such file"):
+        cache_file(tmp_path, tmp_path / "gone.wav", settings)
+
+
+def test_read_cached_rejects_entries_of_another_shape_or_type(tmp_path: Path) -> None:
+    entry = tmp_path / "ab" / "entry.npy"
+    write_cached(entry, np.ones((5, 3), dtype=np.float64))  # stored as float32
+    assert read_cached(entry, 3).dtype == np.float32 and read_cached(entry, 3).shape == (5, 3)
+    assert read_cached(entry, 4) is None
+    entry.write_bytes(b"truncated")
+    assert read_cached(entry, 3) is None
+    assert read_cached(tmp_path / "missing.npy", 3) is None
+    assert not list(tmp_path.rglob("*.tmp"))
