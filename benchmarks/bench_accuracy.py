@@ -28,6 +28,7 @@ Usage: ``python benchmarks/bench_accuracy.py [--conditions ls,sc,...] [--variant
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import logging
@@ -74,6 +75,49 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     ),
     "nv+adaptive-mean-only": ("features.vad=none", "features.cmvn=adaptive", "features.cmvn_variance=false"),
     "nv+adaptive+top_c=exact": ("features.vad=none", "features.cmvn=adaptive", "score.top_c=null"),
+    "nvf": ("features.vad=none", "features.cmvn=adaptive", "features.f_max_hz=3800"),
+    "nvf+adaptive-1000": (
+        "features.vad=none",
+        "features.cmvn=adaptive",
+        "features.f_max_hz=3800",
+        "features.cmvn_relevance_frames=1000",
+    ),
+    "nvf+adaptive-100": (
+        "features.vad=none",
+        "features.cmvn=adaptive",
+        "features.f_max_hz=3800",
+        "features.cmvn_relevance_frames=100",
+    ),
+    "nvf+mean-only": (
+        "features.vad=none",
+        "features.cmvn=adaptive",
+        "features.f_max_hz=3800",
+        "features.cmvn_variance=false",
+    ),
+    "nvf+pre0": (
+        "features.vad=none",
+        "features.cmvn=adaptive",
+        "features.f_max_hz=3800",
+        "features.pre_emphasis=0",
+    ),
+    "nvf+top_c=exact": (
+        "features.vad=none",
+        "features.cmvn=adaptive",
+        "features.f_max_hz=3800",
+        "score.top_c=null",
+    ),
+    "nvf+f_min=300": (
+        "features.vad=none",
+        "features.cmvn=adaptive",
+        "features.f_max_hz=3800",
+        "features.f_min_hz=300",
+    ),
+    "nvf+relevance=16": (
+        "features.vad=none",
+        "features.cmvn=adaptive",
+        "features.f_max_hz=3800",
+        "enroll.relevance_factor=16",
+    ),
     "cmvn_frames=all": ("features.cmvn_frames=all",),
     "cmvn_frames=all+mean-only": ("features.cmvn_frames=all", "features.cmvn_variance=false"),
     "cmvn_frames=all+sliding": (
@@ -109,12 +153,17 @@ P_TARGET = 0.01
 FAILED_SCORE = -1e9  # the score of every trial of a test that gave no features
 
 
+def code_digest(path: Path) -> bytes:
+    """The syntax tree of a Python file: the same after reformatting or a comment edit, not after a code change."""
+    return ast.dump(ast.parse(path.read_text(encoding="utf-8"))).encode()
+
+
 def source_fingerprint(root: Path) -> str:
-    """SHA-256 (16 hex digits) of the Python sources under ``root``: cached results die with a code change."""
+    """SHA-256 (16 hex digits) of the Python code under ``root``: cached results die with a code change."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
+        digest.update(code_digest(path))
     return digest.hexdigest()[:16]
 
 
@@ -216,7 +265,7 @@ class TextbookSystem:
 
         self.recipe = textbook_recipe
         self.cache = cache
-        self.key = "textbook-" + hashlib.sha256(Path(textbook_recipe.__file__).read_bytes()).hexdigest()[:12]
+        self.key = "textbook-" + hashlib.sha256(code_digest(Path(textbook_recipe.__file__))).hexdigest()[:12]
         self._features: dict[Path, np.ndarray] = {}
 
     def _features_of(self, paths: list[Path]) -> list[np.ndarray]:
