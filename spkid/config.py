@@ -2,10 +2,11 @@
 
 The generic machinery: a strict YAML loader, ``--set`` overrides, and building typed config sections from
 given section classes (frozen dataclasses owned by the modules that use them) plus free-form mapping
-sections. Unknown sections and keys are rejected with a did-you-mean, values are type-checked against the
-dataclass annotations, and the section classes validate ranges themselves. Values never become code (no
-``!new:``). The four-section :class:`~spkid.recognizer.config.Config` built with it lives in
-:mod:`spkid.recognizer.config`, above the packages that own its sections.
+sections. Unknown sections and keys are rejected with a did-you-mean; values are type-checked by the section
+class's constraint table (:mod:`spkid.config_checks`), or against its annotations when it has none, and the
+section class then checks the values themselves. Values never become code (no ``!new:``). The four-section
+:class:`~spkid.recognizer.config.Config` built with it lives in :mod:`spkid.recognizer.config`, above the
+packages that own its sections.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from spkid.config_checks import check_type, describe_value, did_you_mean
+from spkid.config_checks import Interval, coerce_value, constraints_of, describe_value, did_you_mean
 from spkid.errors import ConfigError
 
 __all__ = [
@@ -228,8 +229,9 @@ def _build_section(
         return "--set" if key in overridden or (overridden and source == "defaults") else source
 
     fields = {field.name: field for field in dataclasses.fields(cls) if field.init}
+    table = constraints_of(cls)
     try:
-        hints = typing.get_type_hints(cls)
+        hints = {} if table is not None else typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to the class's own checks
         hints = {}
     checked = {}
@@ -238,7 +240,12 @@ def _build_section(
             qualified = [f"{name}.{field}" for field in fields]
             hint = did_you_mean(f"{name}.{key}", qualified) or f"; valid keys: {', '.join(fields)}"
             raise ConfigError(f"{origin(key)}: unknown key {name}.{key}{hint}")
-        checked[key] = check_type(value, hints.get(key, Any), f"{origin(key)}: {name}.{key}")
+        where = f"{origin(key)}: {name}.{key}"
+        if table is not None:  # the class converts and checks the value again, by the same table
+            coerce_value(value, table[key], where)
+            checked[key] = value
+        else:
+            checked[key] = _check_type(value, hints.get(key, Any), where)
     try:
         if hasattr(cls, "from_dict"):
             return cls.from_dict(checked)
@@ -250,6 +257,70 @@ def _build_section(
         raise ConfigError(f"{origin(named.group(1) if named else None)}: {prefix}{message}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin(None)}: {name}: {exc}") from None
+
+
+#: Scalar annotations as constraint-table entries, so sections without a table convert values the same way.
+_SCALARS: dict[Any, Any] = {
+    bool: bool, int: Interval(int, None, None), float: Interval(float, None, None), str: str, type(None): None
+}  # fmt: skip
+_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` converted to fit ``annotation`` (a field of a section class without a constraint table):
+    scalars as the constraint tables convert them, lists to tuples for tuple fields, strings to Paths."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation in _SCALARS:
+        return coerce_value(value, _SCALARS[annotation], where)
+    if origin is typing.Union or origin is types.UnionType:
+        for arm in args:
+            try:
+                return _check_type(value, arm, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {' or '.join(map(_name, args))}, got {describe_value(value)}")
+    if origin is typing.Literal:
+        if value in args and type(value) in {type(arg) for arg in args}:
+            return value
+        hint = did_you_mean(value, [str(arg) for arg in args]) if isinstance(value, str) else ""
+        raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}{hint}")
+    if annotation is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    elif origin in (tuple, list) or annotation in (tuple, list):
+        if isinstance(value, (list, tuple)):
+            return _check_sequence(value, origin or annotation, args, where)
+        if isinstance(value, str) and args and args[0] is str:
+            return value  # e.g. enroll.adapt=means,weights: the section class parses the string form
+    elif origin in (dict, Mapping) or annotation in (dict, Mapping):
+        if isinstance(value, Mapping):
+            return dict(value)
+    else:
+        return value  # Any, or an annotation this checker does not model: the section class validates it
+    raise ConfigError(f"{where}: expected {_name(annotation)}, got {describe_value(value)}")
+
+
+def _check_sequence(value: Sequence[Any], kind: type, args: tuple[Any, ...], where: str) -> Any:
+    if kind is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        pairs = enumerate(zip(value, args, strict=True))
+        items = [_check_type(item, arg, f"{where}[{i}]") for i, (item, arg) in pairs]
+    else:
+        item_type = args[0] if args else Any
+        items = [_check_type(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
+    return tuple(items) if kind is tuple else items
+
+
+def _name(annotation: Any) -> str:
+    if annotation in _NAMES:
+        return _NAMES[annotation]
+    origin = typing.get_origin(annotation)
+    if origin in (tuple, list) or annotation in (tuple, list):
+        return "a list"
+    if origin in (dict, Mapping) or annotation in (dict, Mapping):
+        return "a mapping"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def section_to_dict(section: Any) -> dict[str, Any]:

@@ -1,22 +1,292 @@
-"""Checks shared by configs and their section dataclasses: unknown keys and choices with a did-you-mean, and
-values checked against type annotations.
+"""How settings are checked, in one way: each config section class declares a ``_parameter_constraints``
+table (field -> allowed values, as scikit-learn's estimators do) that :func:`check_fields` applies, converting
+YAML's numbers on the way (40.0 for an integer, 0 for a float); unknown keys and choices get a did-you-mean.
 
-Kept free of numpy, like the generic config machinery (:mod:`spkid.config`) that uses it.
+A table entry is an :class:`Interval`, an :class:`Options`, another :class:`Constraint`, None, ``bool``,
+``str``, a string standing for itself (``"auto"``), or a list of these alternatives. Kept free of numpy, like
+the generic config machinery (:mod:`spkid.config`) that uses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
-import typing
+import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from spkid.errors import ConfigError
+from spkid.errors import ConfigError, SpkidError
+
+__all__ = [
+    "Constraint", "Interval", "Options", "WrongType", "check_field", "check_fields", "check_settings",
+    "check_value", "close_match_hint", "coerce_value", "constraints_of", "describe_value", "did_you_mean",
+]  # fmt: skip
 
 
+# --------------------------------------------------------------------------------------------- constraints
+class WrongType(Exception):
+    """Raised by :meth:`Constraint.coerce` for a value not of its type ("expected ..." in the message)."""
+
+
+class Constraint:
+    """One kind of allowed value: converts a value to its type, then says whether the value is allowed. A kind
+    that one setting alone needs may live beside it (``spkid.ubm.config.Subset``).
+
+    ``expected`` completes "expected ..." for a value of the wrong type; ``allowed`` completes "must be ..."
+    for a value of the right type that is not allowed.
+    """
+
+    expected: str = "a value"
+    allowed: str = "a value"
+
+    def coerce(self, value: Any) -> Any:
+        """``value`` converted to this constraint's type; raises ``WrongType`` when it cannot be."""
+        return value
+
+    def admits(self, value: Any) -> bool:
+        """Whether a converted value is allowed."""
+        return True
+
+    def choices(self) -> tuple[str, ...]:
+        """The words a misspelt string is compared with for a did-you-mean."""
+        return ()
+
+
+def _as_int(value: Any) -> int:
+    # YAML and arithmetic give 40.0 for 40: an integral number is an integer. True is not.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise WrongType
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    raise WrongType
+
+
+def _as_float(value: Any) -> float:
+    # YAML gives 0 for 0.0: every real number is a float. True is not.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise WrongType
+    return float(value)
+
+
+class Interval(Constraint):
+    """Numbers of ``kind`` (int or float) from ``left`` to ``right``; None leaves a side unbounded.
+
+    ``closed`` says which bounds belong to the interval: "both" (the default), "left", "right" or "neither".
+    An unbounded side still excludes infinity; a bound of ``math.inf`` that ``closed`` includes admits it.
+    NaN is never admitted. ``what`` replaces the generated description in messages.
+
+    Examples
+    --------
+    >>> Interval(int, 1, None).allowed
+    'a positive integer'
+    >>> Interval(float, 0, None, closed="neither").allowed
+    'a finite number > 0'
+    >>> Interval(float, 0, 1, closed="left").allowed
+    'a number in [0, 1)'
+    """
+
+    def __init__(self, kind: type, left: float | None, right: float | None, *, closed: str = "both",
+                 what: str | None = None) -> None:  # fmt: skip
+        if kind not in (int, float):
+            raise TypeError(f"Interval: kind must be int or float, not {kind!r}")
+        if closed not in ("both", "left", "right", "neither"):
+            raise ValueError(f"Interval: closed must be 'both', 'left', 'right' or 'neither', not {closed!r}")
+        self.kind, self.left, self.right = kind, left, right
+        self.closed_left, self.closed_right = closed in ("both", "left"), closed in ("both", "right")
+        self.expected = what or ("an integer" if kind is int else "a number")
+        self.allowed = what or self._describe()
+
+    def coerce(self, value: Any) -> Any:
+        return _as_int(value) if self.kind is int else _as_float(value)
+
+    def admits(self, value: Any) -> bool:
+        if math.isnan(value):
+            return False
+        left = -math.inf if self.left is None else self.left
+        right = math.inf if self.right is None else self.right
+        above = value > left or (self.closed_left and self.left is not None and value == left)
+        below = value < right or (self.closed_right and self.right is not None and value == right)
+        return above and below
+
+    def _describe(self) -> str:
+        left, right = self.left, self.right
+        noun = "an integer" if self.kind is int else "a number"
+        if self.kind is int and left is not None and right is None:
+            lowest = math.ceil(left) if self.closed_left else math.floor(left) + 1  # least integer admitted
+            names = {1: "a positive integer", 0: "a non-negative integer"}
+            return names.get(lowest, f"an integer >= {lowest}")
+        if right == math.inf and self.closed_right:
+            right = None  # infinity admitted: "a number >= 0"
+        elif self.kind is float and (left is None or right is None):
+            noun = "a finite number"
+        if left is None and right is None:
+            return noun
+        if right is None:
+            return f"{noun} {'>=' if self.closed_left else '>'} {left:g}"
+        if left is None:
+            return f"{noun} {'<=' if self.closed_right else '<'} {right:g}"
+        brackets = "[" if self.closed_left else "(", "]" if self.closed_right else ")"
+        return f"{noun} in {brackets[0]}{left:g}, {right:g}{brackets[1]}"
+
+
+class Options(Constraint):
+    """One of ``values``: strings (lower case; a value is lower-cased first, so YAML's ``HANN`` is "hann") or
+    integers. ``what`` replaces "one of ..." in messages.
+
+    Examples
+    --------
+    >>> Options(("utterance", "sliding")).allowed
+    'one of utterance, sliding'
+    """
+
+    def __init__(self, values: Sequence[str] | Sequence[int], *, what: str | None = None) -> None:
+        self.values = tuple(values)
+        self.text = all(isinstance(value, str) for value in self.values)
+        if not self.text and not all(type(value) is int for value in self.values):
+            raise TypeError(f"Options: values must be all strings or all integers, got {self.values!r}")
+        if self.text and any(value != value.lower() for value in self.values):
+            raise ValueError(f"Options: string values must be lower case, got {self.values!r}")
+        self.expected = what or ("a string" if self.text else "an integer")
+        self.allowed = what or f"one of {', '.join(map(str, self.values))}"
+
+    def coerce(self, value: Any) -> Any:
+        if not self.text:
+            return _as_int(value)
+        if not isinstance(value, str):
+            raise WrongType
+        return value.lower()
+
+    def admits(self, value: Any) -> bool:
+        return value in self.values
+
+    def choices(self) -> tuple[str, ...]:
+        return self.values if self.text else ()
+
+
+class _OfType(Constraint):
+    """Any value of one type, unconverted: ``bool``, ``str`` or None in a table."""
+
+    def __init__(self, kind: type, expected: str, allowed: str) -> None:
+        self.kind, self.expected, self.allowed = kind, expected, allowed
+
+    def coerce(self, value: Any) -> Any:
+        if not isinstance(value, self.kind):
+            raise WrongType
+        return value
+
+
+_PLAIN = {None: _OfType(type(None), "null", "None"), bool: _OfType(bool, "true or false", "true or false"),
+          str: _OfType(str, "a string", "a string")}  # fmt: skip
+
+
+def _alternatives(spec: Any) -> tuple[Constraint, ...]:
+    """A table entry as constraints: one, or a list of alternatives, where None, ``bool`` and ``str`` stand
+    for values of those types and a string for itself (``"auto"``)."""
+    arms = []
+    for item in spec if isinstance(spec, list) else [spec]:
+        if isinstance(item, str):
+            arms.append(Options((item,), what=repr(item)))
+        elif isinstance(item, Constraint) or item in _PLAIN:
+            arms.append(item if isinstance(item, Constraint) else _PLAIN[item])
+        else:
+            raise TypeError(f"not a constraint: {item!r}")
+    return tuple(arms)
+
+
+def _either(phrases: Iterable[str]) -> str:
+    unique = list(dict.fromkeys(phrases))
+    return unique[0] if len(unique) == 1 else f"{', '.join(unique[:-1])} or {unique[-1]}"
+
+
+def _converted(arms: Sequence[Constraint], value: Any) -> list[tuple[Constraint, Any]]:
+    """``(arm, value converted by it)`` for each alternative whose type ``value`` has."""
+    pairs = []
+    for arm in arms:
+        try:
+            pairs.append((arm, arm.coerce(value)))
+        except WrongType:
+            continue
+    return pairs
+
+
+def check_value(name: str, value: Any, spec: Any, *, error: type[SpkidError] = ConfigError) -> Any:
+    """``value`` converted by the first alternative of ``spec`` (a constraint-table entry) that admits it.
+
+    Raises
+    ------
+    ConfigError (or ``error``)
+        ``"<name>=<value>: expected an integer"`` when no alternative takes the value's type,
+        ``"<name>=<value>: must be a positive integer"`` when none admits it (with a did-you-mean for a
+        misspelt choice).
+    """
+    arms = _alternatives(spec)
+    converted = _converted(arms, value)
+    if not converted:
+        raise error(f"{name}={value!r}: expected {_either(arm.expected for arm in arms)}")
+    for arm, result in converted:
+        if arm.admits(result):
+            return result
+    choices = [choice for arm in arms for choice in arm.choices()]
+    hint = close_match_hint(value.lower(), choices) if isinstance(value, str) else ""
+    raise error(f"{name}={value!r}: must be {_either(arm.allowed for arm in arms)}{hint}")
+
+
+def coerce_value(value: Any, spec: Any, where: str) -> Any:
+    """``value`` converted by the first alternative of ``spec`` that takes its type, without checking ranges
+    (the config loader's type check: ``"<where>: expected an integer, got str 'x'"``)."""
+    converted = _converted(_alternatives(spec), value)
+    if not converted:
+        expected = _either(arm.expected for arm in _alternatives(spec))
+        raise ConfigError(f"{where}: expected {expected}, got {describe_value(value)}")
+    return converted[0][1]
+
+
+def constraints_of(cls: type) -> Mapping[str, Any] | None:
+    """``cls._parameter_constraints``, or None when ``cls`` has no table.
+
+    Raises
+    ------
+    TypeError
+        The table misses a field of ``cls`` or names one it does not have (a fault of the class).
+    """
+    table = getattr(cls, "_parameter_constraints", None)
+    if table is None:
+        return None
+    fields = {field.name for field in dataclasses.fields(cls)}
+    if set(table) != fields:
+        raise TypeError(
+            f"{cls.__name__}._parameter_constraints: fields without a constraint: "
+            f"{sorted(fields - set(table))}, constraints without a field: {sorted(set(table) - fields)}"
+        )
+    return table
+
+
+def check_fields(settings: Any, section: str) -> None:
+    """Convert and check every field of the frozen dataclass ``settings`` by its class's constraint table,
+    storing the converted values; messages name ``<section>.<field>=<value>``. Called by ``__post_init__``,
+    before the class's cross-field rules."""
+    table = constraints_of(type(settings))
+    if table is None:
+        raise TypeError(f"{type(settings).__name__} has no _parameter_constraints")
+    for field in dataclasses.fields(settings):
+        value = check_value(f"{section}.{field.name}", getattr(settings, field.name), table[field.name])
+        object.__setattr__(settings, field.name, value)
+
+
+def check_field(cls: type, field: str, value: Any, *, name: str | None = None,
+                error: type[SpkidError] = ConfigError) -> Any:  # fmt: skip
+    """``value`` checked by the constraint of ``cls``'s ``field``, for code that takes the same setting as a
+    plain argument (messages name ``name``, by default ``field``)."""
+    table = constraints_of(cls)
+    if table is None:
+        raise TypeError(f"{cls.__name__} has no _parameter_constraints")
+    return check_value(name or field, value, table[field], error=error)
+
+
+# --------------------------------------------------------------------------------------------- keys, hints
 def _closest(word: object, candidates: Iterable[str]) -> str | None:
     """The candidate closest to ``word`` (difflib ratio >= 0.6), or None."""
     matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
@@ -47,83 +317,10 @@ def check_settings(section: str, cls: type, settings: Mapping[str, Any]) -> dict
     return dict(settings)
 
 
-def check_type(value: Any, annotation: Any, where: str) -> Any:
-    """Return ``value`` (ints widened to float, sequences to tuples) if it fits ``annotation``."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any or annotation is typing.Any:
-        return value
-    if origin is typing.Union or origin is types.UnionType:
-        if value is None and type(None) in args:
-            return None
-        for arm in (arg for arg in args if arg is not type(None)):
-            try:
-                return check_type(value, arm, where)
-            except ConfigError:
-                continue
-        expected = " or ".join(_name(arg) for arg in args)
-        raise ConfigError(f"{where}: expected {expected}, got {describe_value(value)}")
-    if origin is typing.Literal:
-        if value in args and type(value) in {type(arg) for arg in args}:
-            return value
-        options = [str(arg) for arg in args]
-        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
-        raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}{hint}")
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-    elif annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif annotation is str:
-        if isinstance(value, str):
-            return value
-    elif annotation is Path:
-        if isinstance(value, (str, Path)):
-            return Path(value)
-    elif origin in (tuple, list) or annotation in (tuple, list):
-        if isinstance(value, (list, tuple)):
-            return _check_sequence(value, origin or annotation, args, where)
-        if isinstance(value, str) and args and args[0] is str:
-            return value  # e.g. enroll.adapt=means,weights: the section class parses the string form
-    elif origin in (dict, Mapping) or annotation in (dict, Mapping):
-        if isinstance(value, Mapping):
-            return dict(value)
-    else:
-        return value  # an annotation this checker does not model: the section class validates it
-    raise ConfigError(f"{where}: expected {_name(annotation)}, got {describe_value(value)}")
-
-
-def _check_sequence(value: Sequence[Any], kind: type, args: tuple[Any, ...], where: str) -> Any:
-    if kind is tuple and args and args[-1] is not Ellipsis:
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        pairs = enumerate(zip(value, args, strict=True))
-        items = [check_type(item, arg, f"{where}[{i}]") for i, (item, arg) in pairs]
-    else:
-        item_type = args[0] if args else Any
-        items = [check_type(item, item_type, f"{where}[{i}]") for i, item in enumerate(value)]
-    return tuple(items) if kind is tuple else items
-
-
 def did_you_mean(word: str, candidates: Sequence[str]) -> str:
     """``"; did you mean 'x'?"`` for the candidate closest to ``word``, or ``""`` when none is close."""
     close = _closest(word, candidates)
     return f"; did you mean {close!r}?" if close else ""
-
-
-def _name(annotation: Any) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
-    if annotation in names:
-        return names[annotation]
-    origin = typing.get_origin(annotation)
-    if origin in (tuple, list) or annotation in (tuple, list):
-        return "a list"
-    if origin in (dict, Mapping) or annotation in (dict, Mapping):
-        return "a mapping"
-    return getattr(annotation, "__name__", str(annotation))
 
 
 def describe_value(value: Any) -> str:

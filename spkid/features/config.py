@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from spkid.config_checks import check_settings, close_match_hint
+from spkid.config_checks import Interval, Options, check_fields, check_settings
 from spkid.errors import ConfigError
 from spkid.features.filterbanks import WINDOWS
 
@@ -149,9 +149,40 @@ class FeatureConfig:
     cmvn_relevance_frames: float = 300.0
     frontend_version: int = FRONTEND_VERSION
 
+    #: What each setting may be (:mod:`spkid.config_checks`); the rules between settings are in ``_validate``.
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "sample_rate": [Interval(int, 1, None, what="a rate in Hz"), "auto"],
+        "frame_length_ms": Interval(float, 0, None, closed="neither"),
+        "frame_shift_ms": Interval(float, 0, None, closed="neither"),
+        "n_fft": [Interval(int, 1, None), None],
+        "pre_emphasis": Interval(float, 0, 1, closed="left"),
+        "window": Options(WINDOWS),
+        "n_mels": Interval(int, 1, None),
+        "f_min_hz": Interval(float, 0, None),
+        "f_max_hz": Interval(float, 0, None, closed="neither"),
+        "log_mel_range_db": Interval(float, 0, None, closed="neither"),
+        "n_ceps": Interval(int, 1, None),
+        "use_log_energy": bool,
+        "lifter": Interval(float, 0, None),
+        "delta_width": Interval(int, 1, None),
+        "delta_order": Interval(int, 0, 2, what="0 (static only), 1 (Δ) or 2 (Δ and ΔΔ)"),
+        "vad": Options(VAD_METHODS),
+        "vad_threshold_fraction": Interval(float, 0, 1),
+        "vad_range_db": Interval(float, 0, None, closed="neither"),
+        "vad_noise_percentile": Interval(float, 0, 100),
+        "vad_silence_dbfs": Interval(float, None, None),
+        "vad_context_frames": Interval(int, 0, None),
+        "min_speech_ms": Interval(float, 0, None),
+        "cmvn": Options(CMVN_METHODS),
+        "cmvn_window_frames": Interval(int, 1, None),
+        "cmvn_variance": bool,
+        "cmvn_frames": Options(CMVN_FRAMES),
+        "cmvn_relevance_frames": Interval(float, 0, None),
+        "frontend_version": Options(FRONTEND_VERSIONS),
+    }
+
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            object.__setattr__(self, field.name, _coerce(field.name, getattr(self, field.name), field.type))
+        check_fields(self, "features")
         self._validate()
 
     # -- sample rate ---------------------------------------------------------------------------------------
@@ -230,55 +261,18 @@ class FeatureConfig:
 
     # -- checks --------------------------------------------------------------------------------------------
     def _validate(self) -> None:
+        """The rules between settings, once each setting has passed its constraint."""
+
         def fail(name: str, reason: str) -> None:
             raise ConfigError(f"features.{name}={getattr(self, name)!r}: {reason}")
 
-        if isinstance(self.sample_rate, str) and self.sample_rate != "auto":
-            hint = close_match_hint(self.sample_rate, ["auto"])
-            fail("sample_rate", f"must be a rate in Hz or 'auto'{hint}")
-        positive = (
-            *(("sample_rate",) if self.is_resolved else ()),
-            "frame_length_ms",
-            "frame_shift_ms",
-            "n_mels",
-            "n_ceps",
-            "f_max_hz",
-            "log_mel_range_db",
-            "vad_range_db",
-            "delta_width",
-            "cmvn_window_frames",
-        )
-        for name in positive:
-            if not getattr(self, name) > 0:
-                fail(name, "must be > 0")
-        for name in ("f_min_hz", "lifter", "min_speech_ms", "vad_context_frames", "delta_order",
-                     "cmvn_relevance_frames"):  # fmt: skip
-            if getattr(self, name) < 0:
-                fail(name, "must be >= 0")
-        if self.frontend_version not in FRONTEND_VERSIONS:
-            fail("frontend_version", f"must be one of {', '.join(map(str, FRONTEND_VERSIONS))}")
         if self.frame_shift_ms > self.frame_length_ms:
             fail(
                 "frame_shift_ms",
                 f"is larger than frame_length_ms={self.frame_length_ms}; samples would be skipped",
             )
-        choices = (
-            ("window", WINDOWS), ("vad", VAD_METHODS), ("cmvn", CMVN_METHODS), ("cmvn_frames", CMVN_FRAMES)
-        )  # fmt: skip
-        for name, allowed in choices:
-            if getattr(self, name) not in allowed:
-                hint = close_match_hint(getattr(self, name), allowed)
-                fail(name, f"must be one of {', '.join(allowed)}{hint}")
-        if not 0.0 <= self.vad_threshold_fraction <= 1.0:
-            fail("vad_threshold_fraction", "must be in [0, 1]")
-        if not 0.0 <= self.vad_noise_percentile <= 100.0:
-            fail("vad_noise_percentile", "must be in [0, 100]")
-        if not 0.0 <= self.pre_emphasis < 1.0:
-            fail("pre_emphasis", "must be in [0, 1)")
         if self.n_ceps > self.n_mels:
             fail("n_ceps", f"cannot exceed n_mels={self.n_mels}")
-        if self.delta_order > 2:
-            fail("delta_order", "must be 0 (static only), 1 (Δ) or 2 (Δ and ΔΔ)")
         if self.cmvn_frames == "all" and self.needs_global_stats:
             fail("cmvn_frames", f"'all' works with cmvn utterance, sliding or warping, not {self.cmvn!r}")
         if not self.is_resolved:
@@ -294,35 +288,6 @@ class FeatureConfig:
                 "f_min_hz",
                 f"must be below f_max_hz (after clipping to Nyquist: {self.f_max_effective_hz} Hz)",
             )
-
-
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Check the type of one setting (YAML gives ints for floats and the like) and normalise it."""
-    kind = str(annotation)
-    if kind == "int | None" and value is None:
-        return None
-    if kind == "int | str":  # sample_rate: Hz or "auto"
-        if isinstance(value, str):
-            return value.lower()
-        kind = "int"
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-    elif kind in ("int", "int | None"):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    elif kind == "str":
-        if isinstance(value, str):
-            return value.lower()
-    expected = {"int | None": "an integer or null", "int": "an integer", "float": "a finite number"}
-    if name == "sample_rate":
-        raise ConfigError(f"features.{name}={value!r}: expected a rate in Hz or 'auto'")
-    raise ConfigError(f"features.{name}={value!r}: expected {expected.get(kind, 'a ' + kind)}")
 
 
 def stored_feature_settings(stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 ``data`` and ``recipe`` mappings read by recipes, loaded from YAML with ``--set section.key=value`` overrides.
 
 Each typed section is a frozen dataclass owned by the package that uses it; this module names them and
-builds them with the generic machinery of :mod:`spkid.config` (strict YAML, did-you-mean checks, types
-checked against the dataclass annotations). It lives here, above :mod:`spkid.features`, :mod:`spkid.ubm` and
+builds them with the generic machinery of :mod:`spkid.config` (strict YAML, did-you-mean checks, values
+checked by each section's constraint table). It lives here, above :mod:`spkid.features`, :mod:`spkid.ubm` and
 :mod:`spkid.score`, so that none of them imports upward.
 """
 

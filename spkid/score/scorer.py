@@ -18,14 +18,14 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numba import get_num_threads
 
 from spkid.blas import blas_threads
-from spkid.config_checks import check_settings
-from spkid.errors import ConfigError, ModelError
+from spkid.config_checks import Interval, Options, check_field, check_fields, check_settings
+from spkid.errors import ModelError
 from spkid.score._bank import QuantizedBank, design_row_norms, stack_parameters
 from spkid.score._kernels import (
     block_llr_sums,
@@ -73,17 +73,16 @@ class ScoreConfig:
     cohort_size: int = 100
     asnorm_top_k: int = 50
 
+    #: What each setting may be (:mod:`spkid.config_checks`); :class:`Scorer` checks ``top_c`` by it too.
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "top_c": [Interval(int, 1, None), None],
+        "normalization": Options(METHODS),
+        "cohort_size": Interval(int, 1, None),
+        "asnorm_top_k": Interval(int, 1, None),
+    }
+
     def __post_init__(self) -> None:
-        if self.top_c is not None and (isinstance(self.top_c, bool) or int(self.top_c) != self.top_c
-                                       or self.top_c < 1):  # fmt: skip
-            raise ConfigError(f"score.top_c={self.top_c!r}: must be a positive integer or None (exact)")
-        if self.normalization not in METHODS:
-            raise ConfigError(
-                f"score.normalization={self.normalization!r}: must be one of {', '.join(METHODS)}"
-            )
-        for name in ("cohort_size", "asnorm_top_k"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ConfigError(f"score.{name}={getattr(self, name)!r}: must be a positive integer")
+        check_fields(self, "score")
 
     def to_dict(self) -> dict[str, Any]:
         """All settings as a plain dict."""
@@ -123,8 +122,7 @@ class Scorer:
     """
 
     def __init__(self, ubm: Any, speakers: Mapping[str, Any], *, top_c: int | None = 10) -> None:
-        if top_c is not None and top_c < 1:
-            raise ConfigError(f"top_c={top_c}: must be a positive integer or None (exact)")
+        top_c = check_field(ScoreConfig, "top_c", top_c)
         self.names: list[str] = [str(name) for name in speakers]
         if not self.names:
             raise ModelError("Scorer: no speaker models given (enroll at least one speaker)")

@@ -11,15 +11,21 @@ import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
-
-from spkid.config_checks import check_settings, close_match_hint
-from spkid.errors import ConfigError, ModelError
+from spkid.config_checks import (
+    Constraint,
+    Interval,
+    Options,
+    WrongType,
+    check_field,
+    check_fields,
+    check_settings,
+)
+from spkid.errors import ModelError
 
 __all__ = [
-    "ADAPTABLE", "BACKENDS", "INITS", "EnrollConfig", "UBMConfig", "checked_components",
+    "ADAPTABLE", "BACKENDS", "INITS", "EnrollConfig", "Subset", "UBMConfig", "checked_components",
     "effective_components", "parse_adapt",
 ]  # fmt: skip
 
@@ -28,10 +34,6 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("local", "joblib", "dask")
 INITS = ("kmeans++", "split")
 ADAPTABLE = ("means", "weights", "variances")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,33 +83,24 @@ class UBMConfig:
     n_jobs: int = 1
     max_unusable_fraction: float = 0.2
 
-    def __post_init__(self) -> None:
-        def fail(name: str, reason: str) -> None:
-            raise ConfigError(f"ubm.{name}={getattr(self, name)!r}: {reason}")
+    #: What each setting may be (:mod:`spkid.config_checks`).
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "n_components": Interval(int, 1, None),
+        "max_iter": Interval(int, 1, None),
+        "tol": Interval(float, 0, None),
+        "init": Options(INITS),
+        "variance_floor": Interval(float, 0, None, closed="neither"),
+        "min_frames_per_component": Interval(int, 1, None),
+        "max_frames": [Interval(int, 1, None), None],
+        "random_state": Interval(int, 0, None),
+        "backend": Options(BACKENDS),
+        "scheduler": [str, None],
+        "n_jobs": [Interval(int, 1, None), Options((-1,), what="-1 (all cores)")],
+        "max_unusable_fraction": Interval(float, 0, 1),
+    }
 
-        fraction = self.max_unusable_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-            fail("max_unusable_fraction", "must be a number in [0, 1]")
-        for name in ("n_components", "max_iter", "min_frames_per_component"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                fail(name, "must be a positive integer")
-        if self.max_frames is not None and (not _is_int(self.max_frames) or self.max_frames < 1):
-            fail("max_frames", "must be a positive integer or None")
-        if not _is_int(self.random_state) or self.random_state < 0:
-            fail("random_state", "must be a non-negative integer")
-        if not _is_int(self.n_jobs) or self.n_jobs == 0 or self.n_jobs < -1:
-            fail("n_jobs", "must be a positive integer or -1 (all cores)")
-        if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0):
-            fail("tol", "must be a finite number >= 0")
-        if not (isinstance(self.variance_floor, (int, float)) and math.isfinite(self.variance_floor)
-                and self.variance_floor > 0):  # fmt: skip
-            fail("variance_floor", "must be a finite number > 0")
-        for name, allowed in (("init", INITS), ("backend", BACKENDS)):
-            if getattr(self, name) not in allowed:
-                hint = close_match_hint(getattr(self, name), allowed)
-                fail(name, f"must be one of {', '.join(allowed)}{hint}")
-        if self.scheduler is not None and not isinstance(self.scheduler, str):
-            fail("scheduler", "must be a scheduler address string or None")
+    def __post_init__(self) -> None:
+        check_fields(self, "ubm")
 
     def to_dict(self) -> dict[str, Any]:
         """All settings as a plain dict."""
@@ -119,14 +112,32 @@ class UBMConfig:
         return cls(**check_settings("ubm", cls, settings))
 
 
+class Subset(Constraint):
+    """Constraint: a non-empty selection of ``values``, as a list or a comma-separated string
+    ("means,weights"), converted to a tuple in the order of ``values`` (``enroll.adapt``)."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self.values = tuple(values)
+        self.expected = "a list or a comma-separated string"
+        self.allowed = f"a non-empty subset of {', '.join(self.values)}"
+
+    def coerce(self, value: Any) -> Any:
+        if isinstance(value, str):
+            parts: list[Any] = value.split(",")
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            parts = list(value)
+        else:
+            raise WrongType
+        chosen = {str(part).strip() for part in parts} - {""}
+        return (*(name for name in self.values if name in chosen), *sorted(chosen - set(self.values)))
+
+    def admits(self, value: Any) -> bool:
+        return bool(value) and set(value) <= set(self.values)
+
+
 def parse_adapt(adapt: str | Sequence[str]) -> tuple[str, ...]:
     """``"means,weights"`` or ``("weights", "means")`` -> ``("means", "weights")`` (canonical order)."""
-    parts = adapt.split(",") if isinstance(adapt, str) else list(adapt)
-    chosen = {str(part).strip() for part in parts if str(part).strip()}
-    unknown = sorted(chosen - set(ADAPTABLE))
-    if unknown or not chosen:
-        raise ConfigError(f"enroll.adapt={adapt!r}: must be a non-empty subset of {', '.join(ADAPTABLE)}")
-    return tuple(name for name in ADAPTABLE if name in chosen)
+    return check_field(EnrollConfig, "adapt", adapt, name="enroll.adapt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,17 +159,15 @@ class EnrollConfig:
     relevance_factor: float = 4.0
     adapt: tuple[str, ...] = ("means",)
 
+    #: What each setting may be (:mod:`spkid.config_checks`); :func:`~spkid.ubm.map_adapt` checks its
+    #: arguments by the same table.
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        "relevance_factor": Interval(float, 0, math.inf),
+        "adapt": Subset(ADAPTABLE),
+    }
+
     def __post_init__(self) -> None:
-        factor = self.relevance_factor
-        if (
-            isinstance(factor, bool)
-            or not isinstance(factor, (int, float))
-            or not factor >= 0
-            or math.isnan(factor)
-        ):
-            raise ConfigError(f"enroll.relevance_factor={factor!r}: must be a number >= 0")
-        object.__setattr__(self, "relevance_factor", float(factor))
-        object.__setattr__(self, "adapt", parse_adapt(self.adapt))
+        check_fields(self, "enroll")
 
     def to_dict(self) -> dict[str, Any]:
         """All settings as a plain dict (``adapt`` as a list)."""

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from spkid.config_checks import check_field
 from spkid.errors import ModelError
 from spkid.gmm import DiagonalGMM, SufficientStats, floor_variances
 from spkid.ubm.config import EnrollConfig, parse_adapt
@@ -76,8 +77,8 @@ def map_adapt(
         A new model.
     """
     parts = parse_adapt(adapt)
-    if isinstance(relevance_factor, bool) or not relevance_factor >= 0:
-        raise ModelError(f"relevance_factor={relevance_factor!r}: must be a number >= 0")
+    # EnrollConfig's rule (one place), raised as the ModelError this function has always raised.
+    relevance_factor = check_field(EnrollConfig, "relevance_factor", relevance_factor, error=ModelError)
     arrays = _as_frame_list(X, "MAP adaptation")
     weights, means, variances = ubm.weights_, ubm.means_, ubm.variances_
     if arrays[0].shape[1] != means.shape[1]:
