@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from spkid.audio import audio_info
 from spkid.errors import ConfigError, DataError, FeatureError, SpkidError
 from spkid.features.cache import CACHE_VERSION, cache_file, cache_settings, read_cached
 from spkid.features.config import AUTO_SAMPLE_RATES, FeatureConfig
-from spkid.features.extraction import FileExtractor
+from spkid.features.extraction import FileExtractor, normalise
 from spkid.features.files import SkippedFile
 from spkid.features.jobs import run_batches
 from spkid.features.normalization import GlobalStats
@@ -141,6 +142,55 @@ def extract_many(
     skipped = [SkippedFile(paths[index], str(failures[index]), isinstance(failures[index], FeatureError))
                for index in sorted(failures)]  # fmt: skip
     return ExtractResult([features[index] for index in kept], [paths[index] for index in kept], skipped)
+
+
+def extract_pool(
+    paths: Iterable[str | os.PathLike[str]],
+    config: FeatureConfig,
+    *,
+    n_jobs: int = 1,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> tuple[ExtractResult, GlobalStats | None]:
+    """Features of a UBM pool normalised as ``config`` says, and the pool statistics that took.
+
+    With ``config.cmvn`` "adaptive" or "global" the pool's un-normalised features come first, their
+    :class:`GlobalStats`, then each utterance normalised toward them (what ``train-ubm`` stores); otherwise
+    this is :func:`extract_many`. Files with too little speech are skipped and listed, as a pool is many
+    files (``skip_unusable``); unreadable ones stop it unless ``skip_bad``.
+
+    Parameters
+    ----------
+    paths : iterable of path
+    config : FeatureConfig
+        With a resolved sample rate.
+    n_jobs, skip_bad, progress
+        As for :func:`extract_many`.
+
+    Returns
+    -------
+    features : ExtractResult
+        ``(n_frames_i, config.n_features)`` float32 arrays, ``.paths`` and ``.skipped``.
+    stats : GlobalStats or None
+        None when ``config.cmvn`` needs no pool statistics, or when no file was usable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> files = make_speakers(tempfile.mkdtemp(), n_speakers=1, n_utterances=2, duration_s=1.0)["spk01"]
+    >>> features, stats = extract_pool(files, FeatureConfig(cmvn="adaptive"))
+    >>> len(features), stats.n_frames == sum(len(f) for f in features)
+    (2, True)
+    """
+    options = {"n_jobs": n_jobs, "skip_bad": skip_bad, "progress": progress, "skip_unusable": True}
+    if not config.needs_global_stats:
+        return extract_many(paths, config, **options), None
+    raw = extract_many(paths, dataclasses.replace(config, cmvn="none"), **options)
+    if not raw:
+        return raw, None
+    stats = GlobalStats.from_features(raw)
+    return ExtractResult([normalise(frames, config, stats) for frames in raw], raw.paths, raw.skipped), stats
 
 
 def resolve_sample_rate(

@@ -62,8 +62,11 @@ class FeatureConfig:
         Enough bands to resolve formants at 16 kHz (Kaldi/SpeechBrain speaker recipes use 23-80).
     f_min_hz : float = 20.0
         Excludes DC and sub-audible rumble.
-    f_max_hz : float = 7600.0
-        Just below Nyquist at 16 kHz where anti-alias filters roll off; clipped to Nyquist at lower rates.
+    f_max_hz : float = 3800.0
+        The top of the telephone band (just below Nyquist at 8 kHz): narrowband recordings (telephone, 8 kHz
+        devices) then hold every band the model uses, whatever the pool or the other side of a comparison
+        had. Measured (benchmarks/bench_accuracy.py): a 7600 Hz top wins 1-6 EER points on wideband short
+        words but loses 5-16 where enrollment and test differ in bandwidth; clipped to Nyquist.
     log_mel_range_db : float = 80.0
         Mel energies more than this below the utterance's peak are clamped (librosa's ``top_db``): empty
         bands (8 kHz audio at 16 kHz, digital silence) become constant instead of huge negative noise.
@@ -77,10 +80,12 @@ class FeatureConfig:
         Δ and ΔΔ regress over ±2 frames (librosa ``width=5``), the HTK/Kaldi standard.
     delta_order : int = 2
         Static + Δ + ΔΔ (0 static only, 1 adds Δ): dynamics help speaker GMMs.
-    vad : str = "energy"
-        Energy voice-activity detection ("none" keeps every frame): silence frames only blur speaker models.
-        The energy is the 100-4000 Hz band of the signal before pre-emphasis, where voiced speech stands
-        out of broadband noise (pre-emphasised energy is noise-dominated already at 20 dB SNR).
+    vad : str = "none"
+        "none" keeps every frame; "energy" keeps the frames an energy voice-activity detector marks as speech
+        (the 100-4000 Hz band of the signal before pre-emphasis, where voiced speech stands out of broadband
+        noise). Measured: on short clips the frames around a word (the recording's own background) and the
+        statistics they give the normalisation keep identifying the speaker's recording; dropping them lost
+        3-50 top-1 points on words and 0.5-3 s tests, and no condition gained from the VAD.
     vad_threshold_fraction : float = 0.2
         The speech threshold sits this fraction of the way (in dB) from the utterance's noise floor to its
         peak: relative to the recording's own levels, so gain and stationary noise do not move it (0.2 keeps
@@ -100,7 +105,8 @@ class FeatureConfig:
         Least speech worth scoring; when the threshold keeps less (a short word), the loudest frames up to
         this length are kept instead, so only clips shorter than ~0.1 s or silent ones are rejected.
     cmvn : str = "utterance"
-        Mean (and variance) normalisation over the utterance's speech frames removes the channel; "sliding"
+        The API's default needs no pool (configs and the CLI default to "adaptive", whose statistics
+        train-ubm stores). Mean (and variance) normalisation over the utterance removes the channel; "sliding"
         uses a running window for long recordings; "warping" maps each value to the normal quantile of its
         rank in a 3-s window (Pelecanos & Sridharan 2001); "adaptive" shrinks the utterance's statistics
         toward the UBM pool's by its length (``cmvn_relevance_frames``), so a short word keeps its mean;
@@ -128,14 +134,14 @@ class FeatureConfig:
     window: str = "hann"
     n_mels: int = 40
     f_min_hz: float = 20.0
-    f_max_hz: float = 7600.0
+    f_max_hz: float = 3800.0
     log_mel_range_db: float = 80.0
     n_ceps: int = 20
     use_log_energy: bool = False
     lifter: float = 22.0
     delta_width: int = 2
     delta_order: int = 2
-    vad: str = "energy"
+    vad: str = "none"
     vad_threshold_fraction: float = 0.2
     vad_range_db: float = 40.0
     vad_noise_percentile: float = 10.0

@@ -43,8 +43,9 @@ SECTIONS: dict[str, type] = {
     "score": ScoreConfig,
 }
 #: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
-#: API's ``FeatureConfig()`` keeps an explicit rate, a config lets ``train-ubm`` choose it from the pool.
-CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {"features": {"sample_rate": "auto"}}
+#: API's ``FeatureConfig()`` keeps an explicit rate and per-utterance CMVN, which need no pool; a config
+#: lets ``train-ubm`` choose the rate from the pool and store the pool statistics adaptive CMVN uses.
+CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {"features": {"sample_rate": "auto", "cmvn": "adaptive"}}
 
 
 @dataclasses.dataclass(frozen=True)

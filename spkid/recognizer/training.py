@@ -27,8 +27,7 @@ from spkid.features import (
     GlobalStats,
     SkippedFile,
     StoredFeatures,
-    extract_many,
-    normalise,
+    extract_pool,
     resolve_sample_rate,
 )
 from spkid.recognizer.config import Config, load_config
@@ -93,16 +92,25 @@ def _check_unusable_share(n_files: int, skipped: Sequence[SkippedFile], max_frac
         )
 
 
-def _pool_features(
-    files: list[Path], config: FeatureConfig, *, n_jobs: int, skip_bad: bool, progress: bool,
-    cache_dir: PathLike | None, stats: GlobalStats | None = None,
-) -> ExtractResult | StoredFeatures:  # fmt: skip
-    """The pool's features in memory, or in the feature store at ``cache_dir`` (read memory-mapped)."""
-    if cache_dir is None:
-        return extract_many(files, config, n_jobs=n_jobs, progress=progress, skip_bad=skip_bad,
-                            skip_unusable=True, stats=stats)  # fmt: skip
-    return FeatureStore(cache_dir).build(files, config, n_jobs=n_jobs, progress=progress, skip_bad=skip_bad,
-                                         skip_unusable=True, stats=stats)  # fmt: skip
+def _stored_pool(
+    store: FeatureStore, files: list[Path], config: FeatureConfig, *, n_jobs: int, skip_bad: bool,
+    progress: bool,
+) -> tuple[StoredFeatures, GlobalStats | None]:  # fmt: skip
+    """:func:`spkid.features.extract_pool` into the feature store (read back memory-mapped).
+
+    With pool statistics, the un-normalised features are stored first and the normalised ones are stored
+    too, keyed by the statistics.
+    """
+    options = {"n_jobs": n_jobs, "progress": progress, "skip_bad": skip_bad, "skip_unusable": True}
+    if not config.needs_global_stats:
+        return store.build(files, config, **options), None
+    raw = store.build(files, dataclasses.replace(config, cmvn="none"), **options)
+    if not raw:
+        return raw, None
+    stats = GlobalStats.from_features(raw)
+    features = store.build(raw.paths, config, n_jobs=n_jobs, progress=progress, stats=stats)
+    features.skipped = list(raw.skipped)
+    return features, stats
 
 
 def _write_skipped_list(model_dir: Path, skipped: Sequence[SkippedFile]) -> None:
@@ -173,26 +181,15 @@ def train_ubm_from_audio(
         raise StoreError(f"{model_dir}: a model already exists here; pass --overwrite to replace it")
     files = find_audio_files(list(audio_paths))
     feature_config = resolve_sample_rate(config.features, files, skip_bad=skip_bad)
-    stats = None
-    if feature_config.needs_global_stats:  # statistics of the un-normalised features first
-        raw = _pool_features(files, dataclasses.replace(feature_config, cmvn="none"), n_jobs=n_jobs,
-                             skip_bad=skip_bad, progress=progress, cache_dir=cache_dir)  # fmt: skip
-        _check_unusable_share(len(files), raw.skipped, config.ubm.max_unusable_fraction)
-        if not raw:
-            raise _no_usable_audio(len(files), raw.skipped)
-        stats = GlobalStats.from_features(raw)
-        if cache_dir is None:
-            features: ExtractResult | StoredFeatures = ExtractResult(
-                [normalise(frames, feature_config, stats) for frames in raw], raw.paths, raw.skipped
-            )
-        else:  # the normalised features are stored too, keyed by the statistics
-            features = FeatureStore(cache_dir).build(raw.paths, feature_config, n_jobs=n_jobs,
-                                                     progress=progress, stats=stats)  # fmt: skip
-            features.skipped = list(raw.skipped)
+    features: ExtractResult | StoredFeatures
+    if cache_dir is None:
+        features, stats = extract_pool(
+            files, feature_config, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress
+        )
     else:
-        features = _pool_features(files, feature_config, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress,
-                                  cache_dir=cache_dir)  # fmt: skip
-        _check_unusable_share(len(files), features.skipped, config.ubm.max_unusable_fraction)
+        features, stats = _stored_pool(FeatureStore(cache_dir), files, feature_config, n_jobs=n_jobs,
+                                       skip_bad=skip_bad, progress=progress)  # fmt: skip
+    _check_unusable_share(len(files), features.skipped, config.ubm.max_unusable_fraction)
     if not features:
         raise _no_usable_audio(len(files), features.skipped)
     n_frames = features.n_frames if isinstance(features, StoredFeatures) else sum(len(f) for f in features)

@@ -80,6 +80,15 @@ def enrolled(trained: Path, tmp_path_factory: pytest.TempPathFactory, corpus: Pa
     return model
 
 
+@pytest.fixture(scope="module")
+def energy_vad_model(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model whose front-end drops non-speech frames (``features.vad=energy``), spk01..spk03 enrolled."""
+    model = tmp_path_factory.mktemp("bad_input_models") / "energy_vad"
+    check_cli_ok(cli_invoke("--quiet", "train-ubm", model, corpus, *SMALL, "--set", "features.vad=energy"))
+    check_cli_ok(cli_invoke("--quiet", "enroll", model, corpus))
+    return model
+
+
 @pytest.fixture
 def model(enrolled: Path, tmp_path: Path) -> Iterator[Path]:
     """A private copy of the enrolled model; the test fails if a failing command changed it."""
@@ -197,21 +206,27 @@ def test_unsupported_codec(command: str, model: Path, tmp_path: Path, speech: np
 
 
 @AUDIO_COMMANDS
-def test_silent_file_or_nothing_left_after_vad(command: str, model: Path, tmp_path: Path):
+def test_silent_file_or_nothing_left_after_vad(
+    command: str, model: Path, energy_vad_model: Path, tmp_path: Path
+):
     rng = np.random.default_rng(0)
     digital_silence = write_wav(tmp_path / "zeros.wav", np.zeros(2 * RATE_HZ))
     hiss = write_wav(tmp_path / "hiss.wav", 1e-5 * rng.standard_normal(2 * RATE_HZ), subtype="FLOAT")
     before = snapshot(model)
-    for path in (digital_silence, hiss):  # -100 dBFS hiss: below the VAD's silence level, no frame is speech
+    for path in (digital_silence, hiss):  # -100 dBFS hiss: below the silence level, no frame is audible
         check_cli_error(run_on_audio(command, model, path), f"{path}: silent: peak level", "vad_silence_dbfs")
-    # 2 s of digital silence around a 30 ms burst: audible, but VAD finds 5 frames where 10 are needed.
+    assert snapshot(model) == before
+    # 2 s of digital silence around a 30 ms burst: audible, but the energy VAD (a model trained with
+    # features.vad=energy) finds 5 frames where 10 are needed.
     signal = np.zeros(2 * RATE_HZ)
     signal[RATE_HZ : RATE_HZ + 480] = 0.1 * rng.standard_normal(480)
     burst = write_wav(tmp_path / "burst.wav", signal)
+    vad_model = Path(shutil.copytree(energy_vad_model, tmp_path / "vad_model"))
+    before = snapshot(vad_model)
     check_cli_error(
-        run_on_audio(command, model, burst), f"{burst}: no speech: 5 frames left after VAD, need 10"
+        run_on_audio(command, vad_model, burst), f"{burst}: no speech: 5 frames left after VAD, need 10"
     )
-    assert snapshot(model) == before
+    assert snapshot(vad_model) == before
 
 
 @AUDIO_COMMANDS

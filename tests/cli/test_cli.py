@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -21,7 +22,8 @@ from conftest import check_cli_error, check_cli_ok, cli_invoke
 import spkid
 from spkid.audio import resample
 from spkid.errors import StoreError
-from spkid.features import FeatureConfig, extract
+from spkid.features import FeatureConfig, GlobalStats, extract
+from spkid.recognizer import load_config
 from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 
@@ -92,7 +94,9 @@ def test_train_ubm_reports_and_stores_every_config_section(trained_model: Path):
     store = ModelStore.open(trained_model)
     assert store.ubm_shape[0] == 16
     assert store.ubm_config["max_iter"] == 5 and store.score_config["cohort_size"] == 6
-    assert store.feature_config == FeatureConfig().to_dict()
+    # The configs' defaults, the rate chosen from the 16 kHz pool.
+    assert store.feature_config == load_config(None).features.resolve(16000).to_dict()
+    assert store.feature_config["cmvn"] == "adaptive" and (trained_model / "frontend.npz").is_file()
     assert store.has_cohort() and store.speakers() == []
 
 
@@ -204,13 +208,15 @@ def test_identify_json_matches_direct_scoring(enrolled_model: Path, split_corpus
     store = ModelStore.open(enrolled_model)
     speakers = store.load_speakers()
     scorer = Scorer(store.load_ubm(), speakers, top_c=ScoreConfig().top_c)  # the stored score setting
+    config = FeatureConfig.from_dict(store.feature_config)
+    stats = GlobalStats.from_arrays(store.load_feature_stats())
     correct = 0
     for item, path in zip(document, tests, strict=True):
         assert set(item) == {"recording", "speaker", "scores"}
         assert len(item["scores"]) == len(speakers)  # --top-k 0 lists every speaker
         values = [entry["score"] for entry in item["scores"]]
         assert values == sorted(values, reverse=True) and item["speaker"] == item["scores"][0]["speaker"]
-        reference = dict(zip(scorer.names, scorer.llr(extract(path, FeatureConfig())), strict=True))
+        reference = dict(zip(scorer.names, scorer.llr(extract(path, config, stats=stats)), strict=True))
         for entry in item["scores"]:
             assert entry["score"] == pytest.approx(reference[entry["speaker"]], abs=1e-5)
         correct += item["speaker"] == path.parent.name
@@ -385,12 +391,13 @@ def test_8khz_round_trip(split_corpus, tmp_path: Path):
     document = json.loads(cli_invoke("identify", model, wav, "--json", "-q").stdout)
     store = ModelStore.open(model)
     scorer = Scorer(store.load_ubm(), store.load_speakers(), top_c=ScoreConfig().top_c)
-    narrowband = dict(
-        zip(scorer.names, scorer.llr(extract(wav, FeatureConfig(sample_rate=8000))), strict=True)
-    )
+    config = FeatureConfig.from_dict(store.feature_config)
+    stats = GlobalStats.from_arrays(store.load_feature_stats())
+    assert config.sample_rate == 8000
+    narrowband = dict(zip(scorer.names, scorer.llr(extract(wav, config, stats=stats)), strict=True))
     for entry in document[0]["scores"]:
         assert entry["score"] == pytest.approx(narrowband[entry["speaker"]], abs=1e-5)
-    wideband = scorer.llr(extract(wav, FeatureConfig(f_max_hz=3800.0)))
+    wideband = scorer.llr(extract(wav, dataclasses.replace(config, sample_rate=16000), stats=stats))
     assert not np.allclose(wideband, [narrowband[name] for name in scorer.names])
 
 
@@ -527,7 +534,8 @@ def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
     ubm, speakers = store.load_ubm(), store.load_speakers()
     cohort = Cohort.from_arrays(store.load_cohort(), ubm)
     assert len(cohort.segments) == len(cohort.models) == 6  # score.cohort_size
-    features = extract(wav, FeatureConfig())
+    stats = GlobalStats.from_arrays(store.load_feature_stats())
+    features = extract(wav, FeatureConfig.from_dict(store.feature_config), stats=stats)
     raw = Scorer(ubm, speakers).llr(features)
     on_cohort = Scorer(ubm, speakers).llr_many(cohort.segments)  # (n_cohort, n_speakers): Z-norm statistics
     cohort_models = Scorer(ubm, {str(i): m for i, m in enumerate(cohort.models)}).llr(features)  # T-norm

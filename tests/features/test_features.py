@@ -42,6 +42,7 @@ from spkid.features import (
 from spkid.features.frontend import projected_power
 
 RAW = FeatureConfig(vad="none", cmvn="none")
+SPEECH_ONLY = FeatureConfig(vad="energy")  # the energy VAD: speech frames only
 
 
 # -- FeatureConfig ---------------------------------------------------------------------------------------
@@ -50,7 +51,7 @@ def test_config_defaults_and_derived_sizes() -> None:
     assert (config.frame_length, config.frame_shift, config.fft_size) == (400, 160, 512)
     assert config.n_features == 60
     assert FeatureConfig(delta_order=0).n_features == 20
-    assert FeatureConfig(sample_rate=8000).f_max_effective_hz == 4000.0
+    assert FeatureConfig(sample_rate=8000, f_max_hz=7600.0).f_max_effective_hz == 4000.0  # clipped to Nyquist
     assert FeatureConfig(sample_rate=8000).fft_size == 256
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.n_mels = 20  # type: ignore[misc]
@@ -333,7 +334,7 @@ def test_vad_min_frames_fallback_keeps_the_loudest() -> None:
 # -- extract -----------------------------------------------------------------------------------------------
 def test_extract_shapes_normalisation_and_frame_count() -> None:
     signal = make_utterance(0, 2)
-    features = extract(signal)
+    features = extract(signal, SPEECH_ONLY)
     assert features.dtype == np.float32 and features.shape[1] == 60
     np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(features.std(axis=0), 1.0, rtol=1e-3)
@@ -341,17 +342,17 @@ def test_extract_shapes_normalisation_and_frame_count() -> None:
     assert raw.shape == (1 + (signal.size - 400) // 160, 60)
     assert 0.3 * raw.shape[0] < features.shape[0] < raw.shape[0]
     assert extract(signal, FeatureConfig(delta_order=1, n_ceps=13)).shape[1] == 26
-    sliding = extract(signal, FeatureConfig(cmvn="sliding", cmvn_window_frames=50))
+    sliding = extract(signal, FeatureConfig(vad="energy", cmvn="sliding", cmvn_window_frames=50))
     assert sliding.shape == features.shape and np.isfinite(sliding).all()
 
 
 def test_extract_resamples_and_reads_integer_pcm() -> None:
     signal = make_utterance(1, 1, sample_rate=8000)
-    at_8k = extract(signal, sample_rate=8000)
-    expected = extract(resample(signal, 8000, 16000))
+    at_8k = extract(signal, SPEECH_ONLY, sample_rate=8000)
+    expected = extract(resample(signal, 8000, 16000), SPEECH_ONLY)
     np.testing.assert_allclose(at_8k, expected, atol=1e-5)
     pcm = np.round(signal * 32767).astype(np.int16)
-    from_pcm = extract(pcm, sample_rate=8000)
+    from_pcm = extract(pcm, SPEECH_ONLY, sample_rate=8000)  # speech frames: pauses are 16-bit noise
     assert from_pcm.shape == at_8k.shape
     assert np.abs(from_pcm - at_8k).mean() < 0.01  # only 16-bit rounding differs
 

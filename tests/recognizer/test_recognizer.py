@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spkid.errors import StoreError
-from spkid.features import extract_many, resolve_sample_rate
+from spkid.features import extract_pool, resolve_sample_rate
 from spkid.recognizer import (
     NORMALISED_THRESHOLD,
     RAW_LLR_THRESHOLD,
@@ -72,7 +72,7 @@ def test_train_ubm_from_audio_holds_the_cohort_segments_out(synthetic_corpus: Pa
     lengths = store.load_cohort()["segment_lengths"]
     assert len(lengths) == result.cohort_size == 4
     assert result.cohort_frames_held_out == lengths.sum() > 0
-    features = extract_many(files, resolve_sample_rate(config.features, files))
+    features, _ = extract_pool(files, resolve_sample_rate(config.features, files))
     kept, _ = hold_out_cohort_segments(features, ubm_config=config.ubm, cohort_size=4)
     expected = train_ubm(kept, config.ubm)
     np.testing.assert_allclose(store.load_ubm().means_, expected.means_, rtol=1e-6, atol=1e-6)

@@ -41,7 +41,8 @@ def _stored_features(model_dir: Path) -> dict:
 def test_auto_rate_follows_the_pool(
     tmp_path: Path, pools: dict, rate: int, f_max_hz: float, n_fft: int
 ) -> None:
-    result = train_ubm_from_audio(tmp_path / "model", pools[rate], load_config(None, SMALL))
+    config = load_config(None, [*SMALL, "features.f_max_hz=7600"])  # the full band: fitted below Nyquist
+    result = train_ubm_from_audio(tmp_path / "model", pools[rate], config)
     stored = _stored_features(tmp_path / "model")
     assert (result.sample_rate, stored["sample_rate"], stored["f_max_hz"]) == (rate, rate, f_max_hz)
     assert FeatureConfig.from_dict(stored).fft_size == n_fft
@@ -94,7 +95,8 @@ def test_pool_statistics_round_trip_through_the_store(tmp_path: Path, pools: dic
 
 
 def test_models_without_pool_statistics_need_none(tmp_path: Path, pools: dict) -> None:
-    train_ubm_from_audio(tmp_path / "model", pools[16000], load_config(None, SMALL))
+    config = load_config(None, [*SMALL, "features.cmvn=utterance"])
+    train_ubm_from_audio(tmp_path / "model", pools[16000], config)
     assert not (tmp_path / "model" / "frontend.npz").exists()
     assert Recognizer.open(tmp_path / "model").feature_stats is None
 

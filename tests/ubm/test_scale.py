@@ -267,7 +267,8 @@ def test_cli_trains_from_a_feature_store_with_joblib(synthetic_corpus, tmp_path)
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "trained UBM (8 components" in result.output
-    assert len(list((tmp_path / "features" / "index").glob("*.json"))) == 1
+    # two indexes: the un-normalised features, then those normalised toward their statistics (adaptive CMVN)
+    assert len(list((tmp_path / "features" / "index").glob("*.json"))) == 2
     assert ModelStore.open(tmp_path / "model").load_ubm().n_components == 8
     result = CliRunner().invoke(app, ["train-ubm", str(tmp_path / "m2"), str(synthetic_corpus),
                                       "--backend", "spark"])
