@@ -79,6 +79,7 @@ def best_of(repeats: int, function) -> float:
 def spkid_iteration_s(arrays: list[np.ndarray], params, n_jobs: int, repeats: int) -> tuple[float, int]:
     """Best seconds of one EM iteration (accumulate + apply_stats) and the chunk size used."""
     from spkid.gmm import DiagonalGMM
+    from spkid.gmm._estep import chunk_rows
 
     model = DiagonalGMM.from_params(*params, variance_floor=1e-3, min_weight=0.0, n_jobs=n_jobs)
     model.apply_stats(model.accumulate(arrays))  # warm-up: kernels loaded, buffers touched
@@ -86,7 +87,7 @@ def spkid_iteration_s(arrays: list[np.ndarray], params, n_jobs: int, repeats: in
     def iteration():
         model.apply_stats(model.accumulate(arrays))
 
-    return best_of(repeats, iteration), model._chunk_rows(sum(a.shape[0] for a in arrays))
+    return best_of(repeats, iteration), chunk_rows(sum(a.shape[0] for a in arrays), len(params[0]), None)
 
 
 def floor_s(n_frames: int, n_features: int, n_components: int, chunk_rows: int, n_threads: int,

@@ -122,7 +122,7 @@ def child_frames(args: argparse.Namespace) -> dict:
     """
     from spkid.features import FeatureStore
     from spkid.ubm import UBMConfig
-    from spkid.ubm.backends import initial_model, open_backend, run_em
+    from spkid.ubm.backends import initial_model, open_backend, sharded_em
     from spkid.ubm.shards import frame_sources, make_shards
 
     config = UBMConfig(n_components=args.components, max_iter=args.iterations, tol=0.0)
@@ -135,9 +135,9 @@ def child_frames(args: argparse.Namespace) -> dict:
         with open_backend(config.backend, n_jobs=config.n_jobs) as backend:
             sources, _ = frame_sources(features)
             shards = make_shards(sources)
-            model = initial_model(sources, args.components, config)
+            start = initial_model(sources, args.components, config)
             initialised, init_cpu = time.perf_counter(), time.process_time()
-            run_em(model, shards, backend, config)
+            model = sharded_em(start, shards, backend, config)
         finished = time.perf_counter()
     return {"seconds": finished - started, "cpu_s": time.process_time() - cpu, "load_s": loaded - started,
             "init_s": initialised - loaded, "em_s": finished - initialised,
@@ -150,7 +150,7 @@ def child_workers(args: argparse.Namespace) -> dict:
     """Time the EM iterations of one backend, after initialisation and a warm-up task on every worker."""
     from spkid.features import FeatureStore
     from spkid.ubm import UBMConfig
-    from spkid.ubm.backends import initial_model, open_backend, run_em
+    from spkid.ubm.backends import initial_model, open_backend, sharded_em
     from spkid.ubm.shards import ModelParams, ShardTask, frame_sources, make_shards
 
     config = UBMConfig(n_components=args.components, max_iter=args.iterations, tol=0.0, backend=args.backend,
@@ -161,9 +161,9 @@ def child_workers(args: argparse.Namespace) -> dict:
     with open_backend(config.backend, n_jobs=config.n_jobs) as backend:
         # Warm-up: worker processes started, spkid imported, kernels loaded before the clock starts.
         backend.map([ShardTask(shard, n_threads=1) for shard in shards[: 2 * args.workers]],
-                    ModelParams.of(model))
+                    ModelParams(model))
         before, started = cpu_seconds(), time.perf_counter()
-        run_em(model, shards, backend, config)
+        sharded_em(model, shards, backend, config)
         seconds, after = time.perf_counter() - started, cpu_seconds()
     used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
     driver = used.pop(os.getpid())

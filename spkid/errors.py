@@ -34,8 +34,12 @@ class ConfigError(SpkidError):
     """A configuration file, key, value or ``--set`` override is invalid."""
 
 
-class ModelError(SpkidError):
-    """A model cannot be trained or used: invalid parameters, too little data, incompatible shapes."""
+class ModelError(SpkidError, ValueError):
+    """A model cannot be trained or used: invalid parameters, too little data, incompatible shapes.
+
+    Also a :class:`ValueError`, the type scikit-learn expects an estimator to raise on bad input (its
+    ``check_estimator`` and meta-estimators such as ``GridSearchCV`` rely on it).
+    """
 
 
 class StoreError(SpkidError):
@@ -48,3 +52,12 @@ class DataError(SpkidError):
 
 class DownloadError(SpkidError):
     """A download failed: network error, bad HTTP status or checksum mismatch."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the log-likelihood gain fell below the ``tol`` the caller asked for.
+
+    Warned only when the caller gave a ``tol`` of their own (not the default, and not 0, which asks for
+    exactly ``max_iter`` iterations). spkid's own class, so importing it loads no scikit-learn; filter it
+    with ``warnings.filterwarnings("ignore", category=spkid.errors.ConvergenceWarning)``.
+    """

@@ -1,45 +1,53 @@
-"""Diagonal-covariance Gaussian mixture trained by EM through mergeable sufficient statistics.
+"""The scikit-learn estimator of a diagonal-covariance Gaussian mixture, trained by the one EM loop.
 
-The estimator (constructor parameters, EM loop, M-step, scoring) lives here; its fitted parameters and
-their (de)serialisation are :class:`~spkid.gmm.parameters.MixtureParameters`, the chunked float32 E-step it
-runs is :mod:`spkid.gmm._estep`, the statistics it exchanges :mod:`spkid.gmm.stats`.
+:class:`DiagonalGMM` is a ``BaseEstimator`` / ``DensityMixin``: ``clone``, ``GridSearchCV`` (which picks
+``n_components`` by held-out :meth:`~DiagonalGMM.score`) and ``check_estimator`` work on it. It holds
+settings; :meth:`~DiagonalGMM.fit` starts from :func:`spkid.gmm.start.initial_parameters` and runs
+:func:`spkid.gmm.em.run_em`, and the fitted result is a :class:`~spkid.gmm.MixtureParameters`
+(:meth:`~DiagonalGMM.parameters`), which is all that scoring needs. This is the only module of
+:mod:`spkid.gmm` that imports scikit-learn; the package face loads it on first use of ``DiagonalGMM``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from spkid.errors import ModelError
-from spkid.gmm import init as gmm_init
-from spkid.gmm._estep import CLAMP, EStep, Frames, chunk_rows, estep_matrices
-from spkid.gmm.parameters import MixtureParameters
-from spkid.gmm.stats import SufficientStats, floor_variances, maximise
-
-__all__ = ["MIN_FRAMES_PER_COMPONENT", "DiagonalGMM"]
-
-MIN_FRAMES_PER_COMPONENT = 10
-_CONSTRUCTOR_PARAMETERS = (
-    "n_components", "max_iter", "tol", "init", "variance_floor", "min_weight", "random_state", "dtype",
-    "chunk_size", "n_jobs", "weights_init", "means_init", "variances_init", "verbose",
+from spkid.gmm._estep import Frames
+from spkid.gmm.em import (
+    DEFAULT_MIN_WEIGHT,
+    DEFAULT_TOL,
+    FrameStatistics,
+    asked_for_convergence,
+    m_step,
+    run_em,
+    verbose_logging,
 )
+from spkid.gmm.parameters import MixtureParameters, checked_dtype
+from spkid.gmm.start import initial_parameters
+from spkid.gmm.stats import SufficientStats
+
+__all__ = ["DiagonalGMM"]
+
+_NOT_FITTED = "DiagonalGMM is not fitted: call fit(), from_params() or from_dict() first"
 
 
-def _random_state(seed: int | np.random.RandomState | None) -> np.random.RandomState:
-    """A RandomState from None (numpy's global one), an int seed or a RandomState (scikit-learn's rule)."""
-    if seed is None:
-        return np.random.mtrand._rand
-    if isinstance(seed, np.random.RandomState):
-        return seed
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return np.random.RandomState(seed)
-    raise ModelError(f"random_state: expected None, an int or a numpy RandomState, got {seed!r}")
+def _is_one_array(X: object) -> bool:
+    """Whether ``X`` is one array-like of frames (ndarray, DataFrame, sparse, nested lists of numbers)
+    rather than a collection of utterances (a sequence or iterable of 2-D arrays)."""
+    if hasattr(X, "__array__") or hasattr(X, "__array_namespace__") or hasattr(X, "tocsr"):
+        return True
+    if isinstance(X, (list, tuple)):
+        return len(X) == 0 or np.ndim(X[0]) < 2
+    return False
 
 
-class DiagonalGMM(MixtureParameters):
-    """Gaussian mixture with diagonal covariances, trained by EM (scikit-learn conventions).
+class DiagonalGMM(DensityMixin, BaseEstimator):
+    """Gaussian mixture with diagonal covariances, trained by EM (a scikit-learn estimator).
 
     Parameters
     ----------
@@ -47,8 +55,10 @@ class DiagonalGMM(MixtureParameters):
         Number of Gaussians K.
     max_iter : int
         Maximum number of EM iterations.
-    tol : float
-        Convergence threshold on the change of the mean log-likelihood per frame between iterations.
+    tol : float or None
+        EM stops when the mean log-likelihood per frame changes by less than this between iterations. None
+        (default) uses 1e-4 and stays silent when ``max_iter`` comes first; a number of your own also warns
+        with :class:`spkid.errors.ConvergenceWarning` then (0 runs exactly ``max_iter`` iterations, silently).
     init : {"kmeans++", "split"}
         k-means++ seeding plus Lloyd steps, or binary splitting 1 -> 2 -> 4 ... (see :mod:`spkid.gmm.init`),
         both on a random subsample of the frames. Ignored when ``means_init`` is given.
@@ -70,7 +80,8 @@ class DiagonalGMM(MixtureParameters):
         User-supplied initial parameters, shapes (K,), (K, D), (K, D); when ``means_init`` is given no
         initialisation is computed (weights default to uniform, variances to those of a frame subsample).
     verbose : bool
-        Print one line per EM iteration.
+        Show the INFO log records of the fit (one per EM iteration, see :mod:`spkid.gmm.em`), on stderr
+        when logging is not configured.
 
     Attributes
     ----------
@@ -86,11 +97,12 @@ class DiagonalGMM(MixtureParameters):
         (as scikit-learn's ``GaussianMixture.lower_bound_``).
     history_ : list of float
         ``lower_bound_`` of every iteration.
+    n_features_in_ : int
     """
 
-    def __init__(self, n_components: int, *, max_iter: int = 20, tol: float = 1e-4, init: str = "kmeans++",
-                 variance_floor: float = 1e-3, min_weight: float = 1e-5, random_state=None,
-                 dtype: type = np.float32, chunk_size: int | None = None, n_jobs: int = 1,
+    def __init__(self, n_components: int = 1, *, max_iter: int = 20, tol: float | None = None,
+                 init: str = "kmeans++", variance_floor: float = 1e-3, min_weight: float = DEFAULT_MIN_WEIGHT,
+                 random_state=None, dtype: type = np.float32, chunk_size: int | None = None, n_jobs: int = 1,
                  weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
                  variances_init: np.ndarray | None = None, verbose: bool = False) -> None:
         self.n_components = n_components
@@ -108,65 +120,96 @@ class DiagonalGMM(MixtureParameters):
         self.variances_init = variances_init
         self.verbose = verbose
 
-    def get_params(self, deep: bool = True) -> dict:
-        """Constructor parameters (scikit-learn protocol, so ``sklearn.base.clone`` works)."""
-        return {name: getattr(self, name) for name in _CONSTRUCTOR_PARAMETERS}
+    # ------------------------------------------------------------------------ fitted parameters
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "_parameters")
 
-    def set_params(self, **params) -> DiagonalGMM:
-        """Set constructor parameters (scikit-learn protocol)."""
-        for name, value in params.items():
-            if name not in _CONSTRUCTOR_PARAMETERS:
-                raise ModelError(f"DiagonalGMM has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
+    def parameters(self) -> MixtureParameters:
+        """The fitted parameters (with this estimator's ``dtype`` and ``variance_floor``): what scoring,
+        MAP adaptation and the model store need, without scikit-learn."""
+        check_is_fitted(self, msg=_NOT_FITTED)
+        return self._parameters.with_settings(dtype=self.dtype, variance_floor=self.variance_floor)
 
-    def __repr__(self) -> str:
-        fitted = f", fitted on {self.means_.shape[1]} features" if hasattr(self, "_weights") else ""
-        return f"DiagonalGMM(n_components={self.n_components}, dtype={np.dtype(self.dtype).name}{fitted})"
+    def _set_parameters(self, parameters: MixtureParameters) -> None:
+        self._parameters = parameters
+        self.n_features_in_ = parameters.n_features_in_
 
-    # -------------------------------------------------------------------------------------- training
+    @classmethod
+    def from_params(cls, weights: np.ndarray | MixtureParameters, means: np.ndarray | None = None,
+                    variances: np.ndarray | None = None, **params) -> DiagonalGMM:
+        """A fitted estimator from :class:`MixtureParameters`, or from arrays of shapes (K,), (K, D), (K, D).
 
-    def fit(self, X: np.ndarray | Iterable[np.ndarray]) -> DiagonalGMM:
+        ``params`` are constructor keywords (e.g. ``dtype``, ``n_jobs``); ``dtype`` and ``variance_floor``
+        default to those of the given parameters.
+        """
+        if isinstance(weights, MixtureParameters):
+            if means is not None or variances is not None:
+                raise ModelError("from_params: give MixtureParameters alone, or weights, means and variances")
+            fitted = weights
+            params = {"dtype": fitted.dtype, "variance_floor": fitted.variance_floor, **params}
+        else:
+            fitted = MixtureParameters(weights, means, variances, dtype=params.get("dtype", np.float32),
+                                       variance_floor=params.get("variance_floor", 1e-3))
+        model = cls(n_components=fitted.n_components, **params)
+        model._set_parameters(fitted)
+        return model
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DiagonalGMM:
+        """Rebuild from :meth:`to_dict` output (:meth:`MixtureParameters.from_dict`)."""
+        return cls.from_params(MixtureParameters.from_dict(data))
+
+    def to_dict(self) -> dict[str, np.ndarray | str | int | float | bool]:
+        """Parameters and fit summary as plain arrays and scalars (for ``np.savez``, no pickle)."""
+        return self.parameters().to_dict()
+
+    def _replaced(self, **arrays: np.ndarray) -> None:
+        current = self.parameters()
+        values = {"weights": current.weights, "means": current.means, "variances": current.variances,
+                  **arrays}
+        self._set_parameters(MixtureParameters(**values, dtype=current.dtype,
+                                               variance_floor=current.variance_floor))
+
+    weights_ = property(lambda self: self.parameters().weights,
+                        lambda self, value: self._replaced(weights=value))
+    means_ = property(lambda self: self.parameters().means, lambda self, value: self._replaced(means=value))
+    variances_ = property(lambda self: self.parameters().variances,
+                          lambda self, value: self._replaced(variances=value))
+    converged_ = property(lambda self: self.parameters().converged)
+    n_iter_ = property(lambda self: self.parameters().n_iter)
+    lower_bound_ = property(lambda self: self.parameters().lower_bound)
+    history_ = property(lambda self: self.parameters().history_)
+
+    # -------------------------------------------------------------------------------- training
+    def fit(self, X: np.ndarray | Iterable[np.ndarray], y: None = None) -> DiagonalGMM:
         """Initialise, then run EM until the mean log-likelihood changes by less than ``tol``.
 
         Parameters
         ----------
-        X : ndarray of shape (n_frames, n_features), or an iterable of such arrays
+        X : array-like of shape (n_frames, n_features), or an iterable of such arrays
             Training frames. A sequence (e.g. utterances, ``np.load(..., mmap_mode="r")`` arrays) is used in
             place, never concatenated. A one-shot iterator (generator) is turned into a list of references to
             the arrays it yields; any other iterable is re-iterated on every EM pass.
+        y : ignored
 
         Returns
         -------
         self : DiagonalGMM
         """
         self._check_params()
-        frames = Frames(X, n_features=None)
-        needed = MIN_FRAMES_PER_COMPONENT * self.n_components
-        if frames.n_frames < needed:
-            raise ModelError(f"{frames.n_frames} frames is too few for {self.n_components} components: "
-                             f"need at least {needed} ({MIN_FRAMES_PER_COMPONENT} per component)")
-        started = time.perf_counter()
-        self._initialise(frames, _random_state(self.random_state))
-        if self.verbose:
-            print(f"[DiagonalGMM] initialised {self.n_components} components ({self.init}) "
-                  f"in {time.perf_counter() - started:.2f} s")
-        self.converged_, self.history_, lower_bound = False, [], float("nan")
-        self.n_iter_ = 0
-        for iteration in range(1, self.max_iter + 1):
-            started = time.perf_counter()
-            stats = self._engine().accumulate(frames)
-            previous, lower_bound = lower_bound, stats.log_likelihood / stats.n_frames
-            self.apply_stats(stats)
-            self.history_.append(lower_bound)
-            self.n_iter_ = iteration
-            if self.verbose:
-                print(f"[DiagonalGMM] iteration {iteration}: mean log-likelihood {lower_bound:.6f} "
-                      f"(change {lower_bound - previous:+.3e}) in {time.perf_counter() - started:.2f} s")
-            if abs(lower_bound - previous) < self.tol:
-                self.converged_ = True
-                break
-        self.lower_bound_ = lower_bound
+        frames = self._frames(X, reset=True)
+        tol = DEFAULT_TOL if self.tol is None else self.tol
+        with verbose_logging(self.verbose):
+            start = initial_parameters(
+                frames, self.n_components, init=self.init, variance_floor=self.variance_floor,
+                min_weight=self.min_weight, random_state=self.random_state, dtype=self.dtype,
+                chunk_size=self.chunk_size, n_jobs=self.n_jobs, weights_init=self.weights_init,
+                means_init=self.means_init, variances_init=self.variances_init)
+            source = FrameStatistics(frames, self.chunk_size, self.n_jobs)
+            fitted = run_em(start, source, max_iter=self.max_iter, tol=tol,
+                            variance_floor=self.variance_floor, min_weight=self.min_weight,
+                            warn=asked_for_convergence(self.tol), name="DiagonalGMM")
+        self._set_parameters(fitted)
         return self
 
     def accumulate(self, X: np.ndarray | Iterable[np.ndarray]) -> SufficientStats:
@@ -181,8 +224,7 @@ class DiagonalGMM(MixtureParameters):
         SufficientStats
             Add the statistics of several shards (processes, workers) and pass the sum to :meth:`apply_stats`.
         """
-        frames = self._frames(X)
-        return self._engine().accumulate(frames)
+        return self.parameters().accumulate(X, chunk_size=self.chunk_size, n_jobs=self.n_jobs)
 
     def apply_stats(self, stats: SufficientStats) -> DiagonalGMM:
         """M-step from (summed) statistics: new weights, means and floored variances; re-seed dead components.
@@ -194,10 +236,8 @@ class DiagonalGMM(MixtureParameters):
         n_components = stats.zeroth.shape[0]
         if n_components != self.n_components:
             raise ModelError(f"statistics have {n_components} components, the model {self.n_components}")
-        weights, means, variances, n_reseeded = maximise(stats, self.variance_floor, self.min_weight)
-        if n_reseeded and self.verbose:
-            print(f"[DiagonalGMM] re-seeded {n_reseeded} component(s) below {self.min_weight}")
-        self._set_parameters(weights, means, variances)
+        self._set_parameters(m_step(stats, dtype=self.dtype, variance_floor=self.variance_floor,
+                                    min_weight=self.min_weight))
         return self
 
     def _check_params(self) -> None:
@@ -208,122 +248,60 @@ class DiagonalGMM(MixtureParameters):
         if self.init not in ("kmeans++", "split"):
             raise ModelError(f"init: expected 'kmeans++' or 'split', got {self.init!r}")
         for name in ("tol", "variance_floor"):
-            if not getattr(self, name) >= 0:
-                raise ModelError(f"{name}: expected a number >= 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (value is None and name == "tol") and not value >= 0:
+                raise ModelError(f"{name}: expected a number >= 0, got {value!r}")
         if not 0 <= self.min_weight < 1.0 / self.n_components:
             raise ModelError(f"min_weight: expected 0 <= value < 1/n_components, got {self.min_weight!r}")
         if self.chunk_size is not None and (not isinstance(self.chunk_size, (int, np.integer))
                                             or self.chunk_size < 1):
             raise ModelError(f"chunk_size: expected None or an integer >= 1, got {self.chunk_size!r}")
-        self._dtype()
+        checked_dtype(self.dtype)
 
-    def _dtype(self) -> np.dtype:
-        dtype = np.dtype(self.dtype)
-        if dtype not in CLAMP:
-            raise ModelError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype}")
-        return dtype
+    # ---------------------------------------------------------------------------------- scoring
+    def _frames(self, X: np.ndarray | Iterable[np.ndarray], *, reset: bool = False) -> Frames:
+        """``X`` as Frames: one array-like is validated as scikit-learn does (``validate_data``: NaN, shape,
+        ``n_features_in_``, feature names), an iterable of utterances by :class:`Frames` itself."""
+        if not reset:
+            check_is_fitted(self, msg=_NOT_FITTED)
+        if not _is_one_array(X):
+            frames = Frames(X, n_features=None if reset else self.n_features_in_)
+            if reset:
+                self.n_features_in_ = frames.n_features
+            return frames
+        if np.ndim(X) != 2 and not hasattr(X, "tocsr"):
+            width = "n_features" if reset else self.n_features_in_
+            raise ModelError(f"X: expected shape (n_frames, {width}), got {np.shape(X)}. Reshape your data: "
+                             "X.reshape(1, -1) if it is one frame, X.reshape(-1, 1) if it is one feature")
+        try:
+            X = validate_data(self, X, reset=reset, dtype=(np.float64, np.float32))
+        except ValueError as error:  # scikit-learn's messages, on one line
+            raise ModelError(" ".join(str(error).split())) from None
+        return Frames(X, n_features=X.shape[1])
 
-    def _initialise(self, frames: Frames, random_state: np.random.RandomState) -> None:
-        """Set the starting parameters from ``*_init`` or the ``init`` strategy on a frame subsample."""
-        n_components, n_features = self.n_components, frames.n_features
-        shapes = {"weights_init": (n_components,), "means_init": (n_components, n_features),
-                  "variances_init": (n_components, n_features)}
-        given = {}
-        for name, shape in shapes.items():
-            value = getattr(self, name)
-            if value is not None:
-                given[name] = np.asarray(value, dtype=np.float64)
-                if given[name].shape != shape:
-                    raise ModelError(f"{name}: expected shape {shape}, got {given[name].shape}")
-        weights = np.full(n_components, 1.0 / n_components)
-        means, variances = given.get("means_init"), given.get("variances_init")
-        if means is None or variances is None:
-            sample = frames.sample(gmm_init.n_init_frames(frames.n_frames, n_components), random_state,
-                                   self._dtype())
-            if not np.all(np.isfinite(sample)):
-                raise ModelError("frames: contain NaN or infinite values")
-            if means is not None:
-                global_variance = np.var(sample, axis=0, dtype=np.float64)
-                floor = floor_variances(global_variance, self.variance_floor)
-                variances = np.tile(np.maximum(global_variance, floor), (n_components, 1))
-            elif self.init == "kmeans++":
-                weights, means, variances = gmm_init.kmeans_init(
-                    sample, n_components, random_state=random_state, variance_floor=self.variance_floor)
-            else:
-                weights, means, variances = gmm_init.binary_split_init(
-                    sample, n_components, self._em_step, variance_floor=self.variance_floor)
-        variances = given.get("variances_init", variances)
-        self._set_parameters(given.get("weights_init", weights), means, variances)
-
-    def _em_step(self, frames: np.ndarray, weights: np.ndarray, means: np.ndarray,
-                 variances: np.ndarray) -> gmm_init.Params:
-        """One EM iteration of a smaller mixture with this model's settings (for binary splitting)."""
-        model = DiagonalGMM.from_params(weights, means, variances, variance_floor=self.variance_floor,
-                                        min_weight=min(self.min_weight, 0.5 / weights.shape[0]),
-                                        dtype=self.dtype, chunk_size=self.chunk_size, n_jobs=self.n_jobs)
-        model.apply_stats(model.accumulate(frames))
-        return model._weights.copy(), model._means.copy(), model._variances.copy()
-
-    # ------------------------------------------------------------------------------------ the E-step
-
-    def _engine(self) -> EStep:
-        """The E-step of the current parameters with the current ``chunk_size`` and ``n_jobs``.
-
-        Its matrices (:func:`spkid.gmm._estep.estep_matrices`) are cached until the parameters change.
-        """
-        if getattr(self, "_estep_cache", None) is None:
-            dtype = self._dtype()
-            self._estep_cache = estep_matrices(self.weights_, self.means_, self.variances_, dtype)
-        design_weights, centre = self._estep_cache
-        return EStep(design_weights, centre, n_components=self.n_components, chunk_size=self.chunk_size,
-                     n_jobs=self.n_jobs)
-
-    def _chunk_rows(self, n_frames: int) -> int:
-        return chunk_rows(n_frames, self.n_components, self.chunk_size)
-
-    # --------------------------------------------------------------------------------------- scoring
-
-    def _frames(self, X: np.ndarray | Iterable[np.ndarray]) -> Frames:
-        return Frames(X, n_features=self.means_.shape[1])
+    def _estep_settings(self) -> dict:
+        return {"chunk_size": self.chunk_size, "n_jobs": self.n_jobs}
 
     def weighted_log_prob(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
-        """``log w_k + log N(x_t | mu_k, var_k)`` for every frame and component.
-
-        The per-model product matrix is computed once and cached until the parameters change.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n_frames, n_features), or an iterable of such arrays (rows concatenated)
-
-        Returns
-        -------
-        ndarray of shape (n_frames, n_components), in the model dtype (float32 by default)
-        """
-        frames = self._frames(X)
-        dtype = self._dtype()
-        return self._engine().weighted_log_prob(frames, dtype)
+        """``log w_k + log N(x_t | mu_k, var_k)``, ndarray of shape (n_frames, n_components) in ``dtype``."""
+        return self.parameters().weighted_log_prob(self._frames(X), **self._estep_settings())
 
     def score_samples(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Log-likelihood ``log p(x_t)`` of each frame, ndarray of shape (n_frames,), float64."""
-        frames = self._frames(X)
-        dtype = self._dtype()
-        return self._engine().score_samples(frames, dtype)
+        return self.parameters().score_samples(self._frames(X), **self._estep_settings())
 
-    def score(self, X: np.ndarray | Iterable[np.ndarray]) -> float:
-        """Mean log-likelihood per frame of ``X`` (an array or an iterable of arrays)."""
+    def score(self, X: np.ndarray | Iterable[np.ndarray], y: None = None) -> float:
+        """Mean log-likelihood per frame of ``X`` (an array or an iterable of arrays); ``y`` is ignored."""
         scores = self.score_samples(X)
         return float(np.mean(scores)) if scores.size else float("nan")
 
     def predict_proba(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
-        """Responsibilities, ndarray of shape (n_frames, n_components) in the model dtype; rows sum to 1."""
-        frames = self._frames(X)
-        dtype = self._dtype()
-        return self._engine().posteriors(frames, dtype)
+        """Responsibilities, ndarray of shape (n_frames, n_components) in ``dtype``; rows sum to 1."""
+        return self.parameters().predict_proba(self._frames(X), **self._estep_settings())
 
     def predict(self, X: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
         """Most likely component of each frame, ndarray of shape (n_frames,), int64."""
-        frames = self._frames(X)
-        return self._engine().labels(frames)
+        return self.parameters().predict(self._frames(X), **self._estep_settings())
 
     def _n_parameters(self) -> int:
         n_components, n_features = self.means_.shape

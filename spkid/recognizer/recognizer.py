@@ -17,7 +17,7 @@ import numpy as np
 from spkid.errors import ConfigError, ModelError, SpkidError, StoreError
 from spkid.features import ExtractResult, FeatureConfig, GlobalStats, extract_many
 from spkid.features.config import LEGACY_SETTINGS, stored_feature_settings
-from spkid.gmm import DiagonalGMM
+from spkid.gmm import MixtureParameters
 from spkid.progress import Progress
 from spkid.score import Calibrator, Cohort, Normalizer, ScoreConfig, Scorer, bayes_threshold, znorm_statistics
 from spkid.store import ModelStore
@@ -148,11 +148,11 @@ class Recognizer:
             stats=self.feature_stats,
         )
 
-    def adapt(self, features: Sequence[np.ndarray]) -> DiagonalGMM:
+    def adapt(self, features: Sequence[np.ndarray]) -> MixtureParameters:
         """A speaker model MAP-adapted from the UBM to ``features`` with the stored enrollment settings."""
         return enroll(self.ubm, list(features), self.enroll_config)
 
-    def speakers(self, names: Sequence[str] | None = None) -> dict[str, DiagonalGMM]:
+    def speakers(self, names: Sequence[str] | None = None) -> dict[str, MixtureParameters]:
         """Enrolled speaker models (all, or the named ones), ``{name: model}``.
 
         Raises
@@ -184,13 +184,14 @@ class Recognizer:
         return np.concatenate(rows)
 
     def score_matrix(
-        self, models: Mapping[str, DiagonalGMM], features: Sequence[np.ndarray], *, progress: bool = False
+        self, models: Mapping[str, MixtureParameters], features: Sequence[np.ndarray], *,
+        progress: bool = False,
     ) -> np.ndarray:
         """Normalised scores of every test against every model.
 
         Parameters
         ----------
-        models : mapping of str to DiagonalGMM, n_models entries
+        models : mapping of str to MixtureParameters, n_models entries
         features : sequence of ndarray of shape (n_frames_i, n_features), n_tests entries
         progress : bool
 
@@ -208,7 +209,7 @@ class Recognizer:
 
     def score_pairs(
         self,
-        models: Mapping[str, DiagonalGMM],
+        models: Mapping[str, MixtureParameters],
         features: Sequence[np.ndarray],
         pairs: Sequence[tuple[int, int]],
         *,
@@ -221,7 +222,7 @@ class Recognizer:
 
         Parameters
         ----------
-        models : mapping of str to DiagonalGMM, n_models entries
+        models : mapping of str to MixtureParameters, n_models entries
         features : sequence of ndarray, n_tests entries
         pairs : sequence of (model_index, test_index)
 
@@ -276,12 +277,12 @@ class Recognizer:
         scores = np.asarray(scores, dtype=np.float64)
         return scores if self.calibrator is None else self.calibrator.transform(scores)
 
-    def default_thresholds(self, models: Mapping[str, DiagonalGMM]) -> np.ndarray:
+    def default_thresholds(self, models: Mapping[str, MixtureParameters]) -> np.ndarray:
         """Decision thresholds on :meth:`calibrated` scores when the user gives none (see module constants).
 
         Parameters
         ----------
-        models : mapping of str to DiagonalGMM, n_models entries
+        models : mapping of str to MixtureParameters, n_models entries
 
         Returns
         -------

@@ -32,9 +32,9 @@ def stack_parameters(ubm: Any, speakers: Sequence[Any]) -> tuple[np.ndarray, np.
 
     Parameters
     ----------
-    ubm : DiagonalGMM
+    ubm : MixtureParameters or DiagonalGMM
         ``weights_`` (K,), ``means_`` and ``variances_`` (K, D).
-    speakers : sequence of DiagonalGMM
+    speakers : sequence of MixtureParameters or DiagonalGMM
         Models of the same shape.
 
     Returns

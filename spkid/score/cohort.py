@@ -15,15 +15,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spkid.errors import StoreError
 from spkid.features import StoredFeatures
-from spkid.gmm import DiagonalGMM
+from spkid.gmm import MixtureParameters
 from spkid.score.normalize import normalize
 from spkid.score.scorer import Scorer
 from spkid.ubm import EnrollConfig, UBMConfig, effective_components, map_adapt
+
+if TYPE_CHECKING:
+    from spkid.gmm import DiagonalGMM
 
 __all__ = [
     "SEGMENT_FRAMES", "Cohort", "Normalizer", "cohort_segment_rows", "hold_out_cohort_segments",
@@ -43,17 +47,17 @@ class Cohort:
     Attributes
     ----------
     segments : list of ndarray of shape (n_frames_i, n_features), float32
-    models : list of DiagonalGMM
+    models : list of MixtureParameters
         MAP-adapted from the same UBM as the enrolled speakers.
     """
 
     segments: list[np.ndarray]
-    models: list[DiagonalGMM]
+    models: list[MixtureParameters]
 
     def __len__(self) -> int:
         return len(self.segments)
 
-    def to_arrays(self, ubm: DiagonalGMM) -> dict[str, np.ndarray]:
+    def to_arrays(self, ubm: MixtureParameters | DiagonalGMM) -> dict[str, np.ndarray]:
         """Named arrays for :meth:`spkid.store.ModelStore.save_cohort` (float32; UBM-equal ones omitted)."""
         arrays = {
             "segment_features": np.concatenate(self.segments).astype(np.float32),
@@ -70,7 +74,7 @@ class Cohort:
 
     @classmethod
     def from_arrays(
-        cls, arrays: Mapping[str, np.ndarray], ubm: DiagonalGMM, *, source: str = "cohort"
+        cls, arrays: Mapping[str, np.ndarray], ubm: MixtureParameters, *, source: str = "cohort"
     ) -> Cohort:
         """Inverse of :meth:`to_arrays`; :class:`StoreError` naming ``source`` on inconsistent arrays."""
         try:
@@ -97,7 +101,7 @@ class Cohort:
             raise StoreError(f"{source}: cohort model weights/variances have inconsistent shapes")
         segments = np.split(features, np.cumsum(lengths)[:-1])
         models = [
-            DiagonalGMM.from_params(
+            MixtureParameters(
                 np.asarray(weights[i], np.float64), means[i], np.asarray(variances[i], np.float64)
             )
             for i in range(n_models)
@@ -107,7 +111,7 @@ class Cohort:
 
 def select_cohort(
     features: Sequence[np.ndarray],
-    ubm: DiagonalGMM,
+    ubm: MixtureParameters | DiagonalGMM,
     *,
     size: int,
     enroll_config: EnrollConfig,
@@ -120,7 +124,7 @@ def select_cohort(
     ----------
     features : sequence of ndarray of shape (n_frames_i, n_features)
         The UBM training utterances.
-    ubm : DiagonalGMM
+    ubm : MixtureParameters or DiagonalGMM
     size : int
         Cohort utterances wanted (all of them when the pool is smaller).
     enroll_config : EnrollConfig
@@ -228,7 +232,7 @@ class Normalizer:
     ----------
     method : str
         One of :data:`spkid.score.normalize.METHODS`.
-    ubm : DiagonalGMM
+    ubm : MixtureParameters or DiagonalGMM
     cohort : Cohort or None
         Required unless ``method`` is "none".
     top_c : int or None
@@ -239,7 +243,7 @@ class Normalizer:
     def __init__(
         self,
         method: str,
-        ubm: DiagonalGMM,
+        ubm: MixtureParameters | DiagonalGMM,
         cohort: Cohort | None,
         *,
         top_c: int | None = 10,

@@ -113,9 +113,9 @@ class Scorer:
 
     Parameters
     ----------
-    ubm : DiagonalGMM
+    ubm : MixtureParameters or DiagonalGMM
         The universal background model (``weights_`` (K,), ``means_`` / ``variances_`` (K, D)).
-    speakers : mapping of name -> DiagonalGMM
+    speakers : mapping of name -> MixtureParameters or DiagonalGMM
         MAP-adapted models of the same shape; order of ``names`` is the mapping's order.
     top_c : int or None
         Components kept per frame; None (or >= K) gives the exact LLR.

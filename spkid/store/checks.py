@@ -19,7 +19,7 @@ import numpy as np
 import spkid
 from spkid.atomic import to_python
 from spkid.errors import ModelError, StoreError
-from spkid.gmm import DiagonalGMM
+from spkid.gmm import MixtureParameters
 
 #: The model directory format this spkid writes; 2 added the front-end generation to the feature settings
 #: and the optional ``frontend.npz`` (pool statistics). Every version in READABLE_FORMATS is read.
@@ -108,15 +108,15 @@ def check_version(manifest: Mapping[str, Any], manifest_path: Path) -> None:
 
 def build_model(
     arrays: dict[str, np.ndarray], file: Path, what: str, shape: tuple[int, int] | None, *, kind: str | None
-) -> DiagonalGMM:
-    """Validate stored model arrays and turn them into a :class:`DiagonalGMM` (StoreError naming ``file``)."""
+) -> MixtureParameters:
+    """Validate stored model arrays and make them :class:`MixtureParameters` (StoreError naming ``file``)."""
     if kind is not None and to_python(arrays.get(KIND_KEY, np.asarray(""))) != kind:
         raise StoreError(f"{file}: not a {kind} model file")
     # Fit summaries (e.g. a lower bound of NaN before any EM) may be non-finite; the parameters are
-    # checked below, after DiagonalGMM has read them.
+    # checked below, after MixtureParameters has read them.
     fields = {key: value for key, value in arrays.items() if not key.startswith("__")}
     try:
-        model = DiagonalGMM.from_dict({key: to_python(value) for key, value in fields.items()})
+        model = MixtureParameters.from_dict({key: to_python(value) for key, value in fields.items()})
     except (ModelError, KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"{file}: invalid {what}: {exc}") from None
     n_components, n_features = shape_of(model)
@@ -161,7 +161,7 @@ def _shape_text(shape: tuple[int, int] | None) -> str:
     return "" if shape is None else f"{shape[0]} x {shape[1]}"
 
 
-def shape_of(model: DiagonalGMM) -> tuple[int, int]:
+def shape_of(model: MixtureParameters) -> tuple[int, int]:
     """``(n_components, n_features)`` of a fitted model."""
     means = np.asarray(getattr(model, "means_", None))
     if means.ndim != 2:

@@ -12,7 +12,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import numpy as np
@@ -27,7 +27,7 @@ from spkid.atomic import (
     to_python,
 )
 from spkid.errors import StoreError
-from spkid.gmm import DiagonalGMM
+from spkid.gmm import MixtureParameters
 from spkid.store.checks import (
     KIND_KEY,
     NAME_KEY,
@@ -51,6 +51,9 @@ from spkid.store.layout import (
 from spkid.store.locking import writer_lock
 from spkid.store.manifest import new_manifest, read_manifest
 
+if TYPE_CHECKING:
+    from spkid.gmm import DiagonalGMM
+
 __all__ = ["ModelStore"]
 
 
@@ -60,7 +63,7 @@ class ModelStore:
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = Path(path)
         self.manifest = manifest
-        self._ubm: DiagonalGMM | None = None
+        self._ubm: MixtureParameters | None = None
 
     # ----------------------------------------------------------------------------- creation and opening
     @classmethod
@@ -72,7 +75,7 @@ class ModelStore:
         ubm_config: Mapping[str, Any],
         enroll_config: Mapping[str, Any],
         score_config: Mapping[str, Any],
-        ubm: DiagonalGMM,
+        ubm: MixtureParameters | DiagonalGMM,
         feature_stats: Mapping[str, np.ndarray] | None = None,
         overwrite: bool = False,
     ) -> ModelStore:
@@ -84,7 +87,7 @@ class ModelStore:
             The model directory (created if missing).
         feature_config, ubm_config, enroll_config, score_config : mapping
             The config sections as plain dicts (``to_dict()`` of the config objects).
-        ubm : DiagonalGMM
+        ubm : DiagonalGMM or MixtureParameters
             The fitted universal background model.
         feature_stats : mapping of str to ndarray, optional
             The UBM pool's feature statistics (:meth:`spkid.features.GlobalStats.to_arrays`), stored in
@@ -171,7 +174,7 @@ class ModelStore:
             )
 
     # ----------------------------------------------------------------------------- UBM
-    def load_ubm(self) -> DiagonalGMM:
+    def load_ubm(self) -> MixtureParameters:
         """Load the UBM, checking its SHA-256 against the manifest."""
         if self._ubm is None:
             ubm_path = self.path / UBM_FILE
@@ -227,7 +230,8 @@ class ModelStore:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.speaker_path(name).is_file()
 
-    def save_speaker(self, name: str, model: DiagonalGMM, *, replace: bool = False) -> Path:
+    def save_speaker(self, name: str, model: MixtureParameters | DiagonalGMM, *,
+                     replace: bool = False) -> Path:
         """Store a speaker model atomically; returns its file.
 
         Raises
@@ -264,7 +268,7 @@ class ModelStore:
             raise write_error(self.path, exc) from None
         return target
 
-    def load_speaker(self, name: str) -> DiagonalGMM:
+    def load_speaker(self, name: str) -> MixtureParameters:
         """Load and validate one speaker model."""
         file = self.speaker_path(name)
         if not file.is_file():
@@ -275,10 +279,9 @@ class ModelStore:
             raise StoreError(f"{file}: holds speaker {stored!r}, expected {name!r}")
         self._check_ubm_fingerprint(arrays, file)
         model = build_model(arrays, file, f"speaker {name!r}", self.ubm_shape, kind="speaker")
-        model.share_parameters_of(self.load_ubm())  # mean-only models: one copy of the UBM's arrays
-        return model
+        return model.sharing(self.load_ubm())  # mean-only models: one copy of the UBM's arrays
 
-    def load_speakers(self) -> dict[str, DiagonalGMM]:
+    def load_speakers(self) -> dict[str, MixtureParameters]:
         """Load every enrolled speaker, ``{name: model}`` in sorted name order."""
         return {name: self.load_speaker(name) for name in self.speakers()}
 

@@ -4,7 +4,8 @@ The public face of the UBM stage; its modules, one job each (imports point down 
 
 - :mod:`~spkid.ubm.config` :class:`UBMConfig`, :class:`EnrollConfig` and the UBM size a pool supports;
 - :mod:`~spkid.ubm.shards` bounded pieces of the frames, and the E-step statistics of one piece;
-- :mod:`~spkid.ubm.backends` the one EM driver and where its E-steps run (in-process, joblib, Dask);
+- :mod:`~spkid.ubm.backends` where UBM E-steps run (in-process, joblib, Dask): the statistics source of the
+  one EM loop, :func:`spkid.gmm.run_em`;
 - :mod:`~spkid.ubm.train` :func:`train_ubm`; :mod:`~spkid.ubm.map` :func:`map_adapt` and :func:`enroll`.
 """
 

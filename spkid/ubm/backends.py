@@ -1,9 +1,10 @@
 """Where UBM E-steps run: in this process, in joblib worker processes, or on a Dask cluster.
 
-The EM driver here initialises the model on a bounded random subsample of the frames, then each iteration
-sends the (small) model parameters and shard descriptors to the backend, which returns one
-:class:`~spkid.gmm.SufficientStats` per shard; their sum goes to :meth:`DiagonalGMM.apply_stats`. Frames
-never travel: workers memory-map the feature files themselves. dask is optional (``pip install spkid[dask]``).
+UBM training is the one EM loop of :func:`spkid.gmm.run_em` over a :class:`ShardStatistics` source: each
+iteration sends the (small) model parameters and shard descriptors to the backend, which returns one
+:class:`~spkid.gmm.SufficientStats` per shard; the source sums them in shard order for the loop's M-step.
+The start is :func:`spkid.gmm.initial_parameters` on a bounded random subsample of the frames. Frames never
+travel: workers memory-map the feature files themselves. dask is optional (``pip install spkid[dask]``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ import contextlib
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spkid.errors import ConfigError
 from spkid.features.files import FeatureFile
-from spkid.gmm import DiagonalGMM, SufficientStats
+from spkid.gmm import (
+    DEFAULT_MIN_WEIGHT,
+    MixtureParameters,
+    SufficientStats,
+    initial_parameters,
+    run_em,
+)
+from spkid.gmm._estep import Frames
+from spkid.gmm.em import asked_for_convergence
 from spkid.gmm.init import n_init_frames
 from spkid.ubm.config import UBMConfig, checked_components
 from spkid.ubm.shards import (
@@ -36,8 +45,11 @@ from spkid.ubm.shards import (
     task_statistics,
 )
 
-__all__ = ["Backend", "DaskBackend", "JoblibBackend", "LocalBackend", "initial_model", "open_backend",
-           "run_em", "train_sharded"]
+if TYPE_CHECKING:
+    from spkid.gmm import DiagonalGMM
+
+__all__ = ["Backend", "DaskBackend", "JoblibBackend", "LocalBackend", "ShardStatistics", "initial_model",
+           "open_backend", "sharded_em", "train_sharded"]
 
 logger = logging.getLogger(__name__)
 DASK_INSTALL_HINT = "install it with: pip install 'spkid[dask]'"
@@ -84,8 +96,7 @@ class LocalBackend(Backend):
         self.n_jobs = n_jobs
 
     def map(self, tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
-        model = params.model(n_jobs=self.n_jobs)
-        return [task_statistics(model, task) for task in tasks]
+        return [task_statistics(params, task, self.n_jobs) for task in tasks]
 
 
 class JoblibBackend(Backend):
@@ -177,7 +188,7 @@ def open_backend(backend: str = "local", *, scheduler: str | None = None, n_jobs
     raise ConfigError(f"ubm.backend={backend!r}: must be one of local, joblib, dask")
 
 
-def initial_model(sources: Sequence[Source], n_components: int, config: UBMConfig) -> DiagonalGMM:
+def initial_model(sources: Sequence[Source], n_components: int, config: UBMConfig) -> MixtureParameters:
     """Initialise a model from a random subsample of at most :func:`spkid.gmm.init.n_init_frames` frames.
 
     Parameters
@@ -185,52 +196,61 @@ def initial_model(sources: Sequence[Source], n_components: int, config: UBMConfi
     sources : sequence of FeatureFile or ndarray of shape (n_frames_i, n_features)
     n_components : int
     config : UBMConfig
-        ``init``, ``variance_floor``, ``tol``, ``random_state`` and ``n_jobs`` are used.
+        ``init``, ``variance_floor``, ``random_state`` and ``n_jobs`` are used.
     """
     n_frames = sum(source.n_frames if isinstance(source, FeatureFile) else len(source) for source in sources)
     n_rows = n_init_frames(n_frames, n_components)
     rows = np.sort(np.random.default_rng(config.random_state).choice(n_frames, size=n_rows, replace=False))
-    model = DiagonalGMM(n_components, max_iter=0, tol=config.tol, init=config.init,
-                        variance_floor=config.variance_floor, random_state=config.random_state,
-                        n_jobs=config.n_jobs)
-    return model.fit(gather_rows(sources, rows))  # max_iter=0: initialisation only
+    sample = Frames(gather_rows(sources, rows), n_features=None)
+    return initial_parameters(sample, n_components, init=config.init, variance_floor=config.variance_floor,
+                              random_state=config.random_state, n_jobs=config.n_jobs)
 
 
-def run_em(model: DiagonalGMM, shards: Sequence[Shard], backend: Backend, config: UBMConfig) -> DiagonalGMM:
-    """EM iterations of ``model`` (in place) over ``shards``: statistics from ``backend``, M-step here.
+class ShardStatistics:
+    """The statistics source of UBM training: E-steps of the shards on ``backend``, summed in shard order.
 
-    With ``config.max_frames`` below the pool size, each iteration uses a fresh subsample of exactly that
-    many frames: a seeded multivariate hypergeometric draw says how many come from each shard and a
-    per-shard seed which ones, so the result does not depend on the backend or the number of workers.
+    With ``max_frames`` below the pool size, each iteration uses a fresh subsample of exactly that many
+    frames: a seeded multivariate hypergeometric draw says how many come from each shard and a per-shard
+    seed which ones, so the result does not depend on the backend or the number of workers.
     """
-    sizes = np.array([shard.n_frames for shard in shards])
-    subsample = config.max_frames is not None and config.max_frames < sizes.sum()
-    history: list[float] = []
-    model.converged_ = False
-    for iteration in range(config.max_iter):
-        started = time.perf_counter()
-        if subsample:
-            draw = np.random.default_rng([config.random_state, iteration])
-            counts = draw.multivariate_hypergeometric(sizes, config.max_frames, method="marginals")
+
+    def __init__(self, shards: Sequence[Shard], backend: Backend, *, max_frames: int | None = None,
+                 random_state: int = 0, chunk_size: int | None = None) -> None:
+        self.shards, self.backend = list(shards), backend
+        self.random_state, self.chunk_size = random_state, chunk_size
+        self._sizes = np.array([shard.n_frames for shard in self.shards])
+        self._subsample = max_frames is not None and max_frames < self._sizes.sum()
+        self.max_frames = max_frames
+
+    def statistics(self, parameters: MixtureParameters, iteration: int) -> SufficientStats:
+        if self._subsample:
+            draw = np.random.default_rng([self.random_state, iteration])
+            counts = draw.multivariate_hypergeometric(self._sizes, self.max_frames, method="marginals")
         else:
-            counts = [None] * len(shards)
+            counts = [None] * len(self.shards)
         tasks = [ShardTask(shard, None if count is None else int(count),
-                           (config.random_state, iteration, index), backend.task_threads)
-                 for index, (shard, count) in enumerate(zip(shards, counts, strict=True)) if count != 0]
-        results = backend.map(tasks, ModelParams.of(model))
-        stats = SufficientStats.zeros(*model.means_.shape)
+                           (self.random_state, iteration, index), self.backend.task_threads)
+                 for index, (shard, count) in enumerate(zip(self.shards, counts, strict=True)) if count != 0]
+        results = self.backend.map(tasks, ModelParams(parameters, self.chunk_size))
+        stats = SufficientStats.zeros(*parameters.means_.shape)
         for shard_stats in results:  # in shard order: the sum is the same whatever ran where
             stats = stats + shard_stats
-        history.append(stats.log_likelihood / stats.n_frames)
-        model.apply_stats(stats)
-        logger.info("UBM EM iteration %d: mean log-likelihood %.6f on %d frames in %.2f s",
-                    iteration + 1, history[-1], stats.n_frames, time.perf_counter() - started)
-        if len(history) > 1 and abs(history[-1] - history[-2]) < config.tol:
-            model.converged_ = True
-            break
-    model.n_iter_, model.history_ = len(history), history
-    model.lower_bound_ = history[-1] if history else float("nan")
-    return model
+        return stats
+
+
+def sharded_em(start: MixtureParameters, shards: Sequence[Shard], backend: Backend,
+               config: UBMConfig) -> MixtureParameters:
+    """EM of a UBM from ``start``: :func:`spkid.gmm.run_em` over :class:`ShardStatistics` on ``backend``.
+
+    ``config``: ``max_iter``, ``tol``, ``variance_floor``, ``max_frames`` and ``random_state`` are used. A
+    ``tol`` other than the default (and than 0) asks for convergence: a
+    :class:`~spkid.errors.ConvergenceWarning` then says when ``max_iter`` came first. (The YAML defaults
+    spell the default out, so a ``tol`` equal to it cannot be told from no ``tol`` at all.)
+    """
+    source = ShardStatistics(shards, backend, max_frames=config.max_frames, random_state=config.random_state)
+    return run_em(start, source, max_iter=config.max_iter, tol=config.tol,
+                  variance_floor=config.variance_floor, min_weight=DEFAULT_MIN_WEIGHT,
+                  warn=asked_for_convergence(config.tol, default=UBMConfig.tol), name="UBM")
 
 
 def train_sharded(features: object, config: UBMConfig, *,
@@ -246,14 +266,17 @@ def train_sharded(features: object, config: UBMConfig, *,
     frames_per_shard : int
         Frames per task (subsampled runs are reproducible for a given value).
     """
+    from spkid.gmm import DiagonalGMM  # here: the estimator imports scikit-learn
+
     sources, _ = frame_sources(features)
     n_frames = sum(source.n_frames if isinstance(source, FeatureFile) else len(source) for source in sources)
     n_components = checked_components(config, n_frames)
     with open_backend(config.backend, scheduler=config.scheduler, n_jobs=config.n_jobs) as backend:
         with _on_disk(sources, backend.needs_files) as sources:
-            shards = make_shards(sources, frames_per_shard)
-            model = initial_model(sources, n_components, config)
-            return run_em(model, shards, backend, config)
+            start = initial_model(sources, n_components, config)
+            fitted = sharded_em(start, make_shards(sources, frames_per_shard), backend, config)
+    return DiagonalGMM.from_params(fitted, max_iter=config.max_iter, tol=config.tol, init=config.init,
+                                   random_state=config.random_state, n_jobs=config.n_jobs)
 
 
 @contextlib.contextmanager

@@ -9,13 +9,17 @@ explains. The UBM itself is never modified. :func:`enroll` is the same with an :
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spkid.config_checks import check_field
 from spkid.errors import ModelError
-from spkid.gmm import DiagonalGMM, SufficientStats, floor_variances
+from spkid.gmm import MixtureParameters, SufficientStats, floor_variances
 from spkid.ubm.config import EnrollConfig, parse_adapt
+
+if TYPE_CHECKING:
+    from spkid.gmm import DiagonalGMM
 
 __all__ = ["enroll", "map_adapt"]
 
@@ -44,12 +48,12 @@ def _as_frame_list(features: np.ndarray | Iterable[np.ndarray], what: str) -> li
 
 
 def map_adapt(
-    ubm: DiagonalGMM,
+    ubm: MixtureParameters | DiagonalGMM,
     X: np.ndarray | Sequence[np.ndarray],
     *,
     relevance_factor: float = 4.0,
     adapt: str | Sequence[str] = "means",
-) -> DiagonalGMM:
+) -> MixtureParameters:
     """MAP-adapt the UBM to one speaker's frames (Reynolds et al. 2000); the UBM is not modified.
 
     With soft counts ``n_k`` and data moments ``E_k[x]``, ``E_k[x^2]`` of the speaker's frames under the
@@ -64,7 +68,8 @@ def map_adapt(
 
     Parameters
     ----------
-    ubm : DiagonalGMM
+    ubm : MixtureParameters or DiagonalGMM
+        A loaded UBM, or the fitted estimator (its ``n_jobs`` and ``chunk_size`` run the E-step).
     X : ndarray of shape (n_frames, n_features), or a sequence of such arrays (one speaker's utterances)
     relevance_factor : float
         The default is :class:`EnrollConfig`'s (4); Reynolds et al. (2000) used 16.
@@ -73,8 +78,9 @@ def map_adapt(
 
     Returns
     -------
-    DiagonalGMM
-        A new model.
+    MixtureParameters
+        The speaker model, with the UBM's ``dtype`` and ``variance_floor`` (what :class:`spkid.score.Scorer`
+        and the model store take; ``DiagonalGMM.from_params`` makes an estimator of it).
     """
     parts = parse_adapt(adapt)
     # EnrollConfig's rule (one place), raised as the ModelError this function has always raised.
@@ -108,19 +114,20 @@ def map_adapt(
         # constant dimension cannot reach variances whose float32 precisions overflow when scoring.
         floor = floor_variances(pooled_variance, ubm.variance_floor)
         new_variances = np.maximum(a * data_square + (1 - a) * (variances + means**2) - new_means**2, floor)
-    return DiagonalGMM.from_params(
+    return MixtureParameters(
         new_weights, new_means, new_variances, variance_floor=ubm.variance_floor, dtype=ubm.dtype
     )
 
 
 def enroll(
-    ubm: DiagonalGMM, features_list: Sequence[np.ndarray], config: EnrollConfig = EnrollConfig()
-) -> DiagonalGMM:
+    ubm: MixtureParameters | DiagonalGMM, features_list: Sequence[np.ndarray],
+    config: EnrollConfig = EnrollConfig(),
+) -> MixtureParameters:
     """A speaker model from the speaker's utterances: :func:`map_adapt` with ``config``'s settings.
 
     Parameters
     ----------
-    ubm : DiagonalGMM
+    ubm : MixtureParameters or DiagonalGMM
     features_list : sequence of ndarray of shape (n_frames_i, n_features)
     config : EnrollConfig
     """

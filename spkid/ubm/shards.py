@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from spkid.errors import ModelError
 from spkid.features.files import FeatureFile, StoredFeatures
-from spkid.gmm import DiagonalGMM, SufficientStats
+from spkid.gmm import MixtureParameters, SufficientStats
 
 __all__ = ["ModelParams", "Shard", "ShardTask", "Source", "frame_sources", "gather_rows", "make_shards",
            "shard_statistics", "shards_statistics", "task_statistics"]
@@ -66,22 +66,10 @@ class ShardTask:
 
 @dataclass(frozen=True)
 class ModelParams:
-    """What a worker needs to rebuild the model for an E-step (parameters are (K,), (K, D), (K, D))."""
+    """What a worker needs for an E-step: the model's parameters and the frames per E-step chunk."""
 
-    weights: np.ndarray
-    means: np.ndarray
-    variances: np.ndarray
-    dtype: str
-    chunk_size: int | None
-
-    @classmethod
-    def of(cls, model: DiagonalGMM) -> ModelParams:
-        dtype = np.dtype(model.dtype).name
-        return cls(model.weights_, model.means_, model.variances_, dtype, model.chunk_size)
-
-    def model(self, n_jobs: int = 1) -> DiagonalGMM:
-        return DiagonalGMM.from_params(self.weights, self.means, self.variances, n_jobs=n_jobs,
-                                       dtype=np.dtype(self.dtype).type, chunk_size=self.chunk_size)
+    parameters: MixtureParameters
+    chunk_size: int | None = None
 
 
 def frame_sources(features: object, what: str = "UBM training") -> tuple[list[Source], int]:
@@ -159,7 +147,7 @@ def gather_rows(sources: Sequence[Source], rows: np.ndarray) -> np.ndarray:
 def shard_statistics(task: ShardTask, params: ModelParams) -> SufficientStats:
     """E-step statistics of the shard's frames (or its subsample) under ``params`` (runs on workers)."""
     with _thread_limits(task.n_threads):
-        return task_statistics(params.model(n_jobs=1), task)
+        return task_statistics(params, task)
 
 
 def shards_statistics(tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
@@ -167,11 +155,12 @@ def shards_statistics(tasks: Sequence[ShardTask], params: ModelParams) -> list[S
     return [shard_statistics(task, params) for task in tasks]
 
 
-def task_statistics(model: DiagonalGMM, task: ShardTask) -> SufficientStats:
-    """E-step statistics of the task's frames under ``model``, read a bounded batch at a time."""
-    total = SufficientStats.zeros(*model.means_.shape)
+def task_statistics(params: ModelParams, task: ShardTask, n_jobs: int = 1) -> SufficientStats:
+    """E-step statistics of the task's frames, read a bounded batch at a time, ``n_jobs`` chunk threads."""
+    parameters = params.parameters
+    total = SufficientStats.zeros(*parameters.means_.shape)
     for batch in _batches(task):
-        total = total + model.accumulate(batch)
+        total = total + parameters.accumulate(batch, chunk_size=params.chunk_size, n_jobs=n_jobs)
     return total
 
 

@@ -1,18 +1,22 @@
 """Universal background model training: one diagonal GMM fitted to frames pooled from many speakers.
 
-:func:`train_ubm` hands the frames to the one EM driver, :func:`spkid.ubm.backends.train_sharded`, which
-runs the E-steps in this process, in joblib worker processes or on a Dask cluster.
+:func:`train_ubm` hands the frames to :func:`spkid.ubm.backends.train_sharded`: the one EM loop of
+:func:`spkid.gmm.run_em` (the loop of ``DiagonalGMM.fit`` too), with E-steps in this process, in joblib worker
+processes or on a Dask cluster.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spkid.gmm import DiagonalGMM
 from spkid.ubm.backends import train_sharded
 from spkid.ubm.config import UBMConfig
+
+if TYPE_CHECKING:
+    from spkid.gmm import DiagonalGMM
 
 __all__ = ["train_ubm"]
 

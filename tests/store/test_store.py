@@ -133,7 +133,8 @@ def test_loaded_mean_only_speakers_share_the_ubm_arrays(store):
     assert_same_gmm(alice, mean_only)
     assert_same_gmm(bob, own_variances)
     assert not alice.variances_.flags.writeable
-    assert mean_only.share_parameters_of(own_variances) == 1
+    shared = mean_only.parameters().sharing(own_variances.parameters())
+    assert shared.weights_ is own_variances.weights_ and shared.variances_ is mean_only.variances_
 
 
 @pytest.mark.parametrize(

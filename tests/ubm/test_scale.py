@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +14,19 @@ import pytest
 from sklearn.mixture import GaussianMixture
 from typer.testing import CliRunner
 
-from spkid.errors import ConfigError, ModelError, StoreError
+from spkid.errors import ConfigError, ConvergenceWarning, ModelError, StoreError
 from spkid.features import FeatureConfig, FeatureFile, FeatureStore, StoredFeatures, extract_many
-from spkid.gmm import DiagonalGMM
+from spkid.gmm import DiagonalGMM, run_em
 from spkid.ubm import UBMConfig, shards, train_ubm
-from spkid.ubm.backends import DaskBackend, LocalBackend, initial_model, open_backend, run_em, train_sharded
-from spkid.ubm.shards import ShardTask, frame_sources, make_shards, task_statistics
+from spkid.ubm.backends import (
+    DaskBackend,
+    LocalBackend,
+    ShardStatistics,
+    initial_model,
+    open_backend,
+    train_sharded,
+)
+from spkid.ubm.shards import ModelParams, ShardTask, frame_sources, make_shards, task_statistics
 
 N_FEATURES = 5
 SHARD_FRAMES = 1500  # several shards from a few thousand frames, so workers really share the work
@@ -152,13 +161,14 @@ def test_shard_statistics_match_a_reference_in_bounded_batches(stored, pool, mon
     class Spy:
         means_ = model.means_
 
-        def accumulate(self, batch):
+        def accumulate(self, batch, **settings):
             seen.append(sum(len(x) for x in batch))
             assert all(isinstance(x, np.memmap) for x in batch)  # mapped from the files, not loaded
-            return model.accumulate(batch)
+            return model.parameters().accumulate(batch, **settings)
 
     sources, _ = frame_sources(stored)
-    total = sum(task_statistics(Spy(), ShardTask(shard)) for shard in make_shards(sources, SHARD_FRAMES))
+    total = sum(task_statistics(ModelParams(Spy()), ShardTask(shard))
+                for shard in make_shards(sources, SHARD_FRAMES))
     assert max(seen) < 2 * 700 and sum(seen) == stored.n_frames
     # Responsibilities from scikit-learn with the same parameters.
     reference = GaussianMixture(4, covariance_type="diag")
@@ -198,6 +208,36 @@ def test_train_ubm_uses_the_configured_backend(stored, pool):
     assert local.score(frames) == pytest.approx(sklearn.score(frames), abs=0.1)
 
 
+# ------------------------------------------------------------------------------------------ one EM loop
+@pytest.mark.parametrize("backend", ["local", "joblib"])
+def test_diagonal_gmm_fit_and_train_ubm_run_the_same_em(pool, backend):
+    """One loop (spkid.gmm.run_em) behind both: from the UBM's starting point, DiagonalGMM.fit on the same
+    frames gives the UBM bit for bit (one shard, so the statistics are summed in the same order)."""
+    settings = config(backend=backend, n_jobs=2 if backend == "joblib" else 1)
+    ubm = train_ubm(pool, settings)
+    sources, _ = frame_sources(pool)
+    start = initial_model(sources, 8, settings)
+    fitted = DiagonalGMM(8, max_iter=4, tol=0.0, variance_floor=settings.variance_floor,
+                         weights_init=start.weights_, means_init=start.means_,
+                         variances_init=start.variances_).fit(pool)
+    for name in ("weights_", "means_", "variances_", "history_", "n_iter_", "converged_"):
+        np.testing.assert_array_equal(getattr(fitted, name), getattr(ubm, name))
+
+
+def test_train_ubm_logs_every_iteration_and_warns_only_for_a_requested_tol(pool, caplog):
+    caplog.set_level(logging.INFO, logger="spkid.gmm.em")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ubm = train_ubm(pool, config(max_iter=3, tol=UBMConfig().tol))  # the default: no warning
+    lines = [record.getMessage() for record in caplog.records if record.name == "spkid.gmm.em"]
+    assert [line.split(":")[0] for line in lines[:3]] == [f"UBM EM iteration {i}/3" for i in (1, 2, 3)]
+    assert f"log-likelihood per frame {ubm.history_[2]:.6f}, gain " in lines[2]
+    assert lines[-1].startswith(("UBM EM converged", "UBM EM did not converge"))
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    with pytest.warns(ConvergenceWarning, match="UBM: EM did not converge within max_iter=2"):
+        train_ubm(pool, config(max_iter=2, tol=1e-12))
+
+
 # ------------------------------------------------------------------------------------------ subsampling
 class CountingBackend(LocalBackend):
     def __init__(self) -> None:
@@ -214,8 +254,10 @@ def test_subsampling_is_exact_reproducible_and_backend_independent(stored, pool)
     settings = config(max_frames=2000, max_iter=3)
     sources, _ = frame_sources(stored)
     backend = CountingBackend()
-    model = initial_model(sources, 8, settings)
-    counted = run_em(model, make_shards(sources, SHARD_FRAMES), backend, settings)
+    start = initial_model(sources, 8, settings)
+    source = ShardStatistics(make_shards(sources, SHARD_FRAMES), backend, max_frames=2000,
+                             random_state=settings.random_state)
+    counted = run_em(start, source, max_iter=3, tol=0.0, variance_floor=settings.variance_floor)
     assert backend.frames_per_iteration == [2000, 2000, 2000]
     again = train_sharded(stored, settings, frames_per_shard=SHARD_FRAMES)
     np.testing.assert_array_equal(again.means_, counted.means_)  # same seed, same model, bit for bit
