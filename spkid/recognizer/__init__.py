@@ -36,7 +36,6 @@ from spkid.recognizer.api import (
 from spkid.recognizer.config import Config, apply_overrides, config_from_dict, config_to_yaml, load_config
 from spkid.recognizer.identification import score_recordings
 from spkid.recognizer.recognizer import (
-    CALIBRATION_KEY,
     NORMALISED_THRESHOLD,
     OPEN_SET_P_TARGET,
     RAW_LLR_THRESHOLD,
@@ -44,7 +43,7 @@ from spkid.recognizer.recognizer import (
 )
 
 __all__ = [
-    "CALIBRATION_KEY", "NORMALISED_THRESHOLD", "OPEN_SET_P_TARGET", "RAW_LLR_THRESHOLD", "Recognizer",
+    "NORMALISED_THRESHOLD", "OPEN_SET_P_TARGET", "RAW_LLR_THRESHOLD", "Recognizer",
     "Config", "apply_overrides", "config_from_dict", "config_to_yaml", "load_config",
     "SKIPPED_LIST_FILE", "EnrollResult", "Identification", "IdentifyResult", "ModelSummary", "ScoreResult",
     "TrainResult", "Verification", "VerifyResult", "calibrate_model", "describe_model", "enroll_from_audio",

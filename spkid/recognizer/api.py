@@ -33,7 +33,7 @@ from spkid.recognizer.identification import (
     score_trials,
     verify,
 )
-from spkid.recognizer.recognizer import CALIBRATION_KEY, Recognizer
+from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
 from spkid.score import Calibrator
 from spkid.store import ModelStore, validate_speaker_name
@@ -123,7 +123,8 @@ def enroll_from_audio(
         if not usable:
             skipped.append(SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled"))
             continue
-        store.save_speaker(name, recognizer.adapt(usable), replace=replace)
+        model = recognizer.adapt(usable)
+        store.save_speaker(name, model, replace=replace, cohort_stats=recognizer.cohort_statistics(model))
         enrolled[name] = len(usable)
     if not enrolled:
         raise DataError(
@@ -186,8 +187,7 @@ def calibrate_model(
     target, nontarget = labelled_scores(scores, trials)
     labels = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
     calibrator = Calibrator(p_effective).fit(np.concatenate([target, nontarget]), labels)
-    # The store has no calibration slot of its own: the three numbers ride in the cohort file.
-    arrays = store.load_cohort() if store.has_cohort() else {}
-    arrays[CALIBRATION_KEY] = np.array([calibrator.scale_, calibrator.offset_, calibrator.p_effective])
-    store.save_cohort(arrays)
+    store.save_calibration(
+        {"scale": calibrator.scale_, "offset": calibrator.offset_, "p_effective": calibrator.p_effective}
+    )
     return calibrator

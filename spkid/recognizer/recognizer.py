@@ -20,11 +20,11 @@ from spkid.features.config import LEGACY_SETTINGS, stored_feature_settings
 from spkid.gmm import MixtureParameters
 from spkid.progress import Progress
 from spkid.score import Calibrator, Cohort, Normalizer, ScoreConfig, Scorer, bayes_threshold, znorm_statistics
-from spkid.store import ModelStore
+from spkid.store import ModelStore, SpeakerCohortStats
 from spkid.ubm import EnrollConfig, enroll
 
 __all__ = [
-    "CALIBRATION_KEY", "NORMALISED_THRESHOLD", "OPEN_SET_P_TARGET", "RAW_LLR_THRESHOLD", "Recognizer",
+    "NORMALISED_THRESHOLD", "OPEN_SET_P_TARGET", "RAW_LLR_THRESHOLD", "Recognizer",
 ]  # fmt: skip
 
 #: Default decision threshold on raw (unnormalised) frame-averaged LLRs when the model holds no cohort:
@@ -40,8 +40,6 @@ NORMALISED_THRESHOLD = 3.0
 #: Target prior of open-set and verification decisions when the model holds a calibrator: the threshold on
 #: calibrated LLRs is then the Bayes threshold ``-logit(0.01)`` = 4.6.
 OPEN_SET_P_TARGET = 0.01
-#: Cohort array holding ``[scale, offset, p_effective]`` of a fitted :class:`~spkid.score.Calibrator`.
-CALIBRATION_KEY = "calibration"
 
 #: Utterances scored per call when a progress bar is shown.
 _PROGRESS_BATCH = 32
@@ -91,12 +89,10 @@ class Recognizer:
             asnorm_top_k=self.score_config.asnorm_top_k,
         )
         self.calibrator: Calibrator | None = None
-        if CALIBRATION_KEY in cohort_arrays:
-            scale, offset, p_effective = np.asarray(cohort_arrays[CALIBRATION_KEY], dtype=np.float64).tolist()
+        calibration = store.load_calibration()
+        if calibration is not None:
             try:
-                self.calibrator = Calibrator.from_dict(
-                    {"scale": scale, "offset": offset, "p_effective": p_effective}
-                )
+                self.calibrator = Calibrator.from_dict(calibration)
             except ModelError as exc:
                 raise StoreError(f"{store.path}: invalid stored calibration ({exc})") from None
 
@@ -297,6 +293,22 @@ class Recognizer:
             return np.full(len(models), NORMALISED_THRESHOLD)
         if self.cohort is None or len(self.cohort.segments) < 2 or not models:
             return np.full(len(models), RAW_LLR_THRESHOLD)
-        impostor = Scorer(self.ubm, models, top_c=self.score_config.top_c).llr_many(self.cohort.segments)
-        mean, std = znorm_statistics(impostor)
-        return mean + NORMALISED_THRESHOLD * std
+        top_c = self.score_config.top_c
+        known = {name: self.store.cohort_stats.get(name) for name in models}
+        missing = {name: model for name, model in models.items() if known[name] is None or known[name].top_c != top_c}
+        if missing:  # enrolled before the statistics were stored, or scored with another top_c: once per process
+            impostor = Scorer(self.ubm, missing, top_c=top_c).llr_many(self.cohort.segments)
+            for name, mean, std in zip(missing, *znorm_statistics(impostor), strict=True):
+                known[name] = self.store.cohort_stats[name] = SpeakerCohortStats(float(mean), float(std), top_c)
+        return np.array([known[name].mean + NORMALISED_THRESHOLD * known[name].std for name in models])
+
+    def cohort_statistics(self, model: MixtureParameters) -> SpeakerCohortStats | None:
+        """A speaker model's raw scores on the cohort's impostor segments (mean, std), stored at enrollment.
+
+        None when the model holds no cohort (or fewer than two segments). Its thresholds then never need them.
+        """
+        if self.cohort is None or len(self.cohort.segments) < 2:
+            return None
+        scores = Scorer(self.ubm, {"speaker": model}, top_c=self.score_config.top_c).llr_many(self.cohort.segments)
+        mean, std = znorm_statistics(scores)
+        return SpeakerCohortStats(float(mean[0]), float(std[0]), self.score_config.top_c)

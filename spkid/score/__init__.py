@@ -11,7 +11,7 @@ The public face of the scoring stage; its modules, one job each (imports point d
 - :mod:`~spkid.score.cohort` the impostor cohort drawn from the UBM pool, and :class:`Normalizer`.
 """
 
-from spkid.score.calibrate import UNKNOWN, Calibrator, bayes_threshold, open_set_identify
+from spkid.score.calibrate import UNKNOWN, Calibrator, bayes_threshold
 from spkid.score.cohort import (
     SEGMENT_FRAMES,
     Cohort,
@@ -25,6 +25,6 @@ from spkid.score.scorer import ScoreConfig, Scorer
 
 __all__ = [
     "METHODS", "SEGMENT_FRAMES", "UNKNOWN", "Calibrator", "Cohort", "Normalizer", "ScoreConfig", "Scorer",
-    "asnorm", "bayes_threshold", "cohort_segment_rows", "hold_out_cohort_segments", "open_set_identify",
+    "asnorm", "bayes_threshold", "cohort_segment_rows", "hold_out_cohort_segments",
     "select_cohort", "snorm", "tnorm", "znorm", "znorm_statistics", "ztnorm",
 ]  # fmt: skip

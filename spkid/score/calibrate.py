@@ -9,7 +9,7 @@ Because its output is an LLR, the threshold for any target prior follows from Ba
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from spkid.errors import DataError, ModelError
 
-__all__ = ["UNKNOWN", "Calibrator", "bayes_threshold", "open_set_identify"]
+__all__ = ["UNKNOWN", "Calibrator", "bayes_threshold"]
 
 UNKNOWN = "unknown"
 
@@ -150,32 +150,3 @@ class Calibrator:
         calibrator.scale_ = numbers["scale"]
         calibrator.offset_ = numbers["offset"]
         return calibrator
-
-
-def open_set_identify(
-    calibrated_llrs: ArrayLike, names: Sequence[str], *, p_target: float = 0.01, unknown: str = UNKNOWN
-) -> tuple[str, float]:
-    """Open-set identification: the best speaker, or ``unknown`` if even the best is below threshold.
-
-    Parameters
-    ----------
-    calibrated_llrs : array-like of shape (n_speakers,)
-        Calibrated LLRs of one test utterance against every enrolled speaker.
-    names : sequence of str, length n_speakers
-    p_target : float
-        Prior that the test speaker is the best-scoring enrolled speaker; the decision threshold is
-        ``-logit(p_target)``.
-
-    Returns
-    -------
-    (name, llr) : tuple[str, float]
-        The best speaker's name or ``unknown``, with the best calibrated LLR either way.
-    """
-    llrs = np.asarray(calibrated_llrs, dtype=np.float64)
-    if llrs.ndim != 1 or llrs.size != len(names) or llrs.size == 0:
-        raise DataError(f"open_set_identify: {llrs.shape} scores for {len(names)} names")
-    best = int(np.argmax(llrs))
-    best_llr = float(llrs[best])
-    if best_llr < bayes_threshold(p_target):
-        return unknown, best_llr
-    return names[best], best_llr

@@ -6,6 +6,7 @@ The public face of the store; its modules, one job each (imports point down the 
   model and cohort array validation;
 - :mod:`~spkid.store.manifest` ``manifest.json``: building, encoding, reading;
 - :mod:`~spkid.store.layout` the files of a model directory and writing a new one crash-safely;
+- :mod:`~spkid.store.score_files` the cohort and calibration files, speakers' cohort statistics;
 - :mod:`~spkid.store.model_store` :class:`ModelStore`, a model directory opened for reading and writing.
 """
 
@@ -16,11 +17,20 @@ from spkid.store.checks import (
     speaker_file_name,
     validate_speaker_name,
 )
-from spkid.store.layout import COHORT_FILE, FRONTEND_FILE, LOCK_FILE, MANIFEST_FILE, SPEAKERS_DIR, UBM_FILE
+from spkid.store.layout import (
+    CALIBRATION_FILE,
+    COHORT_FILE,
+    FRONTEND_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    SPEAKERS_DIR,
+    UBM_FILE,
+)
 from spkid.store.model_store import ModelStore
+from spkid.store.score_files import SpeakerCohortStats
 
 __all__ = [
-    "FORMAT_VERSION", "MANIFEST_FILE", "UBM_FILE", "SPEAKERS_DIR", "COHORT_FILE", "FRONTEND_FILE",
-    "LOCK_FILE",
-    "MAX_NAME_LENGTH", "ModelStore", "config_differences", "speaker_file_name", "validate_speaker_name",
+    "CALIBRATION_FILE", "COHORT_FILE", "FORMAT_VERSION", "FRONTEND_FILE", "LOCK_FILE", "MANIFEST_FILE",
+    "MAX_NAME_LENGTH", "ModelStore", "SPEAKERS_DIR", "SpeakerCohortStats", "UBM_FILE", "config_differences",
+    "speaker_file_name", "validate_speaker_name",
 ]

@@ -7,6 +7,7 @@ Layout of ``MODEL_DIR``::
     frontend.npz           the UBM pool's feature statistics, for cmvn "adaptive"/"global" (optional)
     speakers/<name>.npz    one self-describing file per speaker (name, UBM fingerprint, model arrays)
     cohort.npz             named float arrays for score normalisation (optional)
+    calibration.json       the score calibration ``spkid calibrate`` fitted (optional)
     .lock                  flock'ed by writers so concurrent enrolls serialise
 
 :func:`write_model_directory` is the crash-safe part of :meth:`spkid.store.ModelStore.create`: under the
@@ -28,7 +29,7 @@ from spkid.store.locking import writer_lock
 from spkid.store.manifest import encode_manifest
 
 __all__ = [
-    "COHORT_FILE", "FRONTEND_FILE", "LOCK_FILE", "MANIFEST_FILE", "SPEAKERS_DIR", "UBM_FILE", "write_error",
+    "CALIBRATION_FILE", "COHORT_FILE", "FRONTEND_FILE", "LOCK_FILE", "MANIFEST_FILE", "SPEAKERS_DIR", "UBM_FILE", "write_error",
     "write_model_directory",
 ]  # fmt: skip
 
@@ -36,6 +37,7 @@ MANIFEST_FILE = "manifest.json"
 UBM_FILE = "ubm.npz"
 SPEAKERS_DIR = "speakers"
 COHORT_FILE = "cohort.npz"
+CALIBRATION_FILE = "calibration.json"
 FRONTEND_FILE = "frontend.npz"
 LOCK_FILE = ".lock"
 
@@ -73,7 +75,8 @@ def write_model_directory(path: Path, contents: Mapping[str, bytes], manifest: M
                 # Without a manifest the directory reads as "no model" until the rebuild completes.
                 (path / MANIFEST_FILE).unlink(missing_ok=True)
                 fsync_directory(path)
-                stale = [*(path / SPEAKERS_DIR).glob("*.npz"), path / COHORT_FILE, path / FRONTEND_FILE]
+                stale = [*(path / SPEAKERS_DIR).glob("*.npz"), path / COHORT_FILE, path / FRONTEND_FILE,
+                         path / CALIBRATION_FILE]  # fmt: skip
                 for old in stale:
                     old.unlink(missing_ok=True)
                 for name, temporary in written.items():

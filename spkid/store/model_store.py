@@ -39,7 +39,6 @@ from spkid.store.checks import (
     speaker_file_name,
 )
 from spkid.store.layout import (
-    COHORT_FILE,
     FRONTEND_FILE,
     LOCK_FILE,
     MANIFEST_FILE,
@@ -50,20 +49,34 @@ from spkid.store.layout import (
 )
 from spkid.store.locking import writer_lock
 from spkid.store.manifest import new_manifest, read_manifest
+from spkid.store.score_files import ScoreFiles, SpeakerCohortStats
 
 if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
-__all__ = ["ModelStore"]
+__all__ = ["ModelStore", "SpeakerCohortStats"]
+
+#: Speaker-file arrays holding a speaker's scores on the cohort's impostor segments (see save_speaker).
+_COHORT_MEAN_KEY, _COHORT_STD_KEY, _COHORT_TOP_C_KEY = "__cohort_mean__", "__cohort_std__", "__cohort_top_c__"
 
 
-class ModelStore:
-    """A model directory opened for reading and writing; build with :meth:`create` or :meth:`open`."""
+class ModelStore(ScoreFiles):
+    """A model directory opened for reading and writing; build with :meth:`create` or :meth:`open`.
+
+    Attributes
+    ----------
+    path : Path
+    manifest : dict
+    cohort_stats : dict of str to SpeakerCohortStats
+        The cohort statistics stored with each speaker loaded so far (speakers enrolled before they were
+        stored have none).
+    """
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = Path(path)
         self.manifest = manifest
         self._ubm: MixtureParameters | None = None
+        self.cohort_stats: dict[str, SpeakerCohortStats] = {}
 
     # ----------------------------------------------------------------------------- creation and opening
     @classmethod
@@ -230,9 +243,9 @@ class ModelStore:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.speaker_path(name).is_file()
 
-    def save_speaker(self, name: str, model: MixtureParameters | DiagonalGMM, *,
-                     replace: bool = False) -> Path:
-        """Store a speaker model atomically; returns its file.
+    def save_speaker(self, name: str, model: MixtureParameters | DiagonalGMM, *, replace: bool = False,
+                     cohort_stats: SpeakerCohortStats | None = None) -> Path:
+        """Store a speaker model atomically, with its cohort statistics when given; returns its file.
 
         Raises
         ------
@@ -245,6 +258,10 @@ class ModelStore:
         check_model_arrays(arrays, target, f"speaker {name!r}", self.ubm_shape)
         arrays.update({KIND_KEY: np.asarray("speaker"), NAME_KEY: np.asarray(name),
                        UBM_SHA_KEY: np.asarray(self._ubm_sha256)})
+        if cohort_stats is not None:
+            arrays.update({_COHORT_MEAN_KEY: np.asarray(cohort_stats.mean, np.float64),
+                           _COHORT_STD_KEY: np.asarray(cohort_stats.std, np.float64),
+                           _COHORT_TOP_C_KEY: np.asarray(-1 if cohort_stats.top_c is None else cohort_stats.top_c)})
         data = encode_npz(arrays)
         try:
             with writer_lock(self.path / LOCK_FILE):
@@ -279,6 +296,13 @@ class ModelStore:
             raise StoreError(f"{file}: holds speaker {stored!r}, expected {name!r}")
         self._check_ubm_fingerprint(arrays, file)
         model = build_model(arrays, file, f"speaker {name!r}", self.ubm_shape, kind="speaker")
+        if _COHORT_MEAN_KEY in arrays:
+            top_c = int(arrays[_COHORT_TOP_C_KEY])
+            stats = SpeakerCohortStats(float(arrays[_COHORT_MEAN_KEY]), float(arrays[_COHORT_STD_KEY]),
+                                       None if top_c < 0 else top_c)  # fmt: skip
+            if not (np.isfinite(stats.mean) and np.isfinite(stats.std) and stats.std >= 0):
+                raise StoreError(f"{file}: invalid cohort statistics {stats}")
+            self.cohort_stats[name] = stats
         return model.sharing(self.load_ubm())  # mean-only models: one copy of the UBM's arrays
 
     def load_speakers(self) -> dict[str, MixtureParameters]:
@@ -296,37 +320,6 @@ class ModelStore:
                 fsync_directory(target.parent)
         except OSError as exc:
             raise write_error(self.path, exc) from None
-
-    # ----------------------------------------------------------------------------- cohort
-    def has_cohort(self) -> bool:
-        """Whether a score-normalisation cohort has been saved."""
-        return (self.path / COHORT_FILE).is_file()
-
-    def save_cohort(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """Store the score-normalisation cohort: named finite numeric arrays (replaces any earlier cohort)."""
-        file = self.path / COHORT_FILE
-        content = check_cohort_arrays(arrays, file)
-        content.update({KIND_KEY: np.asarray("cohort"), UBM_SHA_KEY: np.asarray(self._ubm_sha256)})
-        data = encode_npz(content)
-        try:
-            with writer_lock(self.path / LOCK_FILE):
-                self._check_not_recreated()
-                remove_stale_temp_files(self.path)
-                atomic_write_bytes(file, data)
-        except OSError as exc:
-            raise write_error(self.path, exc) from None
-
-    def load_cohort(self) -> dict[str, np.ndarray]:
-        """Load the score-normalisation cohort saved by :meth:`save_cohort`."""
-        file = self.path / COHORT_FILE
-        if not file.is_file():
-            raise StoreError(f"{file}: no score-normalisation cohort saved in this model")
-        arrays = read_npz(file, what="cohort")
-        if to_python(arrays.pop(KIND_KEY, np.asarray(""))) != "cohort":
-            raise StoreError(f"{file}: not a cohort file")
-        self._check_ubm_fingerprint(arrays, file)
-        arrays.pop(UBM_SHA_KEY)
-        return check_cohort_arrays(arrays, file)
 
     # ----------------------------------------------------------------------------- helpers
     @property

@@ -11,7 +11,7 @@ from scipy.special import logit
 
 from spkid.errors import DataError, ModelError
 from spkid.metrics import cllr, min_cllr
-from spkid.score import Calibrator, bayes_threshold, open_set_identify
+from spkid.score import Calibrator, bayes_threshold
 
 MEAN = 1.5  # targets ~ N(+MEAN, 1), non-targets ~ N(-MEAN, 1): the true LLR of s is 2 * MEAN * s
 
@@ -114,10 +114,3 @@ def test_separable_dev_set_gives_finite_calibration():
     assert np.isfinite(calibrator.scale_) and calibrator.scale_ > 0
 
 
-def test_open_set_identification():
-    names = ["alice", "bob", "carol"]
-    assert open_set_identify([1.0, 6.0, 2.0], names, p_target=0.01) == ("bob", 6.0)
-    assert open_set_identify([1.0, 4.0, 2.0], names, p_target=0.01) == ("unknown", 4.0)
-    assert open_set_identify([1.0, 4.0, 2.0], names, p_target=0.1) == ("bob", 4.0)
-    with pytest.raises(DataError):
-        open_set_identify([1.0], names)
