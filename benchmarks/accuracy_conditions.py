@@ -65,8 +65,10 @@ CONDITIONS: dict[str, tuple[str, str]] = {
 
 def available(names: Iterable[str]) -> tuple[list[str], list[str]]:
     """Split condition names into those whose corpora are present and reasons for the others."""
-    have = {"ls": (LIBRISPEECH / "train-clean-100").is_dir() and (LIBRISPEECH / "test-other").is_dir(),
-            "sc": SPEECH_COMMANDS.is_dir()}  # fmt: skip
+    have = {
+        "ls": (LIBRISPEECH / "train-clean-100").is_dir() and (LIBRISPEECH / "test-other").is_dir(),
+        "sc": SPEECH_COMMANDS.is_dir(),
+    }
     kept, missing = [], []
     for name in names:
         needs = CONDITIONS[name][0].split("+")
@@ -88,11 +90,15 @@ class Deriver:
         self.cache_dir = cache_dir
         self.n_jobs = n_jobs
 
-    def _many(self, kind: str, paths: Sequence[Path], keys: Sequence[str],
-              make: Callable[[Path, Path], Path | None]) -> list[Path | None]:  # fmt: skip
+    def _many(
+        self, kind: str, paths: Sequence[Path], keys: Sequence[str], make: Callable[[Path, Path], Path | None]
+    ) -> list[Path | None]:
         targets = [self.cache_dir / kind / f"{key.replace('/', '__')}.wav" for key in keys]
-        todo = [(path, target) for path, target in zip(paths, targets, strict=True) if not target.exists()
-                and not target.with_suffix(".none").exists()]  # fmt: skip
+        todo = [
+            (path, target)
+            for path, target in zip(paths, targets, strict=True)
+            if not target.exists() and not target.with_suffix(".none").exists()
+        ]
         if todo:
             Parallel(n_jobs=self.n_jobs, batch_size=16)(delayed(make)(path, target) for path, target in todo)
         return [target if target.exists() else None for target in targets]
@@ -129,8 +135,9 @@ def _tests(protocol: Protocol) -> list[tuple[Path, str]]:
     return [(u.path, u.speaker) for u in protocol.test]
 
 
-def build(names: Sequence[str], cache_dir: Path, *, n_jobs: int = 2) -> tuple[dict[str, list[Path]],
-                                                                                list[Condition]]:  # fmt: skip
+def build(
+    names: Sequence[str], cache_dir: Path, *, n_jobs: int = 2
+) -> tuple[dict[str, list[Path]], list[Condition]]:
     """The UBM pools (name -> files) and conditions ``names`` (in that order), deriving audio as needed."""
     deriver = Deriver(cache_dir / "audio", n_jobs)
     needs = {corpus for name in names for corpus in CONDITIONS[name][0].split("+")}
@@ -173,13 +180,15 @@ def build(names: Sequence[str], cache_dir: Path, *, n_jobs: int = 2) -> tuple[di
             else:
                 speakers = {}
                 for spk, items in protocol.enroll.items():
-                    clips = deriver.chunks([u.path for u in items[:3]], [f"ls/{u.id}" for u in items[:3]],
-                                           SHORT_CLIP_S)  # fmt: skip
+                    clips = deriver.chunks(
+                        [u.path for u in items[:3]], [f"ls/{u.id}" for u in items[:3]], SHORT_CLIP_S
+                    )
                     speakers[spk] = [clip for clip in clips if clip is not None]
         elif name.startswith("ls-") and name.endswith("s") and name[3:-1].replace(".", "").isdigit():
             duration_s = float(name[3:-1])
-            cut = deriver.chunks([u.path for u in protocol.test], [f"ls/{u.id}" for u in protocol.test],
-                                 duration_s)  # fmt: skip
+            cut = deriver.chunks(
+                [u.path for u in protocol.test], [f"ls/{u.id}" for u in protocol.test], duration_s
+            )
             pairs = zip(cut, protocol.test, strict=True)
             tests = [(clip, u.speaker) for clip, u in pairs if clip is not None]
         elif name == "ls-spk-sc-ubm":

@@ -64,10 +64,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "top_c=exact": ("score.top_c=null",),
     "relevance=16": ("enroll.relevance_factor=16",),
     "previous-defaults": (
-        "features.sample_rate=16000", "features.f_max_hz=7600", "features.vad=energy",
-        "features.cmvn=utterance", "features.frontend_version=2",
+        "features.sample_rate=16000",
+        "features.f_max_hz=7600",
+        "features.vad=energy",
+        "features.cmvn=utterance",
+        "features.frontend_version=2",
     ),
-}  # fmt: skip
+}
 PEER = "textbook"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spkid" / "bench_accuracy"
 P_TARGET = 0.01
@@ -103,15 +106,25 @@ class Scores:
         correct = int(np.sum(names[np.argmax(self.matrix, axis=1)] == truths))
         target = names[None, :] == truths[:, None]
         tar, non = self.matrix[target], self.matrix[~target]
-        return {"correct": correct, "n_tests": len(truths), "top1": correct / len(truths),
-                "eer": float(eer(tar, non)), "min_dcf": float(min_dcf(tar, non, p_target=P_TARGET)),
-                "failed": self.n_failed}  # fmt: skip
+        return {
+            "correct": correct,
+            "n_tests": len(truths),
+            "top1": correct / len(truths),
+            "eer": float(eer(tar, non)),
+            "min_dcf": float(min_dcf(tar, non, p_target=P_TARGET)),
+            "failed": self.n_failed,
+        }
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(".tmp.npz")
-        np.savez(temporary, matrix=self.matrix, names=np.asarray(self.names), truths=np.asarray(self.truths),
-                 n_failed=self.n_failed)  # fmt: skip
+        np.savez(
+            temporary,
+            matrix=self.matrix,
+            names=np.asarray(self.names),
+            truths=np.asarray(self.truths),
+            n_failed=self.n_failed,
+        )
         os.replace(temporary, path)
 
     @classmethod
@@ -146,8 +159,14 @@ class SpkidSystem:
         model_dir = self.cache / "models" / self.key / pool / f"seed{seed}"
         if not (model_dir / "manifest.json").is_file():
             shutil.rmtree(model_dir, ignore_errors=True)
-            train_ubm_from_audio(model_dir, files, self._config(seed), n_jobs=2, skip_bad=True,
-                                 cache_dir=self.cache / "features")  # fmt: skip
+            train_ubm_from_audio(
+                model_dir,
+                files,
+                self._config(seed),
+                n_jobs=2,
+                skip_bad=True,
+                cache_dir=self.cache / "features",
+            )
         return model_dir
 
     def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
@@ -168,8 +187,9 @@ class SpkidSystem:
         extracted = recognizer.extract(test_paths, skip_bad=True, n_jobs=2, cache_dir=features)
         kept = [i for i, path in enumerate(test_paths) if path in set(extracted.paths)]
         matrix = _with_failures(recognizer.score_matrix(models, list(extracted)), kept, len(test_paths))
-        result = Scores(matrix, list(models), [speaker for _, speaker in condition.tests],
-                        len(test_paths) - len(kept))  # fmt: skip
+        result = Scores(
+            matrix, list(models), [speaker for _, speaker in condition.tests], len(test_paths) - len(kept)
+        )
         result.save(path)
         shutil.rmtree(model_dir, ignore_errors=True)
         return result
@@ -217,11 +237,16 @@ class TextbookSystem:
             return Scores.load(path)
         ubm = self._ubm(condition.pool, pool_files, seed)
         names = sorted(condition.speakers)
-        speaker_means = [self.recipe.adapt_means(ubm, self._features_of(condition.speakers[name]))
-                         for name in names]  # fmt: skip
+        speaker_means = [
+            self.recipe.adapt_means(ubm, self._features_of(condition.speakers[name])) for name in names
+        ]
         tests = self._features_of([test for test, _ in condition.tests])
-        result = Scores(self.recipe.score_matrix(ubm, speaker_means, tests), names,
-                        [speaker for _, speaker in condition.tests], 0)  # fmt: skip
+        result = Scores(
+            self.recipe.score_matrix(ubm, speaker_means, tests),
+            names,
+            [speaker for _, speaker in condition.tests],
+            0,
+        )
         result.save(path)
         return result
 
@@ -241,8 +266,10 @@ def summarise(results: dict, systems: list[str], condition_names: list[str]) -> 
             mean = {key: float(np.mean([run[key] for run in runs])) for key in ("top1", "eer", "min_dcf")}
             correct, total = sum(r["correct"] for r in runs), sum(r["n_tests"] for r in runs)
             means[condition, system] = mean
-            cell = (f"{100 * mean['top1']:5.1f} ({correct}/{total}) {100 * mean['eer']:5.2f} "
-                    f"{mean['min_dcf']:.3f}")  # fmt: skip
+            cell = (
+                f"{100 * mean['top1']:5.1f} ({correct}/{total}) {100 * mean['eer']:5.2f} "
+                f"{mean['min_dcf']:.3f}"
+            )
             row += f"{cell:>{width + 22}}"
         lines.append(row)
     spkid_systems = [name for name in systems if name != PEER]
@@ -264,8 +291,11 @@ def summarise(results: dict, systems: list[str], condition_names: list[str]) -> 
         lines.append(line)
     variants = [name for name in spkid_systems if name != "defaults"]
     if "defaults" in systems and variants:
-        lines += ["", "EER change of each variant against the defaults, paired by seed (points; - is better;"
-                  " min..max over seeds):"]  # fmt: skip
+        lines += [
+            "",
+            "EER change of each variant against the defaults, paired by seed (points; - is better;"
+            " min..max over seeds):",
+        ]
         lines.append(f"{'condition':<18}" + "".join(f"{name[:21]:>22}" for name in variants))
         for condition in condition_names:
             row = f"{condition:<18}"
@@ -289,10 +319,16 @@ def summarise(results: dict, systems: list[str], condition_names: list[str]) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--conditions", default=",".join(conditions_module.CONDITIONS),
-                        help="comma-separated condition names (default: all)")  # fmt: skip
-    parser.add_argument("--variants", default="defaults",
-                        help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}")  # fmt: skip
+    parser.add_argument(
+        "--conditions",
+        default=",".join(conditions_module.CONDITIONS),
+        help="comma-separated condition names (default: all)",
+    )
+    parser.add_argument(
+        "--variants",
+        default="defaults",
+        help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--no-textbook", action="store_true", help="leave the textbook recipe out")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)

@@ -37,18 +37,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         pool, enrollment, tests = load_protocols(Path(work), ("clean",))["clean"]
     names = np.array(sorted(enrollment))
-    print("UBM pool / seed            " + "".join(f"{name:>18}" for name in tests)
-          + "   clean FA / miss at default thresholds   cohort bias")  # fmt: skip
+    print(
+        "UBM pool / seed            "
+        + "".join(f"{name:>18}" for name in tests)
+        + "   clean FA / miss at default thresholds   cohort bias"
+    )
     for seed in args.seeds:
         for label, hold_out in (("whole pool (peer)", False), ("segments held out", True)):
             ubm_config = UBMConfig(random_state=seed)
-            ubm_pool = (hold_out_cohort_segments(pool, ubm_config=ubm_config, cohort_size=cohort_size)[0]
-                        if hold_out else pool)  # fmt: skip
+            ubm_pool = (
+                hold_out_cohort_segments(pool, ubm_config=ubm_config, cohort_size=cohort_size)[0]
+                if hold_out
+                else pool
+            )
             ubm = train_ubm(ubm_pool, ubm_config)
             models = {name: enroll(ubm, enrollment[name]) for name in names}
             scorer = Scorer(ubm, models, top_c=ScoreConfig().top_c)
-            cohort = select_cohort(pool, ubm, size=cohort_size, enroll_config=EnrollConfig(),
-                                   random_state=seed)  # fmt: skip
+            cohort = select_cohort(
+                pool, ubm, size=cohort_size, enroll_config=EnrollConfig(), random_state=seed
+            )
             impostor = scorer.llr_many(cohort.segments)
             thresholds = impostor.mean(axis=0) + 3 * impostor.std(axis=0, ddof=1)
             cells, decisions, bias = [], "", 0.0
@@ -61,8 +68,11 @@ def main() -> int:
                     accepted = scores >= thresholds[None, :]
                     decisions = f"{np.mean(accepted[~target]):5.1%} / {np.mean(~accepted[target]):4.1%}"
                     bias = float(scores[~target].mean() - impostor.mean())
-            print(f"{label:<18} seed {seed}  " + "".join(f"{cell:>18}" for cell in cells)
-                  + f"   {decisions:>37}   {bias:+.3f}")  # fmt: skip
+            print(
+                f"{label:<18} seed {seed}  "
+                + "".join(f"{cell:>18}" for cell in cells)
+                + f"   {decisions:>37}   {bias:+.3f}"
+            )
     return 0
 
 

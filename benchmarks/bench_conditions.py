@@ -82,8 +82,9 @@ def evaluate_cli(
     names = sorted({entry["speaker"] for entry in results[0]["scores"]})
     truth_of = {path.name: speaker for path, speaker in corpus.tests.items()}
     truths = [truth_of[Path(result["recording"]).name] for result in results]
-    scores = np.array([[dict((s["speaker"], s["score"]) for s in r["scores"])[n] for n in names]
-                       for r in results])  # fmt: skip
+    scores = np.array(
+        [[dict((s["speaker"], s["score"]) for s in r["scores"])[n] for n in names] for r in results]
+    )
     row["top1"], row["eer"] = variants.accuracy_and_eer(scores, names, truths)
     row["n_models"], row["n_tests"] = len(names), len(results)
     row["scores"], row["names"], row["truths"] = scores, names, truths
@@ -98,21 +99,30 @@ def evaluate_cli(
         return row
     decisions = json.loads(out)
     by_name = {Path(r["recording"]).name: r for r in results}
-    gap = max(abs(d["score"] - [s for s in by_name[Path(d["recording"]).name]["scores"]
-                                if s["speaker"] == claimed][0]["score"]) for d in decisions)  # fmt: skip
+    gap = max(
+        abs(
+            d["score"]
+            - [s for s in by_name[Path(d["recording"]).name]["scores"] if s["speaker"] == claimed][0]["score"]
+        )
+        for d in decisions
+    )
     is_target = np.array([truth_of[Path(d["recording"]).name] == claimed for d in decisions])
     accepted = np.array([d["accepted"] for d in decisions])
     # verify's default thresholds are per speaker (cohort Z-norm at 3): the same ones, computed in-process.
     recognizer = Recognizer(ModelStore.open(model))
     thresholds = recognizer.default_thresholds(recognizer.speakers(names))
     miss, false_alarm = variants.error_rates(scores, names, truths, thresholds)
-    row["notes"].append(f"all {scores.size} test x model pairs at verify's default per-speaker thresholds "
-                        f"(median {np.median(thresholds):g}): miss {miss:.1%}, false alarm {false_alarm:.1%}")
+    row["notes"].append(
+        f"all {scores.size} test x model pairs at verify's default per-speaker thresholds "
+        f"(median {np.median(thresholds):g}): miss {miss:.1%}, false alarm {false_alarm:.1%}"
+    )
     in_process = thresholds[names.index(claimed)]
-    row["verify"] = (f"speaker {claimed}: threshold {decisions[0]['threshold']:g} (in-process "
-                     f"{in_process:g}), miss "
-                     f"{np.mean(~accepted[is_target]):.0%}, false alarm {np.mean(accepted[~is_target]):.0%}, "
-                     f"|verify - identify| <= {gap:.1e}")  # fmt: skip
+    row["verify"] = (
+        f"speaker {claimed}: threshold {decisions[0]['threshold']:g} (in-process "
+        f"{in_process:g}), miss "
+        f"{np.mean(~accepted[is_target]):.0%}, false alarm {np.mean(accepted[~is_target]):.0%}, "
+        f"|verify - identify| <= {gap:.1e}"
+    )
     return row
 
 
@@ -122,8 +132,12 @@ def startup_costs(model: Path, one_test: Path, identify_many_s: float, n_many: i
     version = [run("--version")[3] for _ in range(3)]
     lines.append(f"spkid --version: median {statistics.median(version):.2f} s of 3")
     for module in ("spkid.cli", "spkid.recognizer"):
-        done = subprocess.run([str(PYTHON), "-X", "importtime", "-c", f"import {module}"],
-                              capture_output=True, text=True, check=False)  # fmt: skip
+        done = subprocess.run(
+            [str(PYTHON), "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         rows = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")][1:]
         parsed = [(int(row[1]), row[2].rstrip()) for row in rows if len(row) == 3]
         total = max((cumulative for cumulative, _ in parsed), default=0)
@@ -158,18 +172,24 @@ def smoke_root(out: Path) -> Path:
 def print_cli_table(rows: list[dict]) -> None:
     reference = next((row for row in rows if row["condition"] == "clean" and "top1" in row), None)
     print("\n== CLI defaults, end to end (peer: clean; ratio = error rate / clean's error rate) ==")
-    print(f"{'condition':<22}{'UBM':<24}{'models':>7}{'tests':>6}{'top1':>7}{'EER':>7}{'err ratio':>10}"
-          f"{'EER ratio':>10}   wall s: train-ubm / enroll / identify / verify")  # fmt: skip
+    print(
+        f"{'condition':<22}{'UBM':<24}{'models':>7}{'tests':>6}{'top1':>7}{'EER':>7}{'err ratio':>10}"
+        f"{'EER ratio':>10}   wall s: train-ubm / enroll / identify / verify"
+    )
     for row in rows:
-        times = " / ".join(f"{row['times'].get(stage, float('nan')):.1f}"
-                           for stage in ("train-ubm", "enroll", "identify", "verify"))  # fmt: skip
+        times = " / ".join(
+            f"{row['times'].get(stage, float('nan')):.1f}"
+            for stage in ("train-ubm", "enroll", "identify", "verify")
+        )
         if "top1" not in row:
             print(f"{row['condition']:<22}FAILED {row.get('failed', '')}   {times}")
             continue
         ratios = ["-", "-"]
         if reference is not None:
-            ratios = [f"{(1 - row['top1']) / max(1 - reference['top1'], 1e-3):.1f}",
-                      f"{row['eer'] / max(reference['eer'], 1e-3):.1f}"]  # fmt: skip
+            ratios = [
+                f"{(1 - row['top1']) / max(1 - reference['top1'], 1e-3):.1f}",
+                f"{row['eer'] / max(reference['eer'], 1e-3):.1f}",
+            ]
         head = f"{row['condition']:<22}{row.get('ubm', '(clean model)'):<24}{row['n_models']:>7}"
         figures = f"{row['n_tests']:>6}{row['top1']:>7.1%}{row['eer']:>7.1%}{ratios[0]:>10}{ratios[1]:>10}"
         print(f"{head}{figures}   {times}")
@@ -279,9 +299,11 @@ def _print_variants(condition: str, outcomes: list, cli_top1: float | None) -> N
     )
     print(f"{condition} (in-process default equals CLI top-1: {same})")
     for outcome in outcomes:
-        print(f"  {outcome.variant:<38}{outcome.n_models:>4} models {outcome.n_tests:>4} tests  top1 "
-              f"{outcome.top1:6.1%}  EER {outcome.eer:5.1%}  at thresholds ~{outcome.threshold:g}: miss "
-              f"{outcome.miss:5.1%} FA {outcome.false_alarm:5.1%}  ({outcome.seconds:.1f} s)")  # fmt: skip
+        print(
+            f"  {outcome.variant:<38}{outcome.n_models:>4} models {outcome.n_tests:>4} tests  top1 "
+            f"{outcome.top1:6.1%}  EER {outcome.eer:5.1%}  at thresholds ~{outcome.threshold:g}: miss "
+            f"{outcome.miss:5.1%} FA {outcome.false_alarm:5.1%}  ({outcome.seconds:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -90,8 +90,9 @@ def spkid_iteration_s(arrays: list[np.ndarray], params, n_jobs: int, repeats: in
     return best_of(repeats, iteration), chunk_rows(sum(a.shape[0] for a in arrays), len(params[0]), None)
 
 
-def floor_s(n_frames: int, n_features: int, n_components: int, chunk_rows: int, n_threads: int,
-            repeats: int) -> float:
+def floor_s(
+    n_frames: int, n_features: int, n_components: int, chunk_rows: int, n_threads: int, repeats: int
+) -> float:
     """The two products of an iteration over the same chunks, the faster of: multi-threaded BLAS, or one
     single-threaded BLAS call stream per core (how n_jobs=-1 runs them)."""
     rng = np.random.default_rng(0)
@@ -124,8 +125,15 @@ def sklearn_iteration_s(frames: np.ndarray, params, repeats: int) -> float:
 
     def fit(max_iter: int) -> float:
         model = GaussianMixture(
-            len(weights), covariance_type="diag", max_iter=max_iter, tol=0.0, init_params="random_from_data",
-            weights_init=weights, means_init=means, precisions_init=1.0 / variances, random_state=0,
+            len(weights),
+            covariance_type="diag",
+            max_iter=max_iter,
+            tol=0.0,
+            init_params="random_from_data",
+            weights_init=weights,
+            means_init=means,
+            precisions_init=1.0 / variances,
+            random_state=0,
         )
         started = clock()
         with warnings.catch_warnings():
@@ -147,15 +155,23 @@ def init_s(arrays: list[np.ndarray], n_components: int, init: str, n_jobs: int) 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--components", type=int, nargs="+", default=[64, 256, 512, 1024])
-    parser.add_argument("--sklearn-max-components", type=int, default=1024,
-                        help="skip scikit-learn above this K (it takes minutes at K=1024)")
+    parser.add_argument(
+        "--sklearn-max-components",
+        type=int,
+        default=1024,
+        help="skip scikit-learn above this K (it takes minutes at K=1024)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="spkid and floor timings: best of this many")
     parser.add_argument("--sklearn-repeats", type=int, default=2, help="scikit-learn fits: best of this many")
     parser.add_argument("--synthetic", action="store_true", help="random frames instead of LibriSpeech")
     parser.add_argument("--cache-dir", default=None, help="feature cache folder for extract_many")
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads and spkid chunk streams")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall-clock or process CPU time (meaningful with --threads 1)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall-clock or process CPU time (meaningful with --threads 1)",
+    )
     args = parser.parse_args()
     global clock
     clock = CLOCKS[args.clock]
@@ -163,20 +179,29 @@ def main() -> int:
     if args.threads:
         limiter = threadpool_limits(limits=args.threads)  # noqa: F841 (kept for the whole run)
 
-    blas = [f"{i['internal_api']} {i.get('architecture', '?')} x{i['num_threads']}" for i in threadpool_info()
-            if i["user_api"] == "blas"]
-    print(f"BLAS: {', '.join(blas)}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} "
-          f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}; {os.cpu_count()} cores; "
-          f"{args.clock} clock; load average {os.getloadavg()[0]:.1f}")
+    blas = [
+        f"{i['internal_api']} {i.get('architecture', '?')} x{i['num_threads']}"
+        for i in threadpool_info()
+        if i["user_api"] == "blas"
+    ]
+    print(
+        f"BLAS: {', '.join(blas)}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} "
+        f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}; {os.cpu_count()} cores; "
+        f"{args.clock} clock; load average {os.getloadavg()[0]:.1f}"
+    )
     arrays, source = load_frames(args.synthetic, args.cache_dir)
     n_frames, n_features = sum(a.shape[0] for a in arrays), arrays[0].shape[1]
     print(f"frames: {n_frames} x {n_features} from {source}")
     pooled = np.concatenate(arrays)  # scikit-learn needs one array; spkid gets the list of utterances
 
-    print("seconds per EM iteration: spkid n_jobs=1, n_jobs=-1, the product floor, scikit-learn; ratios and\n"
-          "targets use n_jobs=-1; init = DiagonalGMM(max_iter=0).fit seconds, and in EM iterations")
-    print(f"{'K':>5} {'n_jobs=1':>9} {'n_jobs=-1':>9} {'floor':>7} {'x floor':>7} {'sklearn':>8} "
-          f"{'x faster':>8} {'kmeans++':>9} {'(iters)':>7} {'split':>7} {'(iters)':>7}")
+    print(
+        "seconds per EM iteration: spkid n_jobs=1, n_jobs=-1, the product floor, scikit-learn; ratios and\n"
+        "targets use n_jobs=-1; init = DiagonalGMM(max_iter=0).fit seconds, and in EM iterations"
+    )
+    print(
+        f"{'K':>5} {'n_jobs=1':>9} {'n_jobs=-1':>9} {'floor':>7} {'x floor':>7} {'sklearn':>8} "
+        f"{'x faster':>8} {'kmeans++':>9} {'(iters)':>7} {'split':>7} {'(iters)':>7}"
+    )
     failed = []
     for n_components in args.components:
         params = initial_parameters(pooled, n_components)
@@ -191,20 +216,26 @@ def main() -> int:
         sklearn_text = f"{'skipped':>8} {'-':>8}"
         if sklearn_s:
             sklearn_text = f"{sklearn_s:8.3f} {sklearn_s / spkid_s:8.1f}"
-        print(f"{n_components:5d} {one_job_s:9.3f} {spkid_s:9.3f} {products_s:7.3f} "
-              f"{spkid_s / products_s:7.2f} {sklearn_text} {kmeans_s:9.2f} {kmeans_s / spkid_s:7.1f} "
-              f"{split_s:7.2f} {split_s / spkid_s:7.1f}")
+        print(
+            f"{n_components:5d} {one_job_s:9.3f} {spkid_s:9.3f} {products_s:7.3f} "
+            f"{spkid_s / products_s:7.2f} {sklearn_text} {kmeans_s:9.2f} {kmeans_s / spkid_s:7.1f} "
+            f"{split_s:7.2f} {split_s / spkid_s:7.1f}"
+        )
         if n_components == 512:
             if sklearn_s:
-                print(f"      (scikit-learn takes {sklearn_s / products_s:.1f}x the product floor: the most "
-                      "an E-step built on these two products can gain over it)")
+                print(
+                    f"      (scikit-learn takes {sklearn_s / products_s:.1f}x the product floor: the most "
+                    "an E-step built on these two products can gain over it)"
+                )
             if sklearn_s and sklearn_s / spkid_s < TARGET_VS_SKLEARN:
                 failed.append(f"speed-up over scikit-learn {sklearn_s / spkid_s:.1f}x < {TARGET_VS_SKLEARN}x")
             if spkid_s / products_s > TARGET_VS_FLOOR:
                 failed.append(f"{spkid_s / products_s:.2f}x the product floor > {TARGET_VS_FLOOR}x")
             if max(kmeans_s, split_s) / spkid_s > TARGET_INIT_ITERATIONS:
-                failed.append(f"initialisation {max(kmeans_s, split_s) / spkid_s:.1f} EM iterations "
-                              f"> {TARGET_INIT_ITERATIONS}")
+                failed.append(
+                    f"initialisation {max(kmeans_s, split_s) / spkid_s:.1f} EM iterations "
+                    f"> {TARGET_INIT_ITERATIONS}"
+                )
     if 512 in args.components:
         print("targets at K=512: " + ("met" if not failed else "MISSED: " + "; ".join(failed)))
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other jobs on the machine add noise)")

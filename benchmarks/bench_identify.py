@@ -144,8 +144,10 @@ def main() -> None:
         if default_top_c not in (None, 5):
             default_scorer = Scorer(ubm, speaker_sets[1000], top_c=default_top_c)
             default_ms, _, _ = time_ms(lambda: default_scorer.llr(X), args.repeats)
-            print(f"1000 speakers, the default top-{default_top_c}: {default_ms:.2f} ms "
-                  f"({default_ms / top5_times[1000]:.2f}x top-5)")
+            print(
+                f"1000 speakers, the default top-{default_top_c}: {default_ms:.2f} ms "
+                f"({default_ms / top5_times[1000]:.2f}x top-5)"
+            )
         verdict = "meets" if top5_times[1000] <= TARGET_MS else "misses"
         print(f"top-5 at 1000 speakers: {top5_times[1000]:.2f} ms ({verdict} the {TARGET_MS:.0f} ms target)")
 

@@ -31,8 +31,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "LibriSp
 PEER_FACTOR = 16.0
 
 
-def load_protocols(work: Path, names: tuple[str, ...] = ("clean", "many")
-                   ) -> dict[str, tuple[list, dict, dict]]:  # fmt: skip
+def load_protocols(
+    work: Path, names: tuple[str, ...] = ("clean", "many")
+) -> dict[str, tuple[list, dict, dict]]:
     """``{protocol: (UBM pool features, {speaker: enrollment features}, {test set: (features, truths)})}``
     for the protocols ``names`` ("clean": test sets "whole", "1s", "0.5s"; "many": "227 spk")."""
     config = FeatureConfig()
@@ -48,16 +49,23 @@ def load_protocols(work: Path, names: tuple[str, ...] = ("clean", "many")
     protocols = {}
     if "clean" in names:
         clean = corpora.clean(DATA, work / "clean")
-        protocols["clean"] = (list(extract_many(clean.ubm_pool, config, n_jobs=-1)), enrollment_of(clean), {
-            "whole": tests_of(clean),
-            "1s": tests_of(corpora.short_tests(clean, work / "short-1", 1.0)),
-            "0.5s": tests_of(corpora.short_tests(clean, work / "short-05", 0.5)),
-        })
+        protocols["clean"] = (
+            list(extract_many(clean.ubm_pool, config, n_jobs=-1)),
+            enrollment_of(clean),
+            {
+                "whole": tests_of(clean),
+                "1s": tests_of(corpora.short_tests(clean, work / "short-1", 1.0)),
+                "0.5s": tests_of(corpora.short_tests(clean, work / "short-05", 0.5)),
+            },
+        )
     if "many" in names:
         many = corpora.many_speakers(DATA, work / "many")
-        protocols["many"] = (list(extract_many(many.ubm_pool, config, n_jobs=-1)), enrollment_of(many),
-                             {"227 spk": tests_of(many)})
-    return protocols  # fmt: skip
+        protocols["many"] = (
+            list(extract_many(many.ubm_pool, config, n_jobs=-1)),
+            enrollment_of(many),
+            {"227 spk": tests_of(many)},
+        )
+    return protocols
 
 
 def main() -> int:
@@ -95,13 +103,17 @@ def main() -> int:
         for factor in factors:
             print(rows[factor], flush=True)
     default = EnrollConfig().relevance_factor
-    print(f"\nmean over seeds, r={default:g} against the peer r={PEER_FACTOR:g} "
-          "(error-rate ratio; < 1 is better):")
+    print(
+        f"\nmean over seeds, r={default:g} against the peer r={PEER_FACTOR:g} "
+        "(error-rate ratio; < 1 is better):"
+    )
     for set_name in dict.fromkeys(name for name, _ in errors):
         ours, peer = (np.reshape(errors[(set_name, f)], (-1, 2)).mean(axis=0) for f in (default, PEER_FACTOR))
         ratios = [o / p if p else float("nan") for o, p in zip(ours, peer, strict=True)]
-        print(f"  {set_name:<8} top-1 errors {ours[0]:5.1%} vs {peer[0]:5.1%} ({ratios[0]:.2f}x), "
-              f"EER {ours[1]:5.1%} vs {peer[1]:5.1%} ({ratios[1]:.2f}x)")
+        print(
+            f"  {set_name:<8} top-1 errors {ours[0]:5.1%} vs {peer[0]:5.1%} ({ratios[0]:.2f}x), "
+            f"EER {ours[1]:5.1%} vs {peer[1]:5.1%} ({ratios[1]:.2f}x)"
+        )
     return 0
 
 

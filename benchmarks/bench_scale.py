@@ -43,8 +43,9 @@ N_FEATURES = 60
 TARGET_LINEAR = 0.20
 TARGET_FLAT = 0.20
 TARGET_SPEEDUP = 1.7
-SINGLE_THREAD_ENV = {name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                            "MKL_NUM_THREADS")}
+SINGLE_THREAD_ENV = {
+    name: "1" for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+}
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -139,11 +140,19 @@ def child_frames(args: argparse.Namespace) -> dict:
             initialised, init_cpu = time.perf_counter(), time.process_time()
             model = sharded_em(start, shards, backend, config)
         finished = time.perf_counter()
-    return {"seconds": finished - started, "cpu_s": time.process_time() - cpu, "load_s": loaded - started,
-            "init_s": initialised - loaded, "em_s": finished - initialised,
-            "em_cpu_s": time.process_time() - init_cpu, "n_frames": stored.n_frames,
-            "peak_rss": peak.peak, "baseline_rss": baseline, "n_iter": model.n_iter_,
-            "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return {
+        "seconds": finished - started,
+        "cpu_s": time.process_time() - cpu,
+        "load_s": loaded - started,
+        "init_s": initialised - loaded,
+        "em_s": finished - initialised,
+        "em_cpu_s": time.process_time() - init_cpu,
+        "n_frames": stored.n_frames,
+        "peak_rss": peak.peak,
+        "baseline_rss": baseline,
+        "n_iter": model.n_iter_,
+        "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
 
 
 def child_workers(args: argparse.Namespace) -> dict:
@@ -153,15 +162,21 @@ def child_workers(args: argparse.Namespace) -> dict:
     from spkid.ubm.backends import initial_model, open_backend, sharded_em
     from spkid.ubm.shards import ModelParams, ShardTask, frame_sources, make_shards
 
-    config = UBMConfig(n_components=args.components, max_iter=args.iterations, tol=0.0, backend=args.backend,
-                       n_jobs=args.workers)
+    config = UBMConfig(
+        n_components=args.components,
+        max_iter=args.iterations,
+        tol=0.0,
+        backend=args.backend,
+        n_jobs=args.workers,
+    )
     sources, _ = frame_sources(FeatureStore(args.data_dir).load(args.name))
     shards = make_shards(sources)
     model = initial_model(sources, args.components, config)
     with open_backend(config.backend, n_jobs=config.n_jobs) as backend:
         # Warm-up: worker processes started, spkid imported, kernels loaded before the clock starts.
-        backend.map([ShardTask(shard, n_threads=1) for shard in shards[: 2 * args.workers]],
-                    ModelParams(model))
+        backend.map(
+            [ShardTask(shard, n_threads=1) for shard in shards[: 2 * args.workers]], ModelParams(model)
+        )
         before, started = cpu_seconds(), time.perf_counter()
         sharded_em(model, shards, backend, config)
         seconds, after = time.perf_counter() - started, cpu_seconds()
@@ -170,8 +185,12 @@ def child_workers(args: argparse.Namespace) -> dict:
     busiest = max(used.values(), default=0.0)
     # Worker processes; nannies, resource trackers and the like use next to no CPU.
     workers = sorted((value for value in used.values() if value > 0.1 * busiest), reverse=True)
-    return {"seconds": seconds, "driver_cpu_s": driver, "worker_cpu_s": workers or [driver],
-            "n_shards": len(shards)}
+    return {
+        "seconds": seconds,
+        "driver_cpu_s": driver,
+        "worker_cpu_s": workers or [driver],
+        "n_shards": len(shards),
+    }
 
 
 def cpu_seconds() -> dict[int, float]:
@@ -192,9 +211,13 @@ def best_of(repeats: int, *arguments: str) -> dict:
     """The fastest of ``repeats`` runs of a child, each in a fresh single-threaded Python process."""
     runs = []
     for _ in range(repeats):
-        output = subprocess.run([sys.executable, __file__, "--child", *arguments],
-                                env={**os.environ, **SINGLE_THREAD_ENV}, check=True, capture_output=True,
-                                text=True).stdout
+        output = subprocess.run(
+            [sys.executable, __file__, "--child", *arguments],
+            env={**os.environ, **SINGLE_THREAD_ENV},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         runs.append(json.loads(output.strip().splitlines()[-1]))
     return min(runs, key=lambda run: run["seconds"])
 
@@ -205,23 +228,33 @@ def mib(n_bytes: float) -> str:
 
 
 def bench_frames(args: argparse.Namespace) -> None:
-    print(f"\n1. Frames: K={args.components}, {args.iterations} EM iterations, local backend, one thread, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n1. Frames: K={args.components}, {args.iterations} EM iterations, local backend, one thread, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     rows = {}
     for n_frames in args.frames:
         name = make_store(args.data_dir, n_frames)
         for mode in ("store", "memory"):
-            rows[n_frames, mode] = best_of(args.repeats, "frames", "--name", name, "--mode", mode,
-                                           *common(args, args.components))
-            print(f"  {n_frames} {mode}: {rows[n_frames, mode]['seconds']:.1f} s "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    print(f"{'frames':>9} {'mode':>10} {'wall s':>7} {'CPU s':>7} {'init s':>7} {'EM s':>7} "
-          f"{'peak RSS MiB':>13} {'ru_maxrss MiB':>14} {'start MiB':>10}")
+            rows[n_frames, mode] = best_of(
+                args.repeats, "frames", "--name", name, "--mode", mode, *common(args, args.components)
+            )
+            print(
+                f"  {n_frames} {mode}: {rows[n_frames, mode]['seconds']:.1f} s "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    print(
+        f"{'frames':>9} {'mode':>10} {'wall s':>7} {'CPU s':>7} {'init s':>7} {'EM s':>7} "
+        f"{'peak RSS MiB':>13} {'ru_maxrss MiB':>14} {'start MiB':>10}"
+    )
     for (n_frames, mode), row in rows.items():
         label = "in-memory" if mode == "memory" else "store"
-        print(f"{n_frames:9d} {label:>10} {row['seconds']:7.1f} {row['cpu_s']:7.1f} {row['init_s']:7.1f} "
-              f"{row['em_s']:7.1f} "
-              f"{mib(row['peak_rss']):>13} {mib(row['maxrss']):>14} {mib(row['baseline_rss']):>10}")
+        print(
+            f"{n_frames:9d} {label:>10} {row['seconds']:7.1f} {row['cpu_s']:7.1f} {row['init_s']:7.1f} "
+            f"{row['em_s']:7.1f} "
+            f"{mib(row['peak_rss']):>13} {mib(row['maxrss']):>14} {mib(row['baseline_rss']):>10}"
+        )
     small, large = min(args.frames), max(args.frames)
     for mode, label in (("store", "store (out of core)"), ("memory", "in-memory peer")):
         growth = rows[large, mode]["peak_rss"] / rows[small, mode]["peak_rss"]
@@ -235,56 +268,91 @@ def bench_frames(args: argparse.Namespace) -> None:
         times = np.array([rows[int(n), "store"][key] for n in sizes])
         slope, fixed = np.polyfit(sizes / 1e6, times, 1)
         residual = float(np.max(np.abs(fixed + slope * sizes / 1e6 - times) / times))
-        rates = ", ".join(f"{n / 1e6:g} M: {t / (n / 1e6) / args.iterations:.2f} s"
-                          for n, t in zip(sizes, times, strict=True))
-        print(f"  EM {clock:4s}: {slope / args.iterations:.2f} s per million frames and iteration, "
-              f"{fixed:+.2f} s fixed; largest distance from that line {residual:.0%} (target within "
-              f"{TARGET_LINEAR:.0%}: {'met' if residual <= TARGET_LINEAR else 'NOT met'})")
+        rates = ", ".join(
+            f"{n / 1e6:g} M: {t / (n / 1e6) / args.iterations:.2f} s"
+            for n, t in zip(sizes, times, strict=True)
+        )
+        print(
+            f"  EM {clock:4s}: {slope / args.iterations:.2f} s per million frames and iteration, "
+            f"{fixed:+.2f} s fixed; largest distance from that line {residual:.0%} (target within "
+            f"{TARGET_LINEAR:.0%}: {'met' if residual <= TARGET_LINEAR else 'NOT met'})"
+        )
         print(f"           per million frames and iteration at each size: {rates}")
     init = ", ".join(f"{n / 1e6:g} M: {rows[n, 'store']['init_s']:.1f} s" for n in sorted(args.frames))
     print(f"  initialisation (bounded subsample, a fixed cost): {init}")
     # The whole run as well: the time of the extra frames per extra frame (the fixed cost cancels).
     middle = sorted(args.frames)[len(args.frames) // 2]
-    slopes = [(rows[b, "store"]["seconds"] - rows[a, "store"]["seconds"]) / (b - a) * 1e6
-              for a, b in ((small, middle), (middle, large)) if b > a]
-    print("  whole run, wall time per extra million frames: "
-          + ", ".join(f"{slope:.2f} s" for slope in slopes))
+    slopes = [
+        (rows[b, "store"]["seconds"] - rows[a, "store"]["seconds"]) / (b - a) * 1e6
+        for a, b in ((small, middle), (middle, large))
+        if b > a
+    ]
+    print(
+        "  whole run, wall time per extra million frames: " + ", ".join(f"{slope:.2f} s" for slope in slopes)
+    )
     flat = rows[large, "store"]["peak_rss"] / rows[small, "store"]["peak_rss"] - 1
-    print(f"target: peak RSS flat within {TARGET_FLAT:.0%} -> {'met' if flat <= TARGET_FLAT else 'NOT met'} "
-          f"({flat:+.0%}); store vs in-memory peak at {large / 1e6:g} M: "
-          f"{rows[large, 'memory']['peak_rss'] / rows[large, 'store']['peak_rss']:.2f}x less memory")
+    print(
+        f"target: peak RSS flat within {TARGET_FLAT:.0%} -> {'met' if flat <= TARGET_FLAT else 'NOT met'} "
+        f"({flat:+.0%}); store vs in-memory peak at {large / 1e6:g} M: "
+        f"{rows[large, 'memory']['peak_rss'] / rows[large, 'store']['peak_rss']:.2f}x less memory"
+    )
 
 
 def bench_workers(args: argparse.Namespace) -> None:
     name = make_store(args.data_dir, args.workers_frames)
-    print(f"\n2. Workers: {args.workers_frames} frames, K={args.workers_components}, {args.iterations} EM "
-          f"iterations, one thread per worker, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n2. Workers: {args.workers_frames} frames, K={args.workers_components}, {args.iterations} EM "
+        f"iterations, one thread per worker, load average {os.getloadavg()[0]:.1f}"
+    )
     runs = [("local", 1), ("joblib", 1), ("joblib", 2), ("dask", 1), ("dask", 2)]
     results = {}
     for backend, workers in runs:
-        results[backend, workers] = best_of(args.worker_repeats, "workers", "--name", name, "--backend",
-                                            backend, "--workers", str(workers),
-                                            *common(args, args.workers_components))
-        print(f"  {backend}-{workers}: {results[backend, workers]['seconds']:.1f} s "
-              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        results[backend, workers] = best_of(
+            args.worker_repeats,
+            "workers",
+            "--name",
+            name,
+            "--backend",
+            backend,
+            "--workers",
+            str(workers),
+            *common(args, args.workers_components),
+        )
+        print(
+            f"  {backend}-{workers}: {results[backend, workers]['seconds']:.1f} s "
+            f"(load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     peer = results["local", 1]["seconds"]
-    print(f"{'backend':>10} {'workers':>8} {'EM wall s':>10} {'vs local-1':>11} {'vs 1 worker':>12} "
-          f"{'worker CPU s':>16} {'core/worker':>12}")
+    print(
+        f"{'backend':>10} {'workers':>8} {'EM wall s':>10} {'vs local-1':>11} {'vs 1 worker':>12} "
+        f"{'worker CPU s':>16} {'core/worker':>12}"
+    )
     for (backend, workers), row in results.items():
         one = results[backend, 1]
         cpu = "+".join(f"{value:.1f}" for value in row["worker_cpu_s"])
-        print(f"{backend:>10} {workers:8d} {row['seconds']:10.1f} {peer / row['seconds']:10.2f}x "
-              f"{one['seconds'] / row['seconds']:11.2f}x {cpu:>16} "
-              f"{sum(one['worker_cpu_s']) / max(row['worker_cpu_s']):11.2f}x")
+        print(
+            f"{backend:>10} {workers:8d} {row['seconds']:10.1f} {peer / row['seconds']:10.2f}x "
+            f"{one['seconds'] / row['seconds']:11.2f}x {cpu:>16} "
+            f"{sum(one['worker_cpu_s']) / max(row['worker_cpu_s']):11.2f}x"
+        )
     for backend in ("joblib", "dask"):
         speedup = results[backend, 1]["seconds"] / results[backend, 2]["seconds"]
-        print(f"target: {backend} 2 vs 1 worker >= {TARGET_SPEEDUP}x (wall) -> {speedup:.2f}x "
-              f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'} (load average {os.getloadavg()[0]:.1f})")
+        print(
+            f"target: {backend} 2 vs 1 worker >= {TARGET_SPEEDUP}x (wall) -> {speedup:.2f}x "
+            f"{'met' if speedup >= TARGET_SPEEDUP else 'NOT met'} (load average {os.getloadavg()[0]:.1f})"
+        )
 
 
 def common(args: argparse.Namespace, components: int) -> list[str]:
-    return ["--data-dir", str(args.data_dir), "--components", str(components), "--iterations",
-            str(args.iterations)]
+    return [
+        "--data-dir",
+        str(args.data_dir),
+        "--components",
+        str(components),
+        "--iterations",
+        str(args.iterations),
+    ]
 
 
 def main() -> None:
@@ -295,8 +363,12 @@ def main() -> None:
     parser.add_argument("--workers-frames", type=int, default=1_000_000)
     parser.add_argument("--workers-components", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3, help="runs per pool size; the fastest is kept")
-    parser.add_argument("--worker-repeats", type=int, default=5,
-                        help="runs per backend and worker count (short runs); the fastest is kept")
+    parser.add_argument(
+        "--worker-repeats",
+        type=int,
+        default=5,
+        help="runs per backend and worker count (short runs); the fastest is kept",
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/spkid-bench-scale"))
     parser.add_argument("--skip-frames", action="store_true")
     parser.add_argument("--skip-workers", action="store_true")

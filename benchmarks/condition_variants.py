@@ -65,8 +65,15 @@ def error_rates(
 class ConditionData:
     """Features of one condition (pool, enrollment per speaker, tests) under one feature config."""
 
-    def __init__(self, pool: Sequence[Path], speakers: Mapping[str, Sequence[Path]],
-                 tests: Mapping[Path, str], config: FeatureConfig, *, need_pool: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pool: Sequence[Path],
+        speakers: Mapping[str, Sequence[Path]],
+        tests: Mapping[Path, str],
+        config: FeatureConfig,
+        *,
+        need_pool: bool,
+    ) -> None:
         self.config = config
         self.pool = extract_many(list(pool), config) if need_pool else []
         enroll_files = [path for paths in speakers.values() for path in paths]
@@ -87,8 +94,17 @@ def _timed(
     seconds = time.perf_counter() - started
     top1, error = accuracy_and_eer(scores, names, truths)
     miss, false_alarm = error_rates(scores, names, truths, thresholds)
-    return Outcome(variant, top1, error, len(truths), len(names), seconds, float(np.median(thresholds)), miss,
-                   false_alarm)
+    return Outcome(
+        variant,
+        top1,
+        error,
+        len(truths),
+        len(names),
+        seconds,
+        float(np.median(thresholds)),
+        miss,
+        false_alarm,
+    )
 
 
 def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
@@ -120,9 +136,13 @@ def score_side(model_dir: Path, data: ConditionData) -> list[Outcome]:
     # Reynolds' relevance factor (the default before 4), with its own per-speaker cohort thresholds.
     reynolds = dataclasses.replace(stored.enroll_config, relevance_factor=16.0)
     adapted = {name: enroll(stored.ubm, data.enroll[name], reynolds) for name in names}
-    outcomes.append(_timed("relevance_factor=16",
-                           lambda: (stored.score_matrix(adapted, data.tests), names, data.truths),
-                           stored.default_thresholds(adapted)))  # fmt: skip
+    outcomes.append(
+        _timed(
+            "relevance_factor=16",
+            lambda: (stored.score_matrix(adapted, data.tests), names, data.truths),
+            stored.default_thresholds(adapted),
+        )
+    )
     outcomes += _exact_vs_top_c(stored, models, data)
     return outcomes
 
@@ -136,8 +156,11 @@ def _exact_vs_top_c(stored: Recognizer, models: Mapping, data: ConditionData) ->
     subset = {name: models[name] for name in names}
     suffix = "" if len(names) == len(models) else f" [{len(names)}-speaker subset]"
     outcomes = []
-    for label, top_c in (("top_c=5", 5), (f"top_c={stored.score_config.top_c}", stored.score_config.top_c),
-                         ("top_c=exact", None)):  # fmt: skip
+    for label, top_c in (
+        ("top_c=5", 5),
+        (f"top_c={stored.score_config.top_c}", stored.score_config.top_c),
+        ("top_c=exact", None),
+    ):
         scorer = Scorer(stored.ubm, subset, top_c=top_c)
         outcomes.append(_timed(label + suffix, lambda scorer=scorer: (scorer.llr_many(tests), names, truths)))
     return outcomes

@@ -26,8 +26,9 @@ RELEVANCE_FACTOR = 16.0
 def features(path: Path) -> np.ndarray:
     """MFCC + delta + delta-delta of one file, normalised per utterance: (n_frames, 60) float32."""
     signal, rate = librosa.load(str(path), sr=SAMPLE_RATE)
-    mfcc = librosa.feature.mfcc(y=signal, sr=rate, n_mfcc=20, n_fft=512, win_length=400, hop_length=160,
-                                n_mels=40)  # fmt: skip
+    mfcc = librosa.feature.mfcc(
+        y=signal, sr=rate, n_mfcc=20, n_fft=512, win_length=400, hop_length=160, n_mels=40
+    )
     stacked = np.vstack([mfcc, librosa.feature.delta(mfcc), librosa.feature.delta(mfcc, order=2)]).T
     return ((stacked - stacked.mean(axis=0)) / (stacked.std(axis=0) + 1e-8)).astype(np.float32)
 
@@ -57,8 +58,9 @@ def _log_sum_exp(log_prob: np.ndarray) -> np.ndarray:
     return peak[..., 0] + np.log(np.exp(log_prob - peak).sum(axis=-1))
 
 
-def score_matrix(ubm: GaussianMixture, speaker_means: Sequence[np.ndarray],
-                 tests: Sequence[np.ndarray]) -> np.ndarray:  # fmt: skip
+def score_matrix(
+    ubm: GaussianMixture, speaker_means: Sequence[np.ndarray], tests: Sequence[np.ndarray]
+) -> np.ndarray:
     """Frame-averaged LLR of every test against every speaker (exact, all components): (n_tests, n_speakers).
 
     ``log N(x | mu, var) = const - 0.5 x^2 . p + x . (mu p) - 0.5 mu^2 . p`` with precisions ``p``: one
@@ -70,7 +72,7 @@ def score_matrix(ubm: GaussianMixture, speaker_means: Sequence[np.ndarray],
         np.log(ubm.weights_)
         - 0.5 * np.sum(np.log(2 * np.pi * ubm.covariances_), axis=1)
         - 0.5 * np.sum(means**2 * precisions, axis=2)
-    )  # fmt: skip  (1 + S, K)
+    )  # (1 + S, K)
     linear = (means * precisions).reshape(-1, means.shape[2])  # ((1 + S) K, D)
     scores = np.empty((len(tests), len(speaker_means)))
     for row, frames in enumerate(tests):

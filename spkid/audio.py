@@ -208,10 +208,16 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     if native_rate_hz < sample_rate:
         logger.warning(
             "%s: recorded at %d Hz, below the front-end's %d Hz: resampled up, with an empty top band "
-            "(scores are less reliable)", path, native_rate_hz, sample_rate,
-            extra={"spkid_kind": f"were recorded below the front-end's {sample_rate} Hz (resampled up, "
-                   "with an empty top band: scores are less reliable)", "spkid_path": str(path)},
-        )  # fmt: skip
+            "(scores are less reliable)",
+            path,
+            native_rate_hz,
+            sample_rate,
+            extra={
+                "spkid_kind": f"were recorded below the front-end's {sample_rate} Hz (resampled up, "
+                "with an empty top band: scores are less reliable)",
+                "spkid_path": str(path),
+            },
+        )
     signal = resample(signal, int(native_rate_hz), int(sample_rate))
     if signal.size == 0:
         raise AudioError(path, "empty after resampling: too few samples")
@@ -233,9 +239,12 @@ def _warn_if_clipped(path: Path, samples: np.ndarray, full_scale: float) -> None
             "its scores may be less reliable",
             path,
             100.0 * share,
-            extra={"spkid_kind": f"have clipped audio (over {100 * CLIPPED_WARN_FRACTION:g}% of the samples "
-                   "at full scale: scores may be less reliable)", "spkid_path": str(path)},
-        )  # fmt: skip
+            extra={
+                "spkid_kind": f"have clipped audio (over {100 * CLIPPED_WARN_FRACTION:g}% of the samples "
+                "at full scale: scores may be less reliable)",
+                "spkid_path": str(path),
+            },
+        )
 
 
 def _is_hidden(path: Path, root: Path) -> bool:

@@ -27,9 +27,17 @@ from spkid.config_checks import Interval, coerce_value, constraints_of, describe
 from spkid.errors import ConfigError
 
 __all__ = [
-    "FREE_SECTIONS", "SectionClasses", "build_sections", "default_config_path", "parse_override", "plain",
-    "read_config_file", "resolve_section_classes", "section_to_dict", "yaml_load",
-]  # fmt: skip
+    "FREE_SECTIONS",
+    "SectionClasses",
+    "build_sections",
+    "default_config_path",
+    "parse_override",
+    "plain",
+    "read_config_file",
+    "resolve_section_classes",
+    "section_to_dict",
+    "yaml_load",
+]
 
 #: Free-form mapping sections, passed through unchecked for recipes.
 FREE_SECTIONS: tuple[str, ...] = ("data", "recipe")
@@ -119,8 +127,9 @@ def read_config_file(path: str | Path) -> Any:
     return yaml_load(text, source=str(path))
 
 
-def resolve_section_classes(standard: Mapping[str, type], overrides: SectionClasses | None = None
-                            ) -> dict[str, type]:
+def resolve_section_classes(
+    standard: Mapping[str, type], overrides: SectionClasses | None = None
+) -> dict[str, type]:
     """``standard`` with entries replaced by ``overrides`` (a class, or ``"module:Class"``, imported here)."""
     spec: dict[str, Any] = {**standard, **(overrides or {})}
     classes = {}
@@ -133,9 +142,13 @@ def resolve_section_classes(standard: Mapping[str, type], overrides: SectionClas
 
 
 def build_sections(
-    raw: Any, overrides: Sequence[str], source: str, classes: Mapping[str, type], *,
+    raw: Any,
+    overrides: Sequence[str],
+    source: str,
+    classes: Mapping[str, type],
+    *,
     defaults: Mapping[str, Mapping[str, Any]] | None = None,
-) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]]]:  # fmt: skip
+) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]]]:
     """The typed sections and the free-form ones of a config document, ``--set`` overrides applied.
 
     Parameters
@@ -261,8 +274,12 @@ def _build_section(
 
 #: Scalar annotations as constraint-table entries, so sections without a table convert values the same way.
 _SCALARS: dict[Any, Any] = {
-    bool: bool, int: Interval(int, None, None), float: Interval(float, None, None), str: str, type(None): None
-}  # fmt: skip
+    bool: bool,
+    int: Interval(int, None, None),
+    float: Interval(float, None, None),
+    str: str,
+    type(None): None,
+}
 _NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
 
 

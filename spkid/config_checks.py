@@ -19,9 +19,20 @@ from typing import Any
 from spkid.errors import ConfigError, SpkidError
 
 __all__ = [
-    "Constraint", "Interval", "Options", "WrongType", "check_field", "check_fields", "check_settings",
-    "check_value", "close_match_hint", "coerce_value", "constraints_of", "describe_value", "did_you_mean",
-]  # fmt: skip
+    "Constraint",
+    "Interval",
+    "Options",
+    "WrongType",
+    "check_field",
+    "check_fields",
+    "check_settings",
+    "check_value",
+    "close_match_hint",
+    "coerce_value",
+    "constraints_of",
+    "describe_value",
+    "did_you_mean",
+]
 
 
 # --------------------------------------------------------------------------------------------- constraints
@@ -88,8 +99,15 @@ class Interval(Constraint):
     'a number in [0, 1)'
     """
 
-    def __init__(self, kind: type, left: float | None, right: float | None, *, closed: str = "both",
-                 what: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kind: type,
+        left: float | None,
+        right: float | None,
+        *,
+        closed: str = "both",
+        what: str | None = None,
+    ) -> None:
         if kind not in (int, float):
             raise TypeError(f"Interval: kind must be int or float, not {kind!r}")
         if closed not in ("both", "left", "right", "neither"):
@@ -178,8 +196,11 @@ class _OfType(Constraint):
         return value
 
 
-_PLAIN = {None: _OfType(type(None), "null", "None"), bool: _OfType(bool, "true or false", "true or false"),
-          str: _OfType(str, "a string", "a string")}  # fmt: skip
+_PLAIN = {
+    None: _OfType(type(None), "null", "None"),
+    bool: _OfType(bool, "true or false", "true or false"),
+    str: _OfType(str, "a string", "a string"),
+}
 
 
 def _alternatives(spec: Any) -> tuple[Constraint, ...]:
@@ -276,8 +297,9 @@ def check_fields(settings: Any, section: str) -> None:
         object.__setattr__(settings, field.name, value)
 
 
-def check_field(cls: type, field: str, value: Any, *, name: str | None = None,
-                error: type[SpkidError] = ConfigError) -> Any:  # fmt: skip
+def check_field(
+    cls: type, field: str, value: Any, *, name: str | None = None, error: type[SpkidError] = ConfigError
+) -> Any:
     """``value`` checked by the constraint of ``cls``'s ``field``, for code that takes the same setting as a
     plain argument (messages name ``name``, by default ``field``)."""
     table = constraints_of(cls)

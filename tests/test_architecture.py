@@ -101,8 +101,11 @@ def imports() -> tuple[Import, ...]:
                     targets.append(candidate if candidate in modules() else source)
             elif isinstance(node, ast.Call):
                 targets = [target] if (target := _dynamic_target(node)) else []
-            found += [Import(module, target, node.lineno) for target in targets
-                      if target == "spkid" or target.startswith("spkid.")]  # fmt: skip
+            found += [
+                Import(module, target, node.lineno)
+                for target in targets
+                if target == "spkid" or target.startswith("spkid.")
+            ]
     return tuple(found)
 
 
@@ -119,8 +122,11 @@ def test_every_package_has_a_layer():
 
 
 def test_imports_name_existing_modules():
-    stale = [f"{item.module}:{item.line} imports {item.target}" for item in imports()
-             if item.target not in modules()]  # fmt: skip
+    stale = [
+        f"{item.module}:{item.line} imports {item.target}"
+        for item in imports()
+        if item.target not in modules()
+    ]
     assert not stale, "imports of modules that do not exist: " + "; ".join(stale)
 
 

@@ -86,8 +86,10 @@ def test_resampling_8k_to_16k_keeps_a_1khz_tone_at_1khz(tmp_path: Path) -> None:
     assert 10 * np.log10(image / spectrum.max()) < -60.0
 
 
-@pytest.mark.parametrize(("orig_rate_hz", "target_rate_hz"),
-                         [(8000, 16000), (44100, 16000), (16000, 8000), (11025, 16000), (96000, 16000)])
+@pytest.mark.parametrize(
+    ("orig_rate_hz", "target_rate_hz"),
+    [(8000, 16000), (44100, 16000), (16000, 8000), (11025, 16000), (96000, 16000)],
+)
 @pytest.mark.parametrize("n_samples", [1, 7, 16001, 88203])
 def test_resample_gives_librosas_samples(orig_rate_hz: int, target_rate_hz: int, n_samples: int) -> None:
     """soxr called directly, as librosa.resample(res_type="soxr_hq") calls it: the same samples."""

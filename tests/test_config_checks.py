@@ -207,8 +207,10 @@ class Section:
     mode: str = "fast"
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
-        "size": Interval(int, 1, None), "scale": Interval(float, 0, None), "mode": Options(("fast", "slow")),
-    }  # fmt: skip
+        "size": Interval(int, 1, None),
+        "scale": Interval(float, 0, None),
+        "mode": Options(("fast", "slow")),
+    }
 
     def __post_init__(self) -> None:
         check_fields(self, "demo")
@@ -246,9 +248,9 @@ def test_every_field_of_the_config_sections_has_a_constraint(section):
 
 
 @pytest.mark.parametrize(
-    ("section", "field"), [(section, field.name) for section, cls in SECTIONS.items()
-                           for field in dataclasses.fields(cls)]
-)  # fmt: skip
+    ("section", "field"),
+    [(section, field.name) for section, cls in SECTIONS.items() for field in dataclasses.fields(cls)],
+)
 def test_every_setting_is_checked_and_named(section, field):
     with pytest.raises(ConfigError, match=rf"^{section}\.{field}=<object object at .*>: expected "):
         SECTIONS[section](**{field: object()})
@@ -257,14 +259,35 @@ def test_every_setting_is_checked_and_named(section, field):
 def test_feature_config_to_dict_is_unchanged():
     # Cache keys and stored models hash this dict: the values and their types must not drift.
     expected = {
-        "sample_rate": 16000, "frame_length_ms": 25.0, "frame_shift_ms": 10.0, "n_fft": None,
-        "pre_emphasis": 0.97, "window": "hann", "n_mels": 40, "f_min_hz": 20.0, "f_max_hz": 3800.0,
-        "log_mel_range_db": 80.0, "n_ceps": 20, "use_log_energy": False, "lifter": 22.0, "delta_width": 2,
-        "delta_order": 2, "vad": "none", "vad_threshold_fraction": 0.2, "vad_range_db": 40.0,
-        "vad_noise_percentile": 10.0, "vad_silence_dbfs": -80.0, "vad_context_frames": 2,
-        "min_speech_ms": 100.0, "cmvn": "utterance", "cmvn_window_frames": 300, "cmvn_variance": True,
-        "cmvn_frames": "speech", "cmvn_relevance_frames": 300.0, "frontend_version": 3,
-    }  # fmt: skip
+        "sample_rate": 16000,
+        "frame_length_ms": 25.0,
+        "frame_shift_ms": 10.0,
+        "n_fft": None,
+        "pre_emphasis": 0.97,
+        "window": "hann",
+        "n_mels": 40,
+        "f_min_hz": 20.0,
+        "f_max_hz": 3800.0,
+        "log_mel_range_db": 80.0,
+        "n_ceps": 20,
+        "use_log_energy": False,
+        "lifter": 22.0,
+        "delta_width": 2,
+        "delta_order": 2,
+        "vad": "none",
+        "vad_threshold_fraction": 0.2,
+        "vad_range_db": 40.0,
+        "vad_noise_percentile": 10.0,
+        "vad_silence_dbfs": -80.0,
+        "vad_context_frames": 2,
+        "min_speech_ms": 100.0,
+        "cmvn": "utterance",
+        "cmvn_window_frames": 300,
+        "cmvn_variance": True,
+        "cmvn_frames": "speech",
+        "cmvn_relevance_frames": 300.0,
+        "frontend_version": 3,
+    }
     from_yaml = FeatureConfig.from_dict({"n_mels": 40.0, "f_min_hz": 20, "window": "Hann"})
     for config in (FeatureConfig(), from_yaml):
         settings = config.to_dict()

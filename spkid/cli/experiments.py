@@ -40,9 +40,14 @@ def score(
     from spkid.recognizer import score_trials
 
     result = score_trials(
-        model_dir, trials, output=output, audio_root=audio_root, n_jobs=n_jobs, skip_bad=skip_bad,
+        model_dir,
+        trials,
+        output=output,
+        audio_root=audio_root,
+        n_jobs=n_jobs,
+        skip_bad=skip_bad,
         progress=progress_enabled(ctx),
-    )  # fmt: skip
+    )
     report_skipped(ctx, result.skipped)
     typer.echo(
         f"wrote {result.n_scored} scores to {output}"

@@ -136,21 +136,33 @@ def train_ubm(
             sets.append(f"ubm.{key}={json.dumps(value)}")
     config = load_config(config_file, sets)
     result = train_ubm_from_audio(
-        model_dir, audio_paths, config, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress_enabled(ctx),
-        overwrite=overwrite, cache_dir=feature_store,
-    )  # fmt: skip
+        model_dir,
+        audio_paths,
+        config,
+        n_jobs=n_jobs,
+        skip_bad=skip_bad,
+        progress=progress_enabled(ctx),
+        overwrite=overwrite,
+        cache_dir=feature_store,
+    )
     unusable = [item for item in result.skipped if item.unusable]
     report_skipped(ctx, [item for item in result.skipped if not item.unusable])
     if unusable:
         shown = ", ".join(str(item.path) for item in unusable[:3]) + (", ..." if len(unusable) > 3 else "")
-        typer.echo(f"skipped: {len(unusable)} pool file{'s' if len(unusable) > 1 else ''} with too little "
-                   f"speech ({shown}); listed in {model_dir / SKIPPED_LIST_FILE}", err=True)  # fmt: skip
+        typer.echo(
+            f"skipped: {len(unusable)} pool file{'s' if len(unusable) > 1 else ''} with too little "
+            f"speech ({shown}); listed in {model_dir / SKIPPED_LIST_FILE}",
+            err=True,
+        )
     typer.echo(
         f"trained UBM ({result.n_components} components x {result.n_features} features, "
         f"{result.sample_rate} Hz front-end) on "
         f"{result.n_files} files, {result.n_frames} frames; cohort of {result.cohort_size}"
-        + (f" ({result.cohort_frames_held_out} frames held out of UBM training)"
-           if result.cohort_frames_held_out else "")
+        + (
+            f" ({result.cohort_frames_held_out} frames held out of UBM training)"
+            if result.cohort_frames_held_out
+            else ""
+        )
         + f"; model in {model_dir}"
     )
 
@@ -187,8 +199,9 @@ def enroll(
 
     if speaker is None:
         if len(paths) != 1:
-            raise typer.BadParameter("give one SPEAKERS_DIR, or --speaker NAME with the speaker's files",
-                                     param_hint="PATHS")  # fmt: skip
+            raise typer.BadParameter(
+                "give one SPEAKERS_DIR, or --speaker NAME with the speaker's files", param_hint="PATHS"
+            )
         speakers = speakers_in_folder(paths[0])
     else:
         speakers = {speaker: list(paths)}
@@ -235,9 +248,15 @@ def identify(
     from spkid.recognizer import identify as identify_recordings
 
     outcome = identify_recordings(
-        model_dir, recordings, top_k=top_k, open_set=open_set, threshold=threshold, n_jobs=n_jobs,
-        skip_bad=skip_bad, progress=progress_enabled(ctx),
-    )  # fmt: skip
+        model_dir,
+        recordings,
+        top_k=top_k,
+        open_set=open_set,
+        threshold=threshold,
+        n_jobs=n_jobs,
+        skip_bad=skip_bad,
+        progress=progress_enabled(ctx),
+    )
     report_skipped(ctx, outcome.skipped)
     if as_json:
         typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
@@ -271,17 +290,24 @@ def verify(
     from spkid.recognizer import verify as verify_recordings
 
     outcome = verify_recordings(
-        model_dir, speaker, recordings, threshold=threshold, n_jobs=n_jobs, skip_bad=skip_bad,
+        model_dir,
+        speaker,
+        recordings,
+        threshold=threshold,
+        n_jobs=n_jobs,
+        skip_bad=skip_bad,
         progress=progress_enabled(ctx),
-    )  # fmt: skip
+    )
     report_skipped(ctx, outcome.skipped)
     if as_json:
         typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
         return
     for result in outcome.results:
         decision = "accept" if result.accepted else "reject"
-        typer.echo(f"{result.recording}: {decision} {speaker} (score {result.score:+.4f}, threshold "
-                   f"{result.threshold:+.4f})")  # fmt: skip
+        typer.echo(
+            f"{result.recording}: {decision} {speaker} (score {result.score:+.4f}, threshold "
+            f"{result.threshold:+.4f})"
+        )
 
 
 @app.command("list")
@@ -300,9 +326,12 @@ def list_speakers(
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return
-    info(ctx, f"{model_dir}: UBM {summary.n_components} x {summary.n_features}, "
-               f"{summary.sample_rate} Hz, normalization {summary.normalization}, "
-               f"{len(summary.speakers)} speakers")  # fmt: skip
+    info(
+        ctx,
+        f"{model_dir}: UBM {summary.n_components} x {summary.n_features}, "
+        f"{summary.sample_rate} Hz, normalization {summary.normalization}, "
+        f"{len(summary.speakers)} speakers",
+    )
     for name in summary.speakers:
         typer.echo(name)
 

@@ -18,9 +18,17 @@ from typer.core import TyperGroup
 from spkid.errors import SpkidError
 
 __all__ = [
-    "GLOBAL_FLAGS", "ModelDir", "NJobs", "Overrides", "SkipBad", "SpkidGroup", "configure_logging", "info",
-    "progress_enabled", "report_skipped",
-]  # fmt: skip
+    "GLOBAL_FLAGS",
+    "ModelDir",
+    "NJobs",
+    "Overrides",
+    "SkipBad",
+    "SpkidGroup",
+    "configure_logging",
+    "info",
+    "progress_enabled",
+    "report_skipped",
+]
 
 #: Global flags also accepted after the command name (``spkid identify model/ x.wav --quiet``).
 GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
@@ -63,8 +71,9 @@ class _StderrHandler(logging.Handler):
                 self._write(level, self.format(records[0]))
                 continue
             paths = list(dict.fromkeys(str(getattr(record, "spkid_path", "?")) for record in records))
-            shown = ", ".join(paths[:SUMMARY_FILES]) + (f" and {len(paths) - SUMMARY_FILES} more"
-                                                       if len(paths) > SUMMARY_FILES else "")  # fmt: skip
+            shown = ", ".join(paths[:SUMMARY_FILES]) + (
+                f" and {len(paths) - SUMMARY_FILES} more" if len(paths) > SUMMARY_FILES else ""
+            )
             self._write(level, f"{len(paths)} files {kind}: {shown}")
 
 

@@ -41,9 +41,7 @@ def list_speakers(
             files = find_audio_files([folder], extensions=extensions)
         except AudioError:  # a speaker folder without audio (e.g. notes) is not a speaker
             continue
-        speakers[folder.name] = [
-            Utterance(_utterance_id(path, root), folder.name, path) for path in files
-        ]
+        speakers[folder.name] = [Utterance(_utterance_id(path, root), folder.name, path) for path in files]
     if not speakers:
         raise DataError(f"{root}: no <speaker>/<recording> audio found (looked for {', '.join(extensions)})")
     return speakers

@@ -17,9 +17,14 @@ from spkid.errors import DataError
 __all__ = ["SUBSETS", "list_subset", "prepare_librispeech", "split_enroll_test"]
 
 SUBSETS: tuple[str, ...] = (
-    "dev-clean", "dev-other", "test-clean", "test-other",
-    "train-clean-100", "train-clean-360", "train-other-500",
-)  # fmt: skip
+    "dev-clean",
+    "dev-other",
+    "test-clean",
+    "test-other",
+    "train-clean-100",
+    "train-clean-360",
+    "train-other-500",
+)
 _FILE_NAME = re.compile(r"(\d+)-(\d+)-(\d+)")
 
 

@@ -102,8 +102,9 @@ class Protocol:
             raise DataError(f"{path}: {exc}") from None
 
 
-def all_pairs_trials(enroll_ids: Iterable[str], test: Iterable[Utterance],
-                     speaker_of: Mapping[str, str] | None = None) -> tuple[Trial, ...]:
+def all_pairs_trials(
+    enroll_ids: Iterable[str], test: Iterable[Utterance], speaker_of: Mapping[str, str] | None = None
+) -> tuple[Trial, ...]:
     """Every test utterance against every model; a target when the model's speaker is the test's speaker.
 
     ``speaker_of`` maps model ids to speakers; by default a model id is its speaker.

@@ -17,8 +17,15 @@ from spkid.errors import DataError
 from spkid.metrics.protocol import Trial
 
 __all__ = [
-    "IDEN_SPLIT", "VERI_TEST", "VERI_TEST_CLEANED", "utterance_id", "list_utterances", "read_iden_split",
-    "read_veri_trials", "prepare_voxceleb1_verification", "prepare_voxceleb1_identification",
+    "IDEN_SPLIT",
+    "VERI_TEST",
+    "VERI_TEST_CLEANED",
+    "utterance_id",
+    "list_utterances",
+    "read_iden_split",
+    "read_veri_trials",
+    "prepare_voxceleb1_verification",
+    "prepare_voxceleb1_identification",
 ]
 
 IDEN_SPLIT = "iden_split.txt"
@@ -82,8 +89,9 @@ def list_utterances(root: str | Path) -> list[Utterance]:
     return sorted(utterances, key=lambda utterance: utterance.id)
 
 
-def read_iden_split(root: str | Path, split_file: str | Path = IDEN_SPLIT, *, check_files: bool = True
-                    ) -> dict[int, list[Utterance]]:
+def read_iden_split(
+    root: str | Path, split_file: str | Path = IDEN_SPLIT, *, check_files: bool = True
+) -> dict[int, list[Utterance]]:
     """Read ``iden_split.txt``: ``{1: train, 2: validation, 3: test}`` utterance lists, in file order.
 
     Raises

@@ -32,15 +32,25 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "extraction": ("extract", "normalise"),
     "files": ("FeatureFile", "SkippedFile", "StoredFeatures"),
     "frontend": (
-        "frame_signal", "log_mel", "mel_filterbank", "mfcc", "power_spectrum", "pre_emphasis",
+        "frame_signal",
+        "log_mel",
+        "mel_filterbank",
+        "mfcc",
+        "power_spectrum",
+        "pre_emphasis",
         "window_function",
     ),
     "normalization": (
-        "GlobalStats", "adaptive_cmvn", "cmvn", "feature_warping", "global_cmvn", "sliding_cmvn",
+        "GlobalStats",
+        "adaptive_cmvn",
+        "cmvn",
+        "feature_warping",
+        "global_cmvn",
+        "sliding_cmvn",
     ),
     "store": ("FeatureStore",),
     "vad": ("energy_vad", "frame_energy_db"),
-}  # fmt: skip
+}
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(_MODULE_OF)

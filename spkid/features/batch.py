@@ -139,8 +139,10 @@ def extract_many(
             bar.advance(len(positions))
 
     kept = [index for index in range(len(paths)) if index not in failures]
-    skipped = [SkippedFile(paths[index], str(failures[index]), isinstance(failures[index], FeatureError))
-               for index in sorted(failures)]  # fmt: skip
+    skipped = [
+        SkippedFile(paths[index], str(failures[index]), isinstance(failures[index], FeatureError))
+        for index in sorted(failures)
+    ]
     return ExtractResult([features[index] for index in kept], [paths[index] for index in kept], skipped)
 
 

@@ -32,8 +32,10 @@ AUTO_SAMPLE_RATES: tuple[int, ...] = (8000, 16000)
 AUTO_F_MAX_FRACTION = 0.95
 #: Settings added after the first model format, with the value that reproduces older models' features.
 LEGACY_SETTINGS: dict[str, Any] = {
-    "frontend_version": 2, "cmvn_relevance_frames": 300.0, "cmvn_frames": "speech"
-}  # fmt: skip
+    "frontend_version": 2,
+    "cmvn_relevance_frames": 300.0,
+    "cmvn_frames": "speech",
+}
 
 
 @dataclasses.dataclass(frozen=True)

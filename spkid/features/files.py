@@ -57,8 +57,11 @@ class FeatureFile:
         try:
             with open(path, "rb") as handle:
                 version = np.lib.format.read_magic(handle)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
                 shape, fortran_order, dtype = read_header(handle)
                 offset = handle.tell()
             size = path.stat().st_size
@@ -73,8 +76,14 @@ class FeatureFile:
     @classmethod
     def of_memmap(cls, array: np.ndarray) -> FeatureFile | None:
         """Describe a read-only memory-mapped 2-D array with contiguous rows; None for any other array."""
-        if not (isinstance(array, np.memmap) and array.filename and array.mode == "r" and array.ndim == 2
-                and array.flags.c_contiguous and array.size):  # fmt: skip
+        if not (
+            isinstance(array, np.memmap)
+            and array.filename
+            and array.mode == "r"
+            and array.ndim == 2
+            and array.flags.c_contiguous
+            and array.size
+        ):
             return None
         mapping = array.base
         while mapping is not None and not isinstance(mapping, mmap.mmap):
@@ -98,11 +107,18 @@ class FeatureFile:
         if stop <= start:
             return np.empty((0, self.n_features), dtype=dtype)
         try:
-            return np.memmap(self.path, dtype=dtype, mode="r", shape=(stop - start, self.n_features),
-                             offset=self.offset_bytes + start * self.n_features * dtype.itemsize)
+            return np.memmap(
+                self.path,
+                dtype=dtype,
+                mode="r",
+                shape=(stop - start, self.n_features),
+                offset=self.offset_bytes + start * self.n_features * dtype.itemsize,
+            )
         except (OSError, ValueError) as error:
-            raise StoreError(f"{self.path}: cannot memory-map features ({error}); workers must see the "
-                             "feature store at the same path (a shared filesystem)") from None
+            raise StoreError(
+                f"{self.path}: cannot memory-map features ({error}); workers must see the "
+                "feature store at the same path (a shared filesystem)"
+            ) from None
 
 
 class StoredFeatures(Sequence[np.ndarray]):
@@ -120,8 +136,13 @@ class StoredFeatures(Sequence[np.ndarray]):
     skipped : list of SkippedFile
     """
 
-    def __init__(self, files: list[FeatureFile], utterance_ids: list[str], paths: list[Path],
-                 skipped: list[SkippedFile]) -> None:
+    def __init__(
+        self,
+        files: list[FeatureFile],
+        utterance_ids: list[str],
+        paths: list[Path],
+        skipped: list[SkippedFile],
+    ) -> None:
         self.files, self.utterance_ids, self.paths, self.skipped = files, utterance_ids, paths, skipped
 
     def __len__(self) -> int:

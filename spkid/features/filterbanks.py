@@ -66,8 +66,9 @@ def mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return np.where(mels >= _LOG_BREAK_MEL, logarithmic, linear)
 
 
-def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min_hz: float,
-                          f_max_hz: float) -> np.ndarray:  # fmt: skip
+def slaney_mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min_hz: float, f_max_hz: float
+) -> np.ndarray:
     """Triangular filters evenly spaced in Slaney mels, each scaled to unit area in Hz (times 2).
 
     Parameters

@@ -49,10 +49,18 @@ class FeatureStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
 
-    def build(self, paths: Iterable[str | os.PathLike[str]], config: FeatureConfig | None = None, *,
-              utterance_ids: Sequence[str] | None = None, n_jobs: int = 1, progress: bool = False,
-              skip_bad: bool = False, skip_unusable: bool = False,
-              stats: GlobalStats | None = None) -> StoredFeatures:
+    def build(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        config: FeatureConfig | None = None,
+        *,
+        utterance_ids: Sequence[str] | None = None,
+        n_jobs: int = 1,
+        progress: bool = False,
+        skip_bad: bool = False,
+        skip_unusable: bool = False,
+        stats: GlobalStats | None = None,
+    ) -> StoredFeatures:
         """Extract the features of ``paths`` into the store once; later calls re-use the index.
 
         Parameters
@@ -112,9 +120,15 @@ class FeatureStore:
                     bar.advance()
             for start in range(0, len(todo), BUILD_BATCH_FILES):
                 batch = todo[start : start + BUILD_BATCH_FILES]
-                result = extract_many([paths[p] for p, _ in batch], config, n_jobs=n_jobs,
-                                      cache_dir=self.root, skip_bad=skip_bad, skip_unusable=skip_unusable,
-                                      stats=stats)
+                result = extract_many(
+                    [paths[p] for p, _ in batch],
+                    config,
+                    n_jobs=n_jobs,
+                    cache_dir=self.root,
+                    skip_bad=skip_bad,
+                    skip_unusable=skip_unusable,
+                    stats=stats,
+                )
                 bad = {item.path: item for item in result.skipped}
                 extracted = dict(zip(result.paths, result, strict=True))
                 for position, target in batch:
@@ -124,8 +138,12 @@ class FeatureStore:
                         files[position] = self._settle(target, extracted[paths[position]], config.n_features)
                 bar.advance(len(batch))
         kept = sorted(files)
-        stored = StoredFeatures([files[p] for p in kept], [ids[p] for p in kept], [paths[p] for p in kept],
-                                [skipped[p] for p in sorted(skipped)])
+        stored = StoredFeatures(
+            [files[p] for p in kept],
+            [ids[p] for p in kept],
+            [paths[p] for p in kept],
+            [skipped[p] for p in sorted(skipped)],
+        )
         self._write_index(name, stored, settings)
         return stored
 
@@ -144,8 +162,10 @@ class FeatureStore:
         for utterance_id, frames in items:
             frames = np.ascontiguousarray(frames, dtype=np.float32)
             if frames.ndim != 2:
-                raise StoreError(f"{self.root}: utterance {utterance_id!r} has shape {frames.shape}, "
-                                 "expected (n_frames, n_features)")
+                raise StoreError(
+                    f"{self.root}: utterance {utterance_id!r} has shape {frames.shape}, "
+                    "expected (n_frames, n_features)"
+                )
             digest = hashlib.sha256(f"{name}\0{utterance_id}".encode()).hexdigest()
             target = self.root / "arrays" / digest[:2] / f"{digest}.npy"
             files.append(self._settle(target, frames, frames.shape[1], rewrite=True))
@@ -169,8 +189,9 @@ class FeatureStore:
         stored = found[0]
         for item in stored.files:
             if _expected_size(item) != _size_or_none(item.path):
-                raise StoreError(f"{item.path}: missing or changed since {self._index_path(name)} "
-                                 "was written")
+                raise StoreError(
+                    f"{item.path}: missing or changed since {self._index_path(name)} was written"
+                )
         return stored
 
     # ------------------------------------------------------------------------------------------ internals
@@ -182,8 +203,9 @@ class FeatureStore:
         if not name or not all(ch.isalnum() or ch in "-_." for ch in name) or name.startswith("."):
             raise StoreError(f"feature index name {name!r}: use letters, digits, '-', '_' and '.'")
 
-    def _settle(self, target: Path, frames: np.ndarray, n_features: int, *, rewrite: bool = False
-                ) -> FeatureFile:
+    def _settle(
+        self, target: Path, frames: np.ndarray, n_features: int, *, rewrite: bool = False
+    ) -> FeatureFile:
         """``target`` as a FeatureFile, writing ``frames`` there first when it is absent (or ``rewrite``)."""
         found = None if rewrite else _valid_entry(target, n_features)
         if found is None:
@@ -195,14 +217,26 @@ class FeatureStore:
         return found
 
     def _write_index(self, name: str, stored: StoredFeatures, settings: dict | None) -> None:
-        rows = [[uid, str(path), item.n_frames, item.n_features, os.path.relpath(item.path, self.root),
-                 item.offset_bytes, item.dtype]
-                for uid, path, item in zip(stored.utterance_ids, stored.paths, stored.files, strict=True)]
-        payload = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "settings": settings,
-                   "columns": ["utterance_id", "source", "n_frames", "n_features", "file", "offset_bytes",
-                               "dtype"],
-                   "utterances": rows,
-                   "skipped": [[str(s.path), s.reason, s.unusable] for s in stored.skipped]}
+        rows = [
+            [
+                uid,
+                str(path),
+                item.n_frames,
+                item.n_features,
+                os.path.relpath(item.path, self.root),
+                item.offset_bytes,
+                item.dtype,
+            ]
+            for uid, path, item in zip(stored.utterance_ids, stored.paths, stored.files, strict=True)
+        ]
+        payload = {
+            "format": INDEX_FORMAT,
+            "version": INDEX_VERSION,
+            "settings": settings,
+            "columns": ["utterance_id", "source", "n_frames", "n_features", "file", "offset_bytes", "dtype"],
+            "utterances": rows,
+            "skipped": [[str(s.path), s.reason, s.unusable] for s in stored.skipped],
+        }
         try:
             self._index_path(name).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self._index_path(name), json.dumps(payload).encode("utf-8"))
@@ -218,12 +252,19 @@ class FeatureStore:
             payload = json.loads(path.read_text(encoding="utf-8"))
             if payload.get("format") != INDEX_FORMAT or payload.get("version") != INDEX_VERSION:
                 raise ValueError(f"not a version {INDEX_VERSION} {INDEX_FORMAT}")
-            files = [FeatureFile(str(self.root / file), int(n), int(d), int(offset), str(dtype))
-                     for _, _, n, d, file, offset, dtype in payload["utterances"]]
-            stored = StoredFeatures(files, [str(row[0]) for row in payload["utterances"]],
-                                    [Path(row[1]) for row in payload["utterances"]],
-                                    [SkippedFile(Path(row[0]), str(row[1]), bool(row[2:3] and row[2]))
-                                     for row in payload["skipped"]])
+            files = [
+                FeatureFile(str(self.root / file), int(n), int(d), int(offset), str(dtype))
+                for _, _, n, d, file, offset, dtype in payload["utterances"]
+            ]
+            stored = StoredFeatures(
+                files,
+                [str(row[0]) for row in payload["utterances"]],
+                [Path(row[1]) for row in payload["utterances"]],
+                [
+                    SkippedFile(Path(row[0]), str(row[1]), bool(row[2:3] and row[2]))
+                    for row in payload["skipped"]
+                ],
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise StoreError(f"{path}: unreadable feature index ({error})") from None
         return stored, payload.get("settings")

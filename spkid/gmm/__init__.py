@@ -32,10 +32,19 @@ if TYPE_CHECKING:
     from spkid.gmm.model import DiagonalGMM
 
 __all__ = [
-    "DEFAULT_MIN_WEIGHT", "DEFAULT_TOL", "MIN_FRAMES_PER_COMPONENT", "DiagonalGMM", "FrameStatistics",
-    "MixtureParameters", "StatisticsSource", "SufficientStats", "floor_variances", "initial_parameters",
-    "maximise", "run_em",
-]  # fmt: skip
+    "DEFAULT_MIN_WEIGHT",
+    "DEFAULT_TOL",
+    "MIN_FRAMES_PER_COMPONENT",
+    "DiagonalGMM",
+    "FrameStatistics",
+    "MixtureParameters",
+    "StatisticsSource",
+    "SufficientStats",
+    "floor_variances",
+    "initial_parameters",
+    "maximise",
+    "run_em",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -92,8 +92,9 @@ class Workspace:
 Segments = list[tuple[int, np.ndarray]]  # a chunk: (index of the input array, rows of it) pieces
 
 
-def estep_matrices(weights: np.ndarray, means: np.ndarray, variances: np.ndarray,
-                   dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+def estep_matrices(
+    weights: np.ndarray, means: np.ndarray, variances: np.ndarray, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
     """``(design_weights (2D+1, K), centre (D,))`` in ``dtype`` for float64 parameters of shapes (K,), (K, D).
 
     ``design_rows @ design_weights = log w_k + log N(x | k)`` with design rows ``[(x-c)^2, x-c, 1]``.
@@ -102,9 +103,11 @@ def estep_matrices(weights: np.ndarray, means: np.ndarray, variances: np.ndarray
     centre = (weights @ means).astype(dtype)
     precisions = 1.0 / variances
     offsets = means - centre.astype(np.float64)
-    constant = (np.log(np.maximum(weights, 1e-300))
-                - 0.5 * (means.shape[1] * np.log(2 * np.pi) + np.log(variances).sum(axis=1)
-                         + (offsets**2 * precisions).sum(axis=1)))
+    constant = np.log(np.maximum(weights, 1e-300)) - 0.5 * (
+        means.shape[1] * np.log(2 * np.pi)
+        + np.log(variances).sum(axis=1)
+        + (offsets**2 * precisions).sum(axis=1)
+    )
     design_weights = np.vstack([-0.5 * precisions.T, (offsets * precisions).T, constant[None, :]])
     with np.errstate(over="ignore"):  # an overflow to inf is reported just below, as a ModelError
         design_weights = np.ascontiguousarray(design_weights, dtype=dtype)
@@ -190,7 +193,8 @@ class EStep:
 
         with blas_threads(1):
             yield from Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-                delayed(task)(first_row, segments) for first_row, segments in frame_chunks)
+                delayed(task)(first_row, segments) for first_row, segments in frame_chunks
+            )
 
     def log_prob(self, segments: Segments, buffers: Workspace, out: np.ndarray | None = None) -> np.ndarray:
         """Fill the chunk's design rows and return ``log w_k + log N(x | k)`` (into ``out`` if given)."""
@@ -202,8 +206,10 @@ class EStep:
             block = np.ascontiguousarray(segment, dtype=design_weights.dtype)
             n_bad = _kernels.fill_design(block, centre, buffers.design[row : row + block.shape[0]])
             if n_bad:
-                raise ModelError(f"frames array {index}: {n_bad} frame(s) hold NaN or infinite values "
-                                 f"(or values too large for {design_weights.dtype.name})")
+                raise ModelError(
+                    f"frames array {index}: {n_bad} frame(s) hold NaN or infinite values "
+                    f"(or values too large for {design_weights.dtype.name})"
+                )
             row += block.shape[0]
         log_prob = buffers.log_prob[:row] if out is None else out
         return np.matmul(buffers.design[:row], design_weights, out=log_prob)
@@ -232,11 +238,15 @@ class EStep:
             totals += stats
             log_likelihood, n_frames = log_likelihood + chunk_sum, n_frames + rows_in_chunk
         if n_frames != frames.n_frames:
-            raise ModelError(f"frames: this pass yielded {n_frames} frames, the first {frames.n_frames}; "
-                             "an iterable of arrays must yield the same arrays on every pass")
+            raise ModelError(
+                f"frames: this pass yielded {n_frames} frames, the first {frames.n_frames}; "
+                "an iterable of arrays must yield the same arrays on every pass"
+            )
         if not np.isfinite(log_likelihood):
-            raise ModelError(f"log-likelihood is not finite: features too large for "
-                             f"{design_weights.dtype.name}; normalise them or use dtype=numpy.float64")
+            raise ModelError(
+                f"log-likelihood is not finite: features too large for "
+                f"{design_weights.dtype.name}; normalise them or use dtype=numpy.float64"
+            )
         # Back from centred coordinates: sum g x = sum g (x-c) + N c and
         # sum g x^2 = sum g (x-c)^2 + 2 c sum g (x-c) + N c^2.
         centre = centre.astype(np.float64)

@@ -25,9 +25,15 @@ from spkid.gmm.parameters import MixtureParameters
 from spkid.gmm.stats import SufficientStats, maximise
 
 __all__ = [
-    "DEFAULT_MIN_WEIGHT", "DEFAULT_TOL", "FrameStatistics", "StatisticsSource", "asked_for_convergence",
-    "m_step", "run_em", "verbose_logging",
-]  # fmt: skip
+    "DEFAULT_MIN_WEIGHT",
+    "DEFAULT_TOL",
+    "FrameStatistics",
+    "StatisticsSource",
+    "asked_for_convergence",
+    "m_step",
+    "run_em",
+    "verbose_logging",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +64,9 @@ class FrameStatistics:
         return parameters.estep(chunk_size=self.chunk_size, n_jobs=self.n_jobs).accumulate(self.frames)
 
 
-def m_step(stats: SufficientStats, *, dtype: object, variance_floor: float,
-           min_weight: float) -> MixtureParameters:
+def m_step(
+    stats: SufficientStats, *, dtype: object, variance_floor: float, min_weight: float
+) -> MixtureParameters:
     """New parameters from (summed) statistics (:func:`spkid.gmm.maximise`); logs re-seeded components."""
     weights, means, variances, n_reseeded = maximise(stats, variance_floor, min_weight)
     if n_reseeded:
@@ -67,9 +74,17 @@ def m_step(stats: SufficientStats, *, dtype: object, variance_floor: float,
     return MixtureParameters(weights, means, variances, dtype=dtype, variance_floor=variance_floor)
 
 
-def run_em(parameters: MixtureParameters, source: StatisticsSource, *, max_iter: int, tol: float,
-           variance_floor: float, min_weight: float = DEFAULT_MIN_WEIGHT, warn: bool = False,
-           name: str = "EM") -> MixtureParameters:
+def run_em(
+    parameters: MixtureParameters,
+    source: StatisticsSource,
+    *,
+    max_iter: int,
+    tol: float,
+    variance_floor: float,
+    min_weight: float = DEFAULT_MIN_WEIGHT,
+    warn: bool = False,
+    name: str = "EM",
+) -> MixtureParameters:
     """Run EM from ``parameters`` until the per-frame log-likelihood gains less than ``tol``.
 
     Parameters
@@ -104,28 +119,46 @@ def run_em(parameters: MixtureParameters, source: StatisticsSource, *, max_iter:
         stats = source.statistics(parameters, iteration)
         previous, lower_bound = lower_bound, stats.log_likelihood / stats.n_frames
         gain = lower_bound - previous
-        parameters = m_step(stats, dtype=parameters.dtype, variance_floor=variance_floor,
-                            min_weight=min_weight)
+        parameters = m_step(
+            stats, dtype=parameters.dtype, variance_floor=variance_floor, min_weight=min_weight
+        )
         history.append(lower_bound)
-        logger.info("%s EM iteration %d/%d: log-likelihood per frame %.6f, gain %s, %d frames, %.2f s",
-                    name, iteration + 1, max_iter, lower_bound, "n/a" if iteration == 0 else f"{gain:+.3e}",
-                    stats.n_frames, time.perf_counter() - started)
+        logger.info(
+            "%s EM iteration %d/%d: log-likelihood per frame %.6f, gain %s, %d frames, %.2f s",
+            name,
+            iteration + 1,
+            max_iter,
+            lower_bound,
+            "n/a" if iteration == 0 else f"{gain:+.3e}",
+            stats.n_frames,
+            time.perf_counter() - started,
+        )
         if abs(gain) < tol:
             converged = True
             break
     if max_iter > 0:
         if converged:
-            logger.info("%s EM converged after %d iterations (gain %.3e < tol %g)", name, len(history),
-                        abs(gain), tol)
+            logger.info(
+                "%s EM converged after %d iterations (gain %.3e < tol %g)", name, len(history), abs(gain), tol
+            )
         else:
-            logger.info("%s EM did not converge within max_iter=%d iterations (last gain %s, tol %g)", name,
-                        max_iter, "n/a" if math.isnan(gain) else f"{gain:+.3e}", tol)
+            logger.info(
+                "%s EM did not converge within max_iter=%d iterations (last gain %s, tol %g)",
+                name,
+                max_iter,
+                "n/a" if math.isnan(gain) else f"{gain:+.3e}",
+                tol,
+            )
             if warn:
-                warnings.warn(f"{name}: EM did not converge within max_iter={max_iter} iterations (last "
-                              f"log-likelihood gain {gain:.3e}, tol {tol:g}); raise max_iter or tol",
-                              ConvergenceWarning, stacklevel=3)
-    return parameters.with_summary(n_iter=len(history), converged=converged, lower_bound=lower_bound,
-                                   history=history)
+                warnings.warn(
+                    f"{name}: EM did not converge within max_iter={max_iter} iterations (last "
+                    f"log-likelihood gain {gain:.3e}, tol {tol:g}); raise max_iter or tol",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+    return parameters.with_summary(
+        n_iter=len(history), converged=converged, lower_bound=lower_bound, history=history
+    )
 
 
 def asked_for_convergence(tol: float | None, default: float = DEFAULT_TOL) -> bool:

@@ -100,11 +100,24 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, n_components: int = 1, *, max_iter: int = 20, tol: float | None = None,
-                 init: str = "kmeans++", variance_floor: float = 1e-3, min_weight: float = DEFAULT_MIN_WEIGHT,
-                 random_state=None, dtype: type = np.float32, chunk_size: int | None = None, n_jobs: int = 1,
-                 weights_init: np.ndarray | None = None, means_init: np.ndarray | None = None,
-                 variances_init: np.ndarray | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        max_iter: int = 20,
+        tol: float | None = None,
+        init: str = "kmeans++",
+        variance_floor: float = 1e-3,
+        min_weight: float = DEFAULT_MIN_WEIGHT,
+        random_state=None,
+        dtype: type = np.float32,
+        chunk_size: int | None = None,
+        n_jobs: int = 1,
+        weights_init: np.ndarray | None = None,
+        means_init: np.ndarray | None = None,
+        variances_init: np.ndarray | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -135,8 +148,13 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
         self.n_features_in_ = parameters.n_features_in_
 
     @classmethod
-    def from_params(cls, weights: np.ndarray | MixtureParameters, means: np.ndarray | None = None,
-                    variances: np.ndarray | None = None, **params) -> DiagonalGMM:
+    def from_params(
+        cls,
+        weights: np.ndarray | MixtureParameters,
+        means: np.ndarray | None = None,
+        variances: np.ndarray | None = None,
+        **params,
+    ) -> DiagonalGMM:
         """A fitted estimator from :class:`MixtureParameters`, or from arrays of shapes (K,), (K, D), (K, D).
 
         ``params`` are constructor keywords (e.g. ``dtype``, ``n_jobs``); ``dtype`` and ``variance_floor``
@@ -148,8 +166,13 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
             fitted = weights
             params = {"dtype": fitted.dtype, "variance_floor": fitted.variance_floor, **params}
         else:
-            fitted = MixtureParameters(weights, means, variances, dtype=params.get("dtype", np.float32),
-                                       variance_floor=params.get("variance_floor", 1e-3))
+            fitted = MixtureParameters(
+                weights,
+                means,
+                variances,
+                dtype=params.get("dtype", np.float32),
+                variance_floor=params.get("variance_floor", 1e-3),
+            )
         model = cls(n_components=fitted.n_components, **params)
         model._set_parameters(fitted)
         return model
@@ -165,16 +188,23 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
 
     def _replaced(self, **arrays: np.ndarray) -> None:
         current = self.parameters()
-        values = {"weights": current.weights, "means": current.means, "variances": current.variances,
-                  **arrays}
-        self._set_parameters(MixtureParameters(**values, dtype=current.dtype,
-                                               variance_floor=current.variance_floor))
+        values = {
+            "weights": current.weights,
+            "means": current.means,
+            "variances": current.variances,
+            **arrays,
+        }
+        self._set_parameters(
+            MixtureParameters(**values, dtype=current.dtype, variance_floor=current.variance_floor)
+        )
 
-    weights_ = property(lambda self: self.parameters().weights,
-                        lambda self, value: self._replaced(weights=value))
+    weights_ = property(
+        lambda self: self.parameters().weights, lambda self, value: self._replaced(weights=value)
+    )
     means_ = property(lambda self: self.parameters().means, lambda self, value: self._replaced(means=value))
-    variances_ = property(lambda self: self.parameters().variances,
-                          lambda self, value: self._replaced(variances=value))
+    variances_ = property(
+        lambda self: self.parameters().variances, lambda self, value: self._replaced(variances=value)
+    )
     converged_ = property(lambda self: self.parameters().converged)
     n_iter_ = property(lambda self: self.parameters().n_iter)
     lower_bound_ = property(lambda self: self.parameters().lower_bound)
@@ -201,14 +231,30 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
         tol = DEFAULT_TOL if self.tol is None else self.tol
         with verbose_logging(self.verbose):
             start = initial_parameters(
-                frames, self.n_components, init=self.init, variance_floor=self.variance_floor,
-                min_weight=self.min_weight, random_state=self.random_state, dtype=self.dtype,
-                chunk_size=self.chunk_size, n_jobs=self.n_jobs, weights_init=self.weights_init,
-                means_init=self.means_init, variances_init=self.variances_init)
+                frames,
+                self.n_components,
+                init=self.init,
+                variance_floor=self.variance_floor,
+                min_weight=self.min_weight,
+                random_state=self.random_state,
+                dtype=self.dtype,
+                chunk_size=self.chunk_size,
+                n_jobs=self.n_jobs,
+                weights_init=self.weights_init,
+                means_init=self.means_init,
+                variances_init=self.variances_init,
+            )
             source = FrameStatistics(frames, self.chunk_size, self.n_jobs)
-            fitted = run_em(start, source, max_iter=self.max_iter, tol=tol,
-                            variance_floor=self.variance_floor, min_weight=self.min_weight,
-                            warn=asked_for_convergence(self.tol), name="DiagonalGMM")
+            fitted = run_em(
+                start,
+                source,
+                max_iter=self.max_iter,
+                tol=tol,
+                variance_floor=self.variance_floor,
+                min_weight=self.min_weight,
+                warn=asked_for_convergence(self.tol),
+                name="DiagonalGMM",
+            )
         self._set_parameters(fitted)
         return self
 
@@ -236,8 +282,9 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
         n_components = stats.zeroth.shape[0]
         if n_components != self.n_components:
             raise ModelError(f"statistics have {n_components} components, the model {self.n_components}")
-        self._set_parameters(m_step(stats, dtype=self.dtype, variance_floor=self.variance_floor,
-                                    min_weight=self.min_weight))
+        self._set_parameters(
+            m_step(stats, dtype=self.dtype, variance_floor=self.variance_floor, min_weight=self.min_weight)
+        )
         return self
 
     def _check_params(self) -> None:
@@ -253,8 +300,9 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
                 raise ModelError(f"{name}: expected a number >= 0, got {value!r}")
         if not 0 <= self.min_weight < 1.0 / self.n_components:
             raise ModelError(f"min_weight: expected 0 <= value < 1/n_components, got {self.min_weight!r}")
-        if self.chunk_size is not None and (not isinstance(self.chunk_size, (int, np.integer))
-                                            or self.chunk_size < 1):
+        if self.chunk_size is not None and (
+            not isinstance(self.chunk_size, (int, np.integer)) or self.chunk_size < 1
+        ):
             raise ModelError(f"chunk_size: expected None or an integer >= 1, got {self.chunk_size!r}")
         checked_dtype(self.dtype)
 
@@ -271,8 +319,10 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
             return frames
         if np.ndim(X) != 2 and not hasattr(X, "tocsr"):
             width = "n_features" if reset else self.n_features_in_
-            raise ModelError(f"X: expected shape (n_frames, {width}), got {np.shape(X)}. Reshape your data: "
-                             "X.reshape(1, -1) if it is one frame, X.reshape(-1, 1) if it is one feature")
+            raise ModelError(
+                f"X: expected shape (n_frames, {width}), got {np.shape(X)}. Reshape your data: "
+                "X.reshape(1, -1) if it is one frame, X.reshape(-1, 1) if it is one feature"
+            )
         try:
             X = validate_data(self, X, reset=reset, dtype=(np.float64, np.float32))
         except ValueError as error:  # scikit-learn's messages, on one line

@@ -73,8 +73,9 @@ class MixtureParameters:
     history: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        weights, means, variances = (np.array(a, dtype=np.float64) for a in (self.weights, self.means,
-                                                                              self.variances))
+        weights, means, variances = (
+            np.array(a, dtype=np.float64) for a in (self.weights, self.means, self.variances)
+        )
         if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1:
             raise ModelError(f"means: expected shape (n_components, n_features), got {means.shape}")
         if weights.shape != means.shape[:1]:
@@ -91,10 +92,16 @@ class MixtureParameters:
         weights /= weights.sum()
         for array in (weights, means, variances):
             array.flags.writeable = False
-        fields = {"weights": weights, "means": means, "variances": variances,
-                  "dtype": checked_dtype(self.dtype), "n_iter": int(self.n_iter),
-                  "converged": bool(self.converged), "lower_bound": float(self.lower_bound),
-                  "history": tuple(float(v) for v in self.history)}
+        fields = {
+            "weights": weights,
+            "means": means,
+            "variances": variances,
+            "dtype": checked_dtype(self.dtype),
+            "n_iter": int(self.n_iter),
+            "converged": bool(self.converged),
+            "lower_bound": float(self.lower_bound),
+            "history": tuple(float(v) for v in self.history),
+        }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -136,8 +143,10 @@ class MixtureParameters:
         return self.means.shape[1]
 
     def __repr__(self) -> str:
-        return (f"MixtureParameters(n_components={self.n_components}, n_features={self.n_features_in_}, "
-                f"dtype={np.dtype(self.dtype).name}, n_iter={self.n_iter})")
+        return (
+            f"MixtureParameters(n_components={self.n_components}, n_features={self.n_features_in_}, "
+            f"dtype={np.dtype(self.dtype).name}, n_iter={self.n_iter})"
+        )
 
     # ------------------------------------------------------------------- copies without re-validation
     def _copy(self, **changes: object) -> MixtureParameters:
@@ -148,11 +157,16 @@ class MixtureParameters:
             object.__setattr__(duplicate, name, value)
         return duplicate
 
-    def with_summary(self, *, n_iter: int, converged: bool, lower_bound: float,
-                     history: Iterable[float]) -> MixtureParameters:
+    def with_summary(
+        self, *, n_iter: int, converged: bool, lower_bound: float, history: Iterable[float]
+    ) -> MixtureParameters:
         """The same parameters with another EM summary (the arrays are shared, not renormalised)."""
-        return self._copy(n_iter=int(n_iter), converged=bool(converged), lower_bound=float(lower_bound),
-                          history=tuple(float(v) for v in history))
+        return self._copy(
+            n_iter=int(n_iter),
+            converged=bool(converged),
+            lower_bound=float(lower_bound),
+            history=tuple(float(v) for v in history),
+        )
 
     def with_settings(self, *, dtype: object, variance_floor: float) -> MixtureParameters:
         """The same parameters with another E-step ``dtype`` and ``variance_floor`` (self if unchanged)."""
@@ -168,8 +182,11 @@ class MixtureParameters:
         under mean-only adaptation) can hold one copy of the UBM's arrays instead of one each: half the
         memory of a thousand loaded speakers.
         """
-        shared = {name: getattr(other, name) for name in ("weights", "variances")
-                  if np.array_equal(getattr(self, name), getattr(other, name))}
+        shared = {
+            name: getattr(other, name)
+            for name in ("weights", "variances")
+            if np.array_equal(getattr(self, name), getattr(other, name))
+        }
         return self._copy(**shared) if shared else self
 
     def __getstate__(self) -> dict:
@@ -194,44 +211,51 @@ class MixtureParameters:
         at once (joblib threads, one BLAS thread each; -1 = all cores).
         """
         design_weights, centre = self._matrices
-        return EStep(design_weights, centre, n_components=self.n_components, chunk_size=chunk_size,
-                     n_jobs=n_jobs)
+        return EStep(
+            design_weights, centre, n_components=self.n_components, chunk_size=chunk_size, n_jobs=n_jobs
+        )
 
     def _frames(self, X: np.ndarray | Iterable[np.ndarray] | Frames) -> Frames:
         """``X`` (an array, or an iterable of arrays) as :class:`~spkid.gmm._estep.Frames` of this width."""
         return X if isinstance(X, Frames) else Frames(X, n_features=self.n_features_in_)
 
-    def accumulate(self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None,
-                   n_jobs: int = 1) -> SufficientStats:
+    def accumulate(
+        self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None, n_jobs: int = 1
+    ) -> SufficientStats:
         """E-step: sufficient statistics of ``X`` (n_frames, n_features), or of an iterable of such arrays."""
         return self.estep(chunk_size=chunk_size, n_jobs=n_jobs).accumulate(self._frames(X))
 
-    def weighted_log_prob(self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None,
-                          n_jobs: int = 1) -> np.ndarray:
+    def weighted_log_prob(
+        self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None, n_jobs: int = 1
+    ) -> np.ndarray:
         """``log w_k + log N(x_t | k)``, ndarray of shape (n_frames, n_components) in ``dtype``."""
         estep = self.estep(chunk_size=chunk_size, n_jobs=n_jobs)
         return estep.weighted_log_prob(self._frames(X), np.dtype(self.dtype))
 
-    def score_samples(self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None,
-                      n_jobs: int = 1) -> np.ndarray:
+    def score_samples(
+        self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None, n_jobs: int = 1
+    ) -> np.ndarray:
         """Log-likelihood ``log p(x_t)`` of each frame, ndarray of shape (n_frames,), float64."""
         estep = self.estep(chunk_size=chunk_size, n_jobs=n_jobs)
         return estep.score_samples(self._frames(X), np.dtype(self.dtype))
 
-    def score(self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None,
-              n_jobs: int = 1) -> float:
+    def score(
+        self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None, n_jobs: int = 1
+    ) -> float:
         """Mean log-likelihood per frame of ``X`` (NaN when it holds no frames)."""
         scores = self.score_samples(X, chunk_size=chunk_size, n_jobs=n_jobs)
         return float(np.mean(scores)) if scores.size else float("nan")
 
-    def predict_proba(self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None,
-                      n_jobs: int = 1) -> np.ndarray:
+    def predict_proba(
+        self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None, n_jobs: int = 1
+    ) -> np.ndarray:
         """Responsibilities, ndarray of shape (n_frames, n_components) in ``dtype``; rows sum to 1."""
         estep = self.estep(chunk_size=chunk_size, n_jobs=n_jobs)
         return estep.posteriors(self._frames(X), np.dtype(self.dtype))
 
-    def predict(self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None,
-                n_jobs: int = 1) -> np.ndarray:
+    def predict(
+        self, X: np.ndarray | Iterable[np.ndarray], *, chunk_size: int | None = None, n_jobs: int = 1
+    ) -> np.ndarray:
         """Most likely component of each frame, ndarray of shape (n_frames,), int64."""
         return self.estep(chunk_size=chunk_size, n_jobs=n_jobs).labels(self._frames(X))
 
@@ -239,9 +263,14 @@ class MixtureParameters:
     def to_dict(self) -> dict[str, np.ndarray | str | int | float | bool]:
         """Parameters and fit summary as plain arrays and scalars (for ``np.savez``, no pickle)."""
         return {
-            "weights": self.weights.copy(), "means": self.means.copy(), "variances": self.variances.copy(),
-            "dtype": np.dtype(self.dtype).name, "n_iter": self.n_iter, "converged": self.converged,
-            "lower_bound": self.lower_bound, "history": np.asarray(self.history, dtype=np.float64),
+            "weights": self.weights.copy(),
+            "means": self.means.copy(),
+            "variances": self.variances.copy(),
+            "dtype": np.dtype(self.dtype).name,
+            "n_iter": self.n_iter,
+            "converged": self.converged,
+            "lower_bound": self.lower_bound,
+            "history": np.asarray(self.history, dtype=np.float64),
         }
 
     @classmethod
@@ -257,7 +286,10 @@ class MixtureParameters:
         if dtype_name not in ("float32", "float64"):
             raise ModelError(f"model dict: dtype must be 'float32' or 'float64', got {dtype_name!r}")
         return cls(
-            data["weights"], data["means"], data["variances"], dtype=np.dtype(dtype_name).type,
+            data["weights"],
+            data["means"],
+            data["variances"],
+            dtype=np.dtype(dtype_name).type,
             n_iter=int(np.asarray(data.get("n_iter", 0))),
             converged=bool(np.asarray(data.get("converged", False))),
             lower_bound=float(np.asarray(data.get("lower_bound", np.nan))),

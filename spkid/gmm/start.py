@@ -43,9 +43,11 @@ def check_enough_frames(n_frames: int, n_components: int) -> None:
     needed = MIN_FRAMES_PER_COMPONENT * n_components
     if n_frames < needed:
         # "n_samples=" is the phrase scikit-learn's estimator checks look for in this error.
-        raise ModelError(f"{n_frames} frames is too few for {n_components} components "
-                         f"(n_samples={n_frames}): need at least {needed} "
-                         f"({MIN_FRAMES_PER_COMPONENT} per component)")
+        raise ModelError(
+            f"{n_frames} frames is too few for {n_components} components "
+            f"(n_samples={n_frames}): need at least {needed} "
+            f"({MIN_FRAMES_PER_COMPONENT} per component)"
+        )
 
 
 def initial_parameters(
@@ -91,11 +93,17 @@ def initial_parameters(
     started = time.perf_counter()
     random_state = random_state_of(random_state)
     n_features = frames.n_features
-    shapes = {"weights_init": (n_components,), "means_init": (n_components, n_features),
-              "variances_init": (n_components, n_features)}
+    shapes = {
+        "weights_init": (n_components,),
+        "means_init": (n_components, n_features),
+        "variances_init": (n_components, n_features),
+    }
     given = {}
-    for name, value in (("weights_init", weights_init), ("means_init", means_init),
-                        ("variances_init", variances_init)):
+    for name, value in (
+        ("weights_init", weights_init),
+        ("means_init", means_init),
+        ("variances_init", variances_init),
+    ):
         if value is not None:
             given[name] = np.asarray(value, dtype=np.float64)
             if given[name].shape != shapes[name]:
@@ -103,8 +111,9 @@ def initial_parameters(
     weights = np.full(n_components, 1.0 / n_components)
     means, variances = given.get("means_init"), given.get("variances_init")
     if means is None or variances is None:
-        sample = frames.sample(gmm_init.n_init_frames(frames.n_frames, n_components), random_state,
-                               np.dtype(dtype))
+        sample = frames.sample(
+            gmm_init.n_init_frames(frames.n_frames, n_components), random_state, np.dtype(dtype)
+        )
         if not np.all(np.isfinite(sample)):
             raise ModelError("frames: contain NaN or infinite values")
         if means is not None:
@@ -113,21 +122,33 @@ def initial_parameters(
             variances = np.tile(np.maximum(global_variance, floor), (n_components, 1))
         elif init == "kmeans++":
             weights, means, variances = gmm_init.kmeans_init(
-                sample, n_components, random_state=random_state, variance_floor=variance_floor)
+                sample, n_components, random_state=random_state, variance_floor=variance_floor
+            )
         else:
+
             def em_step(level_frames: np.ndarray, *level: np.ndarray) -> gmm_init.Params:
                 """One EM iteration of a smaller mixture (binary splitting's levels)."""
                 start = MixtureParameters(*level, dtype=dtype, variance_floor=variance_floor)
                 stats = start.accumulate(level_frames, chunk_size=chunk_size, n_jobs=n_jobs)
-                new = m_step(stats, dtype=dtype, variance_floor=variance_floor,
-                             min_weight=min(min_weight, 0.5 / level[0].shape[0]))
+                new = m_step(
+                    stats,
+                    dtype=dtype,
+                    variance_floor=variance_floor,
+                    min_weight=min(min_weight, 0.5 / level[0].shape[0]),
+                )
                 return new.weights.copy(), new.means.copy(), new.variances.copy()
 
             weights, means, variances = gmm_init.binary_split_init(
-                sample, n_components, em_step, variance_floor=variance_floor)
+                sample, n_components, em_step, variance_floor=variance_floor
+            )
         variances = given.get("variances_init", variances)
-        logger.info("initialised %d components (%s) on %d frames in %.2f s", n_components,
-                    "means_init" if "means_init" in given else init, sample.shape[0],
-                    time.perf_counter() - started)
-    return MixtureParameters(given.get("weights_init", weights), means, variances, dtype=dtype,
-                             variance_floor=variance_floor)
+        logger.info(
+            "initialised %d components (%s) on %d frames in %.2f s",
+            n_components,
+            "means_init" if "means_init" in given else init,
+            sample.shape[0],
+            time.perf_counter() - started,
+        )
+    return MixtureParameters(
+        given.get("weights_init", weights), means, variances, dtype=dtype, variance_floor=variance_floor
+    )

@@ -49,8 +49,9 @@ class SufficientStats:
     @classmethod
     def zeros(cls, n_components: int, n_features: int) -> SufficientStats:
         """Empty statistics, the neutral element of ``+``."""
-        return cls(np.zeros(n_components), np.zeros((n_components, n_features)),
-                   np.zeros((n_components, n_features)))
+        return cls(
+            np.zeros(n_components), np.zeros((n_components, n_features)), np.zeros((n_components, n_features))
+        )
 
     def __add__(self, other: SufficientStats) -> SufficientStats:
         if not isinstance(other, SufficientStats):
@@ -58,16 +59,20 @@ class SufficientStats:
         if self.first.shape != other.first.shape:
             raise ModelError(f"cannot add statistics of shape {self.first.shape} and {other.first.shape}")
         return SufficientStats(
-            self.zeroth + other.zeroth, self.first + other.first, self.second + other.second,
-            self.log_likelihood + other.log_likelihood, self.n_frames + other.n_frames,
+            self.zeroth + other.zeroth,
+            self.first + other.first,
+            self.second + other.second,
+            self.log_likelihood + other.log_likelihood,
+            self.n_frames + other.n_frames,
         )
 
     def __radd__(self, other: object) -> SufficientStats:
         return self if isinstance(other, int) and other == 0 else NotImplemented  # lets sum() start at 0
 
 
-def maximise(stats: SufficientStats, variance_floor: float,
-             min_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def maximise(
+    stats: SufficientStats, variance_floor: float, min_weight: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """M-step: ``(weights (K,), means (K, D), variances (K, D), n_reseeded)`` from (summed) statistics.
 
     The variance floor is ``variance_floor`` times the variance, per dimension, of all the frames in

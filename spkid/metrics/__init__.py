@@ -51,14 +51,35 @@ from spkid.metrics.trials import RecordingResolver, TrialList, read_trial_list
 _PLOTS = ("confusion_figure", "det_figure", "plot_confusion", "plot_det")
 
 __all__ = [
-    "actual_dcf", "cllr", "det_curve", "eer", "identification_accuracy", "min_cllr", "min_dcf", "rocch",
+    "actual_dcf",
+    "cllr",
+    "det_curve",
+    "eer",
+    "identification_accuracy",
+    "min_cllr",
+    "min_dcf",
+    "rocch",
     "verification_report",
-    "Evaluation", "evaluate", "evaluate_arrays", "format_metrics", "labelled_scores", "markdown_metrics",
-    "metric_rows", "read_labelled_scores",
-    "ScoredTrial", "Trial", "read_scores", "read_trials", "split_scores", "write_scores", "write_trials",
-    "RecordingResolver", "TrialList", "read_trial_list",
+    "Evaluation",
+    "evaluate",
+    "evaluate_arrays",
+    "format_metrics",
+    "labelled_scores",
+    "markdown_metrics",
+    "metric_rows",
+    "read_labelled_scores",
+    "ScoredTrial",
+    "Trial",
+    "read_scores",
+    "read_trials",
+    "split_scores",
+    "write_scores",
+    "write_trials",
+    "RecordingResolver",
+    "TrialList",
+    "read_trial_list",
     *_PLOTS,
-]  # fmt: skip
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,9 +21,15 @@ from spkid.metrics.protocol import read_scores, split_scores
 from spkid.metrics.trials import read_trial_list
 
 __all__ = [
-    "Evaluation", "evaluate", "evaluate_arrays", "format_metrics", "markdown_metrics", "metric_rows",
-    "labelled_scores", "read_labelled_scores",
-]  # fmt: skip
+    "Evaluation",
+    "evaluate",
+    "evaluate_arrays",
+    "format_metrics",
+    "markdown_metrics",
+    "metric_rows",
+    "labelled_scores",
+    "read_labelled_scores",
+]
 
 #: Display names and formats of the metrics, in the order they are printed.
 METRIC_LABELS: dict[str, tuple[str, str]] = {

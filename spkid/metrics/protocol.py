@@ -21,8 +21,14 @@ from spkid.atomic import atomic_write_bytes
 from spkid.errors import DataError
 
 __all__ = [
-    "Trial", "ScoredTrial", "read_trials", "write_trials", "read_scores", "write_scores", "split_scores",
-]  # fmt: skip
+    "Trial",
+    "ScoredTrial",
+    "read_trials",
+    "write_trials",
+    "read_scores",
+    "write_scores",
+    "split_scores",
+]
 
 
 @dataclass(frozen=True)
@@ -118,8 +124,9 @@ def write_scores(path: str | Path, scores: Iterable[ScoredTrial | tuple[str, str
     atomic_write_bytes(path, "".join(lines).encode())
 
 
-def split_scores(scores: Sequence[ScoredTrial], trials: Sequence[Trial], *, scores_path: str | Path = "scores"
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def split_scores(
+    scores: Sequence[ScoredTrial], trials: Sequence[Trial], *, scores_path: str | Path = "scores"
+) -> tuple[np.ndarray, np.ndarray]:
     """Join scores with labelled trials into ``(target_scores, nontarget_scores)`` float64 arrays.
 
     Raises
@@ -142,6 +149,7 @@ def split_scores(scores: Sequence[ScoredTrial], trials: Sequence[Trial], *, scor
 def _encode_id(identifier: str, path: str | Path) -> str:
     if not identifier:
         raise DataError(f"{path}: cannot write an empty id")
+
     def escape(match: re.Match[str]) -> str:
         return "".join(f"%{byte:02X}" for byte in match.group().encode())
 

@@ -23,7 +23,20 @@ from spkid.recipes.runner import (
 )
 
 __all__ = [
-    "CORPORA", "MARKER_NAME", "STAGES", "DemoSettings", "DemoSummary", "RecipeResult", "RecipeSettings",
-    "StageOutcome", "is_up_to_date", "load_recipe", "prepare_protocol", "resolved_recipe_yaml", "run_demo",
-    "run_recipe", "stage_hashes", "stage_plan",
-]  # fmt: skip
+    "CORPORA",
+    "MARKER_NAME",
+    "STAGES",
+    "DemoSettings",
+    "DemoSummary",
+    "RecipeResult",
+    "RecipeSettings",
+    "StageOutcome",
+    "is_up_to_date",
+    "load_recipe",
+    "prepare_protocol",
+    "resolved_recipe_yaml",
+    "run_demo",
+    "run_recipe",
+    "stage_hashes",
+    "stage_plan",
+]

@@ -21,8 +21,13 @@ from spkid.errors import ConfigError
 from spkid.recognizer import Config, config_to_yaml, load_config
 
 __all__ = [
-    "CORPORA", "RecipeSettings", "check_data_root", "load_recipe", "prepare_protocol", "resolved_recipe_yaml",
-]  # fmt: skip
+    "CORPORA",
+    "RecipeSettings",
+    "check_data_root",
+    "load_recipe",
+    "prepare_protocol",
+    "resolved_recipe_yaml",
+]
 
 #: ``recipe:`` keys every corpus accepts, with their defaults.
 COMMON_KEYS: dict[str, Any] = {

@@ -23,9 +23,15 @@ from spkid.errors import ConfigError
 from spkid.recipes.config import RecipeSettings, load_recipe, resolved_recipe_yaml
 
 __all__ = [
-    "MARKER_NAME", "STAGES", "RecipeResult", "StageOutcome", "is_up_to_date", "run_recipe", "stage_hashes",
+    "MARKER_NAME",
+    "STAGES",
+    "RecipeResult",
+    "StageOutcome",
+    "is_up_to_date",
+    "run_recipe",
+    "stage_hashes",
     "stage_plan",
-]  # fmt: skip
+]
 
 STAGES: tuple[str, ...] = ("prepare", "features", "ubm", "enroll", "score", "report")
 MARKER_NAME = ".stage-done.json"

@@ -39,11 +39,26 @@ from spkid.score import Calibrator
 from spkid.store import ModelStore, validate_speaker_name
 
 __all__ = [
-    "SKIPPED_LIST_FILE", "EnrollResult", "Identification", "IdentifyResult", "ModelSummary", "ScoreResult",
-    "TrainResult", "Verification", "VerifyResult", "calibrate_model", "describe_model", "enroll_from_audio",
-    "evaluate", "identify", "remove_speaker", "score_trials", "speakers_in_folder", "train_ubm_from_audio",
+    "SKIPPED_LIST_FILE",
+    "EnrollResult",
+    "Identification",
+    "IdentifyResult",
+    "ModelSummary",
+    "ScoreResult",
+    "TrainResult",
+    "Verification",
+    "VerifyResult",
+    "calibrate_model",
+    "describe_model",
+    "enroll_from_audio",
+    "evaluate",
+    "identify",
+    "remove_speaker",
+    "score_trials",
+    "speakers_in_folder",
+    "train_ubm_from_audio",
     "verify",
-]  # fmt: skip
+]
 
 PathLike = str | os.PathLike[str]
 

@@ -31,9 +31,14 @@ from spkid.score import ScoreConfig
 from spkid.ubm import EnrollConfig, UBMConfig
 
 __all__ = [
-    "CONFIG_DEFAULTS", "SECTIONS", "Config", "apply_overrides", "config_from_dict", "config_to_yaml",
+    "CONFIG_DEFAULTS",
+    "SECTIONS",
+    "Config",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_yaml",
     "load_config",
-]  # fmt: skip
+]
 
 #: Typed config sections: name -> class.
 SECTIONS: dict[str, type] = {
@@ -97,14 +102,16 @@ def load_config(
     return _resolve({} if raw is None else raw, overrides, str(path), section_classes)
 
 
-def apply_overrides(config: Config, overrides: Sequence[str], *, section_classes: SectionClasses | None = None
-                    ) -> Config:
+def apply_overrides(
+    config: Config, overrides: Sequence[str], *, section_classes: SectionClasses | None = None
+) -> Config:
     """Return ``config`` with ``--set`` overrides applied and everything re-validated."""
     return _resolve(config.to_dict(), overrides, "config", section_classes)
 
 
-def config_from_dict(raw: Mapping[str, Any], *, source: str = "config",
-                     section_classes: SectionClasses | None = None) -> Config:
+def config_from_dict(
+    raw: Mapping[str, Any], *, source: str = "config", section_classes: SectionClasses | None = None
+) -> Config:
     """Build a :class:`Config` from nested dicts (e.g. a parsed YAML document), with the same checks."""
     return _resolve(raw, (), source, section_classes)
 
@@ -120,8 +127,9 @@ def _resolve(
     classes = resolve_section_classes(SECTIONS, section_classes)
     # The config defaults belong to the standard classes: a replaced section keeps its class's own.
     defaults = {
-        section: settings for section, settings in CONFIG_DEFAULTS.items()
+        section: settings
+        for section, settings in CONFIG_DEFAULTS.items()
         if classes.get(section) is SECTIONS.get(section)
-    }  # fmt: skip
+    }
     sections, free = build_sections(raw, overrides, source, classes, defaults=defaults)
     return Config(**sections, **free)

@@ -22,9 +22,16 @@ from spkid.recognizer.recognizer import Recognizer
 from spkid.score import UNKNOWN
 
 __all__ = [
-    "Identification", "IdentifyResult", "ScoreResult", "Verification", "VerifyResult", "identify",
-    "score_recordings", "score_trials", "verify",
-]  # fmt: skip
+    "Identification",
+    "IdentifyResult",
+    "ScoreResult",
+    "Verification",
+    "VerifyResult",
+    "identify",
+    "score_recordings",
+    "score_trials",
+    "verify",
+]
 
 PathLike = str | os.PathLike[str]
 Outcome = TypeVar("Outcome")
@@ -53,8 +60,9 @@ def _extract_usable(
         files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
     if not features:  # --skip-bad skipped every file: a failure, not an empty success
-        raise DataError(f"no usable recording: all {len(files)} files were skipped; "
-                        f"first: {features.skipped[0].reason}")  # fmt: skip
+        raise DataError(
+            f"no usable recording: all {len(files)} files were skipped; first: {features.skipped[0].reason}"
+        )
     return features
 
 
@@ -148,8 +156,13 @@ class Verification:
     accepted: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recording": self.recording, "speaker": self.speaker, "score": self.score,
-                "threshold": self.threshold, "accepted": self.accepted}  # fmt: skip
+        return {
+            "recording": self.recording,
+            "speaker": self.speaker,
+            "score": self.score,
+            "threshold": self.threshold,
+            "accepted": self.accepted,
+        }
 
 
 @dataclass(frozen=True)

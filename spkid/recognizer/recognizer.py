@@ -24,8 +24,11 @@ from spkid.store import ModelStore, SpeakerCohortStats
 from spkid.ubm import EnrollConfig, enroll
 
 __all__ = [
-    "NORMALISED_THRESHOLD", "OPEN_SET_P_TARGET", "RAW_LLR_THRESHOLD", "Recognizer",
-]  # fmt: skip
+    "NORMALISED_THRESHOLD",
+    "OPEN_SET_P_TARGET",
+    "RAW_LLR_THRESHOLD",
+    "Recognizer",
+]
 
 #: Default decision threshold on raw (unnormalised) frame-averaged LLRs when the model holds no cohort:
 #: accept when the speaker model explains the frames better than the UBM does, on average. With a cohort
@@ -64,8 +67,10 @@ class Recognizer:
             self.enroll_config = EnrollConfig.from_dict(store.enroll_config)
             self.score_config = score_config or ScoreConfig.from_dict(store.score_config)
         except ConfigError as exc:
-            raise StoreError(f"{store.path}: stored settings not understood by this spkid ({exc}); "
-                             "retrain with spkid train-ubm") from None  # fmt: skip
+            raise StoreError(
+                f"{store.path}: stored settings not understood by this spkid ({exc}); "
+                "retrain with spkid train-ubm"
+            ) from None
         # Features must be extracted exactly as at training time: a stored config missing a setting this
         # version has (an older model) is refused rather than silently filled with today's default.
         store.check_feature_config(self.feature_config.to_dict(), missing_as=LEGACY_SETTINGS)
@@ -180,7 +185,10 @@ class Recognizer:
         return np.concatenate(rows)
 
     def score_matrix(
-        self, models: Mapping[str, MixtureParameters], features: Sequence[np.ndarray], *,
+        self,
+        models: Mapping[str, MixtureParameters],
+        features: Sequence[np.ndarray],
+        *,
         progress: bool = False,
     ) -> np.ndarray:
         """Normalised scores of every test against every model.
@@ -295,11 +303,17 @@ class Recognizer:
             return np.full(len(models), RAW_LLR_THRESHOLD)
         top_c = self.score_config.top_c
         known = {name: self.store.cohort_stats.get(name) for name in models}
-        missing = {name: model for name, model in models.items() if known[name] is None or known[name].top_c != top_c}
-        if missing:  # enrolled before the statistics were stored, or scored with another top_c: once per process
+        missing = {
+            name: model for name, model in models.items() if known[name] is None or known[name].top_c != top_c
+        }
+        if (
+            missing
+        ):  # enrolled before the statistics were stored, or scored with another top_c: once per process
             impostor = Scorer(self.ubm, missing, top_c=top_c).llr_many(self.cohort.segments)
             for name, mean, std in zip(missing, *znorm_statistics(impostor), strict=True):
-                known[name] = self.store.cohort_stats[name] = SpeakerCohortStats(float(mean), float(std), top_c)
+                known[name] = self.store.cohort_stats[name] = SpeakerCohortStats(
+                    float(mean), float(std), top_c
+                )
         return np.array([known[name].mean + NORMALISED_THRESHOLD * known[name].std for name in models])
 
     def cohort_statistics(self, model: MixtureParameters) -> SpeakerCohortStats | None:
@@ -309,6 +323,8 @@ class Recognizer:
         """
         if self.cohort is None or len(self.cohort.segments) < 2:
             return None
-        scores = Scorer(self.ubm, {"speaker": model}, top_c=self.score_config.top_c).llr_many(self.cohort.segments)
+        scores = Scorer(self.ubm, {"speaker": model}, top_c=self.score_config.top_c).llr_many(
+            self.cohort.segments
+        )
         mean, std = znorm_statistics(scores)
         return SpeakerCohortStats(float(mean[0]), float(std[0]), self.score_config.top_c)

@@ -93,9 +93,14 @@ def _check_unusable_share(n_files: int, skipped: Sequence[SkippedFile], max_frac
 
 
 def _stored_pool(
-    store: FeatureStore, files: list[Path], config: FeatureConfig, *, n_jobs: int, skip_bad: bool,
+    store: FeatureStore,
+    files: list[Path],
+    config: FeatureConfig,
+    *,
+    n_jobs: int,
+    skip_bad: bool,
     progress: bool,
-) -> tuple[StoredFeatures, GlobalStats | None]:  # fmt: skip
+) -> tuple[StoredFeatures, GlobalStats | None]:
     """:func:`spkid.features.extract_pool` into the feature store (read back memory-mapped).
 
     With pool statistics, the un-normalised features are stored first and the normalised ones are stored
@@ -187,8 +192,14 @@ def train_ubm_from_audio(
             files, feature_config, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress
         )
     else:
-        features, stats = _stored_pool(FeatureStore(cache_dir), files, feature_config, n_jobs=n_jobs,
-                                       skip_bad=skip_bad, progress=progress)  # fmt: skip
+        features, stats = _stored_pool(
+            FeatureStore(cache_dir),
+            files,
+            feature_config,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress,
+        )
     _check_unusable_share(len(files), features.skipped, config.ubm.max_unusable_fraction)
     if not features:
         raise _no_usable_audio(len(files), features.skipped)
@@ -198,8 +209,10 @@ def train_ubm_from_audio(
     ubm_pool, n_held_out = hold_out_cohort_segments(
         features, ubm_config=config.ubm, cohort_size=config.score.cohort_size
     )
-    with _status(f"training UBM ({config.ubm.n_components} components, {n_frames - n_held_out} frames)",
-                 enabled=progress):  # fmt: skip
+    with _status(
+        f"training UBM ({config.ubm.n_components} components, {n_frames - n_held_out} frames)",
+        enabled=progress,
+    ):
         ubm = train_ubm(ubm_pool, config.ubm)
     cohort = select_cohort(
         features,

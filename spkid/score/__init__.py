@@ -24,7 +24,22 @@ from spkid.score.normalize import METHODS, asnorm, snorm, tnorm, znorm, znorm_st
 from spkid.score.scorer import ScoreConfig, Scorer
 
 __all__ = [
-    "METHODS", "SEGMENT_FRAMES", "UNKNOWN", "Calibrator", "Cohort", "Normalizer", "ScoreConfig", "Scorer",
-    "asnorm", "bayes_threshold", "cohort_segment_rows", "hold_out_cohort_segments",
-    "select_cohort", "snorm", "tnorm", "znorm", "znorm_statistics", "ztnorm",
-]  # fmt: skip
+    "METHODS",
+    "SEGMENT_FRAMES",
+    "UNKNOWN",
+    "Calibrator",
+    "Cohort",
+    "Normalizer",
+    "ScoreConfig",
+    "Scorer",
+    "asnorm",
+    "bayes_threshold",
+    "cohort_segment_rows",
+    "hold_out_cohort_segments",
+    "select_cohort",
+    "snorm",
+    "tnorm",
+    "znorm",
+    "znorm_statistics",
+    "ztnorm",
+]

@@ -185,13 +185,24 @@ def segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  # 
 
 @njit(cache=True, nogil=True)
 def block_llr_sums(
-    pair_design, bounds, components, bank_block, scale_block, constant_block, work, pair_scores, pair_rows,
-    log_post, segment_starts, out,
+    pair_design,
+    bounds,
+    components,
+    bank_block,
+    scale_block,
+    constant_block,
+    work,
+    pair_scores,
+    pair_rows,
+    log_post,
+    segment_starts,
+    out,
 ):  # pragma: no cover - compiled
     """:func:`quantized_products` then :func:`segment_llr_sums` for one block of speakers, in one call.
 
     ``pair_scores`` (n_pairs, B) is scratch; ``out`` (n_segments, B) receives the per-segment sums.
     """
-    quantized_products(pair_design, bounds, components, bank_block, scale_block, constant_block, work,
-                       pair_scores)  # fmt: skip
+    quantized_products(
+        pair_design, bounds, components, bank_block, scale_block, constant_block, work, pair_scores
+    )
     segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out)

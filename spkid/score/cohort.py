@@ -30,7 +30,11 @@ if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
 __all__ = [
-    "SEGMENT_FRAMES", "Cohort", "Normalizer", "cohort_segment_rows", "hold_out_cohort_segments",
+    "SEGMENT_FRAMES",
+    "Cohort",
+    "Normalizer",
+    "cohort_segment_rows",
+    "hold_out_cohort_segments",
     "select_cohort",
 ]
 
@@ -87,9 +91,15 @@ class Cohort:
             ) from None
         n_models = means.shape[0] if means.ndim == 3 else -1
         n_components, n_features = np.shape(ubm.means_)
-        if (features.ndim != 2 or features.shape[1] != n_features or lengths.ndim != 1 or np.any(lengths < 1)
-                or lengths.sum() != features.shape[0] or means.shape[1:] != (n_components, n_features)
-                or n_models != lengths.size):  # fmt: skip
+        if (
+            features.ndim != 2
+            or features.shape[1] != n_features
+            or lengths.ndim != 1
+            or np.any(lengths < 1)
+            or lengths.sum() != features.shape[0]
+            or means.shape[1:] != (n_components, n_features)
+            or n_models != lengths.size
+        ):
             raise StoreError(
                 f"{source}: cohort arrays have inconsistent shapes; retrain with spkid train-ubm"
             )
@@ -137,8 +147,9 @@ def select_cohort(
     -------
     Cohort
     """
-    segment_rows = cohort_segment_rows(_lengths(features), size=size, random_state=random_state,
-                                       segment_frames=segment_frames)  # fmt: skip
+    segment_rows = cohort_segment_rows(
+        _lengths(features), size=size, random_state=random_state, segment_frames=segment_frames
+    )
     segments, models = [], []
     for index, n_segment in segment_rows.items():
         frames = np.asarray(features[index], dtype=np.float32)
@@ -153,8 +164,9 @@ def select_cohort(
     return Cohort(segments=segments, models=models)
 
 
-def cohort_segment_rows(lengths: Sequence[int], *, size: int, random_state: int = 0,
-                        segment_frames: int = SEGMENT_FRAMES) -> dict[int, int]:  # fmt: skip
+def cohort_segment_rows(
+    lengths: Sequence[int], *, size: int, random_state: int = 0, segment_frames: int = SEGMENT_FRAMES
+) -> dict[int, int]:
     """The pool utterances that join the cohort, and the final frames of each that form its test segment.
 
     Parameters
@@ -173,7 +185,8 @@ def cohort_segment_rows(lengths: Sequence[int], *, size: int, random_state: int 
     rng = np.random.default_rng(random_state)
     chosen = np.sort(rng.choice(len(lengths), size=min(int(size), len(lengths)), replace=False))
     return {
-        int(index): min(segment_frames, lengths[index] // 2) if lengths[index] >= MIN_SPLIT_FRAMES
+        int(index): min(segment_frames, lengths[index] // 2)
+        if lengths[index] >= MIN_SPLIT_FRAMES
         else int(lengths[index])
         for index in chosen
     }
@@ -250,8 +263,10 @@ class Normalizer:
         asnorm_top_k: int = 50,
     ) -> None:
         if method != "none" and (cohort is None or len(cohort) == 0):
-            raise StoreError(f"score.normalization={method!r} needs a cohort, and this model has none; "
-                             "retrain with spkid train-ubm")  # fmt: skip
+            raise StoreError(
+                f"score.normalization={method!r} needs a cohort, and this model has none; "
+                "retrain with spkid train-ubm"
+            )
         self.method = method
         self.ubm = ubm
         self.cohort = cohort

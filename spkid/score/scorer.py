@@ -257,15 +257,17 @@ class Scorer:
         log_post = np.empty((n_frames, n_best), np.float32)
 
         def select(start: int, stop: int) -> None:
-            ubm_top_components(design[start:stop], self._ubm_form, n_best, top_index[start:stop],
-                               log_post[start:stop])  # fmt: skip
+            ubm_top_components(
+                design[start:stop], self._ubm_form, n_best, top_index[start:stop], log_post[start:stop]
+            )
 
         # BLAS single-threaded throughout: the many small products are shared out between worker
         # threads instead, and BLAS threads would keep spinning after each product, stealing cores.
         with blas_threads(1):
             _in_parallel(select, n_frames, n_frames * self.n_components)
-            pair_design, bounds, pair_rows = group_pairs(speaker_design, top_index, bank.inverse_norm,
-                                                         self.n_components)  # fmt: skip
+            pair_design, bounds, pair_rows = group_pairs(
+                speaker_design, top_index, bank.inverse_norm, self.n_components
+            )
             used = np.flatnonzero(np.diff(bounds))
             n_blocks, width, n_segments = bank.blocks.shape[0], bank.width, len(segment_bounds) - 1
             sums = np.zeros((n_blocks, n_segments, width), np.float32)
@@ -275,9 +277,20 @@ class Scorer:
                     work = self._buffer("work", (bank.blocks.shape[2] + 1, width))  # per thread
                     pair_scores = self._buffer("pair_scores", (len(pair_design), width))
                     for j in range(first, stop):
-                        block_llr_sums(pair_design, bounds, used, bank.blocks[j], bank.scale[j],
-                                       bank.constant[j], work, pair_scores, pair_rows, log_post,
-                                       segment_bounds, sums[j])  # fmt: skip
+                        block_llr_sums(
+                            pair_design,
+                            bounds,
+                            used,
+                            bank.blocks[j],
+                            bank.scale[j],
+                            bank.constant[j],
+                            work,
+                            pair_scores,
+                            pair_rows,
+                            log_post,
+                            segment_bounds,
+                            sums[j],
+                        )
 
                 _in_parallel(blocks_task, n_blocks, len(pair_design) * width * n_blocks)
             else:  # one block: its components, then its segments, shared between threads
@@ -285,8 +298,16 @@ class Scorer:
 
                 def products(first: int, stop: int) -> None:
                     work = self._buffer("work", (bank.blocks.shape[2] + 1, width))  # per thread
-                    quantized_products(pair_design, bounds, used[first:stop], bank.blocks[0], bank.scale[0],
-                                       bank.constant[0], work, pair_scores)  # fmt: skip
+                    quantized_products(
+                        pair_design,
+                        bounds,
+                        used[first:stop],
+                        bank.blocks[0],
+                        bank.scale[0],
+                        bank.constant[0],
+                        work,
+                        pair_scores,
+                    )
 
                 _in_parallel(products, len(used), pair_scores.size)
                 sums[0] = self._segment_sums(pair_scores, pair_rows, log_post, segment_bounds)

@@ -30,7 +30,18 @@ from spkid.store.model_store import ModelStore
 from spkid.store.score_files import SpeakerCohortStats
 
 __all__ = [
-    "CALIBRATION_FILE", "COHORT_FILE", "FORMAT_VERSION", "FRONTEND_FILE", "LOCK_FILE", "MANIFEST_FILE",
-    "MAX_NAME_LENGTH", "ModelStore", "SPEAKERS_DIR", "SpeakerCohortStats", "UBM_FILE", "config_differences",
-    "speaker_file_name", "validate_speaker_name",
+    "CALIBRATION_FILE",
+    "COHORT_FILE",
+    "FORMAT_VERSION",
+    "FRONTEND_FILE",
+    "LOCK_FILE",
+    "MANIFEST_FILE",
+    "MAX_NAME_LENGTH",
+    "ModelStore",
+    "SPEAKERS_DIR",
+    "SpeakerCohortStats",
+    "UBM_FILE",
+    "config_differences",
+    "speaker_file_name",
+    "validate_speaker_name",
 ]

@@ -45,8 +45,10 @@ def validate_speaker_name(name: str) -> str:
         ("/" in name or "\\" in name, "must not contain a path separator ('/' or '\\')"),
         (".." in name, "must not contain '..'"),
         (name.startswith("."), "must not start with '.' (hidden names are refused)"),
-        (any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name),
-         "must not contain control characters"),
+        (
+            any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in name),
+            "must not contain control characters",
+        ),
         (name != name.strip(), "must not start or end with whitespace"),
     ]
     for broken, rule in rules:
@@ -98,8 +100,11 @@ def check_version(manifest: Mapping[str, Any], manifest_path: Path) -> None:
     format_version = manifest.get("format_version")
     same_major = written_by.split(".")[0] == spkid.__version__.split(".")[0]
     if format_version not in READABLE_FORMATS or not same_major:
-        advice = "upgrade spkid" if isinstance(format_version, int) and format_version > FORMAT_VERSION else (
-            "retrain it with spkid train-ubm")
+        advice = (
+            "upgrade spkid"
+            if isinstance(format_version, int) and format_version > FORMAT_VERSION
+            else ("retrain it with spkid train-ubm")
+        )
         raise StoreError(
             f"{manifest_path}: model written by spkid {written_by} (model format {format_version}); this is "
             f"spkid {spkid.__version__} (model format {FORMAT_VERSION}); {advice}"
@@ -122,12 +127,20 @@ def build_model(
     n_components, n_features = shape_of(model)
     weights, means, variances = model.weights_, model.means_, model.variances_
     problems = [
-        (weights.shape != (n_components,) or variances.shape != means.shape,
-         f"inconsistent shapes weights {weights.shape}, means {means.shape}, variances {variances.shape}"),
-        (shape is not None and (n_components, n_features) != tuple(shape),
-         f"has {n_components} components x {n_features} features but the UBM has {_shape_text(shape)}"),
-        (not (np.all(np.isfinite(means)) and np.all(np.isfinite(variances)) and np.all(np.isfinite(weights))),
-         "holds NaN or infinite parameters"),
+        (
+            weights.shape != (n_components,) or variances.shape != means.shape,
+            f"inconsistent shapes weights {weights.shape}, means {means.shape}, variances {variances.shape}",
+        ),
+        (
+            shape is not None and (n_components, n_features) != tuple(shape),
+            f"has {n_components} components x {n_features} features but the UBM has {_shape_text(shape)}",
+        ),
+        (
+            not (
+                np.all(np.isfinite(means)) and np.all(np.isfinite(variances)) and np.all(np.isfinite(weights))
+            ),
+            "holds NaN or infinite parameters",
+        ),
         (np.any(variances <= 0), "has non-positive variances"),
         (np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, atol=1e-6), "weights do not sum to 1"),
     ]
@@ -146,8 +159,9 @@ def check_cohort_arrays(
     checked = {}
     for key, value in arrays.items():
         if not isinstance(key, str) or not key or key.startswith("__"):
-            raise StoreError(f"{file}: {what} array name {key!r} must be a non-empty string without a "
-                             "leading '__'")
+            raise StoreError(
+                f"{file}: {what} array name {key!r} must be a non-empty string without a leading '__'"
+            )
         array = np.asarray(value)
         if array.dtype.kind not in "iuf":
             raise StoreError(f"{file}: {what} array {key!r} has dtype {array.dtype}; expected numbers")

@@ -29,9 +29,16 @@ from spkid.store.locking import writer_lock
 from spkid.store.manifest import encode_manifest
 
 __all__ = [
-    "CALIBRATION_FILE", "COHORT_FILE", "FRONTEND_FILE", "LOCK_FILE", "MANIFEST_FILE", "SPEAKERS_DIR", "UBM_FILE", "write_error",
+    "CALIBRATION_FILE",
+    "COHORT_FILE",
+    "FRONTEND_FILE",
+    "LOCK_FILE",
+    "MANIFEST_FILE",
+    "SPEAKERS_DIR",
+    "UBM_FILE",
+    "write_error",
     "write_model_directory",
-]  # fmt: skip
+]
 
 MANIFEST_FILE = "manifest.json"
 UBM_FILE = "ubm.npz"
@@ -47,8 +54,9 @@ def write_error(path: Path, exc: OSError) -> StoreError:
     return StoreError(f"{path}: cannot write to the model directory ({reason}); the stored model is intact")
 
 
-def write_model_directory(path: Path, contents: Mapping[str, bytes], manifest: Mapping[str, Any], *,
-                          overwrite: bool) -> None:
+def write_model_directory(
+    path: Path, contents: Mapping[str, bytes], manifest: Mapping[str, Any], *, overwrite: bool
+) -> None:
     """Replace the model at ``path`` (or create one) with the files ``contents`` (name -> bytes) and
     ``manifest``, deleting the old speakers, cohort and feature statistics.
 
@@ -69,14 +77,17 @@ def write_model_directory(path: Path, contents: Mapping[str, bytes], manifest: M
             remove_stale_temp_files(path)
             # Write the new files first, so a full disk or read-only directory fails before anything
             # old is deleted.
-            written = {name: write_temp_file(path, data, suffix=".npz")
-                       for name, data in contents.items()}  # fmt: skip
+            written = {name: write_temp_file(path, data, suffix=".npz") for name, data in contents.items()}
             try:
                 # Without a manifest the directory reads as "no model" until the rebuild completes.
                 (path / MANIFEST_FILE).unlink(missing_ok=True)
                 fsync_directory(path)
-                stale = [*(path / SPEAKERS_DIR).glob("*.npz"), path / COHORT_FILE, path / FRONTEND_FILE,
-                         path / CALIBRATION_FILE]  # fmt: skip
+                stale = [
+                    *(path / SPEAKERS_DIR).glob("*.npz"),
+                    path / COHORT_FILE,
+                    path / FRONTEND_FILE,
+                    path / CALIBRATION_FILE,
+                ]
                 for old in stale:
                     old.unlink(missing_ok=True)
                 for name, temporary in written.items():

@@ -22,8 +22,9 @@ CONFIG_SECTIONS = ("feature_config", "ubm_config", "enroll_config", "score_confi
 REQUIRED_KEYS = (*CONFIG_SECTIONS, "ubm_shape", "files")
 
 
-def new_manifest(configs: Mapping[str, Mapping[str, Any]], ubm_shape: tuple[int, int],
-                 files: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+def new_manifest(
+    configs: Mapping[str, Mapping[str, Any]], ubm_shape: tuple[int, int], files: Mapping[str, str]
+) -> dict[str, Any]:
     """The manifest of a freshly created model.
 
     Parameters

@@ -124,8 +124,12 @@ class ModelStore(ScoreFiles):
             stats_arrays = check_cohort_arrays(feature_stats, path / FRONTEND_FILE, what="feature statistics")
             stats_arrays[KIND_KEY] = np.asarray("frontend")
             contents[FRONTEND_FILE] = encode_npz(stats_arrays)
-        configs = {"feature_config": feature_config, "ubm_config": ubm_config, "enroll_config": enroll_config,
-                   "score_config": score_config}  # fmt: skip
+        configs = {
+            "feature_config": feature_config,
+            "ubm_config": ubm_config,
+            "enroll_config": enroll_config,
+            "score_config": score_config,
+        }
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
         manifest = new_manifest(configs, shape, hashes)
         write_model_directory(path, contents, manifest, overwrite=overwrite)
@@ -243,8 +247,14 @@ class ModelStore(ScoreFiles):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.speaker_path(name).is_file()
 
-    def save_speaker(self, name: str, model: MixtureParameters | DiagonalGMM, *, replace: bool = False,
-                     cohort_stats: SpeakerCohortStats | None = None) -> Path:
+    def save_speaker(
+        self,
+        name: str,
+        model: MixtureParameters | DiagonalGMM,
+        *,
+        replace: bool = False,
+        cohort_stats: SpeakerCohortStats | None = None,
+    ) -> Path:
         """Store a speaker model atomically, with its cohort statistics when given; returns its file.
 
         Raises
@@ -256,12 +266,21 @@ class ModelStore(ScoreFiles):
         target = self.speaker_path(name)
         arrays = to_arrays(model.to_dict(), what=f"speaker {name!r}")
         check_model_arrays(arrays, target, f"speaker {name!r}", self.ubm_shape)
-        arrays.update({KIND_KEY: np.asarray("speaker"), NAME_KEY: np.asarray(name),
-                       UBM_SHA_KEY: np.asarray(self._ubm_sha256)})
+        arrays.update(
+            {
+                KIND_KEY: np.asarray("speaker"),
+                NAME_KEY: np.asarray(name),
+                UBM_SHA_KEY: np.asarray(self._ubm_sha256),
+            }
+        )
         if cohort_stats is not None:
-            arrays.update({_COHORT_MEAN_KEY: np.asarray(cohort_stats.mean, np.float64),
-                           _COHORT_STD_KEY: np.asarray(cohort_stats.std, np.float64),
-                           _COHORT_TOP_C_KEY: np.asarray(-1 if cohort_stats.top_c is None else cohort_stats.top_c)})
+            arrays.update(
+                {
+                    _COHORT_MEAN_KEY: np.asarray(cohort_stats.mean, np.float64),
+                    _COHORT_STD_KEY: np.asarray(cohort_stats.std, np.float64),
+                    _COHORT_TOP_C_KEY: np.asarray(-1 if cohort_stats.top_c is None else cohort_stats.top_c),
+                }
+            )
         data = encode_npz(arrays)
         try:
             with writer_lock(self.path / LOCK_FILE):
@@ -278,8 +297,10 @@ class ModelStore(ScoreFiles):
                             "system (names differing only in case?)"
                         )
                     if not replace:
-                        raise StoreError(f"speaker {name!r} is already enrolled in {self.path}; "
-                                         "pass replace=True (--replace) to re-enroll")
+                        raise StoreError(
+                            f"speaker {name!r} is already enrolled in {self.path}; "
+                            "pass replace=True (--replace) to re-enroll"
+                        )
                 atomic_write_bytes(target, data)
         except OSError as exc:
             raise write_error(self.path, exc) from None
@@ -298,8 +319,9 @@ class ModelStore(ScoreFiles):
         model = build_model(arrays, file, f"speaker {name!r}", self.ubm_shape, kind="speaker")
         if _COHORT_MEAN_KEY in arrays:
             top_c = int(arrays[_COHORT_TOP_C_KEY])
-            stats = SpeakerCohortStats(float(arrays[_COHORT_MEAN_KEY]), float(arrays[_COHORT_STD_KEY]),
-                                       None if top_c < 0 else top_c)  # fmt: skip
+            stats = SpeakerCohortStats(
+                float(arrays[_COHORT_MEAN_KEY]), float(arrays[_COHORT_STD_KEY]), None if top_c < 0 else top_c
+            )
             if not (np.isfinite(stats.mean) and np.isfinite(stats.std) and stats.std >= 0):
                 raise StoreError(f"{file}: invalid cohort statistics {stats}")
             self.cohort_stats[name] = stats

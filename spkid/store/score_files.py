@@ -1,4 +1,4 @@
-"""The score side of a model directory: the normalisation cohort, the calibration, speakers' cohort statistics.
+"""The score side of a model directory: the normalisation cohort, the calibration, speakers' cohort stats.
 
 :class:`ScoreFiles` is the part of :class:`spkid.store.ModelStore` that reads and writes ``cohort.npz``
 (impostor segments and models) and ``calibration.json`` (what ``spkid calibrate`` fitted). Models made before
@@ -83,7 +83,9 @@ class ScoreFiles:
         try:
             values = {key: float(calibration[key]) for key in _CALIBRATION_KEYS}
         except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"{file}: a calibration needs numbers {', '.join(_CALIBRATION_KEYS)} ({exc})") from None
+            raise StoreError(
+                f"{file}: a calibration needs numbers {', '.join(_CALIBRATION_KEYS)} ({exc})"
+            ) from None
         if not all(np.isfinite(value) for value in values.values()):
             raise StoreError(f"{file}: non-finite calibration {values}")
         document = {"format": CALIBRATION_FORMAT, **values, "ubm_sha256": self._ubm_sha256}

@@ -14,6 +14,12 @@ from spkid.ubm.map import enroll, map_adapt
 from spkid.ubm.train import train_ubm
 
 __all__ = [
-    "ADAPTABLE", "BACKENDS", "EnrollConfig", "UBMConfig", "effective_components", "enroll", "map_adapt",
+    "ADAPTABLE",
+    "BACKENDS",
+    "EnrollConfig",
+    "UBMConfig",
+    "effective_components",
+    "enroll",
+    "map_adapt",
     "train_ubm",
 ]

@@ -48,8 +48,17 @@ from spkid.ubm.shards import (
 if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
-__all__ = ["Backend", "DaskBackend", "JoblibBackend", "LocalBackend", "ShardStatistics", "initial_model",
-           "open_backend", "sharded_em", "train_sharded"]
+__all__ = [
+    "Backend",
+    "DaskBackend",
+    "JoblibBackend",
+    "LocalBackend",
+    "ShardStatistics",
+    "initial_model",
+    "open_backend",
+    "sharded_em",
+    "train_sharded",
+]
 
 logger = logging.getLogger(__name__)
 DASK_INSTALL_HINT = "install it with: pip install 'spkid[dask]'"
@@ -133,15 +142,21 @@ class DaskBackend(Backend):
             import dask
             from dask.distributed import Client, LocalCluster
         except ImportError:
-            raise ConfigError(f"ubm.backend='dask': dask.distributed is not installed; {DASK_INSTALL_HINT}"
-                              ) from None
+            raise ConfigError(
+                f"ubm.backend='dask': dask.distributed is not installed; {DASK_INSTALL_HINT}"
+            ) from None
         self._cluster = None
         self._n_workers = 0  # learnt from the scheduler at the first map
         try:
             if scheduler is None:
                 with dask.config.set(_LOCAL_CLUSTER_CONFIG):  # read by the processes as they start
-                    self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                                 host="127.0.0.1", dashboard_address=None)
+                    self._cluster = LocalCluster(
+                        n_workers=n_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                    )
                 self._client = Client(self._cluster)
             else:
                 self._client = Client(scheduler, timeout="30s")
@@ -202,8 +217,14 @@ def initial_model(sources: Sequence[Source], n_components: int, config: UBMConfi
     n_rows = n_init_frames(n_frames, n_components)
     rows = np.sort(np.random.default_rng(config.random_state).choice(n_frames, size=n_rows, replace=False))
     sample = Frames(gather_rows(sources, rows), n_features=None)
-    return initial_parameters(sample, n_components, init=config.init, variance_floor=config.variance_floor,
-                              random_state=config.random_state, n_jobs=config.n_jobs)
+    return initial_parameters(
+        sample,
+        n_components,
+        init=config.init,
+        variance_floor=config.variance_floor,
+        random_state=config.random_state,
+        n_jobs=config.n_jobs,
+    )
 
 
 class ShardStatistics:
@@ -214,8 +235,15 @@ class ShardStatistics:
     seed which ones, so the result does not depend on the backend or the number of workers.
     """
 
-    def __init__(self, shards: Sequence[Shard], backend: Backend, *, max_frames: int | None = None,
-                 random_state: int = 0, chunk_size: int | None = None) -> None:
+    def __init__(
+        self,
+        shards: Sequence[Shard],
+        backend: Backend,
+        *,
+        max_frames: int | None = None,
+        random_state: int = 0,
+        chunk_size: int | None = None,
+    ) -> None:
         self.shards, self.backend = list(shards), backend
         self.random_state, self.chunk_size = random_state, chunk_size
         self._sizes = np.array([shard.n_frames for shard in self.shards])
@@ -228,9 +256,16 @@ class ShardStatistics:
             counts = draw.multivariate_hypergeometric(self._sizes, self.max_frames, method="marginals")
         else:
             counts = [None] * len(self.shards)
-        tasks = [ShardTask(shard, None if count is None else int(count),
-                           (self.random_state, iteration, index), self.backend.task_threads)
-                 for index, (shard, count) in enumerate(zip(self.shards, counts, strict=True)) if count != 0]
+        tasks = [
+            ShardTask(
+                shard,
+                None if count is None else int(count),
+                (self.random_state, iteration, index),
+                self.backend.task_threads,
+            )
+            for index, (shard, count) in enumerate(zip(self.shards, counts, strict=True))
+            if count != 0
+        ]
         results = self.backend.map(tasks, ModelParams(parameters, self.chunk_size))
         stats = SufficientStats.zeros(*parameters.means_.shape)
         for shard_stats in results:  # in shard order: the sum is the same whatever ran where
@@ -238,8 +273,9 @@ class ShardStatistics:
         return stats
 
 
-def sharded_em(start: MixtureParameters, shards: Sequence[Shard], backend: Backend,
-               config: UBMConfig) -> MixtureParameters:
+def sharded_em(
+    start: MixtureParameters, shards: Sequence[Shard], backend: Backend, config: UBMConfig
+) -> MixtureParameters:
     """EM of a UBM from ``start``: :func:`spkid.gmm.run_em` over :class:`ShardStatistics` on ``backend``.
 
     ``config``: ``max_iter``, ``tol``, ``variance_floor``, ``max_frames`` and ``random_state`` are used. A
@@ -248,13 +284,21 @@ def sharded_em(start: MixtureParameters, shards: Sequence[Shard], backend: Backe
     spell the default out, so a ``tol`` equal to it cannot be told from no ``tol`` at all.)
     """
     source = ShardStatistics(shards, backend, max_frames=config.max_frames, random_state=config.random_state)
-    return run_em(start, source, max_iter=config.max_iter, tol=config.tol,
-                  variance_floor=config.variance_floor, min_weight=DEFAULT_MIN_WEIGHT,
-                  warn=asked_for_convergence(config.tol, default=UBMConfig.tol), name="UBM")
+    return run_em(
+        start,
+        source,
+        max_iter=config.max_iter,
+        tol=config.tol,
+        variance_floor=config.variance_floor,
+        min_weight=DEFAULT_MIN_WEIGHT,
+        warn=asked_for_convergence(config.tol, default=UBMConfig.tol),
+        name="UBM",
+    )
 
 
-def train_sharded(features: object, config: UBMConfig, *,
-                  frames_per_shard: int = FRAMES_PER_SHARD) -> DiagonalGMM:
+def train_sharded(
+    features: object, config: UBMConfig, *, frames_per_shard: int = FRAMES_PER_SHARD
+) -> DiagonalGMM:
     """Train a UBM with ``config.backend``: what :func:`spkid.ubm.train_ubm` does.
 
     Parameters
@@ -275,8 +319,14 @@ def train_sharded(features: object, config: UBMConfig, *,
         with _on_disk(sources, backend.needs_files) as sources:
             start = initial_model(sources, n_components, config)
             fitted = sharded_em(start, make_shards(sources, frames_per_shard), backend, config)
-    return DiagonalGMM.from_params(fitted, max_iter=config.max_iter, tol=config.tol, init=config.init,
-                                   random_state=config.random_state, n_jobs=config.n_jobs)
+    return DiagonalGMM.from_params(
+        fitted,
+        max_iter=config.max_iter,
+        tol=config.tol,
+        init=config.init,
+        random_state=config.random_state,
+        n_jobs=config.n_jobs,
+    )
 
 
 @contextlib.contextmanager
@@ -291,8 +341,13 @@ def _on_disk(sources: list[Source], needed: bool) -> Iterator[list[Source]]:
     logger.info("writing in-memory features to %s for the worker processes", folder)
     try:
         stored = FeatureStore(folder).write(
-            "frames", ((str(index), source) for index, source in enumerate(sources)
-                       if not isinstance(source, FeatureFile)))
+            "frames",
+            (
+                (str(index), source)
+                for index, source in enumerate(sources)
+                if not isinstance(source, FeatureFile)
+            ),
+        )
         written = iter(stored.files)
         yield [source if isinstance(source, FeatureFile) else next(written) for source in sources]
     finally:

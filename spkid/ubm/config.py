@@ -25,9 +25,16 @@ from spkid.config_checks import (
 from spkid.errors import ModelError
 
 __all__ = [
-    "ADAPTABLE", "BACKENDS", "INITS", "EnrollConfig", "Subset", "UBMConfig", "checked_components",
-    "effective_components", "parse_adapt",
-]  # fmt: skip
+    "ADAPTABLE",
+    "BACKENDS",
+    "INITS",
+    "EnrollConfig",
+    "Subset",
+    "UBMConfig",
+    "checked_components",
+    "effective_components",
+    "parse_adapt",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +209,9 @@ def checked_components(config: UBMConfig, n_frames: int) -> int:
         )
     logger.warning(
         "UBM training: %d frames are too few for %d components at %d frames each; training %d components",
-        n_frames, config.n_components, config.min_frames_per_component, reduced,
-    )  # fmt: skip
+        n_frames,
+        config.n_components,
+        config.min_frames_per_component,
+        reduced,
+    )
     return reduced

@@ -120,7 +120,8 @@ def map_adapt(
 
 
 def enroll(
-    ubm: MixtureParameters | DiagonalGMM, features_list: Sequence[np.ndarray],
+    ubm: MixtureParameters | DiagonalGMM,
+    features_list: Sequence[np.ndarray],
     config: EnrollConfig = EnrollConfig(),
 ) -> MixtureParameters:
     """A speaker model from the speaker's utterances: :func:`map_adapt` with ``config``'s settings.

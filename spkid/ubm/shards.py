@@ -19,8 +19,18 @@ from spkid.errors import ModelError
 from spkid.features.files import FeatureFile, StoredFeatures
 from spkid.gmm import MixtureParameters, SufficientStats
 
-__all__ = ["ModelParams", "Shard", "ShardTask", "Source", "frame_sources", "gather_rows", "make_shards",
-           "shard_statistics", "shards_statistics", "task_statistics"]
+__all__ = [
+    "ModelParams",
+    "Shard",
+    "ShardTask",
+    "Source",
+    "frame_sources",
+    "gather_rows",
+    "make_shards",
+    "shard_statistics",
+    "shards_statistics",
+    "task_statistics",
+]
 
 Source = FeatureFile | np.ndarray
 # About 0.3 s of E-step per shard for 512 components: fine enough to balance workers, coarse enough that
@@ -100,8 +110,9 @@ def frame_sources(features: object, what: str = "UBM training") -> tuple[list[So
         if source is None:
             source = np.asarray(item, dtype=np.float32)
             if source.ndim != 2:
-                raise ModelError(f"{what}: utterance {index} has shape {source.shape}, "
-                                 "expected (n_frames, n_features)")
+                raise ModelError(
+                    f"{what}: utterance {index} has shape {source.shape}, expected (n_frames, n_features)"
+                )
             if not np.all(np.isfinite(source)):
                 raise ModelError(f"{what}: utterance {index} contains NaN or infinite features")
         width = source.n_features if isinstance(source, FeatureFile) else source.shape[1]
@@ -168,9 +179,11 @@ def _batches(task: ShardTask) -> Iterator[list[np.ndarray]]:
     """The shard's frames (or the ``n_sample`` drawn with ``seed``) as lists of arrays, bounded in size."""
     shard = task.shard
     if task.n_sample is None:
-        pieces = ((segment, start, min(start + READ_BATCH_FRAMES, segment.stop), None)
-                  for segment in shard.segments
-                  for start in range(segment.start, segment.stop, READ_BATCH_FRAMES))
+        pieces = (
+            (segment, start, min(start + READ_BATCH_FRAMES, segment.stop), None)
+            for segment in shard.segments
+            for start in range(segment.start, segment.stop, READ_BATCH_FRAMES)
+        )
     else:
         generator = np.random.default_rng(list(task.seed))
         rows = np.sort(generator.choice(shard.n_frames, size=task.n_sample, replace=False))

@@ -166,7 +166,9 @@ def test_enroll_existing_name_needs_replace(model_copy: Path, split_corpus):
     files = sorted((split_corpus["enroll"] / "spk01").glob("*.wav"))
     check_cli_error(
         cli_invoke("enroll", model_copy, "--speaker", "spk01", *files),
-        "spk01", "already enrolled", "--replace",
+        "spk01",
+        "already enrolled",
+        "--replace",
     )
     result = cli_invoke("enroll", model_copy, "--speaker", "spk01", *files, "--replace", "-q")
     check_cli_ok(result)
@@ -246,8 +248,9 @@ HEAVY_MODULES = ("matplotlib", "sklearn", "librosa", "scipy.signal")
 
 
 @pytest.mark.parametrize("command", ["identify", "verify"])
-def test_identify_and_verify_import_no_heavy_modules(enrolled_model: Path, split_corpus, command: str,
-                                                     tmp_path: Path):  # fmt: skip
+def test_identify_and_verify_import_no_heavy_modules(
+    enrolled_model: Path, split_corpus, command: str, tmp_path: Path
+):
     """Each of those imports costs a second or more of every call that never plots, calibrates or needs
     librosa (a fresh process shows it); 8 kHz input is resampled without librosa too."""
     wav = sorted((split_corpus["test"] / "spk01").glob("*.wav"))[0]
@@ -325,9 +328,7 @@ def test_score_and_evaluate_kaldi_trials(enrolled_model: Path, split_corpus, tmp
     )
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     evaluated = cli_invoke("evaluate", scores, "--trials", tmp_path / "trials.txt", "--json")
-    metrics = json.loads(evaluated.stdout)[
-        "metrics"
-    ]
+    metrics = json.loads(evaluated.stdout)["metrics"]
     from spkid.metrics import eer, min_dcf
 
     assert metrics["eer"] == pytest.approx(eer(target, nontarget))
@@ -336,8 +337,12 @@ def test_score_and_evaluate_kaldi_trials(enrolled_model: Path, split_corpus, tmp
 
     # Labelled score lines need no trial list; unlabelled ones do.
     labelled = tmp_path / "labelled.txt"
-    labelled.write_text("".join(f"{e} {t} {s} {'target' if y else 'nontarget'}\n"
-                                for (e, t, s), (_, _, y) in zip(lines, trials, strict=True)))  # fmt: skip
+    labelled.write_text(
+        "".join(
+            f"{e} {t} {s} {'target' if y else 'nontarget'}\n"
+            for (e, t, s), (_, _, y) in zip(lines, trials, strict=True)
+        )
+    )
     again = json.loads(cli_invoke("evaluate", labelled, "--json").stdout)["metrics"]
     assert again["eer"] == pytest.approx(metrics["eer"])
     check_cli_error(cli_invoke("evaluate", scores), "carry no labels", "--trials")
@@ -365,7 +370,8 @@ def test_score_voxceleb_format_adapts_utterance_models(enrolled_model: Path, spl
     (tmp_path / "unknown.txt").write_text(f"stranger {relative[0]} target\n")
     check_cli_error(
         cli_invoke("score", enrolled_model, tmp_path / "unknown.txt", *args),
-        "'stranger'", "neither an enrolled",
+        "'stranger'",
+        "neither an enrolled",
     )
 
 
@@ -380,8 +386,17 @@ def test_8khz_round_trip(split_corpus, tmp_path: Path):
     """A feature setting chosen at train-ubm is stored and used by every later command."""
     model = tmp_path / "narrowband"
     speakers = ["spk01", "spk02"]
-    check_cli_ok(cli_invoke("train-ubm", model, *(split_corpus["enroll"] / s for s in speakers), *SMALL,
-                    "--set", "features.sample_rate=8000", "-q"))  # fmt: skip
+    check_cli_ok(
+        cli_invoke(
+            "train-ubm",
+            model,
+            *(split_corpus["enroll"] / s for s in speakers),
+            *SMALL,
+            "--set",
+            "features.sample_rate=8000",
+            "-q",
+        )
+    )
     assert json.loads(cli_invoke("list", model, "--json").stdout)["sample_rate"] == 8000
     for speaker in speakers:
         check_cli_ok(
@@ -429,12 +444,35 @@ def test_download_from_a_local_mirror(tmp_path: Path, synthetic_corpus: Path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/resources/12"
         # The published checksum does not match the fixture archive: nothing is extracted.
-        check_cli_error(cli_invoke("download", "librispeech", "--subset", "test-other", "--dest",
-                                   tmp_path / "a", "--base-url", url, "-q"), "test-other")  # fmt: skip
+        check_cli_error(
+            cli_invoke(
+                "download",
+                "librispeech",
+                "--subset",
+                "test-other",
+                "--dest",
+                tmp_path / "a",
+                "--base-url",
+                url,
+                "-q",
+            ),
+            "test-other",
+        )
         assert not (tmp_path / "a" / "LibriSpeech").exists()
         md5 = hashlib.md5(archive).hexdigest()
-        result = cli_invoke("download", "librispeech", "--subset", "test-other", "--dest", tmp_path / "b",
-                        "--base-url", url, "--md5", md5, "-q")  # fmt: skip
+        result = cli_invoke(
+            "download",
+            "librispeech",
+            "--subset",
+            "test-other",
+            "--dest",
+            tmp_path / "b",
+            "--base-url",
+            url,
+            "--md5",
+            md5,
+            "-q",
+        )
         check_cli_ok(result)
         assert (tmp_path / "b" / "LibriSpeech" / "test-other" / "1" / "2" / flac).is_file()
     finally:
@@ -525,8 +563,11 @@ def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
     from spkid.score import Cohort
 
     model = tmp_path / "snorm"
-    check_cli_ok(cli_invoke("train-ubm", model, split_corpus["enroll"], *SMALL,
-                            "--set", "score.normalization=snorm", "-q"))  # fmt: skip
+    check_cli_ok(
+        cli_invoke(
+            "train-ubm", model, split_corpus["enroll"], *SMALL, "--set", "score.normalization=snorm", "-q"
+        )
+    )
     check_cli_ok(cli_invoke("enroll", model, split_corpus["enroll"], "-q"))
     wav = sorted((split_corpus["test"] / "spk05").glob("*.wav"))[0]
     document = json.loads(cli_invoke("identify", model, wav, "--json", "-k", "0").stdout)[0]
@@ -574,7 +615,8 @@ def test_warnings_from_worker_processes_go_to_stderr_unless_quiet(
     check_cli_ok(result)
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and "take0.wav" in warnings[0] and "clipped" in warnings[0], result.stderr
-    quiet = cli_invoke("identify", enrolled_model, tmp_path / "take0.wav", tmp_path / "take1.wav", "-j", "2",
-                   "--quiet")
+    quiet = cli_invoke(
+        "identify", enrolled_model, tmp_path / "take0.wav", tmp_path / "take1.wav", "-j", "2", "--quiet"
+    )
     check_cli_ok(quiet)
     assert "clipped" not in quiet.stderr and quiet.stdout == result.stdout

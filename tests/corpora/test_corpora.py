@@ -139,7 +139,9 @@ def test_voxceleb_verification_protocol(voxceleb_root):
     assert len(protocol.train) == 6
     assert sorted(protocol.enroll) == ["id10270-x6uYqmx31kE-00001", "id10271-1gtz-CUIygI-00001"]
     assert [u.id for u in protocol.test] == [
-        "id10270-8jEAjG6SegY-00008", "id10270-x6uYqmx31kE-00002", "id10271-1gtz-CUIygI-00002",
+        "id10270-8jEAjG6SegY-00008",
+        "id10270-x6uYqmx31kE-00002",
+        "id10271-1gtz-CUIygI-00002",
     ]
     assert [t.target for t in protocol.trials] == [True, False, True, False]
     assert protocol.trials[0] == Trial("id10270-x6uYqmx31kE-00001", "id10270-8jEAjG6SegY-00008", True)

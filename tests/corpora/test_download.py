@@ -113,8 +113,12 @@ def test_download_verify_extract(server, tmp_path):
     archive = make_archive(members)
     server.files[f"{SUBSET}.tar.gz"] = archive
     target = download_librispeech(
-        SUBSET, tmp_path, base_url=server.base_url, md5=md5(archive),
-        sha256=hashlib.sha256(archive).hexdigest(), progress=False,
+        SUBSET,
+        tmp_path,
+        base_url=server.base_url,
+        md5=md5(archive),
+        sha256=hashlib.sha256(archive).hexdigest(),
+        progress=False,
     )
     assert target == tmp_path / "LibriSpeech" / SUBSET
     for name, payload in members.items():
@@ -176,8 +180,9 @@ def test_bad_checksum_extracts_nothing(server, tmp_path):
         download_librispeech(SUBSET, tmp_path, base_url=server.base_url, md5="0" * 32, progress=False)
     assert list(tmp_path.iterdir()) == []  # no archive, no part, nothing extracted
     with pytest.raises(DataError, match=r"sha256 checksum mismatch"):
-        download_librispeech(SUBSET, tmp_path, base_url=server.base_url, md5=md5(archive), sha256="1" * 64,
-                             progress=False)
+        download_librispeech(
+            SUBSET, tmp_path, base_url=server.base_url, md5=md5(archive), sha256="1" * 64, progress=False
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -39,14 +39,17 @@ def test_protocol_splits_in_sorted_relative_path_order(fake_speech_commands: Pat
     for speaker in ENROLLED:
         # The _unknown_ clips sort first ('_' < 'a'), so they enroll; the word-folder clips are the tests.
         assert ids(protocol.enroll[speaker]) == [
-            f"_unknown_/bed_{speaker}_nohash_0", f"_unknown_/wow_{speaker}_nohash_1",
-        ]  # fmt: skip
+            f"_unknown_/bed_{speaker}_nohash_0",
+            f"_unknown_/wow_{speaker}_nohash_1",
+        ]
     tests = [("no", 0), ("yes", 0), ("yes", 1)]
     assert ids(protocol.test) == sorted(f"{word}/{s}_nohash_{n}" for s in ENROLLED for word, n in tests)
     assert ids(protocol.train) == [
-        f"_unknown_/cat_{POOL[0]}_nohash_3", f"no/{POOL[1]}_nohash_0", f"no/{POOL[1]}_nohash_1",
+        f"_unknown_/cat_{POOL[0]}_nohash_3",
+        f"no/{POOL[1]}_nohash_0",
+        f"no/{POOL[1]}_nohash_1",
         f"yes/{POOL[0]}_nohash_0",
-    ]  # fmt: skip
+    ]
     assert {clip.speaker for clip in protocol.train} == set(POOL)
     assert len(protocol.trials) == len(protocol.test) * len(ENROLLED) == 27
     assert sum(trial.target for trial in protocol.trials) == 9
@@ -112,5 +115,3 @@ def test_real_speech_commands_protocol():
     assert len({clip.speaker for clip in protocol.train}) == 186
     assert not {clip.speaker for clip in protocol.train} & set(protocol.enroll)
     assert len(protocol.trials) == 2132 * 53 and sum(trial.target for trial in protocol.trials) == 2132
-
-

@@ -163,8 +163,14 @@ def test_windows_match_scipy(n_samples: int) -> None:
 
 @pytest.mark.parametrize(
     ("sample_rate", "n_fft", "n_mels", "f_min_hz", "f_max_hz"),
-    [(16000, 512, 40, 20.0, 7600.0), (8000, 256, 23, 20.0, 3800.0), (16000, 400, 80, 0.0, 8000.0),
-     (44100, 2048, 128, 0.0, 22050.0), (22050, 1024, 40, 300.0, 8000.0), (8000, 200, 30, 100.0, 4000.0)],
+    [
+        (16000, 512, 40, 20.0, 7600.0),
+        (8000, 256, 23, 20.0, 3800.0),
+        (16000, 400, 80, 0.0, 8000.0),
+        (44100, 2048, 128, 0.0, 22050.0),
+        (22050, 1024, 40, 300.0, 8000.0),
+        (8000, 200, 30, 100.0, 4000.0),
+    ],
 )
 def test_mel_filterbank_is_librosas_and_cached(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz) -> None:
     filters = mel_filterbank(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz)
@@ -178,8 +184,9 @@ def test_mel_filterbank_is_librosas_and_cached(sample_rate, n_fft, n_mels, f_min
     assert not filters.flags.writeable
     mels = np.linspace(0.0, 60.0, 121)
     np.testing.assert_allclose(filterbanks.hz_to_mel(filterbanks.mel_to_hz(mels)), mels, atol=1e-9)
-    np.testing.assert_allclose(filterbanks.hz_to_mel([100.0, 1000.0, 4000.0]),
-                               librosa.hz_to_mel([100.0, 1000.0, 4000.0]), rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        filterbanks.hz_to_mel([100.0, 1000.0, 4000.0]), librosa.hz_to_mel([100.0, 1000.0, 4000.0]), rtol=1e-12
+    )
 
 
 def test_log_mel_matches_power_to_db() -> None:

@@ -64,10 +64,13 @@ def test_global_stats_round_trip_and_digest() -> None:
 
 @pytest.mark.parametrize(
     "arrays",
-    [{"mean": np.zeros(3)}, {"mean": np.zeros(3), "variance": np.ones(2), "n_frames": np.asarray(4)},
-     {"mean": np.zeros(3), "variance": -np.ones(3), "n_frames": np.asarray(4)},
-     {"mean": np.full(3, np.nan), "variance": np.ones(3), "n_frames": np.asarray(4)}],
-)  # fmt: skip
+    [
+        {"mean": np.zeros(3)},
+        {"mean": np.zeros(3), "variance": np.ones(2), "n_frames": np.asarray(4)},
+        {"mean": np.zeros(3), "variance": -np.ones(3), "n_frames": np.asarray(4)},
+        {"mean": np.full(3, np.nan), "variance": np.ones(3), "n_frames": np.asarray(4)},
+    ],
+)
 def test_global_stats_refuse_bad_arrays(arrays: dict) -> None:
     with pytest.raises(FeatureError, match="global statistics"):
         GlobalStats.from_arrays(arrays)
@@ -99,9 +102,10 @@ def test_adaptive_cmvn_tends_to_utterance_cmvn_for_long_input(variance: bool) ->
     # relevance 0 is exactly utterance CMVN, whatever the length
     short = _frames(7)
     np.testing.assert_allclose(
-        adaptive_cmvn(short, stats, relevance_frames=0.0, variance=variance), cmvn(short, variance=variance),
+        adaptive_cmvn(short, stats, relevance_frames=0.0, variance=variance),
+        cmvn(short, variance=variance),
         atol=1e-5,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("variance", [True, False])
@@ -110,8 +114,10 @@ def test_adaptive_cmvn_tends_to_the_global_statistics_for_very_short_input(varia
     one_frame = _frames(1)
     np.testing.assert_allclose(
         adaptive_cmvn(one_frame, stats, relevance_frames=1e6, variance=variance),
-        global_cmvn(one_frame, stats, variance=variance), rtol=1e-4, atol=1e-4,
-    )  # fmt: skip
+        global_cmvn(one_frame, stats, variance=variance),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_adaptive_cmvn_weights_the_utterance_by_its_length() -> None:
@@ -144,8 +150,11 @@ def test_feature_warping_is_standard_normal_over_the_window() -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(min_value=2, max_value=80), st.floats(min_value=0.1, max_value=10.0),
-       st.floats(min_value=-5.0, max_value=5.0))  # fmt: skip
+@given(
+    st.integers(min_value=2, max_value=80),
+    st.floats(min_value=0.1, max_value=10.0),
+    st.floats(min_value=-5.0, max_value=5.0),
+)
 def test_feature_warping_ignores_monotone_channel_changes(n_frames: int, gain: float, shift: float) -> None:
     frames = _frames(n_frames, n_dims=2, seed=n_frames)
     np.testing.assert_array_equal(

@@ -45,8 +45,10 @@ def test_one_info_line_per_iteration_with_likelihood_and_gain(frames, caplog):
     assert len(lines) == 5 + 1  # five iterations, then the verdict
     history = model.history_
     for iteration, line in enumerate(lines[:5], start=1):
-        assert line.startswith(f"DiagonalGMM EM iteration {iteration}/5: log-likelihood per frame "
-                               f"{history[iteration - 1]:.6f}, gain ")
+        assert line.startswith(
+            f"DiagonalGMM EM iteration {iteration}/5: log-likelihood per frame "
+            f"{history[iteration - 1]:.6f}, gain "
+        )
         gain = "n/a" if iteration == 1 else f"{history[iteration - 1] - history[iteration - 2]:+.3e}"
         assert f", gain {gain}, 2400 frames, " in line and line.endswith(" s")
     assert lines[-1].startswith("DiagonalGMM EM did not converge within max_iter=5 iterations (last gain +")
@@ -71,12 +73,15 @@ def test_nothing_is_printed(frames, capsys):
 # --------------------------------------------------------------------------------- convergence warning
 
 
-@pytest.mark.parametrize("params, warned", [
-    ({"max_iter": 2}, False),                        # default tol: the iteration count is the budget
-    ({"max_iter": 2, "tol": 0.0}, False),            # tol=0 asks for exactly max_iter iterations
-    ({"max_iter": 2, "tol": 1e-12}, True),           # a tol of the caller's own, not reached
-    ({"max_iter": 300, "tol": 1e-2}, False),         # a tol of the caller's own, reached
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "params, warned",
+    [
+        ({"max_iter": 2}, False),  # default tol: the iteration count is the budget
+        ({"max_iter": 2, "tol": 0.0}, False),  # tol=0 asks for exactly max_iter iterations
+        ({"max_iter": 2, "tol": 1e-12}, True),  # a tol of the caller's own, not reached
+        ({"max_iter": 300, "tol": 1e-2}, False),  # a tol of the caller's own, reached
+    ],
+)
 def test_convergence_warning_only_when_a_requested_tol_is_not_reached(params, warned):
     caught = fit_quietly(**params)
     assert len(caught) == int(warned)
@@ -90,10 +95,27 @@ def test_convergence_matches_sklearn_given_the_same_start(frames):
     rng = np.random.default_rng(0)
     weights, means = np.full(4, 0.25), frames[rng.choice(len(frames), 4, replace=False)].astype(np.float64)
     variances = np.tile(frames.var(axis=0).astype(np.float64), (4, 1))
-    ours = DiagonalGMM(4, max_iter=500, tol=1e-6, variance_floor=0.0, min_weight=0.0, dtype=np.float64,
-                       weights_init=weights, means_init=means, variances_init=variances).fit(frames)
-    reference = GaussianMixture(4, covariance_type="diag", reg_covar=0.0, tol=1e-6, max_iter=500,
-                                weights_init=weights, means_init=means, precisions_init=1 / variances)
+    ours = DiagonalGMM(
+        4,
+        max_iter=500,
+        tol=1e-6,
+        variance_floor=0.0,
+        min_weight=0.0,
+        dtype=np.float64,
+        weights_init=weights,
+        means_init=means,
+        variances_init=variances,
+    ).fit(frames)
+    reference = GaussianMixture(
+        4,
+        covariance_type="diag",
+        reg_covar=0.0,
+        tol=1e-6,
+        max_iter=500,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=1 / variances,
+    )
     reference.fit(frames.astype(np.float64))
     assert ours.converged_ and reference.converged_
     assert ours.n_iter_ == reference.n_iter_

@@ -54,8 +54,16 @@ def mixture_data():
 def sklearn_reference(mixture_data):
     weights, means, variances = starting_point(mixture_data, 6)
     reference = GaussianMixture(
-        6, covariance_type="diag", reg_covar=0.0, tol=0.0, max_iter=10, init_params="random_from_data",
-        weights_init=weights, means_init=means, precisions_init=1.0 / variances, random_state=0,
+        6,
+        covariance_type="diag",
+        reg_covar=0.0,
+        tol=0.0,
+        max_iter=10,
+        init_params="random_from_data",
+        weights_init=weights,
+        means_init=means,
+        precisions_init=1.0 / variances,
+        random_state=0,
     )
     with pytest.warns(Warning):  # ConvergenceWarning: tol=0 never converges, on purpose
         reference.fit(mixture_data)
@@ -100,10 +108,12 @@ def test_scoring_matches_sklearn(mixture_data, sklearn_reference, dtype, rtol):
 
 def test_weighted_log_prob_matches_scipy():
     frames, (weights, means, variances) = make_mixture(seed=5, n_frames=500, n_components=3, n_features=4)
-    expected = np.column_stack([
-        np.log(weights[k]) + multivariate_normal(means[k], np.diag(variances[k])).logpdf(frames)
-        for k in range(3)
-    ])
+    expected = np.column_stack(
+        [
+            np.log(weights[k]) + multivariate_normal(means[k], np.diag(variances[k])).logpdf(frames)
+            for k in range(3)
+        ]
+    )
     model64 = DiagonalGMM.from_params(weights, means, variances, dtype=np.float64)
     np.testing.assert_allclose(model64.weighted_log_prob(frames), expected, rtol=1e-12)
     model32 = DiagonalGMM.from_params(weights, means, variances)
@@ -126,27 +136,49 @@ def test_float32_stays_accurate_for_uncentred_features():
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 10_000), n_components=st.integers(1, 5), n_features=st.integers(1, 4),
-       variance_floor=st.sampled_from([0.0, 1e-3, 0.1]))
+@given(
+    seed=st.integers(0, 10_000),
+    n_components=st.integers(1, 5),
+    n_features=st.integers(1, 4),
+    variance_floor=st.sampled_from([0.0, 1e-3, 0.1]),
+)
 def test_em_properties(seed, n_components, n_features, variance_floor):
     frames, _ = make_mixture(seed, 40 * n_components + 60, n_components, n_features)
-    model = DiagonalGMM(n_components, max_iter=12, tol=0.0, variance_floor=variance_floor, min_weight=0.0,
-                        dtype=np.float64, random_state=seed).fit(frames)
+    model = DiagonalGMM(
+        n_components,
+        max_iter=12,
+        tol=0.0,
+        variance_floor=variance_floor,
+        min_weight=0.0,
+        dtype=np.float64,
+        random_state=seed,
+    ).fit(frames)
     history = np.asarray(model.history_)
     # Plain EM (floored variances are still the constrained maximum) never lowers the likelihood.
     assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
     assert model.weights_.sum() == pytest.approx(1.0, abs=1e-12)
     assert np.all(model.weights_ >= 0)
     assert np.all(model.variances_ >= variance_floor * frames.var(axis=0) * (1 - 1e-9))
-    again = DiagonalGMM(n_components, max_iter=12, tol=0.0, variance_floor=variance_floor, min_weight=0.0,
-                        dtype=np.float64, random_state=seed).fit(frames)
+    again = DiagonalGMM(
+        n_components,
+        max_iter=12,
+        tol=0.0,
+        variance_floor=variance_floor,
+        min_weight=0.0,
+        dtype=np.float64,
+        random_state=seed,
+    ).fit(frames)
     np.testing.assert_array_equal(again.means_, model.means_)
     np.testing.assert_array_equal(again.variances_, model.variances_)
 
 
 @settings(max_examples=8, deadline=None)
-@given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(1, 399), min_size=1, max_size=6),
-       init=st.sampled_from(["kmeans++", "split"]), chunk_size=st.sampled_from([None, 37, 128]))
+@given(
+    seed=st.integers(0, 10_000),
+    cuts=st.lists(st.integers(1, 399), min_size=1, max_size=6),
+    init=st.sampled_from(["kmeans++", "split"]),
+    chunk_size=st.sampled_from([None, 37, 128]),
+)
 def test_sequence_of_arrays_equals_concatenation(seed, cuts, init, chunk_size):
     frames, _ = make_mixture(seed, 400, 3, 3)
     frames = frames.astype(np.float32)
@@ -343,10 +375,14 @@ def test_error_wrong_dimensionality(mixture_data):
 def test_error_not_fitted_and_bad_settings(mixture_data):
     with pytest.raises(NotFittedError, match="not fitted"):  # scikit-learn's, as check_estimator expects
         DiagonalGMM(2).score(mixture_data)
-    for params, message in [({"dtype": np.int32}, "dtype"), ({"init": "random"}, "init"),
-                            ({"min_weight": 0.6}, "min_weight"), ({"chunk_size": 0}, "chunk_size"),
-                            ({"random_state": "seven"}, "random_state"),
-                            ({"means_init": np.zeros((3, 5))}, r"means_init: expected shape \(2, 5\)")]:
+    for params, message in [
+        ({"dtype": np.int32}, "dtype"),
+        ({"init": "random"}, "init"),
+        ({"min_weight": 0.6}, "min_weight"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"random_state": "seven"}, "random_state"),
+        ({"means_init": np.zeros((3, 5))}, r"means_init: expected shape \(2, 5\)"),
+    ]:
         with pytest.raises(ModelError, match=message):
             DiagonalGMM(2, **params).fit(mixture_data)
     model = DiagonalGMM(2, max_iter=1, random_state=0).fit(mixture_data)
@@ -354,16 +390,19 @@ def test_error_not_fitted_and_bad_settings(mixture_data):
         model.apply_stats(SufficientStats.zeros(3, 5))
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"weights": np.array([0.7, 0.7])}, "sum to 1"),
-    ({"weights": np.array([1.5, -0.5])}, ">= 0"),
-    ({"means": np.zeros((2, 3))}, "variances: expected shape"),
-    ({"weights": np.ones(3) / 3}, r"weights: expected shape \(2,\)"),
-    ({"variances": -np.ones((2, 4))}, "> 0"),
-    ({"means": np.full((2, 4), np.nan)}, "means: contains NaN"),
-    ({"extra": 1}, "unknown key 'extra'"),
-    ({"dtype": "float16"}, "dtype"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"weights": np.array([0.7, 0.7])}, "sum to 1"),
+        ({"weights": np.array([1.5, -0.5])}, ">= 0"),
+        ({"means": np.zeros((2, 3))}, "variances: expected shape"),
+        ({"weights": np.ones(3) / 3}, r"weights: expected shape \(2,\)"),
+        ({"variances": -np.ones((2, 4))}, "> 0"),
+        ({"means": np.full((2, 4), np.nan)}, "means: contains NaN"),
+        ({"extra": 1}, "unknown key 'extra'"),
+        ({"dtype": "float16"}, "dtype"),
+    ],
+)
 def test_from_dict_validates(change, message):
     data = {"weights": np.array([0.5, 0.5]), "means": np.zeros((2, 4)), "variances": np.ones((2, 4))}
     data.update(change)

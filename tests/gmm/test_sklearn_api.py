@@ -55,8 +55,9 @@ def test_grid_search_picks_n_components_by_held_out_likelihood():
     assert isinstance(search.best_estimator_, DiagonalGMM) and search.best_estimator_.n_components == 4
     # scikit-learn's GaussianMixture chooses the same, and the held-out mean log-likelihood per frame of the
     # true size is its own (with 2 components each EM merges clusters its own way: only far lower, both).
-    reference = GridSearchCV(GaussianMixture(covariance_type="diag", random_state=0, max_iter=50),
-                             {"n_components": [2, 4]}, cv=3).fit(X)
+    reference = GridSearchCV(
+        GaussianMixture(covariance_type="diag", random_state=0, max_iter=50), {"n_components": [2, 4]}, cv=3
+    ).fit(X)
     assert reference.best_params_ == {"n_components": 4}
     ours, theirs = search.cv_results_["mean_test_score"], reference.cv_results_["mean_test_score"]
     assert ours[1] == pytest.approx(theirs[1], abs=1e-3)
@@ -73,8 +74,11 @@ def test_check_estimator_passes_in_float64():
 
 def test_check_estimator_passes_with_the_default_float32_but_for_the_listed_checks():
     statuses = run_checks(DiagonalGMM(), FLOAT32_EXPECTED_FAILURES)
-    unexpected = {name: status for name, status in statuses.items()
-                  if status not in ("passed", "skipped") and name not in FLOAT32_EXPECTED_FAILURES}
+    unexpected = {
+        name: status
+        for name, status in statuses.items()
+        if status not in ("passed", "skipped") and name not in FLOAT32_EXPECTED_FAILURES
+    }
     assert not unexpected
 
 

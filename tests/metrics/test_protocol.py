@@ -30,7 +30,8 @@ def test_kaldi_trial_list_is_read_as_is(tmp_path):
     text = "# comment\nid10270-a id10270-b target\n\nid10270-a id10300-c nontarget\n"
     (tmp_path / "trials").write_text(text)
     assert read_trials(tmp_path / "trials") == [
-        Trial("id10270-a", "id10270-b", True), Trial("id10270-a", "id10300-c", False),
+        Trial("id10270-a", "id10270-b", True),
+        Trial("id10270-a", "id10300-c", False),
     ]
 
 
@@ -52,8 +53,11 @@ def test_score_file_round_trip_and_split(tmp_path):
     scores = [ScoredTrial("a", "t1", 1.2345678901234567), ScoredTrial("b", "t1", -3e-9), ("a", "t2", 0.5)]
     write_scores(tmp_path / "scores", scores)
     loaded = read_scores(tmp_path / "scores")
-    assert loaded == [ScoredTrial("a", "t1", 1.2345678901234567), ScoredTrial("b", "t1", -3e-9),
-                      ScoredTrial("a", "t2", 0.5)]
+    assert loaded == [
+        ScoredTrial("a", "t1", 1.2345678901234567),
+        ScoredTrial("b", "t1", -3e-9),
+        ScoredTrial("a", "t2", 0.5),
+    ]
     trials = [Trial("a", "t1", True), Trial("b", "t1", False), Trial("a", "t2", False)]
     target, nontarget = split_scores(loaded, trials)
     np.testing.assert_array_equal(target, [1.2345678901234567])

@@ -215,9 +215,14 @@ def voxceleb1_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vox_overrides(root: Path, tmp_path: Path) -> list[str]:
     """The shipped VoxCeleb1 recipe pointed at the fixture, with a model small enough for it."""
     return [
-        f"data.root={root}", f"recipe.output_dir={tmp_path / 'exp'}", "recipe.n_jobs=1",
-        "ubm.n_components=16", "ubm.max_iter=5", "ubm.max_frames=null", "score.cohort_size=8",
-    ]  # fmt: skip
+        f"data.root={root}",
+        f"recipe.output_dir={tmp_path / 'exp'}",
+        "recipe.n_jobs=1",
+        "ubm.n_components=16",
+        "ubm.max_iter=5",
+        "ubm.max_frames=null",
+        "score.cohort_size=8",
+    ]
 
 
 def test_voxceleb1_recipe_verification_on_the_official_layout(voxceleb1_root: Path, tmp_path: Path):

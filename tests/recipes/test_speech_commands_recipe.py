@@ -42,8 +42,10 @@ def test_recipe_config_rejects_bad_speech_commands_keys(fake_speech_commands: Pa
     ]
     path = tmp_path / "bad.yaml"
     for recipe, message in cases:
-        document = {"recipe": {"corpus": "speech_commands", **recipe},
-                    "data": {"root": str(fake_speech_commands)}}
+        document = {
+            "recipe": {"corpus": "speech_commands", **recipe},
+            "data": {"root": str(fake_speech_commands)},
+        }
         path.write_text(yaml.safe_dump(document))
         with pytest.raises(ConfigError, match=message):
             load_recipe(path)
@@ -81,10 +83,16 @@ def synthetic_speech_commands(tmp_path: Path) -> Path:
 
 def test_shipped_recipe_runs_end_to_end(synthetic_speech_commands: Path, tmp_path: Path):
     overrides = [
-        f"data.root={synthetic_speech_commands}", f"recipe.output_dir={tmp_path / 'exp'}", "recipe.n_jobs=1",
-        "recipe.min_clips=5", "recipe.n_enroll=2", "recipe.top_k=2",
-        "ubm.n_components=8", "ubm.max_iter=3", "score.cohort_size=4",
-    ]  # fmt: skip
+        f"data.root={synthetic_speech_commands}",
+        f"recipe.output_dir={tmp_path / 'exp'}",
+        "recipe.n_jobs=1",
+        "recipe.min_clips=5",
+        "recipe.n_enroll=2",
+        "recipe.top_k=2",
+        "ubm.n_components=8",
+        "ubm.max_iter=3",
+        "score.cohort_size=4",
+    ]
     result = run_recipe(RECIPE, overrides=overrides)
     assert {stage.name: stage.status for stage in result.stages} == {stage: "ran" for stage in STAGES}
     assert result.metrics["n_identification_tests"] == 3 * 3

@@ -49,8 +49,10 @@ def test_old_model_identifies_with_the_same_scores(old_model: Path) -> None:
         reference = expected[Path(result.recording).name]
         assert [name for name, _ in result.scores] == [item["speaker"] for item in reference["scores"]]
         np.testing.assert_allclose(
-            [score for _, score in result.scores], [item["score"] for item in reference["scores"]],
-            rtol=1e-5, atol=1e-5,
+            [score for _, score in result.scores],
+            [item["score"] for item in reference["scores"]],
+            rtol=1e-5,
+            atol=1e-5,
         )
         accepted = reference["speaker"] != "unknown"
         assert (result.accepted if hasattr(result, "accepted") else result.speaker != "unknown") == accepted

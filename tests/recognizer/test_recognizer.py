@@ -109,5 +109,3 @@ def test_normalizer_needs_a_cohort(model: Path):
     ubm = ModelStore.open(model).load_ubm()
     with pytest.raises(StoreError, match="needs a cohort"):
         Normalizer("snorm", ubm, None)
-
-

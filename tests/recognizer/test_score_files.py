@@ -23,9 +23,13 @@ CALIBRATION = {"scale": 0.8, "offset": -1.5, "p_effective": 0.5}
 @pytest.fixture(scope="module")
 def enrolled(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = tmp_path_factory.mktemp("score_files") / "model"
-    pool = sorted((synthetic_corpus / "spk05").glob("*.wav")) + sorted((synthetic_corpus / "spk06").glob("*.wav"))
+    pool = sorted((synthetic_corpus / "spk05").glob("*.wav")) + sorted(
+        (synthetic_corpus / "spk06").glob("*.wav")
+    )
     train_ubm_from_audio(model, pool, load_config(None, SMALL))
-    enroll_from_audio(model, {name: sorted((synthetic_corpus / name).glob("*.wav"))[:3] for name in ("spk01", "spk02")})
+    enroll_from_audio(
+        model, {name: sorted((synthetic_corpus / name).glob("*.wav"))[:3] for name in ("spk01", "spk02")}
+    )
     return model
 
 
@@ -56,7 +60,11 @@ def test_a_damaged_or_foreign_calibration_is_refused(enrolled: Path, tmp_path: P
     with pytest.raises(StoreError, match=r"calibration.json: unreadable calibration"):
         Recognizer.open(model)
     ModelStore.open(model).save_calibration(CALIBRATION)
-    text = (model / CALIBRATION_FILE).read_text().replace(ModelStore.open(model).manifest["files"]["ubm.npz"], "0" * 64)
+    text = (
+        (model / CALIBRATION_FILE)
+        .read_text()
+        .replace(ModelStore.open(model).manifest["files"]["ubm.npz"], "0" * 64)
+    )
     (model / CALIBRATION_FILE).write_text(text)
     with pytest.raises(StoreError, match=r"calibration.json: made for a different UBM"):
         Recognizer.open(model)
@@ -66,12 +74,16 @@ def test_cohort_statistics_are_stored_at_enrollment(enrolled: Path) -> None:
     store = ModelStore.open(enrolled)
     recognizer = Recognizer(store)
     models = recognizer.speakers()
-    impostor = Scorer(recognizer.ubm, models, top_c=recognizer.score_config.top_c).llr_many(recognizer.cohort.segments)
+    impostor = Scorer(recognizer.ubm, models, top_c=recognizer.score_config.top_c).llr_many(
+        recognizer.cohort.segments
+    )
     mean, std = znorm_statistics(impostor)
     for index, name in enumerate(models):
         stored = store.cohort_stats[name]
         assert stored.top_c == recognizer.score_config.top_c
-        assert stored.mean == pytest.approx(mean[index], abs=1e-6) and stored.std == pytest.approx(std[index], abs=1e-6)
+        assert stored.mean == pytest.approx(mean[index], abs=1e-6) and stored.std == pytest.approx(
+            std[index], abs=1e-6
+        )
     np.testing.assert_allclose(recognizer.default_thresholds(models), mean + 3.0 * std, atol=1e-5)
 
 
@@ -86,7 +98,9 @@ def test_thresholds_use_the_stored_statistics_without_scoring_the_cohort(
     assert calls == [] and np.all(np.isfinite(thresholds))
 
 
-def test_models_without_stored_statistics_compute_them_once(enrolled: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_without_stored_statistics_compute_them_once(
+    enrolled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recognizer = Recognizer.open(enrolled)
     models = recognizer.speakers()
     expected = recognizer.default_thresholds(models)

@@ -26,8 +26,9 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[Path]]:
     root = tmp_path_factory.mktemp("pools")
     pools = {}
     for rate in (8000, 16000):
-        corpus = make_speakers(root / str(rate), n_speakers=3, n_utterances=3, duration_s=2.0,
-                               sample_rate=rate, seed=5)  # fmt: skip
+        corpus = make_speakers(
+            root / str(rate), n_speakers=3, n_utterances=3, duration_s=2.0, sample_rate=rate, seed=5
+        )
         pools[rate] = [path for paths in corpus.values() for path in paths]
     return pools
 
@@ -90,8 +91,9 @@ def test_pool_statistics_round_trip_through_the_store(tmp_path: Path, pools: dic
     test_file = pools[8000][0]
     np.testing.assert_allclose(
         recognizer.extract([test_file])[0],
-        adaptive_cmvn(extract(test_file, raw_config), expected, relevance_frames=100.0), atol=1e-5,
-    )  # fmt: skip
+        adaptive_cmvn(extract(test_file, raw_config), expected, relevance_frames=100.0),
+        atol=1e-5,
+    )
 
 
 def test_models_without_pool_statistics_need_none(tmp_path: Path, pools: dict) -> None:
@@ -136,18 +138,32 @@ def test_clips_without_enough_speech_are_skipped_and_listed(tmp_path: Path, pool
 def test_a_pool_of_mostly_unusable_clips_stops(tmp_path: Path, pools: dict) -> None:
     short = _short_clips(tmp_path / "short", 3)  # 3 of 12 = 25% > 20%
     result = cli_invoke("train-ubm", tmp_path / "model", *pools[16000], *short, *SMALL_CLI)
-    check_cli_error(result, "3 of 12 files (25%) hold too little speech", "ubm.max_unusable_fraction=0.2",
-                    allow_warnings=True)
+    check_cli_error(
+        result,
+        "3 of 12 files (25%) hold too little speech",
+        "ubm.max_unusable_fraction=0.2",
+        allow_warnings=True,
+    )
     assert not (tmp_path / "model" / "manifest.json").exists()
-    check_cli_ok(cli_invoke("train-ubm", tmp_path / "model", *pools[16000], *short, *SMALL_CLI,
-                            "--set", "ubm.max_unusable_fraction=0.3"))  # fmt: skip
+    check_cli_ok(
+        cli_invoke(
+            "train-ubm",
+            tmp_path / "model",
+            *pools[16000],
+            *short,
+            *SMALL_CLI,
+            "--set",
+            "ubm.max_unusable_fraction=0.3",
+        )
+    )
 
 
 def test_unreadable_pool_files_still_need_skip_bad(tmp_path: Path, pools: dict) -> None:
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     check_cli_error(
-        cli_invoke("train-ubm", tmp_path / "model", *pools[16000], broken, *SMALL_CLI), "broken.wav",
+        cli_invoke("train-ubm", tmp_path / "model", *pools[16000], broken, *SMALL_CLI),
+        "broken.wav",
         allow_warnings=True,
     )
     check_cli_ok(cli_invoke("train-ubm", tmp_path / "model", *pools[16000], broken, *SMALL_CLI, "--skip-bad"))
@@ -170,11 +186,16 @@ def test_repeated_warnings_are_summarised(tmp_path: Path, pools: dict) -> None:
 
 # ----------------------------------------------------------------------------------------- bad settings
 def test_misspelt_cmvn_gets_a_did_you_mean(tmp_path: Path, pools: dict) -> None:
-    check_cli_error(cli_invoke("train-ubm", tmp_path / "model", *pools[16000], "--set", "features.cmvn=warp"),
-                    "features.cmvn='warp'", "did you mean 'warping'", allow_warnings=True)  # fmt: skip
+    check_cli_error(
+        cli_invoke("train-ubm", tmp_path / "model", *pools[16000], "--set", "features.cmvn=warp"),
+        "features.cmvn='warp'",
+        "did you mean 'warping'",
+        allow_warnings=True,
+    )
 
 
 def test_auto_rate_with_an_empty_pool_gets_the_pools_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    check_cli_error(cli_invoke("train-ubm", tmp_path / "model", tmp_path / "empty"), "no audio files",
-                    allow_warnings=True)
+    check_cli_error(
+        cli_invoke("train-ubm", tmp_path / "model", tmp_path / "empty"), "no audio files", allow_warnings=True
+    )

@@ -112,5 +112,3 @@ def test_fit_errors():
 def test_separable_dev_set_gives_finite_calibration():
     calibrator = Calibrator().fit([3.0, 4.0, 5.0, -1.0, 0.0], [1, 1, 1, 0, 0])
     assert np.isfinite(calibrator.scale_) and calibrator.scale_ > 0
-
-

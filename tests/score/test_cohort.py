@@ -57,6 +57,7 @@ def test_small_pools_keep_every_frame_for_the_ubm():
     kept, n_held_out = hold_out_cohort_segments(pool, ubm_config=config, cohort_size=4)
     assert n_frames == 2960 and kept is pool and n_held_out == 0
     # Allowed once the UBM keeps its size without them.
-    kept, n_held_out = hold_out_cohort_segments(pool, ubm_config=UBMConfig(n_components=32,
-                                                min_frames_per_component=40), cohort_size=4)  # fmt: skip
+    kept, n_held_out = hold_out_cohort_segments(
+        pool, ubm_config=UBMConfig(n_components=32, min_frames_per_component=40), cohort_size=4
+    )
     assert n_held_out > 0 and sum(map(len, kept)) == n_frames - n_held_out

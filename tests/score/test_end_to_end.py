@@ -90,8 +90,10 @@ def test_top_c_close_to_exact_on_real_speech(system, relevance_factor: float, to
     exact = Scorer(ubm, models, top_c=None).llr_many(tests)
     approximate = Scorer(ubm, models, top_c=top_c).llr_many(tests)
     gap = np.abs(approximate - exact)
-    print(f"r={relevance_factor:g}, top-{top_c} vs exact: mean {gap.mean():.4f}, max {gap.max():.4f}, "
-          f"{np.mean(gap <= 0.05):.1%} <= 0.05")
+    print(
+        f"r={relevance_factor:g}, top-{top_c} vs exact: mean {gap.mean():.4f}, max {gap.max():.4f}, "
+        f"{np.mean(gap <= 0.05):.1%} <= 0.05"
+    )
     assert gap.mean() <= 0.025
     assert np.mean(gap <= 0.05) >= 0.99
     assert gap.max() <= 0.2
@@ -123,7 +125,9 @@ def test_cohort_segments_held_out_of_the_ubm_score_like_unseen_impostors(pool, s
         gaps.append(scores[~is_target].mean() - impostor.mean())
         thresholds = impostor.mean(axis=0) + 3 * impostor.std(axis=0, ddof=1)
         false_alarms.append(np.mean((scores >= thresholds)[~is_target]))
-    print(f"test impostor mean - cohort impostor mean: whole pool {gaps[0]:.3f}, held out {gaps[1]:.3f}; "
-          f"false alarms at mean + 3 SD: {false_alarms[0]:.1%} -> {false_alarms[1]:.1%}")
+    print(
+        f"test impostor mean - cohort impostor mean: whole pool {gaps[0]:.3f}, held out {gaps[1]:.3f}; "
+        f"false alarms at mean + 3 SD: {false_alarms[0]:.1%} -> {false_alarms[1]:.1%}"
+    )
     assert gaps[0] > 0.05 and gaps[1] < 0.7 * gaps[0]
     assert false_alarms[1] <= false_alarms[0]

@@ -184,8 +184,11 @@ class TestScoreConfig:
     def test_defaults_and_roundtrip(self):
         config = ScoreConfig()
         assert (config.top_c, config.normalization, config.cohort_size, config.asnorm_top_k) == (
-            10, "none", 100, 50,
-        )  # fmt: skip
+            10,
+            "none",
+            100,
+            50,
+        )
         assert ScoreConfig.from_dict(config.to_dict()) == config
         assert ScoreConfig.from_dict({"top_c": None}).top_c is None
 
@@ -195,9 +198,13 @@ class TestScoreConfig:
 
     @pytest.mark.parametrize(
         ("settings", "field"),
-        [({"top_c": 0}, "top_c"), ({"normalization": "tznorm"}, "normalization"),
-         ({"cohort_size": -1}, "cohort_size"), ({"asnorm_top_k": 0}, "asnorm_top_k")],
-    )  # fmt: skip
+        [
+            ({"top_c": 0}, "top_c"),
+            ({"normalization": "tznorm"}, "normalization"),
+            ({"cohort_size": -1}, "cohort_size"),
+            ({"asnorm_top_k": 0}, "asnorm_top_k"),
+        ],
+    )
     def test_validation_names_field(self, settings, field):
         with pytest.raises(ConfigError, match=f"score.{field}="):
             ScoreConfig(**settings)

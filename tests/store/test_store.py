@@ -45,7 +45,8 @@ def make_gmm(seed: int, n_components: int = N_COMPONENTS, n_features: int = N_FE
     rng = np.random.default_rng(seed)
     weights = rng.random(n_components) + 0.1
     return DiagonalGMM.from_params(
-        weights / weights.sum(), rng.standard_normal((n_components, n_features)),
+        weights / weights.sum(),
+        rng.standard_normal((n_components, n_features)),
         rng.random((n_components, n_features)) + 0.5,
     )
 
@@ -186,8 +187,12 @@ def test_feature_config_check_lists_every_difference(store):
     with pytest.raises(StoreError) as info:
         store.check_feature_config(changed)
     message = str(info.value)
-    for expected in ("sample_rate (model 16000, now 8000)", 'window (model "hamming", now "hann")',
-                     "n_ceps (model 2, now unset)", "n_mels (model unset, now 40)"):
+    for expected in (
+        "sample_rate (model 16000, now 8000)",
+        'window (model "hamming", now "hann")',
+        "n_ceps (model 2, now unset)",
+        "n_mels (model unset, now 40)",
+    ):
         assert expected in message
     assert "\n" not in message
     assert config_differences({"adapt": ("means",)}, {"adapt": ["means"]}) == []
@@ -222,8 +227,18 @@ def test_bad_speaker_names(store, name, rule):
 
 @pytest.mark.parametrize(
     "name",
-    ["José García", "id10270-x6uYqmx31kE-00001", "O'Brien & co", "名字", "名" * 200, "a" * 200, "100%", "a+b",
-     "CON", "x~y"],
+    [
+        "José García",
+        "id10270-x6uYqmx31kE-00001",
+        "O'Brien & co",
+        "名字",
+        "名" * 200,
+        "a" * 200,
+        "100%",
+        "a+b",
+        "CON",
+        "x~y",
+    ],
 )
 def test_good_speaker_names_map_to_safe_files(store, name):
     store.save_speaker(name, make_gmm(1))
@@ -323,8 +338,11 @@ def test_non_positive_variances_with_valid_hash_are_rejected(store):
     good = make_gmm(1)
     variances = np.array(good.variances_)
     variances[0, 0] = -1.0
-    key = next(k for k, v in good.to_dict().items() if np.shape(v) == variances.shape
-               and np.allclose(v, good.variances_))
+    key = next(
+        k
+        for k, v in good.to_dict().items()
+        if np.shape(v) == variances.shape and np.allclose(v, good.variances_)
+    )
     rewrite_speaker(store, "alice", **{key: variances})
     with pytest.raises(StoreError, match=r"alice.npz: .*(variance|positive)"):
         store.load_speaker("alice")
@@ -499,8 +517,10 @@ def test_two_concurrent_writers_both_land(store):
 def test_racing_enrolls_of_one_name_let_exactly_one_win(store):
     context = process_context()
     start, results = context.Event(), context.Queue()
-    workers = [context.Process(target=_enroll_same, args=(str(store.path), seed, start, results))
-               for seed in (1, 2, 3)]
+    workers = [
+        context.Process(target=_enroll_same, args=(str(store.path), seed, start, results))
+        for seed in (1, 2, 3)
+    ]
     for worker in workers:
         worker.start()
     start.set()

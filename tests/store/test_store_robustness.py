@@ -202,5 +202,3 @@ def test_tampered_model_is_one_clear_cli_error(pristine: Path, scratch: Path):
     line = check_cli_error(cli_invoke("identify", model, wav), "NaN")
     assert line.startswith(f"error: {file}: invalid speaker 'bob'")
     assert isinstance(cli_invoke("--debug", "identify", model, wav).exception, SpkidError)
-
-

@@ -112,8 +112,9 @@ class TestFeatureStore:
         with pytest.raises(StoreError, match="index name"):
             store.load("../x")
 
-    def test_build_extracts_once_shares_the_cache_and_notices_changes(self, synthetic_corpus, tmp_path,
-                                                                      monkeypatch):
+    def test_build_extracts_once_shares_the_cache_and_notices_changes(
+        self, synthetic_corpus, tmp_path, monkeypatch
+    ):
         files = sorted(synthetic_corpus.rglob("*.wav"))[:6]
         feature_config = FeatureConfig()
         built = FeatureStore(tmp_path).build(files, feature_config)
@@ -167,8 +168,9 @@ def test_shard_statistics_match_a_reference_in_bounded_batches(stored, pool, mon
             return model.parameters().accumulate(batch, **settings)
 
     sources, _ = frame_sources(stored)
-    total = sum(task_statistics(ModelParams(Spy()), ShardTask(shard))
-                for shard in make_shards(sources, SHARD_FRAMES))
+    total = sum(
+        task_statistics(ModelParams(Spy()), ShardTask(shard)) for shard in make_shards(sources, SHARD_FRAMES)
+    )
     assert max(seen) < 2 * 700 and sum(seen) == stored.n_frames
     # Responsibilities from scikit-learn with the same parameters.
     reference = GaussianMixture(4, covariance_type="diag")
@@ -190,8 +192,9 @@ def test_in_process_joblib_and_dask_give_the_same_ubm(stored, pool, dask_address
     from_memory = train_sharded(pool, config(), frames_per_shard=SHARD_FRAMES)
     joblib_model = train_sharded(stored, config(backend="joblib", n_jobs=2), frames_per_shard=SHARD_FRAMES)
     with Client(dask_address) as client, get_task_stream(client) as stream:
-        dask_model = train_sharded(stored, config(backend="dask", scheduler=dask_address),
-                                   frames_per_shard=SHARD_FRAMES)
+        dask_model = train_sharded(
+            stored, config(backend="dask", scheduler=dask_address), frames_per_shard=SHARD_FRAMES
+        )
     assert in_process.n_iter_ == 4 and in_process.history_[-1] > in_process.history_[0]
     for model in (from_memory, joblib_model, dask_model):
         assert_same_model(model, in_process)
@@ -217,9 +220,15 @@ def test_diagonal_gmm_fit_and_train_ubm_run_the_same_em(pool, backend):
     ubm = train_ubm(pool, settings)
     sources, _ = frame_sources(pool)
     start = initial_model(sources, 8, settings)
-    fitted = DiagonalGMM(8, max_iter=4, tol=0.0, variance_floor=settings.variance_floor,
-                         weights_init=start.weights_, means_init=start.means_,
-                         variances_init=start.variances_).fit(pool)
+    fitted = DiagonalGMM(
+        8,
+        max_iter=4,
+        tol=0.0,
+        variance_floor=settings.variance_floor,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        variances_init=start.variances_,
+    ).fit(pool)
     for name in ("weights_", "means_", "variances_", "history_", "n_iter_", "converged_"):
         np.testing.assert_array_equal(getattr(fitted, name), getattr(ubm, name))
 
@@ -255,19 +264,22 @@ def test_subsampling_is_exact_reproducible_and_backend_independent(stored, pool)
     sources, _ = frame_sources(stored)
     backend = CountingBackend()
     start = initial_model(sources, 8, settings)
-    source = ShardStatistics(make_shards(sources, SHARD_FRAMES), backend, max_frames=2000,
-                             random_state=settings.random_state)
+    source = ShardStatistics(
+        make_shards(sources, SHARD_FRAMES), backend, max_frames=2000, random_state=settings.random_state
+    )
     counted = run_em(start, source, max_iter=3, tol=0.0, variance_floor=settings.variance_floor)
     assert backend.frames_per_iteration == [2000, 2000, 2000]
     again = train_sharded(stored, settings, frames_per_shard=SHARD_FRAMES)
     np.testing.assert_array_equal(again.means_, counted.means_)  # same seed, same model, bit for bit
     in_memory = train_sharded(pool, settings, frames_per_shard=SHARD_FRAMES)
     np.testing.assert_array_equal(in_memory.means_, counted.means_)
-    pooled = train_sharded(stored, config(max_frames=2000, max_iter=3, backend="joblib", n_jobs=2),
-                           frames_per_shard=SHARD_FRAMES)
+    pooled = train_sharded(
+        stored, config(max_frames=2000, max_iter=3, backend="joblib", n_jobs=2), frames_per_shard=SHARD_FRAMES
+    )
     assert_same_model(pooled, counted)
-    other_seed = train_sharded(stored, config(max_frames=2000, max_iter=3, random_state=4),
-                               frames_per_shard=SHARD_FRAMES)
+    other_seed = train_sharded(
+        stored, config(max_frames=2000, max_iter=3, random_state=4), frames_per_shard=SHARD_FRAMES
+    )
     assert not np.allclose(other_seed.means_, counted.means_)
     full = train_sharded(stored, config(max_iter=3), frames_per_shard=SHARD_FRAMES)
     frames = np.concatenate(pool)
@@ -302,16 +314,31 @@ def test_cli_trains_from_a_feature_store_with_joblib(synthetic_corpus, tmp_path)
     from spkid.cli import app
     from spkid.store import ModelStore
 
-    result = CliRunner().invoke(app, [
-        "--quiet", "train-ubm", str(tmp_path / "model"), str(synthetic_corpus), "-k", "8",
-        "--backend", "joblib", "--set", "ubm.n_jobs=2", "--set", "ubm.max_iter=2",
-        "--feature-store", str(tmp_path / "features"),
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "--quiet",
+            "train-ubm",
+            str(tmp_path / "model"),
+            str(synthetic_corpus),
+            "-k",
+            "8",
+            "--backend",
+            "joblib",
+            "--set",
+            "ubm.n_jobs=2",
+            "--set",
+            "ubm.max_iter=2",
+            "--feature-store",
+            str(tmp_path / "features"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "trained UBM (8 components" in result.output
     # two indexes: the un-normalised features, then those normalised toward their statistics (adaptive CMVN)
     assert len(list((tmp_path / "features" / "index").glob("*.json"))) == 2
     assert ModelStore.open(tmp_path / "model").load_ubm().n_components == 8
-    result = CliRunner().invoke(app, ["train-ubm", str(tmp_path / "m2"), str(synthetic_corpus),
-                                      "--backend", "spark"])
+    result = CliRunner().invoke(
+        app, ["train-ubm", str(tmp_path / "m2"), str(synthetic_corpus), "--backend", "spark"]
+    )
     assert result.exit_code == 1 and "ubm.backend='spark'" in result.output

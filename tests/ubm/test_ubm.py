@@ -172,10 +172,19 @@ class TestConfigs:
     def test_ubm_defaults(self):
         config = UBMConfig()
         assert config.to_dict() == {
-            "n_components": 512, "max_iter": 10, "tol": 1e-4, "init": "kmeans++", "variance_floor": 1e-3,
-            "min_frames_per_component": 20, "max_frames": None, "random_state": 0, "backend": "local",
-            "scheduler": None, "n_jobs": 1, "max_unusable_fraction": 0.2,
-        }  # fmt: skip
+            "n_components": 512,
+            "max_iter": 10,
+            "tol": 1e-4,
+            "init": "kmeans++",
+            "variance_floor": 1e-3,
+            "min_frames_per_component": 20,
+            "max_frames": None,
+            "random_state": 0,
+            "backend": "local",
+            "scheduler": None,
+            "n_jobs": 1,
+            "max_unusable_fraction": 0.2,
+        }
         assert UBMConfig.from_dict(config.to_dict()) == config
 
     def test_unknown_keys_suggest(self):
