@@ -54,7 +54,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "defaults": (),
     "f_max=7600": ("features.f_max_hz=7600",),
     "vad=energy": ("features.vad=energy",),
-    "vad=energy,threshold=0": ("features.vad=energy", "features.vad_threshold_fraction=0"),
+    "vad=energy+threshold=0": ("features.vad=energy", "features.vad_threshold_fraction=0"),
     "cmvn=utterance": ("features.cmvn=utterance",),
     "cmvn=none": ("features.cmvn=none",),
     "cmvn_relevance=100": ("features.cmvn_relevance_frames=100",),

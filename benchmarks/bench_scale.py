@@ -118,13 +118,14 @@ class PeakRSS:
 def child_frames(args: argparse.Namespace) -> dict:
     """Train on one store index, out of core or in memory; time (initialisation and EM apart) and peak memory.
 
-    The steps are those of ``train_ubm`` with the local backend (spkid.ubm.backends.train_sharded), run one by
+    The steps are those of ``train_ubm`` with the local backend (spkid.ubm.train.train_sharded), run one by
     one so the bounded-size initialisation can be timed apart from the EM iterations.
     """
     from spkid.features import FeatureStore
     from spkid.ubm import UBMConfig
-    from spkid.ubm.backends import initial_model, open_backend, sharded_em
+    from spkid.ubm.backends import initial_model, open_backend
     from spkid.ubm.shards import frame_sources, make_shards
+    from spkid.ubm.train import sharded_em
 
     config = UBMConfig(n_components=args.components, max_iter=args.iterations, tol=0.0)
     with PeakRSS() as peak:
@@ -159,8 +160,9 @@ def child_workers(args: argparse.Namespace) -> dict:
     """Time the EM iterations of one backend, after initialisation and a warm-up task on every worker."""
     from spkid.features import FeatureStore
     from spkid.ubm import UBMConfig
-    from spkid.ubm.backends import initial_model, open_backend, sharded_em
+    from spkid.ubm.backends import initial_model, open_backend
     from spkid.ubm.shards import ModelParams, ShardTask, frame_sources, make_shards
+    from spkid.ubm.train import sharded_em
 
     config = UBMConfig(
         n_components=args.components,

@@ -32,10 +32,8 @@ __all__ = [
     "build_sections",
     "default_config_path",
     "parse_override",
-    "plain",
     "read_config_file",
     "resolve_section_classes",
-    "section_to_dict",
     "yaml_load",
 ]
 
@@ -338,21 +336,3 @@ def _name(annotation: Any) -> str:
     if origin in (dict, Mapping) or annotation in (dict, Mapping):
         return "a mapping"
     return getattr(annotation, "__name__", str(annotation))
-
-
-def section_to_dict(section: Any) -> dict[str, Any]:
-    """A built section's settings as a dict (its ``to_dict()``, or the dataclass fields)."""
-    if hasattr(section, "to_dict"):
-        return dict(section.to_dict())
-    return dataclasses.asdict(section)
-
-
-def plain(value: Any) -> Any:
-    """Nested mappings → dicts, tuples → lists, Paths → str (what YAML and JSON can hold)."""
-    if isinstance(value, Mapping):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -10,13 +10,12 @@ the generic config machinery (:mod:`spkid.config`) that uses it.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from spkid.errors import ConfigError, SpkidError
+from spkid.errors import ConfigError, SpkidError, close_match_hint, describe_value, did_you_mean
 
 __all__ = [
     "Constraint",
@@ -308,19 +307,7 @@ def check_field(
     return check_value(name or field, value, table[field], error=error)
 
 
-# --------------------------------------------------------------------------------------------- keys, hints
-def _closest(word: object, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``word`` (difflib ratio >= 0.6), or None."""
-    matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def close_match_hint(word: object, candidates: Iterable[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the candidate closest to ``word``, or ``""`` when none is close."""
-    close = _closest(word, candidates)
-    return f" (did you mean '{close}'?)" if close else ""
-
-
+# --------------------------------------------------------------------------------------------- keys
 def check_settings(section: str, cls: type, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``settings`` as a dict after rejecting keys that are not fields of ``cls`` (with a hint).
 
@@ -337,15 +324,3 @@ def check_settings(section: str, cls: type, settings: Mapping[str, Any]) -> dict
         if key not in known:
             raise ConfigError(f"{section}: unknown setting '{key}'{close_match_hint(key, known)}")
     return dict(settings)
-
-
-def did_you_mean(word: str, candidates: Sequence[str]) -> str:
-    """``"; did you mean 'x'?"`` for the candidate closest to ``word``, or ``""`` when none is close."""
-    close = _closest(word, candidates)
-    return f"; did you mean {close!r}?" if close else ""
-
-
-def describe_value(value: Any) -> str:
-    """``"<type> <repr>"``, the repr cut at 40 characters, for error messages."""
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

@@ -6,7 +6,10 @@ names the file, key or value at fault and says what was expected. The CLI prints
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 
 class SpkidError(Exception):
@@ -61,3 +64,28 @@ class ConvergenceWarning(UserWarning):
     exactly ``max_iter`` iterations). spkid's own class, so importing it loads no scikit-learn; filter it
     with ``warnings.filterwarnings("ignore", category=spkid.errors.ConvergenceWarning)``.
     """
+
+
+# ------------------------------------------------------------------------------------------ message helpers
+def _closest(word: object, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word`` (difflib ratio >= 0.6), or None."""
+    matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def close_match_hint(word: object, candidates: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the candidate closest to ``word``, or ``""`` when none is close."""
+    close = _closest(word, candidates)
+    return f" (did you mean '{close}'?)" if close else ""
+
+
+def did_you_mean(word: str, candidates: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for the candidate closest to ``word``, or ``""`` when none is close."""
+    close = _closest(word, candidates)
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def describe_value(value: Any) -> str:
+    """``"<type> <repr>"``, the repr cut at 40 characters, for error messages."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

@@ -1,8 +1,9 @@
 """The ``spkid`` command line: thin typer commands that parse arguments, make one call into the API, print.
 
 :mod:`~spkid.cli.support` holds the shared options, logging and error handling; :mod:`~spkid.cli.main` the
-app and the model-directory commands; :mod:`~spkid.cli.experiments` the experiment commands (score,
-evaluate, calibrate, run, demo, download) it registers. ``app`` is the console script's entry point.
+app and the model commands (train-ubm, enroll, identify, verify); it registers :mod:`~spkid.cli.speakers`
+(list, remove) and :mod:`~spkid.cli.experiments` (score, evaluate, calibrate, run, demo, download). ``app``
+is the console script's entry point.
 """
 
 from spkid.cli.main import app

@@ -14,6 +14,7 @@ import typer
 
 from spkid import __version__
 from spkid.cli import experiments as cli_experiments
+from spkid.cli import speakers as cli_speakers
 from spkid.cli.support import (
     ModelDir,
     NJobs,
@@ -21,7 +22,6 @@ from spkid.cli.support import (
     SkipBad,
     SpkidGroup,
     configure_logging,
-    info,
     progress_enabled,
     report_skipped,
 )
@@ -310,48 +310,8 @@ def verify(
         )
 
 
-@app.command("list")
-def list_speakers(
-    ctx: typer.Context,
-    model_dir: ModelDir,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the model summary as JSON.")] = False,
-) -> None:
-    """List the enrolled speakers, one per line (a model summary goes to stderr).
-
-    Example: spkid list model/
-    """
-    from spkid.recognizer import describe_model
-
-    summary = describe_model(model_dir)
-    if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
-        return
-    info(
-        ctx,
-        f"{model_dir}: UBM {summary.n_components} x {summary.n_features}, "
-        f"{summary.sample_rate} Hz, normalization {summary.normalization}, "
-        f"{len(summary.speakers)} speakers",
-    )
-    for name in summary.speakers:
-        typer.echo(name)
-
-
-@app.command()
-def remove(
-    ctx: typer.Context,
-    model_dir: ModelDir,
-    speaker: Annotated[
-        str, typer.Option("--speaker", "-s", help="The speaker to remove.", show_default=False)
-    ],
-) -> None:
-    """Remove an enrolled speaker from the model.
-
-    Example: spkid remove model/ --speaker alice
-    """
-    from spkid.recognizer import remove_speaker
-
-    remove_speaker(model_dir, speaker)
-    typer.echo(f"removed {speaker} from {model_dir}")
+app.command("list")(cli_speakers.list_speakers)
+app.command()(cli_speakers.remove)
 
 
 # ------------------------------------------------------------------------------------------------ experiments

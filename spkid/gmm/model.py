@@ -4,8 +4,9 @@
 ``n_components`` by held-out :meth:`~DiagonalGMM.score`) and ``check_estimator`` work on it. It holds
 settings; :meth:`~DiagonalGMM.fit` starts from :func:`spkid.gmm.start.initial_parameters` and runs
 :func:`spkid.gmm.em.run_em`, and the fitted result is a :class:`~spkid.gmm.MixtureParameters`
-(:meth:`~DiagonalGMM.parameters`), which is all that scoring needs. This is the only module of
-:mod:`spkid.gmm` that imports scikit-learn; the package face loads it on first use of ``DiagonalGMM``.
+(:meth:`~DiagonalGMM.parameters`), which is all that scoring needs. This module and its input checks
+(:mod:`spkid.gmm._checks`) are the only ones of :mod:`spkid.gmm` that import scikit-learn; the package face
+loads them on first use of ``DiagonalGMM``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Iterable
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from spkid.errors import ModelError
+from spkid.gmm._checks import NOT_FITTED, as_frames, check_settings
 from spkid.gmm._estep import Frames
 from spkid.gmm.em import (
     DEFAULT_MIN_WEIGHT,
@@ -27,23 +29,11 @@ from spkid.gmm.em import (
     run_em,
     verbose_logging,
 )
-from spkid.gmm.parameters import MixtureParameters, checked_dtype
+from spkid.gmm.parameters import MixtureParameters
 from spkid.gmm.start import initial_parameters
 from spkid.gmm.stats import SufficientStats
 
 __all__ = ["DiagonalGMM"]
-
-_NOT_FITTED = "DiagonalGMM is not fitted: call fit(), from_params() or from_dict() first"
-
-
-def _is_one_array(X: object) -> bool:
-    """Whether ``X`` is one array-like of frames (ndarray, DataFrame, sparse, nested lists of numbers)
-    rather than a collection of utterances (a sequence or iterable of 2-D arrays)."""
-    if hasattr(X, "__array__") or hasattr(X, "__array_namespace__") or hasattr(X, "tocsr"):
-        return True
-    if isinstance(X, (list, tuple)):
-        return len(X) == 0 or np.ndim(X[0]) < 2
-    return False
 
 
 class DiagonalGMM(DensityMixin, BaseEstimator):
@@ -140,7 +130,7 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
     def parameters(self) -> MixtureParameters:
         """The fitted parameters (with this estimator's ``dtype`` and ``variance_floor``): what scoring,
         MAP adaptation and the model store need, without scikit-learn."""
-        check_is_fitted(self, msg=_NOT_FITTED)
+        check_is_fitted(self, msg=NOT_FITTED)
         return self._parameters.with_settings(dtype=self.dtype, variance_floor=self.variance_floor)
 
     def _set_parameters(self, parameters: MixtureParameters) -> None:
@@ -288,46 +278,11 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
         return self
 
     def _check_params(self) -> None:
-        if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
-            raise ModelError(f"n_components: expected an integer >= 1, got {self.n_components!r}")
-        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 0:
-            raise ModelError(f"max_iter: expected an integer >= 0, got {self.max_iter!r}")
-        if self.init not in ("kmeans++", "split"):
-            raise ModelError(f"init: expected 'kmeans++' or 'split', got {self.init!r}")
-        for name in ("tol", "variance_floor"):
-            value = getattr(self, name)
-            if not (value is None and name == "tol") and not value >= 0:
-                raise ModelError(f"{name}: expected a number >= 0, got {value!r}")
-        if not 0 <= self.min_weight < 1.0 / self.n_components:
-            raise ModelError(f"min_weight: expected 0 <= value < 1/n_components, got {self.min_weight!r}")
-        if self.chunk_size is not None and (
-            not isinstance(self.chunk_size, (int, np.integer)) or self.chunk_size < 1
-        ):
-            raise ModelError(f"chunk_size: expected None or an integer >= 1, got {self.chunk_size!r}")
-        checked_dtype(self.dtype)
+        check_settings(self)
 
     # ---------------------------------------------------------------------------------- scoring
     def _frames(self, X: np.ndarray | Iterable[np.ndarray], *, reset: bool = False) -> Frames:
-        """``X`` as Frames: one array-like is validated as scikit-learn does (``validate_data``: NaN, shape,
-        ``n_features_in_``, feature names), an iterable of utterances by :class:`Frames` itself."""
-        if not reset:
-            check_is_fitted(self, msg=_NOT_FITTED)
-        if not _is_one_array(X):
-            frames = Frames(X, n_features=None if reset else self.n_features_in_)
-            if reset:
-                self.n_features_in_ = frames.n_features
-            return frames
-        if np.ndim(X) != 2 and not hasattr(X, "tocsr"):
-            width = "n_features" if reset else self.n_features_in_
-            raise ModelError(
-                f"X: expected shape (n_frames, {width}), got {np.shape(X)}. Reshape your data: "
-                "X.reshape(1, -1) if it is one frame, X.reshape(-1, 1) if it is one feature"
-            )
-        try:
-            X = validate_data(self, X, reset=reset, dtype=(np.float64, np.float32))
-        except ValueError as error:  # scikit-learn's messages, on one line
-            raise ModelError(" ".join(str(error).split())) from None
-        return Frames(X, n_features=X.shape[1])
+        return as_frames(self, X, reset=reset)
 
     def _estep_settings(self) -> dict:
         return {"chunk_size": self.chunk_size, "n_jobs": self.n_jobs}

@@ -21,10 +21,8 @@ from spkid.config import (
     FREE_SECTIONS,
     SectionClasses,
     build_sections,
-    plain,
     read_config_file,
     resolve_section_classes,
-    section_to_dict,
 )
 from spkid.features import FeatureConfig
 from spkid.score import ScoreConfig
@@ -51,6 +49,24 @@ SECTIONS: dict[str, type] = {
 #: API's ``FeatureConfig()`` keeps an explicit rate and per-utterance CMVN, which need no pool; a config
 #: lets ``train-ubm`` choose the rate from the pool and store the pool statistics adaptive CMVN uses.
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {"features": {"sample_rate": "auto", "cmvn": "adaptive"}}
+
+
+def section_to_dict(section: Any) -> dict[str, Any]:
+    """A built section's settings as a dict (its ``to_dict()``, or the dataclass fields)."""
+    if hasattr(section, "to_dict"):
+        return dict(section.to_dict())
+    return dataclasses.asdict(section)
+
+
+def plain(value: Any) -> Any:
+    """Nested mappings → dicts, tuples → lists, Paths → str (what YAML and JSON can hold)."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,8 @@ The public face of the scoring stage; its modules, one job each (imports point d
 - :mod:`~spkid.score.calibrate` linear calibration of scores to LLRs, Bayes thresholds, open-set decisions;
 - :mod:`~spkid.score._bank` (private) the stacked, quantised speaker parameters;
   :mod:`~spkid.score._kernels` (private) the compiled top-C scoring steps;
-- :mod:`~spkid.score.scorer` :class:`ScoreConfig` and :class:`Scorer` (exact and top-C LLRs);
+- :mod:`~spkid.score.config` :class:`ScoreConfig`, the ``score`` section of the config;
+- :mod:`~spkid.score.scorer` :class:`Scorer` (exact and top-C LLRs);
 - :mod:`~spkid.score.cohort` the impostor cohort drawn from the UBM pool, and :class:`Normalizer`.
 """
 
@@ -20,8 +21,9 @@ from spkid.score.cohort import (
     hold_out_cohort_segments,
     select_cohort,
 )
+from spkid.score.config import ScoreConfig
 from spkid.score.normalize import METHODS, asnorm, snorm, tnorm, znorm, znorm_statistics, ztnorm
-from spkid.score.scorer import ScoreConfig, Scorer
+from spkid.score.scorer import Scorer
 
 __all__ = [
     "METHODS",

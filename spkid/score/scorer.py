@@ -14,17 +14,16 @@ exact scoring keeps them in float32.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from numba import get_num_threads
 
 from spkid.blas import blas_threads
-from spkid.config_checks import Interval, Options, check_field, check_fields, check_settings
+from spkid.config_checks import check_field
 from spkid.errors import ModelError
 from spkid.score._bank import QuantizedBank, design_row_norms, stack_parameters
 from spkid.score._kernels import (
@@ -34,7 +33,7 @@ from spkid.score._kernels import (
     segment_llr_sums,
     ubm_top_components,
 )
-from spkid.score.normalize import METHODS
+from spkid.score.config import ScoreConfig
 
 __all__ = ["ScoreConfig", "Scorer"]
 
@@ -47,51 +46,6 @@ _BLOCK_SPEAKERS = 128
 # Below this many (pair, speaker) scores per call, threads cost more than they save.
 _PARALLEL_ELEMENTS = 200_000
 _POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoreConfig:
-    """How test utterances are scored.
-
-    Attributes
-    ----------
-    top_c : int or None
-        UBM components kept per frame: 10 by default, within a few hundredths of the exact LLR for models
-        MAP-adapted with relevance factor 4, and ~70x faster than exact at 1,000 speakers (the usual 5 suits
-        the weaker adaptation of relevance factor 16). None scores with every component (exact).
-    normalization : str
-        Score normalisation: "none", "znorm", "tnorm", "ztnorm", "snorm" or "asnorm" (see
-        spkid.score.normalize).
-    cohort_size : int
-        Number of impostor utterances/models in the normalisation cohort.
-    asnorm_top_k : int
-        Adaptive S-norm uses the ``asnorm_top_k`` closest cohort scores of each side.
-    """
-
-    top_c: int | None = 10
-    normalization: str = "none"
-    cohort_size: int = 100
-    asnorm_top_k: int = 50
-
-    #: What each setting may be (:mod:`spkid.config_checks`); :class:`Scorer` checks ``top_c`` by it too.
-    _parameter_constraints: ClassVar[dict[str, Any]] = {
-        "top_c": [Interval(int, 1, None), None],
-        "normalization": Options(METHODS),
-        "cohort_size": Interval(int, 1, None),
-        "asnorm_top_k": Interval(int, 1, None),
-    }
-
-    def __post_init__(self) -> None:
-        check_fields(self, "score")
-
-    def to_dict(self) -> dict[str, Any]:
-        """All settings as a plain dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, settings: Mapping[str, Any]) -> ScoreConfig:
-        """Build from a mapping; missing keys take defaults, unknown keys raise :class:`ConfigError`."""
-        return cls(**check_settings("score", cls, settings))
 
 
 def _in_parallel(task: Callable[[int, int], None], n_items: int, work: int) -> None:

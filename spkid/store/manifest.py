@@ -15,7 +15,7 @@ from typing import Any
 
 import spkid
 from spkid.errors import StoreError
-from spkid.store.checks import FORMAT_VERSION, check_version, json_normalise
+from spkid.store.checks import FORMAT_VERSION, check_version, config_differences, json_normalise
 
 MANIFEST_FORMAT = "spkid-model"
 CONFIG_SECTIONS = ("feature_config", "ubm_config", "enroll_config", "score_config")
@@ -82,3 +82,52 @@ def read_manifest(manifest_path: Path, model_dir: Path) -> dict[str, Any]:
         if key not in manifest:
             raise StoreError(f"{manifest_path}: manifest lacks {key!r}")
     return manifest
+
+
+class ManifestContents:
+    """What a model's manifest says, read from ``self.manifest`` (the part of :class:`~spkid.store.ModelStore`
+    that needs no file)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def feature_config(self) -> dict[str, Any]:
+        """The feature config the UBM was trained with (a dict)."""
+        return dict(self.manifest["feature_config"])
+
+    @property
+    def ubm_config(self) -> dict[str, Any]:
+        """The UBM training config (a dict)."""
+        return dict(self.manifest["ubm_config"])
+
+    @property
+    def enroll_config(self) -> dict[str, Any]:
+        """The enrollment (MAP adaptation) config (a dict)."""
+        return dict(self.manifest["enroll_config"])
+
+    @property
+    def score_config(self) -> dict[str, Any]:
+        """The scoring config (a dict)."""
+        return dict(self.manifest["score_config"])
+
+    @property
+    def ubm_shape(self) -> tuple[int, int]:
+        """``(n_components, n_features)`` of the UBM."""
+        n_components, n_features = self.manifest["ubm_shape"]
+        return int(n_components), int(n_features)
+
+    def check_feature_config(
+        self, current: Mapping[str, Any], *, missing_as: Mapping[str, Any] | None = None
+    ) -> None:
+        """Raise :class:`StoreError` listing every key where ``current`` differs from the stored features.
+
+        ``missing_as`` gives the values of settings a model made before they existed is read with.
+        """
+        differences = config_differences({**(missing_as or {}), **self.manifest["feature_config"]}, current)
+        if differences:
+            raise StoreError(
+                f"{self.path}: features differ from those the model was trained with: "
+                + "; ".join(differences)
+                + " (drop the feature overrides, or retrain with spkid train-ubm)"
+            )

@@ -35,7 +35,6 @@ from spkid.store.checks import (
     build_model,
     check_cohort_arrays,
     check_model_arrays,
-    config_differences,
     speaker_file_name,
 )
 from spkid.store.layout import (
@@ -48,7 +47,7 @@ from spkid.store.layout import (
     write_model_directory,
 )
 from spkid.store.locking import writer_lock
-from spkid.store.manifest import new_manifest, read_manifest
+from spkid.store.manifest import ManifestContents, new_manifest, read_manifest
 from spkid.store.score_files import ScoreFiles, SpeakerCohortStats
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ __all__ = ["ModelStore", "SpeakerCohortStats"]
 _COHORT_MEAN_KEY, _COHORT_STD_KEY, _COHORT_TOP_C_KEY = "__cohort_mean__", "__cohort_std__", "__cohort_top_c__"
 
 
-class ModelStore(ScoreFiles):
+class ModelStore(ManifestContents, ScoreFiles):
     """A model directory opened for reading and writing; build with :meth:`create` or :meth:`open`.
 
     Attributes
@@ -148,59 +147,12 @@ class ModelStore(ScoreFiles):
         manifest = read_manifest(path / MANIFEST_FILE, path)
         return cls(path, manifest)
 
-    # ----------------------------------------------------------------------------- manifest contents
-    @property
-    def feature_config(self) -> dict[str, Any]:
-        """The feature config the UBM was trained with (a dict)."""
-        return dict(self.manifest["feature_config"])
-
-    @property
-    def ubm_config(self) -> dict[str, Any]:
-        """The UBM training config (a dict)."""
-        return dict(self.manifest["ubm_config"])
-
-    @property
-    def enroll_config(self) -> dict[str, Any]:
-        """The enrollment (MAP adaptation) config (a dict)."""
-        return dict(self.manifest["enroll_config"])
-
-    @property
-    def score_config(self) -> dict[str, Any]:
-        """The scoring config (a dict)."""
-        return dict(self.manifest["score_config"])
-
-    @property
-    def ubm_shape(self) -> tuple[int, int]:
-        """``(n_components, n_features)`` of the UBM."""
-        n_components, n_features = self.manifest["ubm_shape"]
-        return int(n_components), int(n_features)
-
-    def check_feature_config(
-        self, current: Mapping[str, Any], *, missing_as: Mapping[str, Any] | None = None
-    ) -> None:
-        """Raise :class:`StoreError` listing every key where ``current`` differs from the stored features.
-
-        ``missing_as`` gives the values of settings a model made before they existed is read with.
-        """
-        differences = config_differences({**(missing_as or {}), **self.manifest["feature_config"]}, current)
-        if differences:
-            raise StoreError(
-                f"{self.path}: features differ from those the model was trained with: "
-                + "; ".join(differences)
-                + " (drop the feature overrides, or retrain with spkid train-ubm)"
-            )
-
     # ----------------------------------------------------------------------------- UBM
     def load_ubm(self) -> MixtureParameters:
         """Load the UBM, checking its SHA-256 against the manifest."""
         if self._ubm is None:
             ubm_path = self.path / UBM_FILE
-            try:
-                data = ubm_path.read_bytes()
-            except OSError as exc:
-                raise StoreError(f"{ubm_path}: cannot read the UBM ({exc.strerror or exc})") from None
-            if hashlib.sha256(data).hexdigest() != self.manifest["files"].get(UBM_FILE):
-                raise StoreError(f"{ubm_path}: SHA-256 does not match the manifest (tampered or replaced)")
+            data = self._verified_bytes(UBM_FILE, "the UBM")
             arrays = read_npz(ubm_path, what="UBM", data=data)
             self._ubm = build_model(arrays, ubm_path, "UBM", self.ubm_shape, kind="ubm")
         return self._ubm
@@ -211,12 +163,7 @@ class ModelStore(ScoreFiles):
         if digest is None:
             return None
         file = self.path / FRONTEND_FILE
-        try:
-            data = file.read_bytes()
-        except OSError as exc:
-            raise StoreError(f"{file}: cannot read the feature statistics ({exc.strerror or exc})") from None
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise StoreError(f"{file}: SHA-256 does not match the manifest (tampered or replaced)")
+        data = self._verified_bytes(FRONTEND_FILE, "the feature statistics")
         arrays = read_npz(file, what="feature statistics", data=data)
         if to_python(arrays.pop(KIND_KEY, np.asarray(""))) != "frontend":
             raise StoreError(f"{file}: not a feature statistics file")
@@ -344,6 +291,17 @@ class ModelStore(ScoreFiles):
             raise write_error(self.path, exc) from None
 
     # ----------------------------------------------------------------------------- helpers
+    def _verified_bytes(self, name: str, what: str) -> bytes:
+        """The bytes of the file ``name``, checked against the SHA-256 the manifest lists for it."""
+        file = self.path / name
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{file}: cannot read {what} ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != self.manifest["files"].get(name):
+            raise StoreError(f"{file}: SHA-256 does not match the manifest (tampered or replaced)")
+        return data
+
     @property
     def _ubm_sha256(self) -> str:
         return str(self.manifest["files"][UBM_FILE])

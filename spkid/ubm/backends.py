@@ -1,6 +1,7 @@
 """Where UBM E-steps run: in this process, in joblib worker processes, or on a Dask cluster.
 
-UBM training is the one EM loop of :func:`spkid.gmm.run_em` over a :class:`ShardStatistics` source: each
+UBM training (:mod:`spkid.ubm.train`) is the one EM loop of :func:`spkid.gmm.run_em` over a
+:class:`ShardStatistics` source: each
 iteration sends the (small) model parameters and shard descriptors to the backend, which returns one
 :class:`~spkid.gmm.SufficientStats` per shard; the source sums them in shard order for the loop's M-step.
 The start is :func:`spkid.gmm.initial_parameters` on a bounded random subsample of the frames. Frames never
@@ -9,11 +10,8 @@ travel: workers memory-map the feature files themselves. dask is optional (``pip
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,32 +19,26 @@ import numpy as np
 from spkid.errors import ConfigError
 from spkid.features.files import FeatureFile
 from spkid.gmm import (
-    DEFAULT_MIN_WEIGHT,
     MixtureParameters,
     SufficientStats,
     initial_parameters,
-    run_em,
 )
 from spkid.gmm._estep import Frames
-from spkid.gmm.em import asked_for_convergence
 from spkid.gmm.init import n_init_frames
-from spkid.ubm.config import UBMConfig, checked_components
+from spkid.ubm.config import UBMConfig
 from spkid.ubm.shards import (
-    FRAMES_PER_SHARD,
     ModelParams,
     Shard,
     ShardTask,
     Source,
-    frame_sources,
     gather_rows,
-    make_shards,
     shard_statistics,
     shards_statistics,
     task_statistics,
 )
 
 if TYPE_CHECKING:
-    from spkid.gmm import DiagonalGMM
+    pass
 
 __all__ = [
     "Backend",
@@ -56,8 +48,6 @@ __all__ = [
     "ShardStatistics",
     "initial_model",
     "open_backend",
-    "sharded_em",
-    "train_sharded",
 ]
 
 logger = logging.getLogger(__name__)
@@ -271,84 +261,3 @@ class ShardStatistics:
         for shard_stats in results:  # in shard order: the sum is the same whatever ran where
             stats = stats + shard_stats
         return stats
-
-
-def sharded_em(
-    start: MixtureParameters, shards: Sequence[Shard], backend: Backend, config: UBMConfig
-) -> MixtureParameters:
-    """EM of a UBM from ``start``: :func:`spkid.gmm.run_em` over :class:`ShardStatistics` on ``backend``.
-
-    ``config``: ``max_iter``, ``tol``, ``variance_floor``, ``max_frames`` and ``random_state`` are used. A
-    ``tol`` other than the default (and than 0) asks for convergence: a
-    :class:`~spkid.errors.ConvergenceWarning` then says when ``max_iter`` came first. (The YAML defaults
-    spell the default out, so a ``tol`` equal to it cannot be told from no ``tol`` at all.)
-    """
-    source = ShardStatistics(shards, backend, max_frames=config.max_frames, random_state=config.random_state)
-    return run_em(
-        start,
-        source,
-        max_iter=config.max_iter,
-        tol=config.tol,
-        variance_floor=config.variance_floor,
-        min_weight=DEFAULT_MIN_WEIGHT,
-        warn=asked_for_convergence(config.tol, default=UBMConfig.tol),
-        name="UBM",
-    )
-
-
-def train_sharded(
-    features: object, config: UBMConfig, *, frames_per_shard: int = FRAMES_PER_SHARD
-) -> DiagonalGMM:
-    """Train a UBM with ``config.backend``: what :func:`spkid.ubm.train_ubm` does.
-
-    Parameters
-    ----------
-    features : StoredFeatures, or iterable of ndarray of shape (n_frames_i, n_features) / FeatureFile
-        Memory-mapped arrays and store entries are read from their files, a batch at a time. In-memory
-        arrays given to a process backend are first written to a temporary store.
-    config : UBMConfig
-    frames_per_shard : int
-        Frames per task (subsampled runs are reproducible for a given value).
-    """
-    from spkid.gmm import DiagonalGMM  # here: the estimator imports scikit-learn
-
-    sources, _ = frame_sources(features)
-    n_frames = sum(source.n_frames if isinstance(source, FeatureFile) else len(source) for source in sources)
-    n_components = checked_components(config, n_frames)
-    with open_backend(config.backend, scheduler=config.scheduler, n_jobs=config.n_jobs) as backend:
-        with _on_disk(sources, backend.needs_files) as sources:
-            start = initial_model(sources, n_components, config)
-            fitted = sharded_em(start, make_shards(sources, frames_per_shard), backend, config)
-    return DiagonalGMM.from_params(
-        fitted,
-        max_iter=config.max_iter,
-        tol=config.tol,
-        init=config.init,
-        random_state=config.random_state,
-        n_jobs=config.n_jobs,
-    )
-
-
-@contextlib.contextmanager
-def _on_disk(sources: list[Source], needed: bool) -> Iterator[list[Source]]:
-    """``sources`` with in-memory arrays written to a temporary store (removed afterwards) when ``needed``."""
-    if not needed or all(isinstance(source, FeatureFile) for source in sources):
-        yield sources
-        return
-    from spkid.features.store import FeatureStore
-
-    folder = tempfile.mkdtemp(prefix="spkid-frames-")
-    logger.info("writing in-memory features to %s for the worker processes", folder)
-    try:
-        stored = FeatureStore(folder).write(
-            "frames",
-            (
-                (str(index), source)
-                for index, source in enumerate(sources)
-                if not isinstance(source, FeatureFile)
-            ),
-        )
-        written = iter(stored.files)
-        yield [source if isinstance(source, FeatureFile) else next(written) for source in sources]
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -24,9 +24,9 @@ from spkid.ubm.backends import (
     ShardStatistics,
     initial_model,
     open_backend,
-    train_sharded,
 )
 from spkid.ubm.shards import ModelParams, ShardTask, frame_sources, make_shards, task_statistics
+from spkid.ubm.train import train_sharded
 
 N_FEATURES = 5
 SHARD_FRAMES = 1500  # several shards from a few thousand frames, so workers really share the work
