@@ -9,14 +9,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Installs spkid into ./.venv (not system-wide): `. .venv/bin/activate` puts the `spkid` command on the PATH.
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	@echo "spkid is installed in $(VENV)/: run '. $(VENV)/bin/activate' to put the spkid command on your PATH"
 
 install-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 
 demo: install
 	$(BIN)/spkid demo
+	@echo "next: '. $(VENV)/bin/activate' puts spkid on your PATH; README.md's tour continues on demo_output/"
 
 test: install-dev
 	$(BIN)/python -m pytest -q
