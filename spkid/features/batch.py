@@ -36,6 +36,14 @@ class ExtractResult(list):
         ``paths[i]`` is the file ``self[i]`` came from (input order, skipped files left out).
     skipped : list of SkippedFile
         Files that raised a :class:`~spkid.errors.SpkidError` (only with ``skip_bad=True``), input order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> result = ExtractResult([np.zeros((98, 60), np.float32)], [Path("a.wav")], [])
+    >>> len(result), result[0].shape, result.paths[0].name, result.skipped
+    (1, (98, 60), 'a.wav', [])
     """
 
     def __init__(self, features: Iterable[np.ndarray], paths: list[Path], skipped: list[SkippedFile]) -> None:
@@ -90,6 +98,19 @@ def extract_many(
         Unless ``skip_bad``: the error of the first bad file met (files are processed largest first).
     ConfigError
         ``cache_dir`` cannot be created.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     files = make_speakers(folder, n_speakers=1, n_utterances=2, duration_s=1.0)["spk01"]
+    ...     result = extract_many([*files, Path(folder, "missing.wav")], skip_bad=True)
+    >>> [features.shape for features in result], [path.name for path in result.paths]
+    ([(98, 60), (98, 60)], ['spk01_01.wav', 'spk01_02.wav'])
+    >>> [(skipped.path.name, skipped.unusable) for skipped in result.skipped]
+    [('missing.wav', False)]
     """
     skippable: tuple[type[SpkidError], ...] = (
         (SpkidError,) if skip_bad else (FeatureError,) if skip_unusable else ()
@@ -180,8 +201,9 @@ def extract_pool(
     --------
     >>> import tempfile
     >>> from spkid.corpora.synthetic import make_speakers
-    >>> files = make_speakers(tempfile.mkdtemp(), n_speakers=1, n_utterances=2, duration_s=1.0)["spk01"]
-    >>> features, stats = extract_pool(files, FeatureConfig(cmvn="adaptive"))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     files = make_speakers(folder, n_speakers=1, n_utterances=2, duration_s=1.0)["spk01"]
+    ...     features, stats = extract_pool(files, FeatureConfig(cmvn="adaptive"))
     >>> len(features), stats.n_frames == sum(len(f) for f in features)
     (2, True)
     """
@@ -222,6 +244,16 @@ def resolve_sample_rate(
         An unreadable file (unless ``skip_bad``).
     DataError
         No readable file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     files = make_speakers(folder, n_speakers=1, n_utterances=1, duration_s=0.5, sample_rate=8000)
+    ...     config = resolve_sample_rate(FeatureConfig(sample_rate="auto"), files["spk01"])
+    >>> config.sample_rate, config.f_max_hz
+    (8000, 3800.0)
     """
     if config.is_resolved:
         return config

@@ -126,6 +126,14 @@ class FeatureConfig:
     frontend_version : int = 3
         Front-end generation to reproduce: 3 (current) or 2 (models made before the VAD ignored silence
         around the speech). Models store it; there is no reason to set it by hand.
+
+    Examples
+    --------
+    >>> config = FeatureConfig(n_ceps=13, vad="energy")
+    >>> config.n_features, config.frame_length, config.frame_shift, config.fft_size  # 16 kHz samples
+    (39, 400, 160, 512)
+    >>> FeatureConfig.from_dict(config.to_dict()) == config
+    True
     """
 
     sample_rate: int | str = 16000

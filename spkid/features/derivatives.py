@@ -53,6 +53,14 @@ def deltas(features: np.ndarray, *, width_frames: int = 2, order: int = 1) -> np
     ------
     FeatureError
         Fewer than ``2 * width_frames + 1`` frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ramp = 2.0 * np.arange(10.0)[:, None]  # rises by 2 per frame
+    >>> slope = deltas(ramp)
+    >>> slope.shape, slope.dtype, bool(np.allclose(slope, 2.0))  # the edges too
+    ((10, 1), dtype('float32'), True)
     """
     stacked = with_deltas(features, width_frames=width_frames, order=order, first_order=order)
     return stacked[:, features.shape[1] :]
@@ -75,6 +83,13 @@ def with_deltas(
     Returns
     -------
     ndarray of shape (n_frames, n_dims * (1 + order - first_order + 1)), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cepstra = np.random.default_rng(0).normal(size=(50, 20))
+    >>> with_deltas(cepstra).shape, with_deltas(cepstra, order=1).shape  # static + Δ + ΔΔ, static + Δ
+    ((50, 60), (50, 40))
     """
     features = np.asarray(features, dtype=np.float32)
     n_frames, n_dims = features.shape

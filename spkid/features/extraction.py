@@ -210,6 +210,14 @@ def extract(
         Too short, silent, no speech after VAD, or a waveform that is not 1-D / holds NaN or Inf.
     AudioError
         The file cannot be read (see :func:`spkid.audio.load`).
+
+    Examples
+    --------
+    >>> from spkid.corpora.synthetic import make_utterance
+    >>> waveform = make_utterance(0, 0, duration_s=1.0, sample_rate=16000)
+    >>> features = extract(waveform, FeatureConfig(sample_rate=16000))
+    >>> features.shape, features.dtype  # 1 + (16000 - 400) // 160 frames, 20 cepstra + Δ + ΔΔ
+    ((98, 60), dtype('float32'))
     """
     if not config.is_resolved:
         config.frame_length  # noqa: B018 - raises the ConfigError that explains "auto"

@@ -24,7 +24,15 @@ __all__ = ["FeatureFile", "SkippedFile", "StoredFeatures"]
 class SkippedFile(NamedTuple):
     """A file :func:`~spkid.features.extract_many` skipped, the one-line reason, and whether it decoded
     but held too little speech (``unusable``: too short, silent, no speech after VAD) rather than being
-    unreadable."""
+    unreadable.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> path, reason, unusable = SkippedFile(Path("a.wav"), "silent: peak level -95 dBFS", unusable=True)
+    >>> path.name, unusable
+    ('a.wav', True)
+    """
 
     path: Path
     reason: str
@@ -36,6 +44,18 @@ class FeatureFile:
     """One utterance's frames on disk: ``n_frames`` rows of a C-ordered array at ``offset_bytes`` in ``path``.
 
     Cheap to pickle: this, not the frames, is what travels to worker processes, which memory-map the rows.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     np.save(Path(folder, "utt.npy"), np.zeros((100, 60), dtype=np.float32))
+    ...     item = FeatureFile.of_npy(Path(folder, "utt.npy"))
+    ...     rows = item.open(10, 20)  # read-only memory map of frames 10 to 19
+    >>> item.n_frames, item.n_features, rows.shape, rows.flags.writeable
+    (100, 60, (10, 60), False)
     """
 
     path: str
@@ -134,6 +154,18 @@ class StoredFeatures(Sequence[np.ndarray]):
     utterance_ids : list of str
     paths : list of Path
     skipped : list of SkippedFile
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from spkid.features import FeatureStore
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     utterances = [("a", np.zeros((30, 60))), ("b", np.ones((50, 60)))]
+    ...     stored = FeatureStore(folder).write("pool", utterances)
+    ...     second = stored[1]  # mapped from disk now
+    >>> len(stored), stored.n_frames, stored.utterance_ids, second.shape, second.dtype
+    (2, 80, ['a', 'b'], (50, 60), dtype('float32'))
     """
 
     def __init__(

@@ -38,6 +38,13 @@ def frame_signal(signal: np.ndarray, frame_length: int, frame_shift: int) -> np.
     -------
     ndarray of shape (n_frames, frame_length)
         A read-only view of ``signal``; ``n_frames`` is 0 when the signal is shorter than one frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frames = frame_signal(np.arange(10.0), frame_length=4, frame_shift=3)
+    >>> frames.shape, frames[1].tolist()
+    ((3, 4), [3.0, 4.0, 5.0, 6.0])
     """
     signal = np.asarray(signal)
     if signal.ndim != 1:
@@ -58,6 +65,12 @@ def pre_emphasis(signal: np.ndarray, coefficient: float = 0.97) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_samples,), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pre_emphasis(np.array([1.0, 1.0, 1.0, 2.0]), 0.5).tolist()  # a constant is damped, a step kept
+    [0.5, 0.5, 0.5, 1.5]
     """
     signal = np.asarray(signal, dtype=np.float32)
     if coefficient == 0.0 or signal.size == 0:
@@ -75,6 +88,12 @@ def window_function(name: str, frame_length: int) -> np.ndarray:
     :func:`spkid.features.filterbanks.window`).
 
     ``"povey"`` is Kaldi's ``hann ** 0.85``; the others are scipy's periodic (FFT) windows, as librosa uses.
+
+    Examples
+    --------
+    >>> window = window_function("hann", 400)
+    >>> window.shape, window.dtype, float(window[0]), float(window[200])
+    ((400,), dtype('float32'), 0.0, 1.0)
     """
     return _read_only(np.asarray(filterbanks.window(name, frame_length), dtype=np.float32))
 
@@ -92,6 +111,14 @@ def power_spectrum(frames: np.ndarray, window: np.ndarray, n_fft: int) -> np.nda
     Returns
     -------
     ndarray of shape (n_frames, n_fft // 2 + 1), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tone = np.sin(2 * np.pi * 1000.0 * np.arange(400) / 16000)  # 1 kHz at 16 kHz
+    >>> power = power_spectrum(tone[None, :], window_function("hann", 400), n_fft=512)
+    >>> power.shape, int(power[0].argmax())  # bin 32 of 31.25 Hz each
+    ((1, 257), 32)
     """
     n_frames, frame_length = frames.shape
     padded = np.zeros((n_frames, n_fft), dtype=np.float32)
@@ -149,6 +176,11 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min_hz: float, f
     Returns
     -------
     ndarray of shape (n_mels, n_fft // 2 + 1)
+
+    Examples
+    --------
+    >>> mel_filterbank(16000, 512, 40, 20.0, 3800.0).shape
+    (40, 257)
     """
     filters = filterbanks.slaney_mel_filterbank(sample_rate, n_fft, n_mels, f_min_hz, f_max_hz)
     return _read_only(np.ascontiguousarray(filters, dtype=np.float32))
@@ -209,6 +241,12 @@ def log_mel(mel_power: np.ndarray, *, range_db: float | None = 80.0) -> np.ndarr
     Returns
     -------
     ndarray of shape (n_frames, n_mels), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> log_mel(np.array([[1.0, 1e-3, 0.0]])).round(1).tolist()  # 0 is clamped 80 dB below the peak
+    [[0.0, -30.0, -80.0]]
     """
     log_power = np.maximum(np.asarray(mel_power, dtype=np.float32), np.float32(POWER_FLOOR))
     np.log10(log_power, out=log_power)
@@ -249,6 +287,13 @@ def mfcc(log_mel_db: np.ndarray, n_ceps: int = 20, *, lifter: float = 0.0) -> np
     Returns
     -------
     ndarray of shape (n_frames, n_ceps), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cepstra = mfcc(np.ones((2, 40)), n_ceps=13)  # a flat spectrum: all in c0 = sqrt(40)
+    >>> cepstra.shape, round(float(cepstra[0, 0]), 3), bool(np.allclose(cepstra[:, 1:], 0.0, atol=1e-5))
+    ((2, 13), 6.325, True)
     """
     log_mel_db = np.asarray(log_mel_db, dtype=np.float32)
     return log_mel_db @ cepstral_matrix(log_mel_db.shape[1], n_ceps, float(lifter))

@@ -31,6 +31,16 @@ def cmvn(features: np.ndarray, *, variance: bool = True) -> np.ndarray:
     -------
     ndarray of shape (n_frames, n_dims), float32
         Zero mean, and unit variance (population, ``ddof=0``) when ``variance`` is true, per dimension.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frames = np.random.default_rng(0).normal(3.0, 2.0, size=(200, 4))
+    >>> normalised = cmvn(frames)
+    >>> normalised.dtype, bool(np.allclose(normalised.mean(axis=0), 0.0, atol=1e-6))
+    (dtype('float32'), True)
+    >>> bool(np.allclose(normalised.std(axis=0), 1.0, atol=1e-5))
+    True
     """
     features = np.asarray(features)
     if features.shape[0] == 0:
@@ -57,6 +67,15 @@ def sliding_cmvn(features: np.ndarray, *, window_frames: int = 300, variance: bo
     Returns
     -------
     ndarray of shape (n_frames, n_dims), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> drifting = np.linspace(0.0, 20.0, 1000)[:, None] + rng.normal(size=(1000, 2))  # a slow channel drift
+    >>> last_second = sliding_cmvn(drifting, window_frames=100)[-100:]
+    >>> bool(abs(last_second.mean()) < 0.5), bool(abs(cmvn(drifting)[-100:].mean()) < 0.5)
+    (True, False)
     """
     features = np.asarray(features)
     n_frames = features.shape[0]

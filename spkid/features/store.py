@@ -44,6 +44,19 @@ class FeatureStore:
     root : path
         The folder (created when needed); pass the same folder as ``extract_many(cache_dir=...)`` to share
         its cache. For a Dask cluster it must be on a filesystem the workers see at the same path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     files = make_speakers(folder, n_speakers=1, n_utterances=2, duration_s=1.0)["spk01"]
+    ...     store = FeatureStore(Path(folder, "features"))
+    ...     stored = store.build(files, utterance_ids=["spk01-1", "spk01-2"])
+    ...     again = store.build(files, utterance_ids=["spk01-1", "spk01-2"])  # the index, nothing extracted
+    >>> stored.utterance_ids, stored.n_frames, again.files == stored.files
+    (['spk01-1', 'spk01-2'], 196, True)
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

@@ -142,6 +142,18 @@ def frame_energy_db(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_frames,), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.features.frontend import frame_signal, power_spectrum, pre_emphasis, window_function
+    >>> config = FeatureConfig()
+    >>> tone = 0.5 * np.sin(2 * np.pi * 1000.0 * np.arange(16000) / 16000)  # mean square 0.125: -9 dB
+    >>> frames = frame_signal(pre_emphasis(tone, 0.97), config.frame_length, config.frame_shift)
+    >>> power = power_spectrum(frames, window_function(config.window, config.frame_length), config.fft_size)
+    >>> levels = frame_energy_db(power, config)
+    >>> levels.shape, round(float(np.median(levels)), 1)
+    ((98,), -9.0)
     """
     return to_db(power @ energy_band_weights(config))
 

@@ -44,7 +44,25 @@ DEFAULT_MIN_WEIGHT = 1e-5
 
 
 class StatisticsSource(Protocol):
-    """Where the E-step runs: the summed statistics of all the frames under the given parameters."""
+    """Where the E-step runs: the summed statistics of all the frames under the given parameters.
+
+    Examples
+    --------
+    Any object with this ``statistics`` method will do, e.g. one that sums the statistics of two halves:
+
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters, run_em
+    >>> class Halves:
+    ...     def __init__(self, X):
+    ...         self.halves = np.array_split(X, 2)
+    ...
+    ...     def statistics(self, parameters, iteration):
+    ...         return sum(parameters.accumulate(half) for half in self.halves)
+    >>> start = MixtureParameters([0.5, 0.5], [[-1.0], [1.0]], [[1.0], [1.0]])
+    >>> X = np.random.default_rng(0).normal(size=(200, 1))
+    >>> run_em(start, Halves(X), max_iter=3, tol=0.0, variance_floor=1e-3).n_iter
+    3
+    """
 
     def statistics(self, parameters: MixtureParameters, iteration: int) -> SufficientStats:
         """Summed :class:`~spkid.gmm.SufficientStats` (with the log-likelihood and frame count) of this
@@ -54,7 +72,20 @@ class StatisticsSource(Protocol):
 
 @dataclass(frozen=True)
 class FrameStatistics:
-    """The E-step in this process: the frames in chunks, ``n_jobs`` chunk streams (threads) at once."""
+    """The E-step in this process: the frames in chunks, ``n_jobs`` chunk streams (threads) at once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> from spkid.gmm._estep import Frames
+    >>> utterances = [np.random.default_rng(seed).normal(size=(100, 1)) for seed in range(3)]
+    >>> source = FrameStatistics(Frames(utterances, n_features=None), chunk_size=64)
+    >>> start = MixtureParameters([0.5, 0.5], [[-1.0], [1.0]], [[1.0], [1.0]])
+    >>> stats = source.statistics(start, iteration=0)
+    >>> stats.n_frames, stats.first.shape
+    (300, (2, 1))
+    """
 
     frames: Frames
     chunk_size: int | None = None
@@ -111,6 +142,19 @@ def run_em(
     MixtureParameters
         After the last M-step, with ``n_iter``, ``converged``, ``lower_bound`` (the log-likelihood of the
         parameters *before* the last M-step, as scikit-learn's ``lower_bound_``) and ``history``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import FrameStatistics, MixtureParameters
+    >>> from spkid.gmm._estep import Frames
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(-3.0, 1.0, (200, 1)), rng.normal(3.0, 1.0, (200, 1))])
+    >>> start = MixtureParameters([0.5, 0.5], [[-1.0], [1.0]], [[4.0], [4.0]])
+    >>> source = FrameStatistics(Frames(X, n_features=1))
+    >>> fitted = run_em(start, source, max_iter=5, tol=0.0, variance_floor=1e-3)
+    >>> fitted.n_iter, bool(np.all(np.diff(fitted.history) > 0)), fitted.means.ravel().round().tolist()
+    (5, True, [-3.0, 3.0])
     """
     history: list[float] = []
     converged, lower_bound, gain = False, math.nan, math.nan

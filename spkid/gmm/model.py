@@ -88,6 +88,17 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
     history_ : list of float
         ``lower_bound_`` of every iteration.
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(-3.0, 1.0, (200, 2)), rng.normal(3.0, 1.0, (200, 2))])  # two clusters
+    >>> gmm = DiagonalGMM(n_components=2, max_iter=10, random_state=0).fit(X)
+    >>> gmm.means_.shape, gmm.converged_, np.sort(gmm.means_[:, 0]).round().tolist()
+    ((2, 2), True, [-3.0, 3.0])
+    >>> gmm.predict_proba(X[:3]).shape, DiagonalGMM.from_dict(gmm.to_dict()).n_components
+    ((3, 2), 2)
     """
 
     def __init__(

@@ -60,6 +60,17 @@ class MixtureParameters:
     The scikit-learn names ``weights_``, ``means_``, ``variances_``, ``n_iter_``, ``converged_``,
     ``lower_bound_`` and ``history_`` read the same values, so code written for a fitted
     :class:`~spkid.gmm.DiagonalGMM` (the scorer, the store) reads these alike.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> params = MixtureParameters([0.5, 0.5], [[-2.0], [2.0]], [[1.0], [1.0]])
+    >>> params
+    MixtureParameters(n_components=2, n_features=1, dtype=float32, n_iter=0)
+    >>> params.predict(np.array([[-2.5], [1.5]])).tolist(), round(params.score(np.array([[0.0]])), 2)
+    ([0, 1], -2.92)
+    >>> bool(np.array_equal(MixtureParameters.from_dict(params.to_dict()).means, params.means))
+    True
     """
 
     weights: np.ndarray

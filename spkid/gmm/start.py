@@ -88,6 +88,16 @@ def initial_parameters(
     Returns
     -------
     MixtureParameters
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm._estep import Frames
+    >>> X = np.random.default_rng(0).normal(size=(400, 2))
+    >>> initial_parameters(Frames(X, n_features=2), 4, init="split", random_state=0)
+    MixtureParameters(n_components=4, n_features=2, dtype=float32, n_iter=0)
+    >>> initial_parameters(Frames(X, n_features=2), 2, means_init=[[-1.0, 0.0], [1.0, 0.0]]).means.tolist()
+    [[-1.0, 0.0], [1.0, 0.0]]
     """
     check_enough_frames(frames.n_frames, n_components)
     started = time.perf_counter()

@@ -38,6 +38,18 @@ class SufficientStats:
         Number of frames accumulated.
 
     Statistics of disjoint frame sets add up (``a + b``, ``sum([...])``), whatever process computed them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> params = MixtureParameters([0.5, 0.5], [[-2.0], [2.0]], [[1.0], [1.0]])
+    >>> X = np.random.default_rng(0).normal(size=(100, 1))
+    >>> total = params.accumulate(X[:60]) + params.accumulate(X[60:])  # e.g. from two workers
+    >>> total.n_frames, round(float(total.zeroth.sum()), 2)
+    (100, 100.0)
+    >>> bool(np.allclose(total.first, params.accumulate(X).first))  # the same as all frames at once
+    True
     """
 
     zeroth: np.ndarray
@@ -78,6 +90,16 @@ def maximise(
     The variance floor is ``variance_floor`` times the variance, per dimension, of all the frames in
     ``stats``. A component whose weight is below ``min_weight`` (or zero) is replaced by half of the
     heaviest one (:func:`split_component`); ``n_reseeded`` counts them. Weights sum to 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> params = MixtureParameters([0.5, 0.5], [[-2.0], [2.0]], [[1.0], [1.0]])
+    >>> X = np.random.default_rng(0).normal(size=(100, 1))
+    >>> weights, means, variances, n_reseeded = maximise(params.accumulate(X), 1e-3, 1e-5)
+    >>> round(float(weights.sum()), 6), means.shape, variances.shape, n_reseeded
+    (1.0, (2, 1), (2, 1), 0)
     """
     total = float(stats.zeroth.sum())
     if not total > 0 or not np.isfinite(total):
@@ -100,7 +122,14 @@ def maximise(
 
 def floor_variances(global_variance: np.ndarray, variance_floor: float) -> np.ndarray:
     """The lowest allowed variances: ``variance_floor`` times ``global_variance`` (per dimension, shape
-    (n_features,)), and at least 1e-10 times its largest value."""
+    (n_features,)), and at least 1e-10 times its largest value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> floor_variances(np.array([4.0, 0.0]), 1e-3).tolist()  # a constant dimension still gets a floor
+    [0.004, 4e-10]
+    """
     # The tiny absolute term keeps variances positive when variance_floor == 0 or a dimension is constant.
     return np.maximum(variance_floor * global_variance, 1e-10 * max(float(np.max(global_variance)), 1e-30))
 

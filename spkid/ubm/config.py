@@ -75,6 +75,14 @@ class UBMConfig:
     max_unusable_fraction : float
         ``train-ubm`` skips pool files with too little speech (too short, silent), listing them in the
         model; when more than this share of the pool is such files it stops instead: the pool is wrong.
+
+    Examples
+    --------
+    >>> config = UBMConfig(n_components=64, max_iter=5)
+    >>> config.backend, config.to_dict()["n_components"]
+    ('local', 64)
+    >>> UBMConfig.from_dict(config.to_dict()) == config
+    True
     """
 
     n_components: int = 512
@@ -161,6 +169,14 @@ class EnrollConfig:
     adapt : tuple of str
         Parameters to adapt, any of "means", "weights", "variances" (a string "means,weights" is accepted).
         Adapting only the means is the standard choice and enables the fastest scoring.
+
+    Examples
+    --------
+    >>> config = EnrollConfig(adapt="weights,means")  # stored in canonical order
+    >>> config.adapt, config.to_dict()
+    (('means', 'weights'), {'relevance_factor': 4.0, 'adapt': ['means', 'weights']})
+    >>> EnrollConfig.from_dict(config.to_dict()) == config
+    True
     """
 
     relevance_factor: float = 4.0
@@ -191,6 +207,12 @@ def effective_components(config: UBMConfig, n_frames: int) -> int:
 
     Returns 1 (too few frames for a mixture) when ``n_frames`` cannot give 2 components their
     ``config.min_frames_per_component`` frames each.
+
+    Examples
+    --------
+    >>> config = UBMConfig(n_components=512, min_frames_per_component=20)
+    >>> [effective_components(config, n_frames) for n_frames in (100_000, 5_000, 30)]
+    [512, 128, 1]
     """
     if n_frames >= config.n_components * config.min_frames_per_component:
         return config.n_components

@@ -81,6 +81,15 @@ def map_adapt(
     MixtureParameters
         The speaker model, with the UBM's ``dtype`` and ``variance_floor`` (what :class:`spkid.score.Scorer`
         and the model store take; ``DiagonalGMM.from_params`` makes an estimator of it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ubm = MixtureParameters([0.5, 0.5], [[-2.0], [2.0]], [[1.0], [1.0]])
+    >>> speaker = np.full((8, 1), 3.0)  # 8 frames, all explained by the second component
+    >>> model = map_adapt(ubm, speaker, relevance_factor=4.0)  # alpha = 8 / (8 + 4) for that component
+    >>> model.means.ravel().round(2).tolist(), bool(np.array_equal(model.variances, ubm.variances))
+    ([-2.0, 2.67], True)
     """
     parts = parse_adapt(adapt)
     # EnrollConfig's rule (one place), raised as the ModelError this function has always raised.
@@ -131,5 +140,18 @@ def enroll(
     ubm : MixtureParameters or DiagonalGMM
     features_list : sequence of ndarray of shape (n_frames_i, n_features)
     config : EnrollConfig
+
+    Returns
+    -------
+    MixtureParameters
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ubm = MixtureParameters([0.5, 0.5], [[-2.0], [2.0]], [[1.0], [1.0]])
+    >>> utterances = [np.full((4, 1), 3.0), np.full((4, 1), 3.0)]
+    >>> model = enroll(ubm, utterances, EnrollConfig(relevance_factor=8.0, adapt="means,weights"))
+    >>> model.means.ravel().round(2).tolist(), model.weights.round(2).tolist()
+    ([-2.0, 2.5], [0.4, 0.6])
     """
     return map_adapt(ubm, features_list, relevance_factor=config.relevance_factor, adapt=config.adapt)

@@ -47,6 +47,15 @@ def train_ubm(features: Iterable[np.ndarray], config: UBMConfig = UBMConfig()) -
     -------
     DiagonalGMM
         Fitted with ``config.n_components`` components, or fewer (a warning is logged) on a small pool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> utterances = [rng.normal(size=(200, 3)) for _ in range(4)]  # one array per utterance
+    >>> ubm = train_ubm(utterances, UBMConfig(n_components=4, max_iter=3))
+    >>> type(ubm).__name__, ubm.means_.shape, round(float(ubm.weights_.sum()), 6)
+    ('DiagonalGMM', (4, 3), 1.0)
     """
     return train_sharded(features, config)
 
