@@ -20,7 +20,12 @@ def public_objects(face: str) -> list[tuple[str, object]]:
     """``(name, object)`` of every function and class in the face's ``__all__``."""
     module = importlib.import_module(f"spkid.{face}")
     objects = [(name, getattr(module, name)) for name in module.__all__]
-    return [(name, obj) for name, obj in objects if inspect.isfunction(obj) or inspect.isclass(obj)]
+    # unwrap: a function behind functools.cache (or another wrapper) is still a public function
+    return [
+        (name, obj)
+        for name, obj in objects
+        if inspect.isfunction(inspect.unwrap(obj)) or inspect.isclass(obj)
+    ]
 
 
 def has_example(obj: object) -> bool:
