@@ -3,9 +3,9 @@
 Each function takes paths, does the whole job and returns a small result object; the CLI only parses
 arguments, calls one of these and prints. The feature settings chosen at :func:`train_ubm_from_audio` are
 stored in the model and used by every later call, and the stored score normalisation is applied
-automatically. Training is :mod:`spkid.recognizer.training`, identification, verification and trial
-scoring :mod:`spkid.recognizer.identification`, evaluation of score files :mod:`spkid.metrics.evaluation`;
-all are re-exported here.
+automatically. Training is :mod:`spkid.recognizer.training`, identification and verification
+:mod:`spkid.recognizer.identification`, trial scoring :mod:`spkid.recognizer.trial_scoring`, evaluation of
+score files :mod:`spkid.metrics.evaluation`; all are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ from spkid.metrics import evaluate, labelled_scores
 from spkid.recognizer.identification import (
     Identification,
     IdentifyResult,
-    ScoreResult,
     Verification,
     VerifyResult,
     identify,
-    score_trials,
     verify,
 )
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
+from spkid.recognizer.trial_scoring import ScoreResult, score_trials
 from spkid.score import Calibrator
 from spkid.store import ModelStore, validate_speaker_name
 
@@ -65,7 +64,15 @@ PathLike = str | os.PathLike[str]
 
 @dataclass(frozen=True)
 class EnrollResult:
-    """Speakers enrolled (name -> number of recordings used) and the files skipped."""
+    """Speakers enrolled (name -> number of recordings used) and the files skipped.
+
+    Examples
+    --------
+    >>> from spkid.recognizer import EnrollResult
+    >>> result = EnrollResult(enrolled={"spk01": 2, "spk02": 3})
+    >>> sum(result.enrolled.values()), result.skipped
+    (5, [])
+    """
 
     enrolled: dict[str, int]
     skipped: list[SkippedFile] = field(default_factory=list)
@@ -78,6 +85,17 @@ def speakers_in_folder(speakers_dir: PathLike) -> dict[str, list[Path]]:
     ------
     DataError
         The folder is missing or no sub-folder holds audio.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import speakers_in_folder
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = make_speakers(tmp.name, n_speakers=2, n_utterances=2, duration_s=0.5)
+    >>> {name: [file.name for file in files] for name, files in speakers_in_folder(tmp.name).items()}
+    {'spk01': ['spk01_01.wav', 'spk01_02.wav'], 'spk02': ['spk02_01.wav', 'spk02_02.wav']}
+    >>> tmp.cleanup()
     """
     return {
         name: [utterance.path for utterance in items] for name, items in list_speakers(speakers_dir).items()
@@ -112,6 +130,21 @@ def enroll_from_audio(
     ------
     StoreError
         No model, an invalid speaker name, or an existing name without ``replace``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> model = f"{tmp.name}/model"
+    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
+    >>> result = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
+    >>> result.enrolled, result.skipped
+    ({'spk01': 2, 'spk02': 2, 'spk03': 2}, [])
+    >>> tmp.cleanup()
     """
     store = ModelStore.open(model_dir)
     if not speakers:
@@ -150,7 +183,18 @@ def enroll_from_audio(
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """What ``spkid list`` shows about a model."""
+    """What ``spkid list`` shows about a model.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from spkid.recognizer import ModelSummary
+    >>> summary = ModelSummary(
+    ...     Path("model"), ["spk01"], n_components=512, n_features=60, sample_rate=16000, normalization="none"
+    ... )
+    >>> summary.to_dict()["model_dir"], summary.to_dict()["speakers"]
+    ('model', ['spk01'])
+    """
 
     model_dir: Path
     speakers: list[str]
@@ -166,7 +210,25 @@ class ModelSummary:
 
 
 def describe_model(model_dir: PathLike) -> ModelSummary:
-    """Enrolled speakers and the main settings of a model directory."""
+    """Enrolled speakers and the main settings of a model directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> model = f"{tmp.name}/model"
+    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
+    >>> _ = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
+    >>> from spkid.recognizer import describe_model
+    >>> summary = describe_model(model)
+    >>> summary.speakers, summary.n_components, summary.sample_rate, summary.normalization
+    (['spk01', 'spk02', 'spk03'], 16, 16000, 'none')
+    >>> tmp.cleanup()
+    """
     store = ModelStore.open(model_dir)
     n_components, n_features = store.ubm_shape
     return ModelSummary(
@@ -180,7 +242,25 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
 
 
 def remove_speaker(model_dir: PathLike, name: str) -> None:
-    """Delete an enrolled speaker (StoreError when the model or the speaker does not exist)."""
+    """Delete an enrolled speaker (StoreError when the model or the speaker does not exist).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> model = f"{tmp.name}/model"
+    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
+    >>> _ = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
+    >>> from spkid.recognizer import describe_model, remove_speaker
+    >>> remove_speaker(model, "spk02")
+    >>> describe_model(model).speakers
+    ['spk01', 'spk03']
+    >>> tmp.cleanup()
+    """
     ModelStore.open(model_dir).remove_speaker(name)
 
 
@@ -197,6 +277,32 @@ def calibrate_model(
     ------
     StoreError
         No model. DataError: unlabelled or one-sided scores.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> model = f"{tmp.name}/model"
+    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
+    >>> _ = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
+    >>> from pathlib import Path
+    >>> from spkid.recognizer import calibrate_model, score_trials, verify
+    >>> trials = Path(tmp.name, "dev_trials.txt")  # every speaker against every held-out recording
+    >>> lines = [f"{a} {b}_03 {'target' if a == b else 'nontarget'}\\n" for a in corpus for b in corpus]
+    >>> _ = trials.write_text("".join(lines))
+    >>> scores = Path(tmp.name, "dev_scores.txt")
+    >>> _ = score_trials(model, trials, output=scores, audio_root=f"{tmp.name}/audio")
+    >>> calibrator = calibrate_model(model, scores, trials)
+    >>> calibrator.scale_ > 0  # higher scores, higher calibrated LLRs
+    True
+    >>> result = verify(model, "spk01", corpus["spk01"][2:])  # now decided at -logit(0.01) on calibrated LLRs
+    >>> round(result.results[0].threshold, 1)
+    4.6
+    >>> tmp.cleanup()
     """
     store = ModelStore.open(model_dir)
     target, nontarget = labelled_scores(scores, trials)

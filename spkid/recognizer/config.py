@@ -71,7 +71,17 @@ def plain(value: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A resolved configuration: the four typed sections and the free-form recipe sections."""
+    """A resolved configuration: the four typed sections and the free-form recipe sections.
+
+    Examples
+    --------
+    >>> from spkid.recognizer import load_config
+    >>> config = load_config(None)
+    >>> config.ubm.n_components, config.features.cmvn, config.score.normalization
+    (512, 'adaptive', 'none')
+    >>> sorted(config.to_dict())
+    ['enroll', 'features', 'score', 'ubm']
+    """
 
     features: FeatureConfig
     ubm: UBMConfig
@@ -111,6 +121,19 @@ def load_config(
     ConfigError
         Missing or unreadable file, YAML syntax error (with line), unknown section or key (with a
         did-you-mean), wrong value type, or a value the section class rejects.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from spkid.recognizer import load_config
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name, "small.yaml")
+    >>> _ = path.write_text("ubm:\\n  n_components: 64\\n")
+    >>> config = load_config(path, ["ubm.max_iter=5"])
+    >>> config.ubm.n_components, config.ubm.max_iter, config.enroll.relevance_factor
+    (64, 5, 4.0)
+    >>> tmp.cleanup()
     """
     if path is None:
         return _resolve({}, overrides, "defaults", section_classes)
@@ -121,19 +144,52 @@ def load_config(
 def apply_overrides(
     config: Config, overrides: Sequence[str], *, section_classes: SectionClasses | None = None
 ) -> Config:
-    """Return ``config`` with ``--set`` overrides applied and everything re-validated."""
+    """Return ``config`` with ``--set`` overrides applied and everything re-validated.
+
+    Examples
+    --------
+    >>> from spkid.recognizer import apply_overrides, load_config
+    >>> config = load_config(None)
+    >>> config = apply_overrides(config, ["score.normalization=znorm", "enroll.adapt=weights,means"])
+    >>> config.score.normalization, config.enroll.adapt
+    ('znorm', ('means', 'weights'))
+    """
     return _resolve(config.to_dict(), overrides, "config", section_classes)
 
 
 def config_from_dict(
     raw: Mapping[str, Any], *, source: str = "config", section_classes: SectionClasses | None = None
 ) -> Config:
-    """Build a :class:`Config` from nested dicts (e.g. a parsed YAML document), with the same checks."""
+    """Build a :class:`Config` from nested dicts (e.g. a parsed YAML document), with the same checks.
+
+    Examples
+    --------
+    >>> from spkid.recognizer import config_from_dict
+    >>> config = config_from_dict({"ubm": {"n_components": 32}, "score": {"cohort_size": 20}})
+    >>> config.ubm.n_components, config.score.cohort_size, config.features.sample_rate
+    (32, 20, 'auto')
+    >>> config_from_dict({"ubm": {"n_component": 32}})
+    Traceback (most recent call last):
+    ...
+    spkid.errors.ConfigError: config: unknown key ubm.n_component; did you mean 'ubm.n_components'?
+    """
     return _resolve(raw, (), source, section_classes)
 
 
 def config_to_yaml(config: Config) -> str:
-    """The resolved config as YAML, for saving beside results (loads back to an equal :class:`Config`)."""
+    """The resolved config as YAML, for saving beside results (loads back to an equal :class:`Config`).
+
+    Examples
+    --------
+    >>> import yaml
+    >>> from spkid.recognizer import config_from_dict, config_to_yaml, load_config
+    >>> config = load_config(None, ["ubm.n_components=64"])
+    >>> text = config_to_yaml(config)
+    >>> text.splitlines()[0], "  n_components: 64" in text.splitlines()
+    ('features:', True)
+    >>> config_from_dict(yaml.safe_load(text)) == config
+    True
+    """
     return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=False)
 
 

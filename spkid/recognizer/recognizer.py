@@ -57,6 +57,22 @@ class Recognizer:
     score_config : ScoreConfig, optional
         Scoring settings to use instead of the stored ones (recipes change scoring without retraining;
         the cohort is the stored one whatever ``cohort_size`` says).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import Recognizer, load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> _ = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
+    >>> recognizer = Recognizer.open(f"{tmp.name}/model")
+    >>> models = {"spk01": recognizer.adapt(recognizer.extract(corpus["spk01"][:2]))}
+    >>> tests = recognizer.extract([corpus["spk01"][2], corpus["spk02"][2]])
+    >>> recognizer.score_matrix(models, tests).shape  # (n_tests, n_models)
+    (2, 1)
+    >>> tmp.cleanup()
     """
 
     def __init__(self, store: ModelStore, *, score_config: ScoreConfig | None = None) -> None:
@@ -306,9 +322,8 @@ class Recognizer:
         missing = {
             name: model for name, model in models.items() if known[name] is None or known[name].top_c != top_c
         }
-        if (
-            missing
-        ):  # enrolled before the statistics were stored, or scored with another top_c: once per process
+        # Enrolled before the statistics were stored, or scored with another top_c: once per process.
+        if missing:
             impostor = Scorer(self.ubm, missing, top_c=top_c).llr_many(self.cohort.segments)
             for name, mean, std in zip(missing, *znorm_statistics(impostor), strict=True):
                 known[name] = self.store.cohort_stats[name] = SpeakerCohortStats(

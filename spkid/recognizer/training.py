@@ -46,6 +46,17 @@ class TrainResult:
 
     ``skipped`` lists every file left out: ``unusable`` ones (too little speech, skipped by default) and,
     with ``skip_bad``, unreadable ones; the full list is also in the model's ``skipped_files.txt``.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from spkid.recognizer import TrainResult
+    >>> result = TrainResult(
+    ...     Path("model"), n_files=9, n_frames=1782, n_components=16, n_features=60, cohort_size=2,
+    ...     cohort_frames_held_out=198,
+    ... )
+    >>> result.n_frames - result.cohort_frames_held_out, result.skipped
+    (1584, [])
     """
 
     model_dir: Path
@@ -179,6 +190,19 @@ def train_ubm_from_audio(
         An unreadable file (without ``skip_bad``).
     DataError
         No usable file, or more than ``ubm.max_unusable_fraction`` of them unusable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> result = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
+    >>> result.n_files, result.n_components, result.n_features, result.sample_rate, result.cohort_size
+    (9, 16, 60, 16000, 2)
+    >>> tmp.cleanup()
     """
     config = load_config(None) if config is None else config
     model_dir = Path(model_dir)
