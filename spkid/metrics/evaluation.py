@@ -47,7 +47,13 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics of a score file (see :func:`spkid.metrics.verification_report`) and the DET plot, if drawn."""
+    """Metrics of a score file (see :func:`spkid.metrics.verification_report`) and the DET plot, if drawn.
+
+    Examples
+    --------
+    >>> Evaluation(metrics={"eer": 0.1}, plot=None).to_dict()
+    {'metrics': {'eer': 0.1}, 'plot': None}
+    """
 
     metrics: dict[str, float]
     plot: Path | None
@@ -73,7 +79,7 @@ def _score(word: str, where: str) -> float:
 
 
 def read_labelled_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Target and non-target scores of a score file whose lines carry labels.
+    r"""Target and non-target scores of a score file whose lines carry labels.
 
     Lines are ``enroll test score target|nontarget`` or ``score target|nontarget``.
 
@@ -81,6 +87,17 @@ def read_labelled_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ------
     DataError
         Unreadable file, unlabelled (3-field) lines — those need ``--trials`` — or malformed lines.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "scores.txt"
+    ...     _ = path.write_text("alice utt1 2.0 target\nbob utt1 -1.0 nontarget\n0.5 target\n")
+    ...     target, nontarget = read_labelled_scores(path)
+    >>> target.tolist(), nontarget.tolist()
+    ([2.0, 0.5], [-1.0])
     """
     path = Path(path)
     try:
@@ -118,6 +135,13 @@ def evaluate_arrays(
     ------
     DataError
         No target or no non-target scores, or non-finite scores.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> result = evaluate_arrays(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([-3.0, -2.0, -1.0, 0.0, 1.5]))
+    >>> round(result.metrics["eer"], 3), result.metrics["n_target"], result.plot
+    (0.1, 5.0, None)
     """
     metrics = verification_report(target_scores, nontarget_scores)
     plot_path = None
@@ -131,12 +155,24 @@ def evaluate_arrays(
 
 
 def labelled_scores(scores: str | Path, trials: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Target and non-target scores of a score file, labelled by a trial list or by the file itself.
+    r"""Target and non-target scores of a score file, labelled by a trial list or by the file itself.
 
     Raises
     ------
     DataError
         Unlabelled trials, a trial without a score, or no target / no non-target score.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     scores, trials = Path(folder) / "scores.txt", Path(folder) / "trials.txt"
+    ...     _ = scores.write_text("alice utt1 2.0\nalice utt2 -1.0\n")
+    ...     _ = trials.write_text("alice utt1 target\nalice utt2 nontarget\n")
+    ...     target, nontarget = labelled_scores(scores, trials)
+    >>> target.tolist(), nontarget.tolist()
+    ([2.0], [-1.0])
     """
     if trials is None:
         target, nontarget = read_labelled_scores(scores)
@@ -155,7 +191,7 @@ def labelled_scores(scores: str | Path, trials: str | Path | None = None) -> tup
 def evaluate(
     scores: str | Path, trials: str | Path | None = None, *, plot: str | Path | None = None
 ) -> Evaluation:
-    """Evaluate a score file against a trial list (or the labels in the score file itself).
+    r"""Evaluate a score file against a trial list (or the labels in the score file itself).
 
     Parameters
     ----------
@@ -169,13 +205,30 @@ def evaluate(
     Returns
     -------
     Evaluation
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     scores = Path(folder) / "scores.txt"
+    ...     _ = scores.write_text("2.0 target\n1.0 target\n1.5 nontarget\n-1.0 nontarget\n")
+    ...     result = evaluate(scores, plot=Path(folder) / "det.png")
+    ...     print(round(result.metrics["eer"], 2), result.plot.name, result.plot.is_file())
+    0.25 det.png True
     """
     target, nontarget = labelled_scores(scores, trials)
     return evaluate_arrays(target, nontarget, plot=plot, title=f"DET curve: {Path(scores).name}")
 
 
 def metric_rows(metrics: Mapping[str, float], *, top_k: int | None = None) -> list[tuple[str, str]]:
-    """``(label, formatted value)`` for each metric present in ``metrics``, in a fixed order."""
+    """``(label, formatted value)`` for each metric present in ``metrics``, in a fixed order.
+
+    Examples
+    --------
+    >>> metric_rows({"n_target": 5.0, "eer": 0.1, "cllr": None})
+    [('EER', '10.00%'), ('target trials', '5')]
+    """
     k = top_k if top_k is not None else int(metrics.get("top_k", 5))
     return [
         (label.format(k=k), fmt.format(float(metrics[key])))
@@ -185,7 +238,15 @@ def metric_rows(metrics: Mapping[str, float], *, top_k: int | None = None) -> li
 
 
 def format_metrics(metrics: Mapping[str, float], *, top_k: int | None = None) -> str:
-    """A two-column text table of the metrics present in ``metrics``."""
+    """A two-column text table of the metrics present in ``metrics``.
+
+    Examples
+    --------
+    >>> print(format_metrics({"eer": 0.1, "min_dcf_0.01": 0.2, "n_target": 5.0}))
+    EER                       10.00%
+    minDCF (p_target=0.01)    0.2000
+    target trials                  5
+    """
     rows = metric_rows(metrics, top_k=top_k)
     if not rows:
         return "(no metrics)"
@@ -194,7 +255,16 @@ def format_metrics(metrics: Mapping[str, float], *, top_k: int | None = None) ->
 
 
 def markdown_metrics(metrics: Mapping[str, float], *, top_k: int | None = None) -> str:
-    """The same table in Markdown."""
+    """The same table in Markdown.
+
+    Examples
+    --------
+    >>> print(markdown_metrics({"eer": 0.1, "n_target": 5.0}))
+    | metric | value |
+    |---|---:|
+    | EER | 10.00% |
+    | target trials | 5 |
+    """
     rows = metric_rows(metrics, top_k=top_k)
     return "\n".join(
         ["| metric | value |", "|---|---:|", *(f"| {label} | {value} |" for label, value in rows)]

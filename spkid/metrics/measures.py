@@ -66,6 +66,14 @@ def det_curve(
     thresholds : ndarray of shape (n_thresholds,)
         The distinct scores in increasing order followed by ``+inf`` (reject everything), so the curve
         runs from (p_miss=0, p_fa=1) to (p_miss=1, p_fa=0).
+
+    Examples
+    --------
+    >>> p_miss, p_fa, thresholds = det_curve([2.0, 3.0], [1.0, 2.5])
+    >>> thresholds.tolist()
+    [1.0, 2.0, 2.5, 3.0, inf]
+    >>> p_miss.tolist(), p_fa.tolist()
+    ([0.0, 0.0, 0.5, 0.5, 1.0], [1.0, 0.5, 0.5, 0.0, 0.0])
     """
     target, nontarget = _check_scores(target_scores, nontarget_scores)
     thresholds = np.append(np.unique(np.concatenate([target, nontarget])), np.inf)
@@ -86,6 +94,13 @@ def rocch(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> tuple[np.nda
     -------
     p_miss, p_fa : ndarray of shape (n_blocks + 1,)
         Hull vertices from (0, 1) to (1, 0); p_miss non-decreasing, p_fa non-increasing.
+
+    Examples
+    --------
+    >>> target, nontarget = [1.0, 2.0, 3.0, 4.0, 5.0], [-3.0, -2.0, -1.0, 0.0, 1.5]
+    >>> p_miss, p_fa = rocch(target, nontarget)  # one non-target (1.5) outscores one target (1.0)
+    >>> p_miss.tolist(), p_fa.tolist()
+    ([0.0, 0.0, 0.2, 1.0], [1.0, 0.2, 0.0, 0.0])
     """
     target, nontarget = _check_scores(target_scores, nontarget_scores)
     scores = np.concatenate([target, nontarget])
@@ -120,6 +135,17 @@ def eer(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> float:
     -------
     float
         EER as a fraction in [0, 0.5] (0 for perfectly separated scores).
+
+    Examples
+    --------
+    >>> round(eer([3.0, 4.0], [1.0, 2.0]), 3), round(eer([1.0, 2.0], [1.0, 2.0]), 3)
+    (0.0, 0.5)
+
+    One non-target above one target in five: the hull runs from (p_miss 0, p_fa 0.2) to (0.2, 0), crossing
+    p_miss = p_fa at 0.1:
+
+    >>> round(eer([1.0, 2.0, 3.0, 4.0, 5.0], [-3.0, -2.0, -1.0, 0.0, 1.5]), 3)
+    0.1
     """
     p_miss, p_fa = rocch(target_scores, nontarget_scores)
     gap = p_miss - p_fa  # runs from -1 to +1 along the hull, non-decreasing
@@ -157,6 +183,14 @@ def min_dcf(
         Prior probability of a target trial (0.01 and 0.001 are the usual operating points).
     c_miss, c_fa : float
         Costs of a miss and of a false alarm.
+
+    Examples
+    --------
+    >>> target, nontarget = [1.0, 2.0, 3.0, 4.0, 5.0], [-3.0, -2.0, -1.0, 0.0, 1.5]
+    >>> round(min_dcf(target, nontarget, p_target=0.5), 3)  # here DCF = p_miss + p_fa: 1 miss in 5
+    0.2
+    >>> round(min_dcf([3.0, 4.0], [1.0, 2.0]), 3)
+    0.0
     """
     p_target = _check_prior(p_target)
     p_miss, p_fa, _ = det_curve(target_scores, nontarget_scores)
@@ -178,6 +212,14 @@ def actual_dcf(
     With ``threshold=None`` the scores are taken to be calibrated log-likelihood ratios and the Bayes
     threshold ``log(c_fa (1 - p_target) / (c_miss p_target))`` is used, which measures calibration: the gap
     to :func:`min_dcf` is the cost of miscalibration.
+
+    Examples
+    --------
+    >>> target, nontarget = [1.0, 2.0, 3.0, 4.0, 5.0], [-3.0, -2.0, -1.0, 0.0, 1.5]
+    >>> round(actual_dcf(target, nontarget, p_target=0.5, threshold=1.25), 3)  # 1 miss + 1 false alarm in 5
+    0.4
+    >>> round(actual_dcf(target, nontarget, p_target=0.5, threshold=1.75), 3)  # the best threshold: min_dcf
+    0.2
     """
     p_target = _check_prior(p_target)
     target, nontarget = _check_scores(target_scores, nontarget_scores)
@@ -193,6 +235,13 @@ def cllr(target_llrs: ArrayLike, nontarget_llrs: ArrayLike) -> float:
     """Log-likelihood-ratio cost in bits (Brümmer & du Preez 2006); scores must be natural-log LLRs.
 
     0 is perfect, 1 is what the uninformative system (LLR = 0 everywhere) costs.
+
+    Examples
+    --------
+    >>> round(cllr([0.0], [0.0]), 3)  # LLR 0 says nothing
+    1.0
+    >>> round(cllr([4.0, 5.0], [-4.0, -5.0]), 3), round(cllr([-4.0, -5.0], [4.0, 5.0]), 3)  # right, wrong
+    (0.018, 6.51)
     """
     target, nontarget = _check_scores(target_llrs, nontarget_llrs)
     cost_target = np.mean(np.logaddexp(0.0, -target))
@@ -201,7 +250,16 @@ def cllr(target_llrs: ArrayLike, nontarget_llrs: ArrayLike) -> float:
 
 
 def min_cllr(target_scores: ArrayLike, nontarget_scores: ArrayLike) -> float:
-    """Cllr after the best monotone recalibration of the scores (PAV): the discrimination part of Cllr."""
+    """Cllr after the best monotone recalibration of the scores (PAV): the discrimination part of Cllr.
+
+    Examples
+    --------
+    >>> target, nontarget = [1.0, 2.0, 3.0, 4.0, 5.0], [-3.0, -2.0, -1.0, 0.0, 1.5]
+    >>> round(cllr(target, nontarget), 3), round(min_cllr(target, nontarget), 3)
+    (0.49, 0.2)
+    >>> round(min_cllr([-4.0, -5.0], [4.0, 5.0]), 3)  # targets lowest: no monotone map helps
+    1.0
+    """
     target, nontarget = _check_scores(target_scores, nontarget_scores)
     scores = np.concatenate([target, nontarget])
     is_target = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
@@ -223,6 +281,13 @@ def verification_report(target_scores: ArrayLike, nontarget_scores: ArrayLike) -
     """The usual summary of a verification run: EER and minDCF at p_target 0.01 and 0.001, Cllr, minCllr.
 
     ``cllr`` is only meaningful when the scores are calibrated LLRs; ``min_cllr`` always is.
+
+    Examples
+    --------
+    >>> report = verification_report([1.0, 2.0, 3.0, 4.0, 5.0], [-3.0, -2.0, -1.0, 0.0, 1.5])
+    >>> {name: round(value, 3) for name, value in report.items()}
+    {'n_target': 5.0, 'n_nontarget': 5.0, 'eer': 0.1, 'min_dcf_0.01': 0.2, 'min_dcf_0.001': 0.2,
+     'cllr': 0.49, 'min_cllr': 0.2}
     """
     return {
         "n_target": float(np.size(target_scores)),
@@ -248,6 +313,13 @@ def identification_accuracy(
         ``Scorer.identify`` (any non-string entry is read as a pair whose first item is the name).
     top_k : int
         1 gives closed-set top-1 accuracy.
+
+    Examples
+    --------
+    >>> ranked = [[("alice", 1.2), ("bob", 0.3)], [("alice", 0.8), ("bob", 0.5)]]
+    >>> truth = ["alice", "bob"]  # bob is ranked second
+    >>> identification_accuracy(truth, ranked), identification_accuracy(truth, ranked, top_k=2)
+    (0.5, 1.0)
     """
     if top_k < 1:
         raise DataError(f"top_k={top_k}: must be at least 1")

@@ -54,6 +54,12 @@ def det_figure(
     -------
     matplotlib.figure.Figure
         The axes data are ``norm.ppf(p_fa)`` (x) and ``norm.ppf(p_miss)`` (y), clipped to the plotted range.
+
+    Examples
+    --------
+    >>> figure = det_figure({"baseline": ([1.0, 2.0, 3.0, 4.0, 5.0], [-3.0, -2.0, -1.0, 0.0, 1.5])})
+    >>> len(figure.axes), figure.axes[0].get_legend_handles_labels()[1]
+    (1, ['baseline (EER 10.00%)', 'minDCF 0.200 (p_target 0.01)'])
     """
     curves = _as_systems(systems)
     figure = Figure(figsize=(5.5, 5.5))
@@ -103,7 +109,17 @@ def plot_det(
     p_target: float = 0.01,
     dpi: int = 120,
 ) -> Path:
-    """Write a DET plot (see :func:`det_figure`) as a PNG file and return its path."""
+    r"""Write a DET plot (see :func:`det_figure`) as a PNG file and return its path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = plot_det(([1.0, 2.0, 3.0], [-1.0, 0.0, 2.5]), Path(folder) / "det.png")
+    ...     print(path.name, path.read_bytes().startswith(b"\x89PNG"))
+    det.png True
+    """
     path = Path(path)
     det_figure(systems, title=title, p_target=p_target).savefig(path, format="png", dpi=dpi)
     return path
@@ -124,6 +140,14 @@ def confusion_figure(
     counts : ndarray of shape (n_labels, n_labels)
         ``counts[i, j]`` = number of tests of ``labels[i]`` identified as ``labels[j]``. ``labels``
         defaults to the sorted union of true and predicted names (so ``"unknown"`` gets its own column).
+
+    Examples
+    --------
+    >>> figure, counts = confusion_figure(["alice", "alice", "bob"], ["alice", "bob", "bob"])
+    >>> counts.tolist()  # rows: true alice, bob; columns: predicted alice, bob
+    [[1, 1], [0, 1]]
+    >>> figure.axes[0].get_title()
+    'Identification confusion matrix (accuracy 66.7%)'
     """
     if len(true_labels) != len(predicted_labels):
         raise DataError(
@@ -164,7 +188,17 @@ def plot_confusion(
     title: str = "Identification confusion matrix",
     dpi: int = 120,
 ) -> Path:
-    """Write the identification confusion matrix (see :func:`confusion_figure`) as a PNG file."""
+    r"""Write the identification confusion matrix (see :func:`confusion_figure`) as a PNG file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = plot_confusion(["alice", "bob"], ["alice", "unknown"], Path(folder) / "confusion.png")
+    ...     print(path.name, path.read_bytes().startswith(b"\x89PNG"))
+    confusion.png True
+    """
     path = Path(path)
     figure, _ = confusion_figure(true_labels, predicted_labels, labels=labels, title=title)
     figure.savefig(path, format="png", dpi=dpi)

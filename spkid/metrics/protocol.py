@@ -33,7 +33,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Trial:
-    """A verification trial: model ``enroll`` against utterance ``test``; ``target`` None if unlabelled."""
+    """A verification trial: model ``enroll`` against utterance ``test``; ``target`` None if unlabelled.
+
+    Examples
+    --------
+    >>> Trial("alice", "test-01.wav", target=True)
+    Trial(enroll='alice', test='test-01.wav', target=True)
+    >>> Trial("alice", "test-02.wav").target is None  # unlabelled: scored, not evaluated
+    True
+    """
 
     enroll: str
     test: str
@@ -42,7 +50,14 @@ class Trial:
 
 @dataclass(frozen=True)
 class ScoredTrial:
-    """A line of a score file: model id, test utterance id, score (higher means more likely the same)."""
+    """A line of a score file: model id, test utterance id, score (higher means more likely the same).
+
+    Examples
+    --------
+    >>> trial = ScoredTrial("alice", "test-01.wav", 1.25)
+    >>> trial.score > 0
+    True
+    """
 
     enroll: str
     test: str
@@ -64,13 +79,23 @@ def _lines(path: str | Path) -> Iterable[tuple[int, list[str]]]:
 
 
 def read_trials(path: str | Path) -> list[Trial]:
-    """Read a Kaldi trial list: ``enroll_id test_id target|nontarget`` (or two columns, unlabelled).
+    r"""Read a Kaldi trial list: ``enroll_id test_id target|nontarget`` (or two columns, unlabelled).
 
     Raises
     ------
     DataError
         Naming the file and line, for a wrong number of fields, a label other than target/nontarget, or a
         mix of labelled and unlabelled lines.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "trials.txt"
+    ...     _ = path.write_text("alice utt1 target\nalice utt2 nontarget\n")
+    ...     read_trials(path)
+    [Trial(enroll='alice', test='utt1', target=True), Trial(enroll='alice', test='utt2', target=False)]
     """
     trials: list[Trial] = []
     labelled: bool | None = None
@@ -90,7 +115,18 @@ def read_trials(path: str | Path) -> list[Trial]:
 
 
 def write_trials(path: str | Path, trials: Iterable[Trial]) -> None:
-    """Write a Kaldi trial list (labels written when the trials have them)."""
+    """Write a Kaldi trial list (labels written when the trials have them).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_trials(Path(folder) / "trials.txt", [Trial("alice", "utt 1", True), Trial("bob", "utt2")])
+    ...     print(Path(folder, "trials.txt").read_text(), end="")
+    alice utt%201 target
+    bob utt2
+    """
     lines = []
     for trial in trials:
         label = "" if trial.target is None else (" target" if trial.target else " nontarget")
@@ -99,7 +135,18 @@ def write_trials(path: str | Path, trials: Iterable[Trial]) -> None:
 
 
 def read_scores(path: str | Path) -> list[ScoredTrial]:
-    """Read a score file of ``enroll_id test_id score`` lines (finite scores only)."""
+    r"""Read a score file of ``enroll_id test_id score`` lines (finite scores only).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "scores.txt"
+    ...     _ = path.write_text("alice utt1 1.5\nalice utt2 -0.25\n")
+    ...     [item.score for item in read_scores(path)]
+    [1.5, -0.25]
+    """
     scores = []
     for number, fields in _lines(path):
         if len(fields) != 3:
@@ -115,7 +162,19 @@ def read_scores(path: str | Path) -> list[ScoredTrial]:
 
 
 def write_scores(path: str | Path, scores: Iterable[ScoredTrial | tuple[str, str, float]]) -> None:
-    """Write a score file, one ``enroll_id test_id score`` line per trial (scores at full precision)."""
+    """Write a score file, one ``enroll_id test_id score`` line per trial (scores at full precision).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     scores = [ScoredTrial("alice", "utt1", 1.5), ("bob", "utt1", -0.25)]  # or plain tuples
+    ...     write_scores(Path(folder) / "scores.txt", scores)
+    ...     print(Path(folder, "scores.txt").read_text(), end="")
+    alice utt1 1.5
+    bob utt1 -0.25
+    """
     lines = []
     for enroll, test, score in (
         (item.enroll, item.test, item.score) if isinstance(item, ScoredTrial) else item for item in scores
@@ -133,6 +192,14 @@ def split_scores(
     ------
     DataError
         A trial without a label, or with no score in ``scores``.
+
+    Examples
+    --------
+    >>> scores = [ScoredTrial("alice", "utt1", 1.5), ScoredTrial("alice", "utt2", -0.25)]
+    >>> trials = [Trial("alice", "utt1", True), Trial("alice", "utt2", False)]
+    >>> target, nontarget = split_scores(scores, trials)
+    >>> target.tolist(), nontarget.tolist()
+    ([1.5], [-0.25])
     """
     by_pair = {(item.enroll, item.test): item.score for item in scores}
     target, nontarget = [], []

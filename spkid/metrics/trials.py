@@ -27,7 +27,16 @@ __all__ = ["TrialList", "RecordingResolver", "read_trial_list"]
 
 @dataclass(frozen=True)
 class TrialList:
-    """Trials read from ``path``; ``format`` is ``"kaldi"`` or ``"voxceleb"``."""
+    """Trials read from ``path``; ``format`` is ``"kaldi"`` or ``"voxceleb"``.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from spkid.metrics import Trial
+    >>> trial_list = TrialList(Path("trials.txt"), [Trial("alice", "utt1", True)], "kaldi")
+    >>> trial_list.format, len(trial_list.trials)
+    ('kaldi', 1)
+    """
 
     path: Path
     trials: list[Trial]
@@ -43,12 +52,25 @@ def _looks_like_voxceleb(fields: Sequence[str]) -> bool:
 
 
 def read_trial_list(path: str | Path) -> TrialList:
-    """Read a Kaldi or VoxCeleb trial list (format detected from the first line).
+    r"""Read a Kaldi or VoxCeleb trial list (format detected from the first line).
 
     Raises
     ------
     DataError
         Missing or unreadable file, no trials, or a malformed line (naming file and line).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "veri_test.txt"
+    ...     _ = path.write_text("1 id1/a.wav id1/b.wav\n0 id1/a.wav id2/c.wav\n")
+    ...     trial_list = read_trial_list(path)
+    >>> trial_list.format
+    'voxceleb'
+    >>> trial_list.trials[1]
+    Trial(enroll='id1/a.wav', test='id2/c.wav', target=False)
     """
     path = Path(path)
     try:
@@ -83,6 +105,18 @@ class RecordingResolver:
     ----------
     audio_root : Path or None
         The folder the ids are relative to (None: the current directory, and no stem lookup).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     (Path(folder) / "spk1").mkdir()
+    ...     (Path(folder) / "spk1" / "utt1.wav").touch()
+    ...     resolver = RecordingResolver(folder)
+    ...     by_path, by_stem = resolver.find("spk1/utt1.wav"), resolver.find("utt1")
+    ...     print(by_path == by_stem, by_stem.name, resolver.find("utt2"))
+    True utt1.wav None
     """
 
     def __init__(self, audio_root: str | Path | None) -> None:

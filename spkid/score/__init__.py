@@ -9,20 +9,21 @@ The public face of the scoring stage; its modules, one job each (imports point d
   :mod:`~spkid.score._kernels` (private) the compiled top-C scoring steps;
 - :mod:`~spkid.score.config` :class:`ScoreConfig`, the ``score`` section of the config;
 - :mod:`~spkid.score.scorer` :class:`Scorer` (exact and top-C LLRs);
-- :mod:`~spkid.score.cohort` the impostor cohort drawn from the UBM pool, and :class:`Normalizer`.
+- :mod:`~spkid.score.cohort` the impostor cohort drawn from the UBM pool;
+- :mod:`~spkid.score.normalizer` :class:`Normalizer`, one normalisation method applied with the cohort.
 """
 
 from spkid.score.calibrate import UNKNOWN, Calibrator, bayes_threshold
 from spkid.score.cohort import (
     SEGMENT_FRAMES,
     Cohort,
-    Normalizer,
     cohort_segment_rows,
     hold_out_cohort_segments,
     select_cohort,
 )
 from spkid.score.config import ScoreConfig
 from spkid.score.normalize import METHODS, asnorm, snorm, tnorm, znorm, znorm_statistics, ztnorm
+from spkid.score.normalizer import Normalizer
 from spkid.score.scorer import Scorer
 
 __all__ = [

@@ -30,6 +30,11 @@ def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> 
     """Minimum-expected-cost threshold on calibrated LLRs: ``log(c_fa (1 - p) / (c_miss p))``.
 
     With unit costs this is ``-logit(p_target)``: accept when the LLR is at or above it.
+
+    Examples
+    --------
+    >>> bayes_threshold(0.5), round(bayes_threshold(0.01), 2)  # 1 target in 100 trials: LLR >= 4.6
+    (0.0, 4.6)
     """
     if not 0.0 < p_target < 1.0:
         raise DataError(f"p_target={p_target}: must be strictly between 0 and 1")
@@ -56,6 +61,18 @@ class Calibrator:
     scale_ : float
     offset_ : float
         ``llr = scale_ * score + offset_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> scores = np.concatenate([rng.normal(2.0, 1.0, 500), rng.normal(0.0, 1.0, 500)])  # targets first
+    >>> labels = np.repeat([True, False], 500)
+    >>> calibrator = Calibrator().fit(scores, labels)
+    >>> round(calibrator.scale_, 1), round(calibrator.offset_, 1)  # the true LLR of these scores is 2 x - 2
+    (2.1, -2.0)
+    >>> calibrator.decide([0.5, 1.5], p_target=0.5).tolist(), round(calibrator.raw_threshold(p_target=0.5), 1)
+    ([False, True], 0.9)
     """
 
     def __init__(self, p_effective: float = 0.5) -> None:

@@ -7,7 +7,7 @@ of the UBM to the remaining frames becomes an impostor *model* — every test sc
 test's T-norm statistics. Splitting each utterance keeps a cohort model from ever scoring its own frames.
 The segments are also held out of UBM training (:func:`hold_out_cohort_segments`): a UBM fitted to them
 scores them higher than unseen speech, which biases every model's impostor statistics low.
-:class:`Normalizer` turns raw LLR matrices into normalised ones with :func:`spkid.score.normalize.normalize`.
+:class:`spkid.score.normalizer.Normalizer` normalises raw LLR matrices with the cohort.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import numpy as np
 from spkid.errors import StoreError
 from spkid.features import StoredFeatures
 from spkid.gmm import MixtureParameters
-from spkid.score.normalize import normalize
-from spkid.score.scorer import Scorer
 from spkid.ubm import EnrollConfig, UBMConfig, effective_components, map_adapt
 
 if TYPE_CHECKING:
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = [
     "SEGMENT_FRAMES",
     "Cohort",
-    "Normalizer",
     "cohort_segment_rows",
     "hold_out_cohort_segments",
     "select_cohort",
@@ -53,6 +50,18 @@ class Cohort:
     segments : list of ndarray of shape (n_frames_i, n_features), float32
     models : list of MixtureParameters
         MAP-adapted from the same UBM as the enrolled speakers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> ubm = MixtureParameters(np.full(2, 0.5), np.zeros((2, 3)), np.ones((2, 3)))
+    >>> cohort = Cohort(segments=[np.zeros((5, 3), np.float32)], models=[ubm])
+    >>> arrays = cohort.to_arrays(ubm)  # what the model store keeps
+    >>> sorted(arrays), arrays["segment_lengths"].tolist()
+    (['model_means', 'segment_features', 'segment_lengths'], [5])
+    >>> len(Cohort.from_arrays(arrays, ubm))
+    1
     """
 
     segments: list[np.ndarray]
@@ -146,6 +155,18 @@ def select_cohort(
     Returns
     -------
     Cohort
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> from spkid.ubm import EnrollConfig
+    >>> rng = np.random.default_rng(0)
+    >>> ubm = MixtureParameters(np.full(2, 0.5), rng.normal(size=(2, 3)), np.ones((2, 3)))
+    >>> pool = [rng.normal(size=(n_frames, 3)) for n_frames in (800, 400, 60)]
+    >>> cohort = select_cohort(pool, ubm, size=3, enroll_config=EnrollConfig())
+    >>> [len(segment) for segment in cohort.segments], cohort.models[0].means_.shape
+    ([300, 200, 60], (2, 3))
     """
     segment_rows = cohort_segment_rows(
         _lengths(features), size=size, random_state=random_state, segment_frames=segment_frames
@@ -181,6 +202,13 @@ def cohort_segment_rows(
     dict of int to int
         Utterance index (ascending) to segment frames: ``min(segment_frames, n // 2)``, or the whole
         utterance when it is shorter than :data:`MIN_SPLIT_FRAMES` (it then also adapts the cohort model).
+
+    Examples
+    --------
+    >>> cohort_segment_rows([800, 400, 60], size=3)  # 60 frames: too short to split, used whole
+    {0: 300, 1: 200, 2: 60}
+    >>> len(cohort_segment_rows([800] * 10, size=4))
+    4
     """
     rng = np.random.default_rng(random_state)
     chosen = np.sort(rng.choice(len(lengths), size=min(int(size), len(lengths)), replace=False))
@@ -214,6 +242,15 @@ def hold_out_cohort_segments(
         Cohort utterances cut before their segments (dropped when used whole); the others unchanged.
     n_held_out : int
         Frames held out (0 when the pool is kept whole).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.ubm import UBMConfig
+    >>> pool = [np.zeros((n_frames, 3), np.float32) for n_frames in (800, 400, 60)]
+    >>> kept, n_held_out = hold_out_cohort_segments(pool, ubm_config=UBMConfig(n_components=4), cohort_size=3)
+    >>> [len(frames) for frames in kept], n_held_out  # the 60-frame utterance went whole to the cohort
+    ([500, 200], 560)
     """
     lengths = _lengths(features)
     segment_rows = cohort_segment_rows(lengths, size=cohort_size, random_state=ubm_config.random_state)
@@ -236,87 +273,3 @@ def _lengths(features: Sequence[np.ndarray]) -> list[int]:
     if isinstance(features, StoredFeatures):
         return [item.n_frames for item in features.files]
     return [len(frames) for frames in features]
-
-
-class Normalizer:
-    """Applies one score-normalisation method, computing the cohort statistics it needs.
-
-    Parameters
-    ----------
-    method : str
-        One of :data:`spkid.score.normalize.METHODS`.
-    ubm : MixtureParameters or DiagonalGMM
-    cohort : Cohort or None
-        Required unless ``method`` is "none".
-    top_c : int or None
-        Top-C scoring setting used for the cohort scores (the same as for the raw scores).
-    asnorm_top_k : int
-    """
-
-    def __init__(
-        self,
-        method: str,
-        ubm: MixtureParameters | DiagonalGMM,
-        cohort: Cohort | None,
-        *,
-        top_c: int | None = 10,
-        asnorm_top_k: int = 50,
-    ) -> None:
-        if method != "none" and (cohort is None or len(cohort) == 0):
-            raise StoreError(
-                f"score.normalization={method!r} needs a cohort, and this model has none; "
-                "retrain with spkid train-ubm"
-            )
-        self.method = method
-        self.ubm = ubm
-        self.cohort = cohort
-        self.top_c = top_c
-        self.asnorm_top_k = asnorm_top_k
-        self._cohort_scorer: Scorer | None = None
-        self._cohort_cohort: np.ndarray | None = None
-
-    @property
-    def uses_model_side(self) -> bool:
-        """Whether the method needs every model scored on the cohort segments (Z-norm side)."""
-        return self.method in ("znorm", "ztnorm", "snorm", "asnorm")
-
-    @property
-    def uses_test_side(self) -> bool:
-        """Whether the method needs every test scored against the cohort models (T-norm side)."""
-        return self.method in ("tnorm", "ztnorm", "snorm", "asnorm")
-
-    def _scorer(self) -> Scorer:
-        if self._cohort_scorer is None:
-            models = {f"cohort-{i}": model for i, model in enumerate(self.cohort.models)}
-            self._cohort_scorer = Scorer(self.ubm, models, top_c=self.top_c)
-        return self._cohort_scorer
-
-    def model_statistics(self, scorer: Scorer) -> np.ndarray | None:
-        """Scores of ``scorer``'s models on the cohort segments, (n_segments, n_models), or None if unused."""
-        if not self.uses_model_side:
-            return None
-        return scorer.llr_many(self.cohort.segments)
-
-    def test_statistics(self, features: Sequence[np.ndarray]) -> np.ndarray | None:
-        """Scores of the tests against the cohort models, (n_tests, n_cohort_models), or None if unused."""
-        if not self.uses_test_side or len(features) == 0:
-            return None
-        return self._scorer().llr_many(features)
-
-    def apply(
-        self, scores: np.ndarray, model_statistics: np.ndarray | None, test_statistics: np.ndarray | None
-    ) -> np.ndarray:
-        """Normalise raw LLRs of shape (n_tests, n_models) given the statistics of those tests and models."""
-        scores = np.asarray(scores, dtype=np.float64)
-        if self.method == "none" or scores.size == 0:
-            return scores
-        if self.method == "ztnorm" and self._cohort_cohort is None:
-            self._cohort_cohort = self._scorer().llr_many(self.cohort.segments)
-        return normalize(
-            self.method,
-            scores,
-            model_cohort_scores=model_statistics,
-            test_cohort_scores=test_statistics,
-            cohort_cohort_scores=self._cohort_cohort,
-            top_k=self.asnorm_top_k,
-        )

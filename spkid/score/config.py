@@ -29,6 +29,16 @@ class ScoreConfig:
         Number of impostor utterances/models in the normalisation cohort.
     asnorm_top_k : int
         Adaptive S-norm uses the ``asnorm_top_k`` closest cohort scores of each side.
+
+    Examples
+    --------
+    >>> config = ScoreConfig.from_dict({"normalization": "asnorm", "cohort_size": 200})
+    >>> config.top_c, config.normalization, config.cohort_size
+    (10, 'asnorm', 200)
+    >>> ScoreConfig(normalization="cnorm")
+    Traceback (most recent call last):
+        ...
+    spkid.errors.ConfigError: score.normalization='cnorm': must be one of none, znorm, ...
     """
 
     top_c: int | None = 10

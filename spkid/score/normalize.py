@@ -70,6 +70,12 @@ def znorm(scores: ArrayLike, model_cohort_scores: ArrayLike) -> np.ndarray:
     -------
     ndarray of shape (n_tests, n_models)
         ``(scores - mean_m) / std_m`` with the mean and std of column ``m`` of the cohort scores.
+
+    Examples
+    --------
+    >>> model_cohort = [[0.0, 1.0], [2.0, 3.0]]  # 2 cohort utterances x 2 models: means 1, 2; stds 1, 1
+    >>> znorm([[3.0, 2.0]], model_cohort).tolist()
+    [[2.0, 0.0]]
     """
     scores = _matrix("scores", scores)
     mean, std = znorm_statistics(model_cohort_scores, n_models=scores.shape[1])
@@ -86,6 +92,12 @@ def znorm_statistics(
     model_cohort_scores : array-like of shape (n_cohort_utts, n_models)
     n_models : int, optional
         Expected number of columns (checked when given).
+
+    Examples
+    --------
+    >>> mean, std = znorm_statistics([[0.0, 1.0], [2.0, 3.0]], n_models=2)
+    >>> mean.tolist(), std.tolist()
+    ([1.0, 2.0], [1.0, 1.0])
     """
     cohort = _matrix("model_cohort_scores", model_cohort_scores, n_cols=n_models)
     return _stats(cohort, axis=0)
@@ -103,6 +115,12 @@ def tnorm(scores: ArrayLike, test_cohort_scores: ArrayLike) -> np.ndarray:
     -------
     ndarray of shape (n_tests, n_models)
         ``(scores - mean_i) / std_i`` with the mean and std of row ``i`` of the cohort scores.
+
+    Examples
+    --------
+    >>> test_cohort = [[0.0, 2.0]]  # 1 test x 2 cohort models: mean 1, std 1
+    >>> tnorm([[3.0, 2.0]], test_cohort).tolist()
+    [[2.0, 1.0]]
     """
     scores = _matrix("scores", scores)
     cohort = _matrix("test_cohort_scores", test_cohort_scores, n_rows=scores.shape[0])
@@ -129,6 +147,13 @@ def ztnorm(
     Returns
     -------
     ndarray of shape (n_tests, n_models)
+
+    Examples
+    --------
+    >>> model_cohort, test_cohort = [[0.0, 1.0], [2.0, 3.0]], [[0.0, 2.0]]
+    >>> cohort_cohort = [[0.0, 1.0], [2.0, 3.0]]  # Z-normalises the test's cohort scores to [-1, 0]
+    >>> ztnorm([[3.0, 2.0]], model_cohort, test_cohort, cohort_cohort).tolist()
+    [[5.0, 1.0]]
     """
     scores = _matrix("scores", scores)
     model_cohort = _matrix("model_cohort_scores", model_cohort_scores, n_cols=scores.shape[1])
@@ -156,6 +181,12 @@ def snorm(scores: ArrayLike, model_cohort_scores: ArrayLike, test_cohort_scores:
     Returns
     -------
     ndarray of shape (n_tests, n_models)
+
+    Examples
+    --------
+    >>> model_cohort, test_cohort = [[0.0, 1.0], [2.0, 3.0]], [[0.0, 2.0]]
+    >>> snorm([[3.0, 2.0]], model_cohort, test_cohort).tolist()  # Z-norm [2, 0] and T-norm [2, 1] averaged
+    [[2.0, 0.5]]
     """
     return 0.5 * (znorm(scores, model_cohort_scores) + tnorm(scores, test_cohort_scores))
 
@@ -179,6 +210,17 @@ def asnorm(
     Returns
     -------
     ndarray of shape (n_tests, n_models)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scores = [[3.0, 2.0]]
+    >>> model_cohort, test_cohort = [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], [[0.0, 2.0, 4.0]]
+    >>> asnorm(scores, model_cohort, test_cohort, top_k=2).tolist()  # top 2: model means 3, 4; test mean 3
+    [[0.0, -1.5]]
+    >>> whole_cohort = asnorm(scores, model_cohort, test_cohort, top_k=3)
+    >>> bool(np.allclose(whole_cohort, snorm(scores, model_cohort, test_cohort)))
+    True
     """
     scores = _matrix("scores", scores)
     model_cohort = _matrix("model_cohort_scores", model_cohort_scores, n_cols=scores.shape[1])

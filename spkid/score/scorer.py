@@ -73,6 +73,21 @@ class Scorer:
         MAP-adapted models of the same shape; order of ``names`` is the mapping's order.
     top_c : int or None
         Components kept per frame; None (or >= K) gives the exact LLR.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> from spkid.ubm import map_adapt
+    >>> rng = np.random.default_rng(0)
+    >>> ubm = MixtureParameters(np.full(4, 0.25), rng.normal(size=(4, 3)), np.ones((4, 3)))
+    >>> alice, bob = (map_adapt(ubm, rng.normal(shift, 1.0, (200, 3))) for shift in (1.0, -1.0))
+    >>> scorer = Scorer(ubm, {"alice": alice, "bob": bob}, top_c=2)
+    >>> test = rng.normal(1.0, 1.0, (100, 3))  # sounds like alice
+    >>> scorer.llr(test).round(1).tolist(), scorer.identify(test, top_k=1)[0][0]
+    ([1.0, -2.2], 'alice')
+    >>> scorer.llr_many([test, test[:50]]).shape, round(scorer.verify("bob", test), 1)
+    ((2, 2), -2.2)
     """
 
     def __init__(self, ubm: Any, speakers: Mapping[str, Any], *, top_c: int | None = 10) -> None:

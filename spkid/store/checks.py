@@ -35,6 +35,15 @@ def validate_speaker_name(name: str) -> str:
 
     A name is 1 to 200 characters with no path separator, no ``..``, no leading ``.``, no control
     character, and no leading or trailing whitespace.
+
+    Examples
+    --------
+    >>> validate_speaker_name("Anne Marie")
+    'Anne Marie'
+    >>> validate_speaker_name(".hidden")
+    Traceback (most recent call last):
+        ...
+    spkid.errors.StoreError: speaker name '.hidden': must not start with '.' (hidden names are refused)
     """
     shown = repr(name) if len(str(name)) <= 60 else repr(str(name)[:40] + "...")
     if not isinstance(name, str):
@@ -62,6 +71,11 @@ def speaker_file_name(name: str) -> str:
 
     Letters, digits and ``_.-~`` are kept; every other character is percent-encoded (UTF-8). Very long
     encodings are cut and suffixed with ``+`` and a hash of the name (``+`` never occurs in the plain form).
+
+    Examples
+    --------
+    >>> speaker_file_name("Anne Marie"), speaker_file_name("josé")
+    ('Anne%20Marie.npz', 'jos%C3%A9.npz')
     """
     stem = quote(validate_speaker_name(name), safe="")
     if len(stem) > _MAX_PLAIN_FILE_STEM:
@@ -73,6 +87,13 @@ def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) ->
     """List the keys whose values differ between two config dicts, as ``"key (model X, now Y)"``.
 
     Values are compared after a JSON round trip, so tuples equal lists.
+
+    Examples
+    --------
+    >>> config_differences({"top_c": 10, "normalization": "none"}, {"top_c": 5, "normalization": "none"})
+    ['top_c (model 10, now 5)']
+    >>> config_differences({"adapt": ("means",)}, {"adapt": ["means"], "top_c": 5})  # tuples equal lists
+    ['top_c (model unset, now 5)']
     """
     stored, current = json_normalise(stored), json_normalise(current)
     missing = object()

@@ -69,6 +69,20 @@ class ModelStore(ManifestContents, ScoreFiles):
     cohort_stats : dict of str to SpeakerCohortStats
         The cohort statistics stored with each speaker loaded so far (speakers enrolled before they were
         stored have none).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> ubm = MixtureParameters(np.full(2, 0.5), np.zeros((2, 3)), np.ones((2, 3)))
+    >>> alice = MixtureParameters(ubm.weights_, ubm.means_ + 1.0, ubm.variances_)  # MAP-adapted, in practice
+    >>> configs = {"feature_config": {}, "ubm_config": {}, "enroll_config": {}, "score_config": {"top_c": 10}}
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = ModelStore.create(folder, ubm=ubm, **configs).save_speaker("alice", alice)
+    ...     store = ModelStore.open(folder)
+    ...     print(store.speakers(), store.ubm_shape, store.load_speaker("alice").means_[0].tolist())
+    ['alice'] (2, 3) [1.0, 1.0, 1.0]
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:

@@ -33,6 +33,12 @@ class SpeakerCohortStats(NamedTuple):
     """A speaker's raw scores on the cohort's impostor segments: their mean and standard deviation.
 
     ``top_c`` is the scoring setting they were computed with (None: exact); they are valid only for it.
+
+    Examples
+    --------
+    >>> stats = SpeakerCohortStats(mean=-1.5, std=0.5, top_c=10)
+    >>> stats.top_c == 10, (0.5 - stats.mean) / stats.std  # what Z-norm makes of a raw score 0.5
+    (True, 4.0)
     """
 
     mean: float
