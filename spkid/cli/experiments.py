@@ -29,11 +29,19 @@ def score(
     ] = None,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Write raw (normalised) scores even when the model holds a calibration."),
+    ] = False,
 ) -> None:
     """Score a trial list and write a score file of 'enroll test score' lines.
 
     Trials are Kaldi 'enroll test target|nontarget' lines (enroll = an enrolled speaker or a recording,
     test = a recording path or file stem under --audio-root) or VoxCeleb '1 a.wav b.wav' lines.
+
+    The scores are what verify decides on: calibrated LLRs once spkid calibrate stored a calibration
+    (--raw for the raw scores), else frame-averaged LLRs (normalised as the model says). The file's first
+    line, a '#' comment, says which; spkid evaluate and calibrate skip it.
 
     Example: spkid score model/ trials.txt --audio-root data/test --output scores.txt
     """
@@ -47,12 +55,14 @@ def score(
         n_jobs=n_jobs,
         skip_bad=skip_bad,
         progress=progress_enabled(ctx),
+        calibrated=not raw,
     )
     report_skipped(ctx, result.skipped)
-    typer.echo(
-        f"wrote {result.n_scored} scores to {output}"
-        + (f" ({result.n_unscored} trials unscored: skipped recordings)" if result.n_unscored else "")
-    )
+    if not ctx.obj["quiet"]:  # -q: the score file is all that was asked for
+        typer.echo(
+            f"wrote {result.n_scored} scores ({result.kind}) to {output}"
+            + (f" ({result.n_unscored} trials unscored: skipped recordings)" if result.n_unscored else "")
+        )
 
 
 def evaluate(

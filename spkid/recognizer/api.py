@@ -3,9 +3,9 @@
 Each function takes paths, does the whole job and returns a small result object; the CLI only parses
 arguments, calls one of these and prints. The feature settings chosen at :func:`train_ubm_from_audio` are
 stored in the model and used by every later call, and the stored score normalisation is applied
-automatically. Training is :mod:`spkid.recognizer.training`, identification, verification and trial
-scoring :mod:`spkid.recognizer.identification`, evaluation of score files :mod:`spkid.metrics.evaluation`;
-all are re-exported here.
+automatically. Training is :mod:`spkid.recognizer.training`, identification and verification
+:mod:`spkid.recognizer.identification`, trial scoring :mod:`spkid.recognizer.trial_scoring`, evaluation
+of score files :mod:`spkid.metrics.evaluation`; all are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ from spkid.metrics import evaluate, labelled_scores
 from spkid.recognizer.identification import (
     Identification,
     IdentifyResult,
-    ScoreResult,
     Verification,
     VerifyResult,
     identify,
-    score_trials,
     verify,
 )
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
+from spkid.recognizer.trial_scoring import ScoreResult, score_trials
 from spkid.score import Calibrator
 from spkid.store import ModelStore, validate_speaker_name
 

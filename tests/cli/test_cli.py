@@ -314,7 +314,7 @@ def test_score_and_evaluate_kaldi_trials(enrolled_model: Path, split_corpus, tmp
         "score", enrolled_model, tmp_path / "trials.txt", "--audio-root", split_corpus["test"], "-o", scores
     )
     check_cli_ok(result)
-    lines = [line.split() for line in scores.read_text().splitlines()]
+    lines = [line.split() for line in scores.read_text().splitlines() if not line.startswith("#")]
     assert [(e, t) for e, t, _ in lines] == [(e, t) for e, t, _ in trials]
     target = np.array([float(s) for (_, _, s), (_, _, y) in zip(lines, trials, strict=True) if y])
     nontarget = np.array([float(s) for (_, _, s), (_, _, y) in zip(lines, trials, strict=True) if not y])
@@ -362,7 +362,7 @@ def test_score_voxceleb_format_adapts_utterance_models(enrolled_model: Path, spl
             "score", enrolled_model, tmp_path / "veri.txt", "--audio-root", split_corpus["test"], "-o", scores
         )
     )
-    assert len(scores.read_text().splitlines()) == len(pairs)
+    assert len(scores.read_text().splitlines()) == len(pairs) + 1  # and the "#" line
     check_cli_ok(cli_invoke("evaluate", scores, "--trials", tmp_path / "veri.txt"))
     (tmp_path / "bad.txt").write_text("spk01 nowhere/missing.wav target\n")
     args = ["-o", scores, "--audio-root", split_corpus["test"]]
@@ -521,7 +521,7 @@ def test_batch_commands_skip_bad_files_only_when_asked(model_copy: Path, split_c
     check_cli_error(cli_invoke("score", model_copy, trials, "-o", scores), "broken.wav")
     result = cli_invoke("score", model_copy, trials, "-o", scores, "--skip-bad")
     check_cli_ok(result)
-    assert "1 trials unscored" in result.stdout and len(scores.read_text().splitlines()) == 1
+    assert "1 trials unscored" in result.stdout and len(scores.read_text().splitlines()) == 2
 
 
 def test_calibrate_then_identify_reports_calibrated_llrs(model_copy: Path, split_corpus, tmp_path: Path):
@@ -541,7 +541,8 @@ def test_calibrate_then_identify_reports_calibrated_llrs(model_copy: Path, split
     # An independent fit of the same prior-weighted logistic regression (scikit-learn).
     from sklearn.linear_model import LogisticRegression
 
-    values = {(e, t): float(s) for e, t, s in (line.split() for line in scores.read_text().splitlines())}
+    score_lines = [line.split() for line in scores.read_text().splitlines() if not line.startswith("#")]
+    values = {(e, t): float(s) for e, t, s in score_lines}
     labels = [line.split()[2] == "target" for line in (tmp_path / "trials.txt").read_text().splitlines()]
     x = np.array(list(values.values()))
     y = np.array(labels, dtype=int)

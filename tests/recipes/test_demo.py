@@ -22,6 +22,8 @@ def scores_by_test(output: Path) -> tuple[dict[str, dict[str, float]], dict[str,
     """``{test: {speaker: score}}`` from the demo's score file and the labels of its trial list."""
     scores: dict[str, dict[str, float]] = defaultdict(dict)
     for line in (output / "scores.txt").read_text().splitlines():
+        if line.startswith("#"):  # what the scores are
+            continue
         enroll, test, value = line.split()
         scores[test][enroll] = float(value)
     labels = {}

@@ -1,0 +1,125 @@
+"""The first hour of a new user (issue #15): calibrated score files, unambiguous open-set output and exit
+codes, progress lines, small CLI fixes. Several tests run the real CLI in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import check_cli_ok, cli_invoke
+
+from spkid.metrics import cllr, read_scores, read_trials, split_scores
+
+SMALL = ["--set", "ubm.n_components=16", "--set", "score.cohort_size=6", "--set", "ubm.max_iter=5"]
+N_ENROLL = 3
+PROCESS_TIMEOUT_S = 300
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+# The real console entry point in a child process (as tests/store/test_enroll_kill.py runs it).
+CLI = "import sys\nfrom spkid.cli import app\nsys.argv[0] = 'spkid'\napp()\n"
+
+
+def run_cli(*args: object, stderr_file: Path | None = None) -> subprocess.CompletedProcess:
+    """``spkid ARGS`` in a fresh Python process; stderr to ``stderr_file`` (not a terminal) when given."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, **THREADS, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", CLI, *(str(arg) for arg in args)]
+    if stderr_file is None:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=PROCESS_TIMEOUT_S)
+    with open(stderr_file, "w") as stream:
+        done = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=stream, text=True, env=env, timeout=PROCESS_TIMEOUT_S
+        )
+    done.stderr = Path(stderr_file).read_text()
+    return done
+
+
+@pytest.fixture(scope="module")
+def corpus(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The synthetic corpus split per speaker (``enroll/``, ``test/``) and a model enrolled on it."""
+    root = tmp_path_factory.mktemp("first_hour")
+    for speaker_dir in sorted(p for p in synthetic_corpus.iterdir() if p.is_dir()):
+        files = sorted(speaker_dir.glob("*.wav"))
+        for part, chosen in (("enroll", files[:N_ENROLL]), ("test", files[N_ENROLL:])):
+            (root / part / speaker_dir.name).mkdir(parents=True)
+            for file in chosen:
+                shutil.copy(file, root / part / speaker_dir.name / file.name)
+    model = root / "model"
+    check_cli_ok(cli_invoke("-q", "train-ubm", model, root / "enroll", *SMALL))
+    check_cli_ok(cli_invoke("-q", "enroll", model, root / "enroll"))
+    return {"root": root, "enroll": root / "enroll", "test": root / "test", "model": model}
+
+
+@pytest.fixture
+def model(corpus: dict[str, Path], tmp_path: Path) -> Path:
+    """A private copy of the enrolled model."""
+    return Path(shutil.copytree(corpus["model"], tmp_path / "model"))
+
+
+def write_trials(path: Path, test_root: Path, speakers: list[str], part: int | None = None) -> Path:
+    """Every test recording against every speaker (``part`` 0/1: every other recording only)."""
+    wavs = sorted(test_root.rglob("*.wav"))
+    if part is not None:
+        wavs = wavs[part::2]
+    path.write_text(
+        "".join(
+            f"{speaker} {wav.relative_to(test_root).as_posix()} "
+            f"{'target' if wav.parent.name == speaker else 'nontarget'}\n"
+            for wav in wavs
+            for speaker in speakers
+        )
+    )
+    return path
+
+
+def trial_cllr(scores: Path, trials: Path) -> float:
+    target, nontarget = split_scores(read_scores(scores), read_trials(trials))
+    return cllr(target, nontarget)
+
+
+# ------------------------------------------------------------------------------ (1) calibrated score files
+def test_score_writes_calibrated_llrs_after_calibrate_and_cllr_falls(corpus, model: Path, tmp_path: Path):
+    speakers = sorted(p.name for p in corpus["enroll"].iterdir())
+    dev = write_trials(tmp_path / "dev.txt", corpus["test"], speakers, part=0)
+    evaluation = write_trials(tmp_path / "eval.txt", corpus["test"], speakers, part=1)
+    audio = ["--audio-root", corpus["test"]]
+    check_cli_ok(cli_invoke("score", model, dev, *audio, "-o", tmp_path / "dev_scores.txt"))
+    check_cli_ok(cli_invoke("score", model, evaluation, *audio, "-o", tmp_path / "raw_before.txt"))
+    header = (tmp_path / "raw_before.txt").read_text().splitlines()[0]
+    assert header.startswith("# spkid scores: raw score: frame-averaged LLR"), header
+    check_cli_ok(cli_invoke("calibrate", model, tmp_path / "dev_scores.txt", "--trials", dev))
+
+    # A fresh process: the stored calibration is what `spkid score` now writes.
+    done = run_cli("score", model, evaluation, *audio, "-o", tmp_path / "calibrated.txt")
+    assert done.returncode == 0, done.stderr
+    assert "calibrated LLR" in done.stdout
+    text = (tmp_path / "calibrated.txt").read_text().splitlines()
+    assert text[0].startswith("# spkid scores: calibrated LLR"), text[0]
+    assert len(text) == 1 + len(read_trials(evaluation))  # readers skip the "#" line
+    check_cli_ok(cli_invoke("score", model, evaluation, *audio, "-o", tmp_path / "raw.txt", "--raw"))
+    raw, calibrated = read_scores(tmp_path / "raw.txt"), read_scores(tmp_path / "calibrated.txt")
+    assert [s.score for s in raw] == pytest.approx(
+        [s.score for s in read_scores(tmp_path / "raw_before.txt")]
+    )
+    assert [s.score for s in raw] != pytest.approx([s.score for s in calibrated])
+    # Calibrated on one half of the trials, evaluated on the other: Cllr falls.
+    before, after = (
+        trial_cllr(tmp_path / "raw.txt", evaluation),
+        trial_cllr(tmp_path / "calibrated.txt", evaluation),
+    )
+    assert after < before, (before, after)
+    shown = json.loads(
+        cli_invoke("evaluate", tmp_path / "calibrated.txt", "--trials", evaluation, "--json").stdout
+    )
+    assert shown["metrics"]["cllr"] == pytest.approx(after)
+
+
+def test_quiet_score_prints_nothing_on_stdout(corpus, model: Path, tmp_path: Path):
+    trials = write_trials(tmp_path / "trials.txt", corpus["test"], ["spk01"])
+    done = run_cli("-q", "score", model, trials, "--audio-root", corpus["test"], "-o", tmp_path / "s.txt")
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
+    assert len(read_scores(tmp_path / "s.txt")) == len(read_trials(trials))
