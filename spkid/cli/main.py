@@ -15,6 +15,7 @@ import typer
 from spkid import __version__
 from spkid.cli import experiments as cli_experiments
 from spkid.cli import speakers as cli_speakers
+from spkid.cli.decisions import exit_if_rejected, print_identifications, print_verifications
 from spkid.cli.support import (
     ModelDir,
     NJobs,
@@ -232,7 +233,8 @@ def identify(
     open_set: Annotated[
         bool,
         typer.Option(
-            "--open-set", help="Answer 'unknown' when even the best speaker scores below threshold."
+            "--open-set",
+            help="Reject (speaker null, exit code 3) when even the best speaker scores below threshold.",
         ),
     ] = False,
     threshold: Annotated[
@@ -242,6 +244,11 @@ def identify(
     skip_bad: SkipBad = False,
 ) -> None:
     """Rank the enrolled speakers for each recording, best first, with their scores.
+
+    With --open-set a recording whose best score is below the threshold is rejected: "speaker": null and
+    "accepted": false in --json, where every result carries the "threshold" it was decided on.
+    Exit code with --open-set: 0 when every recording is accepted, 3 when any is rejected, 1 on an error,
+    2 on a usage error.
 
     Example: spkid identify model/ unknown.wav --top-k 3 --json
     """
@@ -258,13 +265,9 @@ def identify(
         progress=progress_enabled(ctx),
     )
     report_skipped(ctx, outcome.skipped)
-    if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
-        return
-    for result in outcome.results:
-        typer.echo(f"{result.recording}: {result.speaker}")
-        for rank, (name, score) in enumerate(result.scores, start=1):
-            typer.echo(f"  {rank:>3}. {name}  {score:+.4f}")
+    print_identifications(ctx, outcome, as_json=as_json)
+    if open_set:
+        exit_if_rejected(outcome.results)
 
 
 @app.command()
@@ -285,6 +288,9 @@ def verify(
 ) -> None:
     """Score recordings against one claimed speaker and accept or reject each.
 
+    Exit code: 0 when every recording is accepted, 3 when any is rejected, 1 on an error, 2 on a usage
+    error.
+
     Example: spkid verify model/ --speaker alice claim.wav --threshold 0.5
     """
     from spkid.recognizer import verify as verify_recordings
@@ -299,15 +305,8 @@ def verify(
         progress=progress_enabled(ctx),
     )
     report_skipped(ctx, outcome.skipped)
-    if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
-        return
-    for result in outcome.results:
-        decision = "accept" if result.accepted else "reject"
-        typer.echo(
-            f"{result.recording}: {decision} {speaker} (score {result.score:+.4f}, threshold "
-            f"{result.threshold:+.4f})"
-        )
+    print_verifications(ctx, outcome, speaker, as_json=as_json)
+    exit_if_rejected(outcome.results)
 
 
 app.command("list")(cli_speakers.list_speakers)

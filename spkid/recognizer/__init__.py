@@ -35,13 +35,14 @@ from spkid.recognizer.api import (
     verify,
 )
 from spkid.recognizer.config import Config, apply_overrides, config_from_dict, config_to_yaml, load_config
+from spkid.recognizer.identification import score_kind
 from spkid.recognizer.recognizer import (
     NORMALISED_THRESHOLD,
     OPEN_SET_P_TARGET,
     RAW_LLR_THRESHOLD,
     Recognizer,
 )
-from spkid.recognizer.trial_scoring import score_kind, score_recordings
+from spkid.recognizer.trial_scoring import score_recordings
 
 __all__ = [
     "NORMALISED_THRESHOLD",

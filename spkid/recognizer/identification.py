@@ -17,7 +17,6 @@ from spkid.audio import find_audio_files
 from spkid.errors import DataError
 from spkid.features import ExtractResult, SkippedFile
 from spkid.recognizer.recognizer import Recognizer
-from spkid.score import UNKNOWN
 
 __all__ = [
     "Identification",
@@ -25,6 +24,7 @@ __all__ = [
     "Verification",
     "VerifyResult",
     "identify",
+    "score_kind",
     "verify",
 ]
 
@@ -34,10 +34,11 @@ Outcome = TypeVar("Outcome")
 
 @dataclass(frozen=True)
 class _Results(Generic[Outcome]):
-    """Outcomes in input order (skipped files left out) and the skipped files."""
+    """Outcomes in input order (skipped files left out), the skipped files, what the scores are."""
 
     results: list[Outcome]
     skipped: list[SkippedFile] = field(default_factory=list)
+    kind: str = ""  # score_kind(): "calibrated LLR ..." or "raw score: frame-averaged LLR ..."
 
 
 def _extract_usable(
@@ -63,24 +64,42 @@ def _extract_usable(
 
 @dataclass(frozen=True)
 class Identification:
-    """One recording identified: the best speaker (or ``"unknown"``) and the ranked scores, best first."""
+    """One recording identified: the best speaker and the ranked scores, best first.
+
+    In open-set identification ``threshold`` is the score the best speaker had to reach; a rejection has
+    ``speaker`` None and ``accepted`` False (no name is reserved: a speaker may be enrolled as "unknown").
+    Closed-set results are always accepted and carry ``threshold`` None.
+    """
 
     recording: str
-    speaker: str
+    speaker: str | None
     scores: list[tuple[str, float]]
+    accepted: bool = True
+    threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"recording", "speaker", "scores": [{"speaker", "score"}, ...]}`` (the ``--json`` form)."""
+        """``{"recording", "speaker", "accepted", "threshold", "scores": [{"speaker", "score"}, ...]}``."""
         return {
             "recording": self.recording,
             "speaker": self.speaker,
+            "accepted": self.accepted,
+            "threshold": self.threshold,
             "scores": [{"speaker": name, "score": score} for name, score in self.scores],
         }
 
 
+def score_kind(recognizer: Recognizer, *, calibrated: bool = True) -> str:
+    """What a model's scores are: ``"calibrated LLR ..."`` or ``"raw score: frame-averaged LLR ..."``."""
+    method = recognizer.score_config.normalization
+    if calibrated and recognizer.calibrator is not None:
+        return f"calibrated LLR (natural log; calibration of the model, normalization {method})"
+    norm = "" if method == "none" else f", {method}-normalised"
+    return f"raw score: frame-averaged LLR (speaker vs UBM{norm}), not calibrated"
+
+
 @dataclass(frozen=True)
 class IdentifyResult(_Results[Identification]):
-    """Identifications in input order (skipped files left out) and the skipped files."""
+    """Identifications in input order (skipped files left out), the skipped files, what the scores are."""
 
 
 def identify(
@@ -105,7 +124,7 @@ def identify(
     top_k : int
         Speakers listed per recording; 0 lists all.
     open_set : bool
-        Answer ``"unknown"`` when even the best score is below ``threshold``.
+        Reject (``speaker`` None, ``accepted`` False) when even the best score is below the threshold.
     threshold : float, optional
         Default :meth:`spkid.recognizer.Recognizer.default_thresholds`: the Bayes threshold at
         p_target 0.01 with a calibrator, 3 on normalised scores, else each speaker's cohort threshold
@@ -134,10 +153,13 @@ def identify(
     results = []
     for path, row in zip(features.paths, scores, strict=True):
         order = np.argsort(-row, kind="stable")
-        best = names[order[0]] if not (open_set and row[order[0]] < cutoffs[order[0]]) else UNKNOWN
+        cutoff = float(cutoffs[order[0]]) if open_set else None
+        accepted = cutoff is None or bool(row[order[0]] >= cutoff)
         ranked = [(names[i], float(row[i])) for i in order[:limit]]
-        results.append(Identification(recording=str(path), speaker=best, scores=ranked))
-    return IdentifyResult(results=results, skipped=list(features.skipped))
+        best = names[order[0]] if accepted else None
+        results.append(Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff))
+    kind = score_kind(recognizer)
+    return IdentifyResult(results=results, skipped=list(features.skipped), kind=kind)
 
 
 @dataclass(frozen=True)
@@ -196,4 +218,4 @@ def verify(
         Verification(str(path), speaker, float(value), cutoff, bool(value >= cutoff))
         for path, value in zip(features.paths, scores, strict=True)
     ]
-    return VerifyResult(results=results, skipped=list(features.skipped))
+    return VerifyResult(results=results, skipped=list(features.skipped), kind=score_kind(recognizer))

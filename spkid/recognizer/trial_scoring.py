@@ -17,9 +17,10 @@ import numpy as np
 from spkid.errors import DataError
 from spkid.features import SkippedFile
 from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list, write_scores
+from spkid.recognizer.identification import score_kind
 from spkid.recognizer.recognizer import Recognizer
 
-__all__ = ["ScoreResult", "score_kind", "score_recordings", "score_trials"]
+__all__ = ["ScoreResult", "score_recordings", "score_trials"]
 
 PathLike = str | os.PathLike[str]
 
@@ -91,15 +92,6 @@ class ScoreResult:
     n_unscored: int
     skipped: list[SkippedFile] = field(default_factory=list)
     kind: str = ""  # what the scores are, as the file's "#" first line says (see score_kind)
-
-
-def score_kind(recognizer: Recognizer, *, calibrated: bool) -> str:
-    """What a model's scores are: ``"calibrated LLR ..."`` or ``"raw score: frame-averaged LLR ..."``."""
-    method = recognizer.score_config.normalization
-    if calibrated and recognizer.calibrator is not None:
-        return f"calibrated LLR (natural log; calibration of the model, normalization {method})"
-    norm = "" if method == "none" else f", {method}-normalised"
-    return f"raw score: frame-averaged LLR (speaker vs UBM{norm}), not calibrated"
 
 
 def score_trials(

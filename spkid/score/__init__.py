@@ -12,7 +12,7 @@ The public face of the scoring stage; its modules, one job each (imports point d
 - :mod:`~spkid.score.cohort` the impostor cohort drawn from the UBM pool, and :class:`Normalizer`.
 """
 
-from spkid.score.calibrate import UNKNOWN, Calibrator, bayes_threshold
+from spkid.score.calibrate import Calibrator, bayes_threshold
 from spkid.score.cohort import (
     SEGMENT_FRAMES,
     Cohort,
@@ -28,7 +28,6 @@ from spkid.score.scorer import Scorer
 __all__ = [
     "METHODS",
     "SEGMENT_FRAMES",
-    "UNKNOWN",
     "Calibrator",
     "Cohort",
     "Normalizer",

@@ -123,3 +123,55 @@ def test_quiet_score_prints_nothing_on_stdout(corpus, model: Path, tmp_path: Pat
     done = run_cli("-q", "score", model, trials, "--audio-root", corpus["test"], "-o", tmp_path / "s.txt")
     assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done
     assert len(read_scores(tmp_path / "s.txt")) == len(read_trials(trials))
+
+
+# ------------------------------------------------------------------- (2) + (3) open-set output, exit codes
+def test_open_set_rejection_is_null_not_a_name_and_exits_3(corpus, model: Path):
+    # A speaker may be called "unknown": no name is reserved for a rejection.
+    own = sorted((corpus["enroll"] / "spk02").glob("*.wav"))
+    check_cli_ok(cli_invoke("-q", "enroll", model, "--speaker", "unknown", *own))
+    wav = sorted((corpus["test"] / "spk02").glob("*.wav"))[0]
+    closed = json.loads(cli_invoke("identify", model, wav, "--json", "-k", "0").stdout)[0]
+    assert closed["accepted"] is True and closed["threshold"] is None
+    best = closed["scores"][0]["score"]
+    done = run_cli("identify", model, wav, "--json", "--open-set", "--threshold", best + 1)
+    assert done.returncode == 3, done.stderr
+    rejected = json.loads(done.stdout)[0]
+    assert rejected["speaker"] is None and rejected["accepted"] is False
+    assert rejected["threshold"] == pytest.approx(best + 1)
+    below = cli_invoke("identify", model, wav, "--json", "--open-set", "--threshold", best - 1)
+    assert below.exit_code == 0
+    accepted = json.loads(below.stdout)[0]
+    assert accepted["speaker"] == closed["speaker"] and accepted["accepted"] is True
+    assert accepted["threshold"] == pytest.approx(best - 1)
+    # Text output shows the decision and its threshold.
+    text = cli_invoke("identify", model, wav, "--open-set", "--threshold", best + 1, "-k", "2")
+    assert text.exit_code == 3
+    first = text.stdout.splitlines()[0]
+    assert "rejected" in first and f"threshold {best + 1:+.4f}" in first, first
+    text = cli_invoke("identify", model, wav, "--open-set", "--threshold", best - 1, "-k", "2")
+    assert f"{closed['speaker']} (accepted" in text.stdout and f"threshold {best - 1:+.4f}" in text.stdout
+
+
+def test_verify_exits_3_when_any_recording_is_rejected(corpus, model: Path):
+    own = sorted((corpus["test"] / "spk03").glob("*.wav"))
+    verdicts = json.loads(cli_invoke("verify", model, "-s", "spk03", *own, "--json").stdout)
+    lowest = min(item["score"] for item in verdicts)
+    done = run_cli("verify", model, "-s", "spk03", *own, "--threshold", lowest)
+    assert done.returncode == 0 and done.stdout.count("accept spk03") == len(own), done.stderr
+    done = run_cli("verify", model, "-s", "spk03", *own, "--threshold", lowest + 1e-6)
+    assert done.returncode == 3 and "reject spk03" in done.stdout, done.stderr
+    assert cli_invoke("verify", model, "-s", "nobody", own[0]).exit_code == 1  # errors stay 1
+    assert cli_invoke("verify", model, own[0]).exit_code == 2  # usage stays 2
+    for command in ("verify", "identify"):
+        assert "3 when any is rejected" in " ".join(cli_invoke(command, "--help").stdout.split())
+
+
+def test_text_scores_are_aligned_and_say_what_they_are(corpus, model: Path):
+    wav = sorted((corpus["test"] / "spk01").glob("*.wav"))[0]
+    result = cli_invoke("identify", model, wav, "-k", "0")
+    check_cli_ok(result)
+    assert "scores: raw score: frame-averaged LLR" in result.stderr
+    ranked = result.stdout.splitlines()[1:]
+    assert len(ranked) == 6 and len({line.rindex(".") for line in ranked}) == 1  # decimal points aligned
+    assert len({len(line) for line in ranked}) == 1
