@@ -62,10 +62,14 @@ def main(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Timestamped detail on stderr (EM iterations, timings, ...)."),
+    ] = False,
 ) -> None:
     """GMM-UBM speaker identification and verification."""
     ctx.obj = {"quiet": quiet, "debug": debug}
-    configure_logging(quiet=quiet, debug=debug)
+    configure_logging(quiet=quiet, debug=debug, verbose=verbose)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -145,6 +149,7 @@ def train_ubm(
         progress=progress_enabled(ctx),
         overwrite=overwrite,
         cache_dir=feature_store,
+        iteration_log=not ctx.obj["quiet"] and not progress_enabled(ctx),  # a log: one line per iteration
     )
     unusable = [item for item in result.skipped if item.unusable]
     report_skipped(ctx, [item for item in result.skipped if not item.unusable])
@@ -155,16 +160,13 @@ def train_ubm(
             f"speech ({shown}); listed in {model_dir / SKIPPED_LIST_FILE}",
             err=True,
         )
+    held_out = result.cohort_frames_held_out
     typer.echo(
         f"trained UBM ({result.n_components} components x {result.n_features} features, "
-        f"{result.sample_rate} Hz front-end) on "
-        f"{result.n_files} files, {result.n_frames} frames; cohort of {result.cohort_size}"
-        + (
-            f" ({result.cohort_frames_held_out} frames held out of UBM training)"
-            if result.cohort_frames_held_out
-            else ""
-        )
-        + f"; model in {model_dir}"
+        f"{result.sample_rate} Hz front-end) on {result.n_files} files: "
+        f"{result.n_frames - held_out:,} frames"
+        + (f" ({result.n_frames:,} speech frames, {held_out:,} held out for the cohort)" if held_out else "")
+        + f"; cohort of {result.cohort_size}; model in {model_dir}"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 #: Global flags also accepted after the command name (``spkid identify model/ x.wav --quiet``).
-GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
+GLOBAL_FLAGS = ("--quiet", "-q", "--debug", "--verbose", "-v")
 
 
 #: A summarised warning names at most this many files.
@@ -54,7 +55,10 @@ class _StderrHandler(logging.Handler):
         if kind is not None:
             self.held.setdefault(str(kind), []).append(record)
             return
-        self._write(record.levelname.lower(), self.format(record))
+        level = record.levelname.lower()
+        if record.levelno < logging.WARNING:  # --verbose / --debug detail: when it happened
+            level = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.created))} {level}"
+        self._write(level, self.format(record))
 
     def _write(self, level: str, message: str) -> None:
         try:
@@ -80,14 +84,16 @@ class _StderrHandler(logging.Handler):
 _HANDLER = _StderrHandler()
 
 
-def configure_logging(*, quiet: bool, debug: bool) -> None:
+def configure_logging(*, quiet: bool, debug: bool, verbose: bool = False) -> None:
     """Show spkid's log records on stderr: warnings (e.g. clipped audio), errors only with ``--quiet``,
-    and progress information (UBM iterations, ...) too with ``--debug``."""
+    and timestamped progress information (EM iterations, timings, ...) too with ``--verbose`` or
+    ``--debug``."""
     spkid_logger = logging.getLogger("spkid")
     if _HANDLER not in spkid_logger.handlers:
         spkid_logger.addHandler(_HANDLER)
     _HANDLER.held.clear()  # records held from API use before this command are not this command's
-    spkid_logger.setLevel(logging.ERROR if quiet else logging.INFO if debug else logging.WARNING)
+    detail = debug or verbose
+    spkid_logger.setLevel(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING)
 
 
 class SpkidGroup(TyperGroup):

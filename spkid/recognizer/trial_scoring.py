@@ -7,7 +7,9 @@ line says which.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from spkid.recognizer.recognizer import Recognizer
 __all__ = ["ScoreResult", "score_recordings", "score_trials"]
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)
 
 
 def score_recordings(
@@ -142,6 +145,7 @@ def score_trials(
             enroll_recordings[trial.enroll] = [path]
         if trial.test not in test_recordings:
             test_recordings[trial.test] = resolver.require(trial.test, where)
+    started = time.perf_counter()
     scored, skipped = score_recordings(
         recognizer,
         trial_list.trials,
@@ -155,6 +159,13 @@ def score_trials(
     if calibrated and recognizer.calibrator is not None:
         values = recognizer.calibrated(np.array([item.score for item in scored]))
         scored = [ScoredTrial(t.enroll, t.test, float(v)) for t, v in zip(scored, values, strict=True)]
+    logger.info(
+        "scored %d of %d trials (%d test recordings) in %.2f s",
+        len(scored),
+        len(trial_list.trials),
+        len(test_recordings),
+        time.perf_counter() - started,
+    )
     kind = score_kind(recognizer, calibrated=calibrated)
     write_scores(output, scored, header=f"spkid scores: {kind}")
     return ScoreResult(Path(output), len(scored), len(trial_list.trials) - len(scored), skipped, kind)

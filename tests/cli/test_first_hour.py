@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -175,3 +176,42 @@ def test_text_scores_are_aligned_and_say_what_they_are(corpus, model: Path):
     ranked = result.stdout.splitlines()[1:]
     assert len(ranked) == 6 and len({line.rindex(".") for line in ranked}) == 1  # decimal points aligned
     assert len({len(line) for line in ranked}) == 1
+
+
+# ---------------------------------------------------------------------------------- (6) progress in a log
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UBM EM iteration (\d+)/(\d+): log-likelihood per frame (-?\d+\.\d+), "
+    r"gain (n/a|[-+]\d\.\d+e[-+]\d+), (\d+) frames, \d+\.\d+ s, ~\d+ s left$"
+)
+
+
+def test_train_ubm_logs_one_timestamped_line_per_iteration_when_stderr_is_a_file(corpus, tmp_path: Path):
+    log = tmp_path / "train.log"
+    settings = ["--set", "ubm.n_components=8", "--set", "ubm.max_iter=4", "--set", "ubm.tol=0"]
+    done = run_cli("train-ubm", tmp_path / "m", corpus["enroll"], *settings, stderr_file=log)
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    iterations = [LOG_LINE.match(line) for line in lines if " EM iteration " in line]
+    assert len(iterations) == 4 and all(iterations), lines
+    assert [int(m.group(1)) for m in iterations] == [1, 2, 3, 4] and {m.group(2) for m in iterations} == {"4"}
+    likelihoods = [float(m.group(3)) for m in iterations]
+    assert likelihoods == sorted(likelihoods)  # EM never lowers the likelihood
+    # The frame counts agree: the header said up front what EM trains on, and the summary says the same.
+    header = next(line for line in lines if "UBM EM: 8 components on" in line)
+    trained = int(re.search(r"on ([\d,]+) frames", header).group(1).replace(",", ""))
+    assert {int(m.group(5)) for m in iterations} == {trained}
+    summary = re.search(r"files: ([\d,]+) frames", done.stdout)
+    assert summary and int(summary.group(1).replace(",", "")) == trained, done.stdout
+    held = re.search(r"\(([\d,]+) speech frames, ([\d,]+) held out", done.stdout)
+    assert held and f"({held.group(1)} speech frames" in header and f"; {held.group(2)} held out" in header
+
+
+def test_verbose_shows_timestamped_detail(corpus, model: Path, tmp_path: Path):
+    trials = write_trials(tmp_path / "trials.txt", corpus["test"], ["spk01"])
+    result = cli_invoke(
+        "--verbose", "score", model, trials, "--audio-root", corpus["test"], "-o", tmp_path / "s"
+    )
+    check_cli_ok(result)
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d info: scored \d+ of \d+ trials", result.stderr, re.M)
+    quiet = cli_invoke("score", model, trials, "--audio-root", corpus["test"], "-o", tmp_path / "s")
+    assert "info:" not in quiet.stderr
