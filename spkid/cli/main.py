@@ -15,6 +15,7 @@ import typer
 from spkid import __version__
 from spkid.cli import experiments as cli_experiments
 from spkid.cli import speakers as cli_speakers
+from spkid.cli.data_dirs import AllowPipes, audio_inputs, by_utterance_id, speakers_to_enroll
 from spkid.cli.decisions import exit_if_rejected, print_identifications, print_verifications
 from spkid.cli.support import (
     ModelDir,
@@ -80,7 +81,9 @@ def train_ubm(
     audio_paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="AUDIO_PATH...", help="Audio files or folders (searched recursively).", show_default=False
+            metavar="AUDIO_PATH...",
+            help="Audio files or folders (searched recursively), or a Kaldi data dir / wav.scp.",
+            show_default=False,
         ),
     ],
     components: Annotated[
@@ -119,6 +122,7 @@ def train_ubm(
             "with a Dask cluster, on a filesystem its workers share.",
         ),
     ] = None,
+    allow_pipes: AllowPipes = False,
 ) -> None:
     """Train a universal background model from audio and create MODEL_DIR.
 
@@ -140,17 +144,18 @@ def train_ubm(
         if value is not None:
             sets.append(f"ubm.{key}={json.dumps(value)}")
     config = load_config(config_file, sets)
-    result = train_ubm_from_audio(
-        model_dir,
-        audio_paths,
-        config,
-        n_jobs=n_jobs,
-        skip_bad=skip_bad,
-        progress=progress_enabled(ctx),
-        overwrite=overwrite,
-        cache_dir=feature_store,
-        iteration_log=not ctx.obj["quiet"] and not progress_enabled(ctx),  # a log: one line per iteration
-    )
+    with audio_inputs(audio_paths, allow_pipes=allow_pipes) as (files, _):
+        result = train_ubm_from_audio(
+            model_dir,
+            files,
+            config,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress_enabled(ctx),
+            overwrite=overwrite,
+            cache_dir=feature_store,
+            iteration_log=not ctx.obj["quiet"] and not progress_enabled(ctx),  # a log: a line per iteration
+        )
     unusable = [item for item in result.skipped if item.unusable]
     report_skipped(ctx, [item for item in result.skipped if not item.unusable])
     if unusable:
@@ -191,26 +196,27 @@ def enroll(
     ] = False,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    allow_pipes: AllowPipes = False,
 ) -> None:
     """Enroll speakers: every sub-folder of SPEAKERS_DIR, or one --speaker NAME from files/folders.
+
+    A Kaldi data dir (wav.scp with utt2spk or spk2utt, optional segments) enrolls its speakers.
 
     Features are extracted with the feature settings stored in the model.
 
     Example: spkid enroll model/ speakers/    or    spkid enroll model/ --speaker bob bob_1.flac bob_2.flac
     """
-    from spkid.recognizer import enroll_from_audio, speakers_in_folder
+    from spkid.recognizer import enroll_from_audio
 
-    if speaker is None:
-        if len(paths) != 1:
-            raise typer.BadParameter(
-                "give one SPEAKERS_DIR, or --speaker NAME with the speaker's files", param_hint="PATHS"
-            )
-        speakers = speakers_in_folder(paths[0])
-    else:
-        speakers = {speaker: list(paths)}
-    result = enroll_from_audio(
-        model_dir, speakers, replace=replace, skip_bad=skip_bad, n_jobs=n_jobs, progress=progress_enabled(ctx)
-    )
+    with speakers_to_enroll(paths, speaker, allow_pipes=allow_pipes) as speakers:
+        result = enroll_from_audio(
+            model_dir,
+            speakers,
+            replace=replace,
+            skip_bad=skip_bad,
+            n_jobs=n_jobs,
+            progress=progress_enabled(ctx),
+        )
     report_skipped(ctx, result.skipped)
     for name, n_files in result.enrolled.items():
         typer.echo(f"enrolled {name} ({n_files} file{'' if n_files == 1 else 's'})")
@@ -223,7 +229,9 @@ def identify(
     recordings: Annotated[
         list[Path],
         typer.Argument(
-            metavar="RECORDING...", help="Audio files or folders to identify.", show_default=False
+            metavar="RECORDING...",
+            help="Audio files or folders to identify, or a Kaldi data dir / wav.scp.",
+            show_default=False,
         ),
     ],
     top_k: Annotated[
@@ -244,8 +252,11 @@ def identify(
     ] = None,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    allow_pipes: AllowPipes = False,
 ) -> None:
     """Rank the enrolled speakers for each recording, best first, with their scores.
+
+    RECORDING may be a Kaldi data dir or wav.scp: one result per utterance id.
 
     With --open-set a recording whose best score is below the threshold is rejected: "speaker": null and
     "accepted": false in --json, where every result carries the "threshold" it was decided on.
@@ -256,16 +267,18 @@ def identify(
     """
     from spkid.recognizer import identify as identify_recordings
 
-    outcome = identify_recordings(
-        model_dir,
-        recordings,
-        top_k=top_k,
-        open_set=open_set,
-        threshold=threshold,
-        n_jobs=n_jobs,
-        skip_bad=skip_bad,
-        progress=progress_enabled(ctx),
-    )
+    with audio_inputs(recordings, allow_pipes=allow_pipes) as (files, utterance_ids):
+        outcome = identify_recordings(
+            model_dir,
+            files,
+            top_k=top_k,
+            open_set=open_set,
+            threshold=threshold,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress_enabled(ctx),
+        )
+    outcome = by_utterance_id(outcome, utterance_ids)  # a Kaldi data dir: one result per utterance id
     report_skipped(ctx, outcome.skipped)
     print_identifications(ctx, outcome, as_json=as_json)
     if open_set:

@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import check_cli_ok, cli_invoke
+from conftest import check_cli_error, check_cli_ok, cli_invoke
 
 from spkid.metrics import cllr, read_scores, read_trials, split_scores
 
@@ -215,3 +216,78 @@ def test_verbose_shows_timestamped_detail(corpus, model: Path, tmp_path: Path):
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d info: scored \d+ of \d+ trials", result.stderr, re.M)
     quiet = cli_invoke("score", model, trials, "--audio-root", corpus["test"], "-o", tmp_path / "s")
     assert "info:" not in quiet.stderr
+
+
+# ------------------------------------------------------------------------------- (7) Kaldi data directories
+def kaldi_dir(root: Path, wavs: list[Path], *, spk2utt: bool, pipe_first: bool = False) -> Path:
+    """A Kaldi data dir of ``wavs`` (utterance id ``<speaker>-<stem>``); the first entry a pipe if asked."""
+    root.mkdir(parents=True)
+    lines, speakers = [], {}
+    for index, wav in enumerate(wavs):
+        utterance = f"{wav.parent.name}-{wav.stem}"
+        value = f"cat {wav} |" if pipe_first and index == 0 else str(wav)
+        lines.append(f"{utterance} {value}\n")
+        speakers.setdefault(wav.parent.name, []).append(utterance)
+    (root / "wav.scp").write_text("".join(lines))
+    if spk2utt:
+        (root / "spk2utt").write_text("".join(f"{s} {' '.join(u)}\n" for s, u in speakers.items()))
+    return root
+
+
+def same_scores(results: list[dict], expected: list[dict]) -> None:
+    """The same ranking and scores (to float32 rounding: one side may come from another process)."""
+    assert len(results) == len(expected)
+    for got, want in zip(results, expected, strict=True):
+        assert [e["speaker"] for e in got["scores"]] == [e["speaker"] for e in want["scores"]]
+        assert [e["score"] for e in got["scores"]] == pytest.approx(
+            [e["score"] for e in want["scores"]], rel=1e-6
+        )
+
+
+def test_kaldi_data_dirs_give_the_folder_results(corpus, tmp_path: Path):
+    from spkid.store import ModelStore
+
+    enroll_wavs = sorted(corpus["enroll"].rglob("*.wav"))
+    test_wavs = sorted(corpus["test"].rglob("*.wav"))
+    settings = ["--set", "ubm.n_components=8", "--set", "ubm.max_iter=3", "--set", "score.cohort_size=4"]
+    # train-ubm from a data dir: the same UBM as from the folder
+    check_cli_ok(cli_invoke("-q", "train-ubm", tmp_path / "folder_model", corpus["enroll"], *settings))
+    data = kaldi_dir(tmp_path / "train", enroll_wavs, spk2utt=True)
+    check_cli_ok(cli_invoke("-q", "train-ubm", tmp_path / "kaldi_model", data, *settings))
+    folder_store, kaldi_store = (
+        ModelStore.open(tmp_path / "folder_model"),
+        ModelStore.open(tmp_path / "kaldi_model"),
+    )
+    np.testing.assert_array_equal(folder_store.load_ubm().means_, kaldi_store.load_ubm().means_)
+    # enroll: speakers from spk2utt, the same models as from folders
+    check_cli_ok(cli_invoke("-q", "enroll", tmp_path / "folder_model", corpus["enroll"]))
+    enrolled = cli_invoke("enroll", tmp_path / "kaldi_model", data)
+    check_cli_ok(enrolled)
+    assert "enrolled spk01 (3 files)" in enrolled.stdout
+    for name in ModelStore.open(tmp_path / "folder_model").speakers():
+        np.testing.assert_array_equal(
+            ModelStore.open(tmp_path / "kaldi_model").load_speaker(name).means_,
+            ModelStore.open(tmp_path / "folder_model").load_speaker(name).means_,
+        )
+    # identify model/ wav.scp: one result per utterance id, the scores of the folder route (fresh process)
+    tests = kaldi_dir(tmp_path / "test", test_wavs, spk2utt=False)
+    done = run_cli("identify", tmp_path / "kaldi_model", tests / "wav.scp", "--json", "-k", "0")
+    assert done.returncode == 0, done.stderr
+    by_id = json.loads(done.stdout)
+    folder = json.loads(
+        cli_invoke("identify", tmp_path / "folder_model", corpus["test"], "--json", "-k", "0").stdout
+    )
+    assert [item["recording"] for item in by_id] == [f"{w.parent.name}-{w.stem}" for w in test_wavs]
+    same_scores(by_id, folder)
+    # a pipe entry: refused naming the line, run with --allow-pipes (same result)
+    piped = kaldi_dir(tmp_path / "piped", test_wavs[:2], spk2utt=False, pipe_first=True)
+    refused = cli_invoke("identify", tmp_path / "kaldi_model", piped, "--json")
+    check_cli_error(refused, f"{piped / 'wav.scp'}:1:", "shell pipe", "--allow-pipes")
+    allowed = cli_invoke("identify", tmp_path / "kaldi_model", piped, "--json", "-k", "0", "--allow-pipes")
+    check_cli_ok(allowed)
+    same_scores(json.loads(allowed.stdout), folder[:2])
+
+
+def test_enrolling_a_folder_of_loose_files_suggests_speaker(corpus, model: Path):
+    loose = corpus["enroll"] / "spk01"
+    check_cli_error(cli_invoke("enroll", model, loose), str(loose), "--speaker NAME")
