@@ -6,6 +6,7 @@ has one; the default decision thresholds are documented in :mod:`spkid.recognize
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)
+#: Seconds of speech (after VAD) below which identify and verify warn that a recording's scores are not to
+#: be trusted: GMM-UBM scores of shorter tests scatter widely.
+TRUSTED_SPEECH_S = 1.0
 Outcome = TypeVar("Outcome")
 
 
@@ -59,7 +64,25 @@ def _extract_usable(
         raise DataError(
             f"no usable recording: all {len(files)} files were skipped; first: {features.skipped[0].reason}"
         )
+    _warn_short(features, recognizer.feature_config.frame_shift_ms)
     return features
+
+
+def _warn_short(features: ExtractResult, frame_shift_ms: float) -> None:
+    """A warning per recording with less than :data:`TRUSTED_SPEECH_S` of speech: too short to trust."""
+    for path, frames in zip(features.paths, features, strict=True):
+        speech_s = len(frames) * frame_shift_ms / 1000.0
+        if speech_s < TRUSTED_SPEECH_S:
+            logger.warning(
+                "%s: only %.2f s of speech, too short to trust the scores (%g s or more is advised)",
+                path,
+                speech_s,
+                TRUSTED_SPEECH_S,
+                extra={
+                    "spkid_kind": f"hold under {TRUSTED_SPEECH_S:g} s of speech (too short to trust)",
+                    "spkid_path": str(path),
+                },
+            )
 
 
 @dataclass(frozen=True)

@@ -291,3 +291,47 @@ def test_kaldi_data_dirs_give_the_folder_results(corpus, tmp_path: Path):
 def test_enrolling_a_folder_of_loose_files_suggests_speaker(corpus, model: Path):
     loose = corpus["enroll"] / "spk01"
     check_cli_error(cli_invoke("enroll", model, loose), str(loose), "--speaker NAME")
+
+
+# ------------------------------------------------------------------------------------------ (5) small ones
+def test_help_shows_plain_usage_and_no_bool_placeholder():
+    done = run_cli("train-ubm", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "Usage: spkid train-ubm [OPTIONS] MODEL_DIR AUDIO_PATH..." in text and "{" not in text
+    for command in ("identify", "verify", "evaluate", "score", "list"):
+        help_text = cli_invoke(command, "--help").stdout
+        assert "<bool>" not in help_text and "{" not in help_text.split("Usage:")[1].splitlines()[0]
+    assert "<bool>" not in cli_invoke("--help").stdout
+
+
+def test_evaluate_json_prints_counts_as_ints(tmp_path: Path):
+    scores = tmp_path / "labelled.txt"
+    scores.write_text("a x 2.0 target\na y -1.0 nontarget\nb y 0.5 target\nb x -2.0 nontarget\n")
+    metrics = json.loads(cli_invoke("evaluate", scores, "--json").stdout)["metrics"]
+    assert metrics["n_target"] == 2 and isinstance(metrics["n_target"], int)
+    assert isinstance(metrics["n_nontarget"], int) and isinstance(metrics["eer"], float)
+
+
+def test_a_bad_file_error_of_a_batch_command_mentions_skip_bad(corpus, model: Path, tmp_path: Path):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    good = sorted((corpus["test"] / "spk01").glob("*.wav"))[0]
+    check_cli_error(cli_invoke("identify", model, good, broken), "broken.wav", "--skip-bad")
+    check_cli_error(cli_invoke("enroll", model, "-s", "newcomer", good, broken), "broken.wav", "--skip-bad")
+    missing = cli_invoke("identify", model, tmp_path / "missing.wav")  # not a bad file: no hint
+    assert "--skip-bad" not in check_cli_error(missing, "missing.wav")
+
+
+def test_a_short_clip_is_identified_with_a_warning(corpus, model: Path, tmp_path: Path):
+    import soundfile
+
+    source = sorted((corpus["test"] / "spk01").glob("*.wav"))[0]
+    signal, rate = soundfile.read(source, dtype="float32")
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, signal[: int(0.4 * rate)], rate)
+    result = cli_invoke("identify", model, clip, source)
+    check_cli_ok(result)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "clip.wav" in warnings[0] and "too short to trust" in warnings[0], warnings
+    assert "clip.wav" in result.stdout
