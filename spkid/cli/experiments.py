@@ -77,13 +77,42 @@ def evaluate(
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the DET curve to this PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    confusion: Annotated[
+        Path | None,
+        typer.Option(
+            "--confusion",
+            metavar="PNG",
+            help="SCORES is spkid identify --json output: write its confusion matrix here (true speaker = "
+            "each recording's folder).",
+        ),
+    ] = None,
 ) -> None:
     """Verification metrics of a score file: EER, minDCF (0.01, 0.001), Cllr and minCllr.
 
+    With --confusion, SCORES is the JSON of spkid identify --json and the identification confusion
+    matrix is drawn instead.
+
     Example: spkid evaluate scores.txt --trials trials.txt --plot det.png
+    or: spkid identify model/ test/ --json > ids.json && spkid evaluate ids.json --confusion confusion.png
     """
     from spkid.metrics import evaluate as evaluate_scores
     from spkid.metrics import format_metrics
+
+    if confusion is not None:
+        from spkid.metrics import plot_confusion, read_identifications
+
+        labels = read_identifications(scores)
+        plot_confusion(labels.true, labels.predicted, confusion, title=f"Confusion matrix: {scores.name}")
+        if as_json:
+            typer.echo(
+                json.dumps({"n_tests": len(labels.true), "accuracy": labels.accuracy, "plot": str(confusion)})
+            )
+        else:
+            typer.echo(
+                f"identification accuracy {labels.accuracy:.2%} ({len(labels.true)} tests); "
+                f"confusion matrix: {confusion}"
+            )
+        return
 
     result = evaluate_scores(scores, trials, plot=plot)
     if as_json:

@@ -335,3 +335,20 @@ def test_a_short_clip_is_identified_with_a_warning(corpus, model: Path, tmp_path
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "clip.wav" in warnings[0] and "too short to trust" in warnings[0], warnings
     assert "clip.wav" in result.stdout
+
+
+# ------------------------------------------------------------------------------- (9) confusion from the CLI
+def test_evaluate_confusion_draws_the_identify_json(corpus, tmp_path: Path):
+    identified = cli_invoke("identify", corpus["model"], corpus["test"], "--json", "-q")
+    check_cli_ok(identified)
+    (tmp_path / "ids.json").write_text(identified.stdout)
+    done = run_cli("evaluate", tmp_path / "ids.json", "--confusion", tmp_path / "confusion.png")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(identified.stdout)
+    correct = sum(Path(item["recording"]).parent.name == item["speaker"] for item in document)
+    assert f"identification accuracy {correct / len(document):.2%} ({len(document)} tests)" in done.stdout
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "bad.json").write_text("{not json")
+    check_cli_error(
+        cli_invoke("evaluate", tmp_path / "bad.json", "--confusion", tmp_path / "c.png"), "bad.json"
+    )
