@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,13 +70,17 @@ def check_cli_ok(result) -> None:
     assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
 
 
+PROGRESS_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
 def check_cli_error(result, *fragments: str, allow_warnings: bool = False) -> str:
     """Exit code 1 and one ``error:`` line on stderr containing every fragment, no traceback; the line.
 
     The error line is all stderr holds, unless ``allow_warnings``: then ``warning:`` lines may come before it.
     """
     assert result.exit_code == 1, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # Timestamped progress lines (train-ubm's EM iterations when stderr is not a terminal) may come first.
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
     assert lines and lines[-1].startswith("error: "), result.stderr
     assert len(lines) == 1 or allow_warnings, result.stderr
     assert all(line.startswith("warning: ") for line in lines[:-1]), result.stderr

@@ -29,11 +29,19 @@ def score(
     ] = None,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Write raw (normalised) scores even when the model holds a calibration."),
+    ] = False,
 ) -> None:
     """Score a trial list and write a score file of 'enroll test score' lines.
 
     Trials are Kaldi 'enroll test target|nontarget' lines (enroll = an enrolled speaker or a recording,
     test = a recording path or file stem under --audio-root) or VoxCeleb '1 a.wav b.wav' lines.
+
+    The scores are what verify decides on: calibrated LLRs once spkid calibrate stored a calibration
+    (--raw for the raw scores), else frame-averaged LLRs (normalised as the model says). The file's first
+    line, a '#' comment, says which; spkid evaluate and calibrate skip it.
 
     Example: spkid score model/ trials.txt --audio-root data/test --output scores.txt
     """
@@ -47,12 +55,14 @@ def score(
         n_jobs=n_jobs,
         skip_bad=skip_bad,
         progress=progress_enabled(ctx),
+        calibrated=not raw,
     )
     report_skipped(ctx, result.skipped)
-    typer.echo(
-        f"wrote {result.n_scored} scores to {output}"
-        + (f" ({result.n_unscored} trials unscored: skipped recordings)" if result.n_unscored else "")
-    )
+    if not ctx.obj["quiet"]:  # -q: the score file is all that was asked for
+        typer.echo(
+            f"wrote {result.n_scored} scores ({result.kind}) to {output}"
+            + (f" ({result.n_unscored} trials unscored: skipped recordings)" if result.n_unscored else "")
+        )
 
 
 def evaluate(
@@ -67,13 +77,42 @@ def evaluate(
     ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the DET curve to this PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    confusion: Annotated[
+        Path | None,
+        typer.Option(
+            "--confusion",
+            metavar="PNG",
+            help="SCORES is spkid identify --json output: write its confusion matrix here (true speaker = "
+            "each recording's folder).",
+        ),
+    ] = None,
 ) -> None:
     """Verification metrics of a score file: EER, minDCF (0.01, 0.001), Cllr and minCllr.
 
+    With --confusion, SCORES is the JSON of spkid identify --json and the identification confusion
+    matrix is drawn instead.
+
     Example: spkid evaluate scores.txt --trials trials.txt --plot det.png
+    or: spkid identify model/ test/ --json > ids.json && spkid evaluate ids.json --confusion confusion.png
     """
     from spkid.metrics import evaluate as evaluate_scores
     from spkid.metrics import format_metrics
+
+    if confusion is not None:
+        from spkid.metrics import plot_confusion, read_identifications
+
+        labels = read_identifications(scores)
+        plot_confusion(labels.true, labels.predicted, confusion, title=f"Confusion matrix: {scores.name}")
+        if as_json:
+            typer.echo(
+                json.dumps({"n_tests": len(labels.true), "accuracy": labels.accuracy, "plot": str(confusion)})
+            )
+        else:
+            typer.echo(
+                f"identification accuracy {labels.accuracy:.2%} ({len(labels.true)} tests); "
+                f"confusion matrix: {confusion}"
+            )
+        return
 
     result = evaluate_scores(scores, trials, plot=plot)
     if as_json:

@@ -15,6 +15,8 @@ import typer
 from spkid import __version__
 from spkid.cli import experiments as cli_experiments
 from spkid.cli import speakers as cli_speakers
+from spkid.cli.data_dirs import AllowPipes, audio_inputs, by_utterance_id, speakers_to_enroll
+from spkid.cli.decisions import exit_if_rejected, print_identifications, print_verifications
 from spkid.cli.support import (
     ModelDir,
     NJobs,
@@ -61,10 +63,14 @@ def main(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Timestamped detail on stderr (EM iterations, timings, ...)."),
+    ] = False,
 ) -> None:
     """GMM-UBM speaker identification and verification."""
     ctx.obj = {"quiet": quiet, "debug": debug}
-    configure_logging(quiet=quiet, debug=debug)
+    configure_logging(quiet=quiet, debug=debug, verbose=verbose)
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -75,7 +81,9 @@ def train_ubm(
     audio_paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="AUDIO_PATH...", help="Audio files or folders (searched recursively).", show_default=False
+            metavar="AUDIO_PATH...",
+            help="Audio files or folders (searched recursively), or a Kaldi data dir / wav.scp.",
+            show_default=False,
         ),
     ],
     components: Annotated[
@@ -114,6 +122,7 @@ def train_ubm(
             "with a Dask cluster, on a filesystem its workers share.",
         ),
     ] = None,
+    allow_pipes: AllowPipes = False,
 ) -> None:
     """Train a universal background model from audio and create MODEL_DIR.
 
@@ -135,16 +144,18 @@ def train_ubm(
         if value is not None:
             sets.append(f"ubm.{key}={json.dumps(value)}")
     config = load_config(config_file, sets)
-    result = train_ubm_from_audio(
-        model_dir,
-        audio_paths,
-        config,
-        n_jobs=n_jobs,
-        skip_bad=skip_bad,
-        progress=progress_enabled(ctx),
-        overwrite=overwrite,
-        cache_dir=feature_store,
-    )
+    with audio_inputs(audio_paths, allow_pipes=allow_pipes) as (files, _):
+        result = train_ubm_from_audio(
+            model_dir,
+            files,
+            config,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress_enabled(ctx),
+            overwrite=overwrite,
+            cache_dir=feature_store,
+            iteration_log=not ctx.obj["quiet"] and not progress_enabled(ctx),  # a log: a line per iteration
+        )
     unusable = [item for item in result.skipped if item.unusable]
     report_skipped(ctx, [item for item in result.skipped if not item.unusable])
     if unusable:
@@ -154,16 +165,13 @@ def train_ubm(
             f"speech ({shown}); listed in {model_dir / SKIPPED_LIST_FILE}",
             err=True,
         )
+    held_out = result.cohort_frames_held_out
     typer.echo(
         f"trained UBM ({result.n_components} components x {result.n_features} features, "
-        f"{result.sample_rate} Hz front-end) on "
-        f"{result.n_files} files, {result.n_frames} frames; cohort of {result.cohort_size}"
-        + (
-            f" ({result.cohort_frames_held_out} frames held out of UBM training)"
-            if result.cohort_frames_held_out
-            else ""
-        )
-        + f"; model in {model_dir}"
+        f"{result.sample_rate} Hz front-end) on {result.n_files} files: "
+        f"{result.n_frames - held_out:,} frames"
+        + (f" ({result.n_frames:,} speech frames, {held_out:,} held out for the cohort)" if held_out else "")
+        + f"; cohort of {result.cohort_size}; model in {model_dir}"
     )
 
 
@@ -188,26 +196,27 @@ def enroll(
     ] = False,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    allow_pipes: AllowPipes = False,
 ) -> None:
     """Enroll speakers: every sub-folder of SPEAKERS_DIR, or one --speaker NAME from files/folders.
+
+    A Kaldi data dir (wav.scp with utt2spk or spk2utt, optional segments) enrolls its speakers.
 
     Features are extracted with the feature settings stored in the model.
 
     Example: spkid enroll model/ speakers/    or    spkid enroll model/ --speaker bob bob_1.flac bob_2.flac
     """
-    from spkid.recognizer import enroll_from_audio, speakers_in_folder
+    from spkid.recognizer import enroll_from_audio
 
-    if speaker is None:
-        if len(paths) != 1:
-            raise typer.BadParameter(
-                "give one SPEAKERS_DIR, or --speaker NAME with the speaker's files", param_hint="PATHS"
-            )
-        speakers = speakers_in_folder(paths[0])
-    else:
-        speakers = {speaker: list(paths)}
-    result = enroll_from_audio(
-        model_dir, speakers, replace=replace, skip_bad=skip_bad, n_jobs=n_jobs, progress=progress_enabled(ctx)
-    )
+    with speakers_to_enroll(paths, speaker, allow_pipes=allow_pipes) as speakers:
+        result = enroll_from_audio(
+            model_dir,
+            speakers,
+            replace=replace,
+            skip_bad=skip_bad,
+            n_jobs=n_jobs,
+            progress=progress_enabled(ctx),
+        )
     report_skipped(ctx, result.skipped)
     for name, n_files in result.enrolled.items():
         typer.echo(f"enrolled {name} ({n_files} file{'' if n_files == 1 else 's'})")
@@ -220,7 +229,9 @@ def identify(
     recordings: Annotated[
         list[Path],
         typer.Argument(
-            metavar="RECORDING...", help="Audio files or folders to identify.", show_default=False
+            metavar="RECORDING...",
+            help="Audio files or folders to identify, or a Kaldi data dir / wav.scp.",
+            show_default=False,
         ),
     ],
     top_k: Annotated[
@@ -232,7 +243,8 @@ def identify(
     open_set: Annotated[
         bool,
         typer.Option(
-            "--open-set", help="Answer 'unknown' when even the best speaker scores below threshold."
+            "--open-set",
+            help="Reject (speaker null, exit code 3) when even the best speaker scores below threshold.",
         ),
     ] = False,
     threshold: Annotated[
@@ -240,31 +252,37 @@ def identify(
     ] = None,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    allow_pipes: AllowPipes = False,
 ) -> None:
     """Rank the enrolled speakers for each recording, best first, with their scores.
+
+    RECORDING may be a Kaldi data dir or wav.scp: one result per utterance id.
+
+    With --open-set a recording whose best score is below the threshold is rejected: "speaker": null and
+    "accepted": false in --json, where every result carries the "threshold" it was decided on.
+    Exit code with --open-set: 0 when every recording is accepted, 3 when any is rejected, 1 on an error,
+    2 on a usage error.
 
     Example: spkid identify model/ unknown.wav --top-k 3 --json
     """
     from spkid.recognizer import identify as identify_recordings
 
-    outcome = identify_recordings(
-        model_dir,
-        recordings,
-        top_k=top_k,
-        open_set=open_set,
-        threshold=threshold,
-        n_jobs=n_jobs,
-        skip_bad=skip_bad,
-        progress=progress_enabled(ctx),
-    )
+    with audio_inputs(recordings, allow_pipes=allow_pipes) as (files, utterance_ids):
+        outcome = identify_recordings(
+            model_dir,
+            files,
+            top_k=top_k,
+            open_set=open_set,
+            threshold=threshold,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress_enabled(ctx),
+        )
+    outcome = by_utterance_id(outcome, utterance_ids)  # a Kaldi data dir: one result per utterance id
     report_skipped(ctx, outcome.skipped)
-    if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
-        return
-    for result in outcome.results:
-        typer.echo(f"{result.recording}: {result.speaker}")
-        for rank, (name, score) in enumerate(result.scores, start=1):
-            typer.echo(f"  {rank:>3}. {name}  {score:+.4f}")
+    print_identifications(ctx, outcome, as_json=as_json)
+    if open_set:
+        exit_if_rejected(outcome.results)
 
 
 @app.command()
@@ -285,6 +303,9 @@ def verify(
 ) -> None:
     """Score recordings against one claimed speaker and accept or reject each.
 
+    Exit code: 0 when every recording is accepted, 3 when any is rejected, 1 on an error, 2 on a usage
+    error.
+
     Example: spkid verify model/ --speaker alice claim.wav --threshold 0.5
     """
     from spkid.recognizer import verify as verify_recordings
@@ -299,15 +320,8 @@ def verify(
         progress=progress_enabled(ctx),
     )
     report_skipped(ctx, outcome.skipped)
-    if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
-        return
-    for result in outcome.results:
-        decision = "accept" if result.accepted else "reject"
-        typer.echo(
-            f"{result.recording}: {decision} {speaker} (score {result.score:+.4f}, threshold "
-            f"{result.threshold:+.4f})"
-        )
+    print_verifications(ctx, outcome, speaker, as_json=as_json)
+    exit_if_rejected(outcome.results)
 
 
 app.command("list")(cli_speakers.list_speakers)

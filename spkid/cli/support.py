@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from spkid.errors import SpkidError
+from spkid.errors import AudioError, FeatureError, SpkidError
 
 __all__ = [
     "GLOBAL_FLAGS",
@@ -31,7 +33,7 @@ __all__ = [
 ]
 
 #: Global flags also accepted after the command name (``spkid identify model/ x.wav --quiet``).
-GLOBAL_FLAGS = ("--quiet", "-q", "--debug")
+GLOBAL_FLAGS = ("--quiet", "-q", "--debug", "--verbose", "-v")
 
 
 #: A summarised warning names at most this many files.
@@ -54,7 +56,10 @@ class _StderrHandler(logging.Handler):
         if kind is not None:
             self.held.setdefault(str(kind), []).append(record)
             return
-        self._write(record.levelname.lower(), self.format(record))
+        level = record.levelname.lower()
+        if record.levelno < logging.WARNING:  # --verbose / --debug detail: when it happened
+            level = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record.created))} {level}"
+        self._write(level, self.format(record))
 
     def _write(self, level: str, message: str) -> None:
         try:
@@ -80,18 +85,81 @@ class _StderrHandler(logging.Handler):
 _HANDLER = _StderrHandler()
 
 
-def configure_logging(*, quiet: bool, debug: bool) -> None:
+def configure_logging(*, quiet: bool, debug: bool, verbose: bool = False) -> None:
     """Show spkid's log records on stderr: warnings (e.g. clipped audio), errors only with ``--quiet``,
-    and progress information (UBM iterations, ...) too with ``--debug``."""
+    and timestamped progress information (EM iterations, timings, ...) too with ``--verbose`` or
+    ``--debug``."""
     spkid_logger = logging.getLogger("spkid")
     if _HANDLER not in spkid_logger.handlers:
         spkid_logger.addHandler(_HANDLER)
     _HANDLER.held.clear()  # records held from API use before this command are not this command's
-    spkid_logger.setLevel(logging.ERROR if quiet else logging.INFO if debug else logging.WARNING)
+    detail = debug or verbose
+    spkid_logger.setLevel(logging.ERROR if quiet else logging.INFO if detail else logging.WARNING)
+
+
+class _Argument(TyperArgument):
+    """An argument shown as ``NAME`` / ``NAME...`` in the usage line (typer writes ``{NAME...}...``)."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        if self.nargs != 1 and not name.endswith("..."):
+            name += "..."
+        return name if self.required else f"[{name}]"
+
+
+class _Option(TyperOption):
+    """An option whose help shows no ``<bool>`` placeholder when it is a flag (a flag takes no value)."""
+
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None if self.is_flag else super().display_type_rich(ctx)
+
+
+def _no_placeholder(ctx: click.Context) -> None:
+    return None
+
+
+def _tidy_help(command: click.Command | None) -> None:
+    if command is None or getattr(command, "_spkid_tidy", False):
+        return
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = _Argument
+        elif type(param) is TyperOption:
+            param.__class__ = _Option
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: click.Context) -> click.Option | None:
+        option = make_help_option(ctx)
+        if option is not None:  # --help is a flag too
+            option.display_type_rich = _no_placeholder  # type: ignore[attr-defined]
+        return option
+
+    command.get_help_option = get_help_option  # type: ignore[method-assign]
+    command._spkid_tidy = True  # type: ignore[attr-defined]
 
 
 class SpkidGroup(TyperGroup):
     """The command group: turns spkid's own errors into one line on stderr and exit code 1."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _tidy_help(self)
+
+    def _skip_bad_hint(self, ctx: click.Context, exc: SpkidError) -> str:
+        """Point a batch command's bad-file error at --skip-bad (not for a path that does not exist)."""
+        if not isinstance(exc, (AudioError, FeatureError)) or "--skip-bad" in str(exc):
+            return ""
+        if isinstance(exc, AudioError) and not exc.path.is_file():
+            return ""
+        command = self.get_command(ctx, ctx.invoked_subcommand or "")
+        if command is None or not any(param.name == "skip_bad" for param in command.params):
+            return ""
+        return " (--skip-bad skips such files and lists them)"
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        _tidy_help(command)
+        return command
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         # Move global flags given after the command name in front of it, where click expects them.
@@ -105,7 +173,7 @@ class SpkidGroup(TyperGroup):
             return super().invoke(ctx)
         except SpkidError as exc:
             _HANDLER.flush_summaries()
-            _fail(ctx, " ".join(str(exc).split()), exc)
+            _fail(ctx, " ".join(str(exc).split()) + self._skip_bad_hint(ctx, exc), exc)
         except OSError as exc:  # a disk-level failure no spkid module anticipated: still one clear line
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(ctx, f"{where}{exc.strerror or exc}", exc)

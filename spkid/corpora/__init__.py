@@ -1,1 +1,1 @@
-"""Corpus preparers (one per layout) and the synthetic corpus generator."""
+"""Corpus preparers (one per layout), Kaldi data directories (``kaldi``), the synthetic corpus generator."""

@@ -6,6 +6,8 @@ is only where the E-step runs, a :class:`StatisticsSource`: :class:`FrameStatist
 chunk threads), or the UBM's sharded source (:class:`spkid.ubm.backends.ShardStatistics`: in-process, joblib
 or Dask workers). Every iteration logs one INFO line on this module's logger; the end logs whether EM
 converged, and warns with :class:`spkid.errors.ConvergenceWarning` only when the caller asked for a ``tol``.
+Each iteration's record also carries its figures as ``record.spkid_iteration`` (iteration, max_iter,
+log_likelihood, gain, seconds_left) for :class:`spkid.progress.IterationDisplay`.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ def run_em(
     """
     history: list[float] = []
     converged, lower_bound, gain = False, math.nan, math.nan
+    loop_started = time.perf_counter()
     for iteration in range(max_iter):
         started = time.perf_counter()
         stats = source.statistics(parameters, iteration)
@@ -167,15 +170,28 @@ def run_em(
             stats, dtype=parameters.dtype, variance_floor=variance_floor, min_weight=min_weight
         )
         history.append(lower_bound)
+        now = time.perf_counter()
+        # At most this long: convergence may stop the loop before max_iter.
+        left_s = (now - loop_started) / (iteration + 1) * (max_iter - iteration - 1)
         logger.info(
-            "%s EM iteration %d/%d: log-likelihood per frame %.6f, gain %s, %d frames, %.2f s",
+            "%s EM iteration %d/%d: log-likelihood per frame %.6f, gain %s, %d frames, %.2f s, ~%.0f s left",
             name,
             iteration + 1,
             max_iter,
             lower_bound,
             "n/a" if iteration == 0 else f"{gain:+.3e}",
             stats.n_frames,
-            time.perf_counter() - started,
+            now - started,
+            left_s,
+            extra={
+                "spkid_iteration": {
+                    "iteration": iteration + 1,
+                    "max_iter": max_iter,
+                    "log_likelihood": lower_bound,
+                    "gain": None if iteration == 0 else gain,
+                    "seconds_left": left_s,
+                }
+            },
         )
         if abs(gain) < tol:
             converged = True

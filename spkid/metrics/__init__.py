@@ -5,6 +5,7 @@ The public face of the metrics stage; its modules, one job each (imports point d
 - :mod:`~spkid.metrics.measures` EER, minDCF, actual DCF, Cllr, DET points, top-k accuracy;
 - :mod:`~spkid.metrics.protocol` :class:`Trial`, :class:`ScoredTrial`, trial-list and score-file I/O;
 - :mod:`~spkid.metrics.trials` trial lists as ``spkid score`` reads them, and the recordings they name;
+- :mod:`~spkid.metrics.identification` identification results read back from ``spkid identify --json``;
 - :mod:`~spkid.metrics.plots` DET and confusion plots (matplotlib: loaded on first use of a plot name);
 - :mod:`~spkid.metrics.evaluation` a score file in, the metrics (and a DET plot) out.
 """
@@ -24,6 +25,7 @@ from spkid.metrics.evaluation import (
     metric_rows,
     read_labelled_scores,
 )
+from spkid.metrics.identification import REJECTED_LABEL, IdentificationLabels, read_identifications
 from spkid.metrics.measures import (
     actual_dcf,
     cllr,
@@ -60,6 +62,9 @@ __all__ = [
     "min_dcf",
     "rocch",
     "verification_report",
+    "REJECTED_LABEL",
+    "IdentificationLabels",
+    "read_identifications",
     "Evaluation",
     "evaluate",
     "evaluate_arrays",

@@ -59,7 +59,8 @@ class Evaluation:
     plot: Path | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": dict(self.metrics), "plot": None if self.plot is None else str(self.plot)}
+        metrics = {key: int(value) if key.startswith("n_") else value for key, value in self.metrics.items()}
+        return {"metrics": metrics, "plot": None if self.plot is None else str(self.plot)}
 
 
 def _label(word: str, where: str) -> bool:

@@ -90,8 +90,11 @@ def det_figure(
     axes.plot(limits, limits, ":", color="0.6", linewidth=0.8)
     axes.set_xticks(norm.ppf(ticks), labels)
     axes.set_yticks(norm.ppf(ticks), labels)
-    axes.set_xlim(*limits)
-    axes.set_ylim(*limits)
+    # A margin beyond the clipping range: curves and minDCF points at 0% or at the range's end stay visible
+    # instead of merging into the frame.
+    margin = 0.03 * (limits[1] - limits[0])
+    axes.set_xlim(limits[0] - margin, limits[1] + margin)
+    axes.set_ylim(limits[0] - margin, limits[1] + margin)
     axes.set_xlabel("False-alarm rate (%)")
     axes.set_ylabel("Miss rate (%)")
     axes.set_title(title)
@@ -139,7 +142,7 @@ def confusion_figure(
     figure : matplotlib.figure.Figure
     counts : ndarray of shape (n_labels, n_labels)
         ``counts[i, j]`` = number of tests of ``labels[i]`` identified as ``labels[j]``. ``labels``
-        defaults to the sorted union of true and predicted names (so ``"unknown"`` gets its own column).
+        defaults to the sorted union of true and predicted names (so a rejection label gets its own column).
 
     Examples
     --------

@@ -161,8 +161,14 @@ def read_scores(path: str | Path) -> list[ScoredTrial]:
     return scores
 
 
-def write_scores(path: str | Path, scores: Iterable[ScoredTrial | tuple[str, str, float]]) -> None:
+def write_scores(
+    path: str | Path, scores: Iterable[ScoredTrial | tuple[str, str, float]], *, header: str | None = None
+) -> None:
     """Write a score file, one ``enroll_id test_id score`` line per trial (scores at full precision).
+
+    ``header``, when given, is written first as a ``# header`` comment line (say what the scores are);
+    every reader of spkid's score files skips ``#`` lines, and so do Kaldi-style three-column readers
+    that ignore comments.
 
     Examples
     --------
@@ -175,7 +181,9 @@ def write_scores(path: str | Path, scores: Iterable[ScoredTrial | tuple[str, str
     alice utt1 1.5
     bob utt1 -0.25
     """
-    lines = []
+    if header is not None and "\n" in header:
+        raise DataError(f"{path}: a score-file header must be one line, got {header!r}")
+    lines = [] if header is None else [f"# {header}\n"]
     for enroll, test, score in (
         (item.enroll, item.test, item.score) if isinstance(item, ScoredTrial) else item for item in scores
     ):

@@ -3,6 +3,7 @@
 The public face of the recipes; its modules, one job each (imports point down the list):
 
 - :mod:`~spkid.recipes.config` a recipe file: a spkid config plus the ``data`` and ``recipe`` sections;
+- :mod:`~spkid.recipes.reports` every run's report kept under a name from its settings, and their summary;
 - :mod:`~spkid.recipes.stages` the stages (prepare, features, ubm, enroll, score, report), each writing a
   directory;
 - :mod:`~spkid.recipes.runner` :func:`run_recipe`: which stages are up to date, running the others;

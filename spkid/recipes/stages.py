@@ -34,6 +34,7 @@ from spkid.metrics import (
 )
 from spkid.metrics.plots import plot_confusion
 from spkid.recipes.config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
+from spkid.recipes.reports import keep_report
 from spkid.recognizer import Recognizer, enroll_from_audio, score_recordings, train_ubm_from_audio
 from spkid.store import ModelStore
 
@@ -231,6 +232,8 @@ def report_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, 
     atomic_write_bytes(stage_dir / "results.md", (markdown + "\n").encode("utf-8"))
     for name, path in plots.items():
         log(f"  {name} plot: {path}")
+    kept = keep_report(settings, output_dir, results)  # this run's own copy, and the table of all runs
+    log(f"  this run's report also in {kept}; every run side by side: {kept.parent / 'summary.md'}")
 
 
 def read_report_metrics(output_dir: Path) -> dict[str, Any]:

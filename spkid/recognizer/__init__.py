@@ -7,7 +7,7 @@ The public face of the recognizer; its modules, one job each (imports point down
 - :mod:`~spkid.recognizer.recognizer` :class:`Recognizer`: stored settings, models, normalised scores,
   default decision thresholds;
 - :mod:`~spkid.recognizer.identification` identify and verify recordings;
-- :mod:`~spkid.recognizer.trial_scoring` score trial lists from audio;
+- :mod:`~spkid.recognizer.trial_scoring` score trial lists from audio (raw or calibrated);
 - :mod:`~spkid.recognizer.training` :func:`train_ubm_from_audio`, a new model directory from audio;
 - :mod:`~spkid.recognizer.api` the rest of the API behind the CLI (enroll, list, remove, calibrate), with
   everything above re-exported.
@@ -35,6 +35,7 @@ from spkid.recognizer.api import (
     verify,
 )
 from spkid.recognizer.config import Config, apply_overrides, config_from_dict, config_to_yaml, load_config
+from spkid.recognizer.identification import score_kind
 from spkid.recognizer.recognizer import (
     NORMALISED_THRESHOLD,
     OPEN_SET_P_TARGET,
@@ -68,6 +69,7 @@ __all__ = [
     "evaluate",
     "identify",
     "remove_speaker",
+    "score_kind",
     "score_recordings",
     "score_trials",
     "speakers_in_folder",

@@ -4,8 +4,8 @@ Each function takes paths, does the whole job and returns a small result object;
 arguments, calls one of these and prints. The feature settings chosen at :func:`train_ubm_from_audio` are
 stored in the model and used by every later call, and the stored score normalisation is applied
 automatically. Training is :mod:`spkid.recognizer.training`, identification and verification
-:mod:`spkid.recognizer.identification`, trial scoring :mod:`spkid.recognizer.trial_scoring`, evaluation of
-score files :mod:`spkid.metrics.evaluation`; all are re-exported here.
+:mod:`spkid.recognizer.identification`, trial scoring :mod:`spkid.recognizer.trial_scoring`, evaluation
+of score files :mod:`spkid.metrics.evaluation`; all are re-exported here.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Using an enrolled model: identify recordings, verify a claimed speaker.
+"""Using an enrolled model: identify recordings, verify a claimed speaker (trial lists: ``trial_scoring``).
 
 Scores are the stored normalisation of frame-averaged LLRs, mapped through the model's calibrator when it
 has one; the default decision thresholds are documented in :mod:`spkid.recognizer`.
@@ -6,6 +6,7 @@ has one; the default decision thresholds are documented in :mod:`spkid.recognize
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ from spkid.audio import find_audio_files
 from spkid.errors import DataError
 from spkid.features import ExtractResult, SkippedFile
 from spkid.recognizer.recognizer import Recognizer
-from spkid.score import UNKNOWN
 
 __all__ = [
     "Identification",
@@ -25,19 +25,25 @@ __all__ = [
     "Verification",
     "VerifyResult",
     "identify",
+    "score_kind",
     "verify",
 ]
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)
+#: Seconds of speech (after VAD) below which identify and verify warn that a recording's scores are not to
+#: be trusted: GMM-UBM scores of shorter tests scatter widely.
+TRUSTED_SPEECH_S = 1.0
 Outcome = TypeVar("Outcome")
 
 
 @dataclass(frozen=True)
 class _Results(Generic[Outcome]):
-    """Outcomes in input order (skipped files left out) and the skipped files."""
+    """Outcomes in input order (skipped files left out), the skipped files, what the scores are."""
 
     results: list[Outcome]
     skipped: list[SkippedFile] = field(default_factory=list)
+    kind: str = ""  # score_kind(): "calibrated LLR ..." or "raw score: frame-averaged LLR ..."
 
 
 def _extract_usable(
@@ -58,12 +64,34 @@ def _extract_usable(
         raise DataError(
             f"no usable recording: all {len(files)} files were skipped; first: {features.skipped[0].reason}"
         )
+    _warn_short(features, recognizer.feature_config.frame_shift_ms)
     return features
+
+
+def _warn_short(features: ExtractResult, frame_shift_ms: float) -> None:
+    """A warning per recording with less than :data:`TRUSTED_SPEECH_S` of speech: too short to trust."""
+    for path, frames in zip(features.paths, features, strict=True):
+        speech_s = len(frames) * frame_shift_ms / 1000.0
+        if speech_s < TRUSTED_SPEECH_S:
+            logger.warning(
+                "%s: only %.2f s of speech, too short to trust the scores (%g s or more is advised)",
+                path,
+                speech_s,
+                TRUSTED_SPEECH_S,
+                extra={
+                    "spkid_kind": f"hold under {TRUSTED_SPEECH_S:g} s of speech (too short to trust)",
+                    "spkid_path": str(path),
+                },
+            )
 
 
 @dataclass(frozen=True)
 class Identification:
-    """One recording identified: the best speaker (or ``"unknown"``) and the ranked scores, best first.
+    """One recording identified: the best speaker and the ranked scores, best first.
+
+    In open-set identification ``threshold`` is the score the best speaker had to reach; a rejection has
+    ``speaker`` None and ``accepted`` False (no name is reserved: a speaker may be enrolled as "unknown").
+    Closed-set results are always accepted and carry ``threshold`` None.
 
     Examples
     --------
@@ -74,21 +102,48 @@ class Identification:
     """
 
     recording: str
-    speaker: str
+    speaker: str | None
     scores: list[tuple[str, float]]
+    accepted: bool = True
+    threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"recording", "speaker", "scores": [{"speaker", "score"}, ...]}`` (the ``--json`` form)."""
+        """``{"recording", "speaker", "accepted", "threshold", "scores": [{"speaker", "score"}, ...]}``."""
         return {
             "recording": self.recording,
             "speaker": self.speaker,
+            "accepted": self.accepted,
+            "threshold": self.threshold,
             "scores": [{"speaker": name, "score": score} for name, score in self.scores],
         }
 
 
+def score_kind(recognizer: Recognizer, *, calibrated: bool = True) -> str:
+    """What a model's scores are: ``"calibrated LLR ..."`` or ``"raw score: frame-averaged LLR ..."``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import Recognizer, load_config, score_kind, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=2, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=2", "score.cohort_size=2"])
+    >>> _ = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
+    >>> score_kind(Recognizer.open(f"{tmp.name}/model"))  # no calibration stored yet
+    'raw score: frame-averaged LLR (speaker vs UBM), not calibrated'
+    >>> tmp.cleanup()
+    """
+    method = recognizer.score_config.normalization
+    if calibrated and recognizer.calibrator is not None:
+        return f"calibrated LLR (natural log; calibration of the model, normalization {method})"
+    norm = "" if method == "none" else f", {method}-normalised"
+    return f"raw score: frame-averaged LLR (speaker vs UBM{norm}), not calibrated"
+
+
 @dataclass(frozen=True)
 class IdentifyResult(_Results[Identification]):
-    """Identifications in input order (skipped files left out) and the skipped files.
+    """Identifications in input order (skipped files left out), the skipped files, what the scores are.
 
     Examples
     --------
@@ -121,7 +176,7 @@ def identify(
     top_k : int
         Speakers listed per recording; 0 lists all.
     open_set : bool
-        Answer ``"unknown"`` when even the best score is below ``threshold``.
+        Reject (``speaker`` None, ``accepted`` False) when even the best score is below the threshold.
     threshold : float, optional
         Default :meth:`spkid.recognizer.Recognizer.default_thresholds`: the Bayes threshold at
         p_target 0.01 with a calibrator, 3 on normalised scores, else each speaker's cohort threshold
@@ -168,10 +223,13 @@ def identify(
     results = []
     for path, row in zip(features.paths, scores, strict=True):
         order = np.argsort(-row, kind="stable")
-        best = names[order[0]] if not (open_set and row[order[0]] < cutoffs[order[0]]) else UNKNOWN
+        cutoff = float(cutoffs[order[0]]) if open_set else None
+        accepted = cutoff is None or bool(row[order[0]] >= cutoff)
         ranked = [(names[i], float(row[i])) for i in order[:limit]]
-        results.append(Identification(recording=str(path), speaker=best, scores=ranked))
-    return IdentifyResult(results=results, skipped=list(features.skipped))
+        best = names[order[0]] if accepted else None
+        results.append(Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff))
+    kind = score_kind(recognizer)
+    return IdentifyResult(results=results, skipped=list(features.skipped), kind=kind)
 
 
 @dataclass(frozen=True)
@@ -263,4 +321,4 @@ def verify(
         Verification(str(path), speaker, float(value), cutoff, bool(value >= cutoff))
         for path, value in zip(features.paths, scores, strict=True)
     ]
-    return VerifyResult(results=results, skipped=list(features.skipped))
+    return VerifyResult(results=results, skipped=list(features.skipped), kind=score_kind(recognizer))

@@ -7,11 +7,9 @@ cohort's impostor segments held out, selects the cohort and writes the model dir
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +28,13 @@ from spkid.features import (
     extract_pool,
     resolve_sample_rate,
 )
+from spkid.progress import IterationDisplay
 from spkid.recognizer.config import Config, load_config
 from spkid.score import hold_out_cohort_segments, select_cohort
 from spkid.store import MANIFEST_FILE, ModelStore
 from spkid.ubm import train_ubm
 
-__all__ = ["SKIPPED_LIST_FILE", "TrainResult", "train_ubm_from_audio"]
+__all__ = ["SKIPPED_LIST_FILE", "TrainResult", "train_ubm_from_audio", "training_header"]
 
 PathLike = str | os.PathLike[str]
 
@@ -75,16 +74,20 @@ class TrainResult:
 SKIPPED_LIST_FILE = "skipped_files.txt"
 
 
-@contextlib.contextmanager
-def _status(message: str, *, enabled: bool) -> Iterator[None]:
-    """A spinner with ``message`` on stderr while the block runs (nothing when disabled)."""
-    if not enabled:
-        yield
-        return
-    from rich.console import Console
+def training_header(n_components: int, n_files: int, n_frames: int, n_held_out: int) -> str:
+    """What the UBM is trained on, said before EM starts: the frames EM sees and those held out.
 
-    with Console(file=sys.stderr).status(message):
-        yield
+    Examples
+    --------
+    >>> print(training_header(64, 10, 1000, 100))  # doctest: +NORMALIZE_WHITESPACE
+    UBM EM: 64 components on 900 frames (1,000 speech frames of 10 files; 100 held out as the cohort's
+    impostor segments)
+    """
+    held_out = f"; {n_held_out:,} held out as the cohort's impostor segments" if n_held_out else ""
+    return (
+        f"UBM EM: {n_components} components on {n_frames - n_held_out:,} frames "
+        f"({n_frames:,} speech frames of {n_files:,} files{held_out})"
+    )
 
 
 def _no_usable_audio(n_files: int, skipped: Sequence[SkippedFile]) -> DataError:
@@ -151,6 +154,7 @@ def train_ubm_from_audio(
     progress: bool = False,
     overwrite: bool = False,
     cache_dir: PathLike | None = None,
+    iteration_log: bool = False,
 ) -> TrainResult:
     """Train a UBM on audio files/folders, pick the normalisation cohort, and create the model directory.
 
@@ -173,7 +177,9 @@ def train_ubm_from_audio(
     skip_bad : bool
         Also skip unreadable files (returned in ``skipped``) instead of stopping at the first.
     progress : bool
-        Progress bars on stderr.
+        Progress bars on stderr, and a live display of the EM iterations (for a terminal).
+    iteration_log : bool
+        Without ``progress``: one timestamped line per EM iteration on stderr (for a log file).
     overwrite : bool
         Replace an existing model and its enrolled speakers.
     cache_dir : path, optional
@@ -233,9 +239,9 @@ def train_ubm_from_audio(
     ubm_pool, n_held_out = hold_out_cohort_segments(
         features, ubm_config=config.ubm, cohort_size=config.score.cohort_size
     )
-    with _status(
-        f"training UBM ({config.ubm.n_components} components, {n_frames - n_held_out} frames)",
-        enabled=progress,
+    with IterationDisplay(
+        mode="live" if progress else "lines" if iteration_log else "off",
+        header=training_header(config.ubm.n_components, len(features), n_frames, n_held_out),
     ):
         ubm = train_ubm(ubm_pool, config.ubm)
     cohort = select_cohort(

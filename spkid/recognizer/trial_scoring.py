@@ -1,24 +1,31 @@
-"""Scoring trial lists: each trial's model is an enrolled speaker or is adapted on the fly from a recording.
+"""Scoring trial lists: Kaldi or VoxCeleb trials against enrolled speakers or recordings, to a score file.
 
-:func:`score_trials` is what ``spkid score`` calls. Scores are the stored normalisation of frame-averaged
-LLRs, uncalibrated: what :func:`spkid.recognizer.calibrate_model` is fitted on.
+Scores are what verification decides on (:mod:`spkid.recognizer.identification`): the stored normalisation
+of frame-averaged LLRs, mapped through the model's calibrator when it has one; the score file's ``#`` first
+line says which.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from spkid.errors import DataError
 from spkid.features import SkippedFile
 from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list, write_scores
+from spkid.recognizer.identification import score_kind
 from spkid.recognizer.recognizer import Recognizer
 
 __all__ = ["ScoreResult", "score_recordings", "score_trials"]
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)
 
 
 def score_recordings(
@@ -120,6 +127,7 @@ class ScoreResult:
     n_scored: int
     n_unscored: int
     skipped: list[SkippedFile] = field(default_factory=list)
+    kind: str = ""  # what the scores are, as the file's "#" first line says (see score_kind)
 
 
 def score_trials(
@@ -132,8 +140,13 @@ def score_trials(
     skip_bad: bool = False,
     progress: bool = False,
     cache_dir: PathLike | None = None,
+    calibrated: bool = True,
 ) -> ScoreResult:
     """Score a Kaldi or VoxCeleb trial list and write ``enroll test score`` lines to ``output``.
+
+    The scores are what :func:`verify` decides on: calibrated LLRs when the model holds a calibration
+    (``calibrated=False``: the raw, possibly normalised, scores); the file's first line, a ``#`` comment,
+    says which (:func:`score_kind`).
 
     An enroll id that is an enrolled speaker uses the stored model; otherwise it must name a recording,
     from which a model is MAP-adapted on the fly (VoxCeleb utterance-against-utterance trials). Test ids
@@ -164,7 +177,8 @@ def score_trials(
     >>> result = score_trials(model, trials, output=f"{tmp.name}/scores.txt", audio_root=f"{tmp.name}/audio")
     >>> result.n_scored, result.n_unscored
     (2, 0)
-    >>> print(result.output.read_text())
+    >>> print(result.output.read_text(), end="")
+    # spkid scores: raw score: frame-averaged LLR (speaker vs UBM), not calibrated
     spk01 spk01_03 ...
     spk01 spk02_03 ...
     >>> tmp.cleanup()
@@ -187,6 +201,7 @@ def score_trials(
             enroll_recordings[trial.enroll] = [path]
         if trial.test not in test_recordings:
             test_recordings[trial.test] = resolver.require(trial.test, where)
+    started = time.perf_counter()
     scored, skipped = score_recordings(
         recognizer,
         trial_list.trials,
@@ -197,5 +212,16 @@ def score_trials(
         progress=progress,
         cache_dir=cache_dir,
     )
-    write_scores(output, scored)
-    return ScoreResult(Path(output), len(scored), len(trial_list.trials) - len(scored), skipped)
+    if calibrated and recognizer.calibrator is not None:
+        values = recognizer.calibrated(np.array([item.score for item in scored]))
+        scored = [ScoredTrial(t.enroll, t.test, float(v)) for t, v in zip(scored, values, strict=True)]
+    logger.info(
+        "scored %d of %d trials (%d test recordings) in %.2f s",
+        len(scored),
+        len(trial_list.trials),
+        len(test_recordings),
+        time.perf_counter() - started,
+    )
+    kind = score_kind(recognizer, calibrated=calibrated)
+    write_scores(output, scored, header=f"spkid scores: {kind}")
+    return ScoreResult(Path(output), len(scored), len(trial_list.trials) - len(scored), skipped, kind)

@@ -13,7 +13,7 @@ The public face of the scoring stage; its modules, one job each (imports point d
 - :mod:`~spkid.score.normalizer` :class:`Normalizer`, one normalisation method applied with the cohort.
 """
 
-from spkid.score.calibrate import UNKNOWN, Calibrator, bayes_threshold
+from spkid.score.calibrate import Calibrator, bayes_threshold
 from spkid.score.cohort import (
     SEGMENT_FRAMES,
     Cohort,
@@ -29,7 +29,6 @@ from spkid.score.scorer import Scorer
 __all__ = [
     "METHODS",
     "SEGMENT_FRAMES",
-    "UNKNOWN",
     "Calibrator",
     "Cohort",
     "Normalizer",

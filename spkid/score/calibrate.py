@@ -17,9 +17,7 @@ from numpy.typing import ArrayLike
 
 from spkid.errors import DataError, ModelError
 
-__all__ = ["UNKNOWN", "Calibrator", "bayes_threshold"]
-
-UNKNOWN = "unknown"
+__all__ = ["Calibrator", "bayes_threshold"]
 
 # Inverse L2 strength of the logistic regression: negligible for real score sets, but it keeps the scale
 # finite when the development targets and non-targets happen to be perfectly separated.

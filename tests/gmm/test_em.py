@@ -50,7 +50,7 @@ def test_one_info_line_per_iteration_with_likelihood_and_gain(frames, caplog):
             f"{history[iteration - 1]:.6f}, gain "
         )
         gain = "n/a" if iteration == 1 else f"{history[iteration - 1] - history[iteration - 2]:+.3e}"
-        assert f", gain {gain}, 2400 frames, " in line and line.endswith(" s")
+        assert f", gain {gain}, 2400 frames, " in line and line.endswith(" s left")
     assert lines[-1].startswith("DiagonalGMM EM did not converge within max_iter=5 iterations (last gain +")
     assert all(record.levelno == logging.INFO for record in caplog.records if record.name == "spkid.gmm.em")
 

@@ -33,12 +33,24 @@ def test_det_axes_are_probit(scores):
     curve = axes.lines[0]
     p_miss, p_fa, _ = det_curve(*scores)
     low, high = axes.get_xlim()
-    np.testing.assert_allclose(curve.get_xdata(), np.clip(norm.ppf(p_fa), low, high))
-    np.testing.assert_allclose(curve.get_ydata(), np.clip(norm.ppf(p_miss), low, high))
+    margin = 0.03 / 1.06 * (high - low)  # the axes reach this far beyond the clipping range
+    np.testing.assert_allclose(curve.get_xdata(), np.clip(norm.ppf(p_fa), low + margin, high - margin))
+    np.testing.assert_allclose(curve.get_ydata(), np.clip(norm.ppf(p_miss), low + margin, high - margin))
+
     # Tick labels are percentages placed at the normal deviates of those percentages.
     for position, label in zip(axes.get_xticks(), axes.get_xticklabels(), strict=True):
         assert norm.cdf(position) * 100 == pytest.approx(float(label.get_text()))
     assert "EER" in curve.get_label()
+
+
+def test_det_curve_is_not_cut_off_at_the_edges():
+    """Perfectly separated scores put the curve at 0% on both axes: it must lie inside the frame."""
+    figure = det_figure((np.array([3.0, 4.0, 5.0]), np.array([-1.0, 0.0, 1.0])))
+    axes = figure.axes[0]
+    (x_low, x_high), (y_low, y_high) = axes.get_xlim(), axes.get_ylim()
+    for line in axes.lines[:2]:  # the curve and its minDCF point
+        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        assert np.all(x > x_low) and np.all(x < x_high) and np.all(y > y_low) and np.all(y < y_high)
 
 
 def test_det_rejects_bad_systems(tmp_path):

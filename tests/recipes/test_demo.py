@@ -22,6 +22,8 @@ def scores_by_test(output: Path) -> tuple[dict[str, dict[str, float]], dict[str,
     """``{test: {speaker: score}}`` from the demo's score file and the labels of its trial list."""
     scores: dict[str, dict[str, float]] = defaultdict(dict)
     for line in (output / "scores.txt").read_text().splitlines():
+        if line.startswith("#"):  # what the scores are
+            continue
         enroll, test, value = line.split()
         scores[test][enroll] = float(value)
     labels = {}
@@ -41,6 +43,15 @@ def test_cli_demo_runs_end_to_end_and_prints_the_table(tmp_path: Path):
     assert re.search(rf"enrolled speakers\s+{settings.n_target_speakers}\n", table)
     assert re.search(rf"held-out recordings\s+{n_tests}\n", table)
     assert f"DET curve written to {output / 'det.png'}" in table
+    # Each figure beside its expected range, a one-line reading, then what to run next (issue #15).
+    assert re.search(r"identification accuracy\s+[\d.]+%\s+expected [\d.]+%-[\d.]+%\n", table)
+    assert re.search(r"^reading: ", table, re.M)
+    next_lines = table.split("next, on your own audio:\n")[1].splitlines()
+    assert [line.split()[:2] for line in next_lines] == [
+        ["spkid", "train-ubm"],
+        ["spkid", "enroll"],
+        ["spkid", "identify"],
+    ]
     assert (output / "det.png").read_bytes()[:4] == b"\x89PNG"
     assert "demo: training a 64-component UBM" in result.stderr
 

@@ -273,3 +273,33 @@ def test_librispeech_recipe_identifies_every_test_speaker(
     assert metrics["identification_accuracy"] == 1.0
     assert metrics["n_target"] == 50 and metrics["n_nontarget"] == 450
     assert metrics["eer"] < 0.05
+
+
+def test_each_run_keeps_its_report_and_the_summary_lists_every_run(folders_recipe: Path, tmp_path: Path):
+    """--set score.normalization=znorm does not overwrite the default run's report (issue #15)."""
+    copy = tmp_path / "recipe.yaml"
+    document = yaml.safe_load(folders_recipe.read_text())
+    document["recipe"]["output_dir"] = str(tmp_path / "exp")
+    copy.write_text(yaml.safe_dump(document))
+    shutil.copytree(folders_recipe.parent / "exp", tmp_path / "exp")
+    reports = tmp_path / "exp" / "reports"
+    (default_run,) = [p for p in reports.iterdir() if p.is_dir()]
+    default_results = (default_run / "results.json").read_text()
+    result = CliRunner().invoke(app, ["run", str(copy), "--set", "score.normalization=znorm"])
+    assert result.exit_code == 0, result.output
+    runs = sorted(p for p in reports.iterdir() if p.is_dir())
+    assert len(runs) == 2 and (default_run / "results.json").read_text() == default_results
+    (znorm_run,) = [p for p in runs if p != default_run]
+    assert json.loads((znorm_run / "settings.json").read_text())["score.normalization"] == "znorm"
+    assert json.loads((znorm_run / "results.json").read_text()) == json.loads(
+        (tmp_path / "exp" / "report" / "results.json").read_text()
+    )
+    table = (reports / "summary.md").read_text().splitlines()
+    assert table[0].startswith("| run | score.normalization |") and "EER" in table[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert set(rows) == {default_run.name, znorm_run.name}
+    assert "| none |" in rows[default_run.name] and "| znorm |" in rows[znorm_run.name]
+    assert str(znorm_run) in result.stderr
+    # The same settings again: the same run name, no third report.
+    assert CliRunner().invoke(app, ["run", str(copy), "--set", "score.normalization=znorm"]).exit_code == 0
+    assert len([p for p in reports.iterdir() if p.is_dir()]) == 2
