@@ -13,7 +13,12 @@ frames after VAD), or 314k random float32 frames with --synthetic (or when the c
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_em.py [--components 64 256 512 1024]
         [--sklearn-max-components 1024] [--repeats 3] [--sklearn-repeats 2] [--synthetic] [--cache-dir DIR]
-        [--threads N] [--clock wall|cpu]
+        [--threads N] [--clock wall|cpu] [--busy [N]]
+
+``--busy [N]`` (N defaults to the CPU count) instead times one EM iteration of spkid (default ``n_jobs=1``
+and ``n_jobs=-1``) and of scikit-learn idle, then beside N CPU-bound processes (``while True: pass``), and
+prints each library's slowdown (busy / idle) and spkid's slowdown over scikit-learn's. Target: spkid's
+slowdown within 10% of scikit-learn's.
 
 (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if the environment sets them, slow every product; the BLAS kernel in
 use is printed.) Targets at K=512: spkid >= 30x faster than scikit-learn per iteration, <= 1.5x the floor,
@@ -41,6 +46,7 @@ CORPUS = SHARED_DATA / "LibriSpeech" / "train-clean-100"
 TARGET_VS_SKLEARN = 30.0
 TARGET_VS_FLOOR = 1.5
 TARGET_INIT_ITERATIONS = 3.0
+TARGET_BUSY_RATIO = 1.10
 
 
 def load_frames(synthetic: bool, cache_dir: str | None) -> tuple[list[np.ndarray], str]:
@@ -152,6 +158,47 @@ def init_s(arrays: list[np.ndarray], n_components: int, init: str, n_jobs: int) 
     return clock() - started
 
 
+def busy_comparison(arrays: list[np.ndarray], pooled: np.ndarray, components: list[int], args) -> int:
+    """Seconds per EM iteration idle and beside ``args.busy`` CPU-bound processes; slowdowns compared."""
+    import subprocess
+
+    spin = [sys.executable, "-c", "while True: pass"]
+    rows = []
+    for n_components in components:
+        params = initial_parameters(pooled, n_components)
+        timings = {}
+        for state in ("idle", "busy"):
+            spinners = [subprocess.Popen(spin) for _ in range(args.busy if state == "busy" else 0)]
+            try:
+                timings["spkid n_jobs=1", state] = spkid_iteration_s(arrays, params, 1, args.repeats)[0]
+                timings["spkid n_jobs=-1", state] = spkid_iteration_s(arrays, params, -1, args.repeats)[0]
+                timings["scikit-learn", state] = sklearn_iteration_s(pooled, params, args.sklearn_repeats)
+            finally:
+                for process in spinners:
+                    process.kill()
+                    process.wait()
+        rows.append((n_components, timings))
+    print(
+        f"seconds per EM iteration, idle and beside {args.busy} CPU-bound processes (slowdown = busy / idle)"
+    )
+
+    print(f"{'K':>5} {'library':>16} {'idle':>8} {'busy':>8} {'slowdown':>8} {'vs sklearn':>10}")
+    failed = []
+    for n_components, timings in rows:
+        reference = timings["scikit-learn", "busy"] / timings["scikit-learn", "idle"]
+        for name in ("spkid n_jobs=1", "spkid n_jobs=-1", "scikit-learn"):
+            idle, busy = timings[name, "idle"], timings[name, "busy"]
+            ratio = (busy / idle) / reference
+            print(f"{n_components:5d} {name:>16} {idle:8.3f} {busy:8.3f} {busy / idle:8.2f} {ratio:10.2f}")
+            if name.startswith("spkid") and ratio > TARGET_BUSY_RATIO:
+                failed.append(f"K={n_components} {name}: slowdown {ratio:.2f}x scikit-learn's")
+    print(
+        f"target: spkid's slowdown <= {TARGET_BUSY_RATIO:.2f}x scikit-learn's: "
+        + ("met" if not failed else "MISSED: " + "; ".join(failed))
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--components", type=int, nargs="+", default=[64, 256, 512, 1024])
@@ -171,6 +218,14 @@ def main() -> int:
         choices=sorted(CLOCKS),
         default="wall",
         help="wall-clock or process CPU time (meaningful with --threads 1)",
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        nargs="?",
+        const=os.cpu_count() or 1,
+        default=0,
+        help="compare slowdowns beside this many CPU-bound processes (default: one per CPU)",
     )
     args = parser.parse_args()
     global clock
@@ -193,6 +248,8 @@ def main() -> int:
     n_frames, n_features = sum(a.shape[0] for a in arrays), arrays[0].shape[1]
     print(f"frames: {n_frames} x {n_features} from {source}")
     pooled = np.concatenate(arrays)  # scikit-learn needs one array; spkid gets the list of utterances
+    if args.busy:
+        return busy_comparison(arrays, pooled, args.components, args)
 
     print(
         "seconds per EM iteration: spkid n_jobs=1, n_jobs=-1, the product floor, scikit-learn; ratios and\n"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spkid.blas import blas_threads
+from spkid.blas import blas_threads, resolve_n_jobs
 from spkid.errors import ModelError
 from spkid.gmm.stats import SufficientStats
 
@@ -176,9 +176,9 @@ class EStep:
             return Workspace(n_rows, self.n_components, frames.n_features, design_weights.dtype)
 
         # One chunk or one job: no thread pool (starting one costs more than the work).
-        from joblib import Parallel, delayed, effective_n_jobs
+        from joblib import Parallel, delayed
 
-        n_jobs = effective_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
+        n_jobs = resolve_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
         if n_jobs == 1:
             buffers = workspace()
             for first_row, segments in frame_chunks:
