@@ -192,9 +192,12 @@ class EStep:
             return work(first_row, segments, local.buffers)
 
         with blas_threads(1):
-            yield from Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-                delayed(task)(first_row, segments) for first_row, segments in frame_chunks
+            # Results come back in chunk order; a wide dispatch window lets the other threads run ahead
+            # while one is descheduled (a busy machine) instead of waiting for its chunk.
+            parallel = Parallel(
+                n_jobs=n_jobs, prefer="threads", return_as="generator", pre_dispatch=8 * n_jobs
             )
+            yield from parallel(delayed(task)(first_row, segments) for first_row, segments in frame_chunks)
 
     def log_prob(self, segments: Segments, buffers: Workspace, out: np.ndarray | None = None) -> np.ndarray:
         """Fill the chunk's design rows and return ``log w_k + log N(x | k)`` (into ``out`` if given)."""
