@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, check_cli_ok, cli_invoke
 
 from spkid.blas import (
     _cgroup_quota,
@@ -96,11 +96,6 @@ def test_the_e_step_honours_the_budget(monkeypatch: pytest.MonkeyPatch):
 
 
 # ------------------------------------------------------------------------------------------------ read-only
-def _spkid(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", "from spkid.cli import app; app()", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-
-
 def _read_only_mounts(
     targets: list[Path], command: list[str], env: dict[str, str]
 ) -> subprocess.CompletedProcess:
@@ -128,11 +123,9 @@ def model_and_test(
         (root / "enroll" / speaker.name).mkdir(parents=True)
         for file in sorted(speaker.glob("*.wav"))[:3]:
             shutil.copy(file, root / "enroll" / speaker.name / file.name)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     model = root / "model"
-    for args in (("train-ubm", model, root / "enroll", *SMALL), ("enroll", model, root / "enroll")):
-        result = _spkid("--quiet", *args, env=env)
-        assert result.returncode == 0, result.stderr
+    check_cli_ok(cli_invoke("--quiet", "train-ubm", model, root / "enroll", *SMALL))
+    check_cli_ok(cli_invoke("--quiet", "enroll", model, root / "enroll"))
     test_file = sorted(speakers[1].glob("*.wav"))[-1]
     return model, test_file, speakers[1].name
 
