@@ -164,3 +164,16 @@ def test_tokens_are_required_off_loopback(tmp_path: Path):
         read_token(environ={"SPKID_SERVE_TOKEN": " "})
     result = cli_invoke("serve", tmp_path, "--host", "0.0.0.0")
     assert result.exit_code == 1 and result.stderr.startswith("error: --host 0.0.0.0 is not a loopback")
+
+
+def test_service_in_process_reads_paths_only_when_allowed(corpus: dict[str, Path]):
+    from spkid.serve import SpeakerService, TooLargeError
+
+    probe = sorted((corpus["test"] / corpus["new"].name).glob("*.wav"))[0]
+    service = SpeakerService(corpus["model"], allow_paths=True, max_duration_s=2.0)
+    with pytest.raises(TooLargeError, match=f"{probe}: 3.0 s of audio, over the limit of 2 s"):
+        service.identify(paths=[str(probe)])
+    service = SpeakerService(corpus["model"], allow_paths=True)
+    [result] = service.identify(paths=[str(probe)], top_k=0)
+    assert result.recording == str(probe)
+    assert [name for name, _ in result.scores] != [] and service.health()["status"] == "ok"
