@@ -125,9 +125,7 @@ def main() -> int:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     model, probe_files = build_model(args.work_dir)
     probes = [file.read_bytes() for file in probe_files]
-    print(
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {len(probes)} probes of 3 s"
-    )
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {len(probes)} probes of 3 s")
 
     cli_s = []
     for file in probe_files[: args.cli_calls]:

@@ -180,9 +180,12 @@ class EStep:
 
         n_jobs = resolve_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
         if n_jobs == 1:
+            # One job is one busy thread: multi-threaded BLAS on chunk-sized products loses to other load
+            # (on a busy 2-core machine, 2.4x slower than one BLAS thread; benchmarks/bench_em.py --busy).
             buffers = workspace()
-            for first_row, segments in frame_chunks:
-                yield work(first_row, segments, buffers)
+            with blas_threads(1):
+                for first_row, segments in frame_chunks:
+                    yield work(first_row, segments, buffers)
             return
         local = threading.local()
 
