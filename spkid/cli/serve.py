@@ -63,5 +63,4 @@ def serve(
         max_duration_s=max_duration,
         default_top_k=top_k,
     ).check()
-    info(ctx, f"serving {model_dir} on http://{host}:{port} (API docs at /docs)")
-    run(settings)
+    run(settings, announce=lambda line: info(ctx, line))

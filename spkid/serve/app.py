@@ -8,6 +8,7 @@ speaker, 409 for an existing one, 413 over the size or duration limits.
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from spkid.errors import ConfigError, SpkidError, StoreError
@@ -196,8 +197,11 @@ async def _in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(functools.partial(function, *args, **kwargs))
 
 
-def run(settings: ServeSettings) -> None:
-    """Serve until SIGTERM or Ctrl-C; requests in flight are finished first (up to 30 s)."""
+def run(settings: ServeSettings, *, announce: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C; requests in flight are finished first (up to 30 s).
+
+    ``announce`` receives one line saying where the service listens, once the model is loaded.
+    """
     _require_web_stack()
     import uvicorn
 
@@ -208,6 +212,10 @@ def run(settings: ServeSettings) -> None:
     # process-wide (a per-request limit would be undone by whichever request finishes first).
     controller().limit(limits=1, user_api="blas")
     app = create_app(settings)
+    if announce is not None:
+        announce(
+            f"serving {settings.model_dir} on http://{settings.host}:{settings.port} (API docs at /docs)"
+        )
     uvicorn.run(
         app,
         host=settings.host,
