@@ -13,7 +13,13 @@ frames after VAD), or 314k random float32 frames with --synthetic (or when the c
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_em.py [--components 64 256 512 1024]
         [--sklearn-max-components 1024] [--repeats 3] [--sklearn-repeats 2] [--synthetic] [--cache-dir DIR]
-        [--threads N] [--clock wall|cpu]
+        [--threads N] [--clock wall|cpu] [--busy [N]]
+
+``--busy [N]`` (N defaults to the CPU count) instead times one EM iteration of spkid (its E-step, default
+``n_jobs=1`` and ``n_jobs=-1``) and of scikit-learn (``_e_step`` + ``_m_step``) idle and beside N CPU-bound
+processes (``while True: pass``), alternating idle and busy rounds (medians of at least 3), and prints each
+library's slowdown (busy / idle) and spkid's slowdown over scikit-learn's. Target: spkid's slowdown within
+10% of scikit-learn's.
 
 (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, if the environment sets them, slow every product; the BLAS kernel in
 use is printed.) Targets at K=512: spkid >= 30x faster than scikit-learn per iteration, <= 1.5x the floor,
@@ -29,6 +35,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,6 +48,7 @@ CORPUS = SHARED_DATA / "LibriSpeech" / "train-clean-100"
 TARGET_VS_SKLEARN = 30.0
 TARGET_VS_FLOOR = 1.5
 TARGET_INIT_ITERATIONS = 3.0
+TARGET_BUSY_RATIO = 1.10
 
 
 def load_frames(synthetic: bool, cache_dir: str | None) -> tuple[list[np.ndarray], str]:
@@ -152,6 +160,92 @@ def init_s(arrays: list[np.ndarray], n_components: int, init: str, n_jobs: int) 
     return clock() - started
 
 
+def sklearn_step_s(frames: np.ndarray, params) -> Callable[[], float]:
+    """A timer of one scikit-learn EM iteration (``_e_step`` + ``_m_step``) from the given parameters."""
+    from sklearn.mixture import GaussianMixture
+
+    weights, means, variances = params
+    model = GaussianMixture(
+        len(weights),
+        covariance_type="diag",
+        max_iter=1,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=1.0 / variances,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(frames)  # validated, initialised; each timed step restarts from these parameters
+
+    def step() -> float:
+        started = clock()
+        _, log_resp = model._e_step(frames)
+        model._m_step(frames, log_resp)
+        return clock() - started
+
+    return step
+
+
+def busy_comparison(arrays: list[np.ndarray], pooled: np.ndarray, components: list[int], args) -> int:
+    """Seconds per EM iteration idle and beside ``args.busy`` CPU-bound processes; slowdowns compared.
+
+    Idle and busy alternate round by round (medians over ``args.repeats`` rounds), so a change in the
+    machine's other load affects both states alike.
+    """
+    import subprocess
+
+    from spkid.gmm import DiagonalGMM
+
+    spin = [sys.executable, "-c", "while True: pass"]
+    rows = []
+    names = ("spkid n_jobs=1", "spkid n_jobs=-1", "scikit-learn")
+    for n_components in components:
+        params = initial_parameters(pooled, n_components)
+        timers = {}
+        for name, n_jobs in (("spkid n_jobs=1", 1), ("spkid n_jobs=-1", -1)):
+            model = DiagonalGMM.from_params(*params, variance_floor=1e-3, min_weight=0.0, n_jobs=n_jobs)
+            model.accumulate(arrays)  # warm-up
+
+            def step(model=model) -> float:
+                started = clock()
+                model.accumulate(arrays)
+                return clock() - started
+
+            timers[name] = step
+        timers["scikit-learn"] = sklearn_step_s(pooled, params)
+        samples: dict[tuple[str, str], list[float]] = {}
+        for _ in range(max(args.repeats, 3)):
+            for state in ("idle", "busy"):
+                spinners = [subprocess.Popen(spin) for _ in range(args.busy if state == "busy" else 0)]
+                try:
+                    for name in names:
+                        samples.setdefault((name, state), []).append(timers[name]())
+                finally:
+                    for process in spinners:
+                        process.kill()
+                        process.wait()
+        rows.append((n_components, {key: float(np.median(values)) for key, values in samples.items()}))
+    print(
+        f"seconds per EM iteration, idle and beside {args.busy} CPU-bound processes (slowdown = busy / idle)"
+    )
+
+    print(f"{'K':>5} {'library':>16} {'idle':>8} {'busy':>8} {'slowdown':>8} {'vs sklearn':>10}")
+    failed = []
+    for n_components, timings in rows:
+        reference = timings["scikit-learn", "busy"] / timings["scikit-learn", "idle"]
+        for name in ("spkid n_jobs=1", "spkid n_jobs=-1", "scikit-learn"):
+            idle, busy = timings[name, "idle"], timings[name, "busy"]
+            ratio = (busy / idle) / reference
+            print(f"{n_components:5d} {name:>16} {idle:8.3f} {busy:8.3f} {busy / idle:8.2f} {ratio:10.2f}")
+            if name.startswith("spkid") and ratio > TARGET_BUSY_RATIO:
+                failed.append(f"K={n_components} {name}: slowdown {ratio:.2f}x scikit-learn's")
+    print(
+        f"target: spkid's slowdown <= {TARGET_BUSY_RATIO:.2f}x scikit-learn's: "
+        + ("met" if not failed else "MISSED: " + "; ".join(failed))
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--components", type=int, nargs="+", default=[64, 256, 512, 1024])
@@ -171,6 +265,14 @@ def main() -> int:
         choices=sorted(CLOCKS),
         default="wall",
         help="wall-clock or process CPU time (meaningful with --threads 1)",
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        nargs="?",
+        const=os.cpu_count() or 1,
+        default=0,
+        help="compare slowdowns beside this many CPU-bound processes (default: one per CPU)",
     )
     args = parser.parse_args()
     global clock
@@ -193,6 +295,8 @@ def main() -> int:
     n_frames, n_features = sum(a.shape[0] for a in arrays), arrays[0].shape[1]
     print(f"frames: {n_frames} x {n_features} from {source}")
     pooled = np.concatenate(arrays)  # scikit-learn needs one array; spkid gets the list of utterances
+    if args.busy:
+        return busy_comparison(arrays, pooled, args.components, args)
 
     print(
         "seconds per EM iteration: spkid n_jobs=1, n_jobs=-1, the product floor, scikit-learn; ratios and\n"

@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("corpora",),
     ("recognizer",),
     ("recipes",),
+    ("serve",),
     ("cli",),
 )
 MAX_TOP_LEVEL_FILES = 8

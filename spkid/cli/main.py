@@ -14,6 +14,7 @@ import typer
 
 from spkid import __version__
 from spkid.cli import experiments as cli_experiments
+from spkid.cli import serve as cli_serve
 from spkid.cli import speakers as cli_speakers
 from spkid.cli.data_dirs import AllowPipes, audio_inputs, by_utterance_id, speakers_to_enroll
 from spkid.cli.decisions import exit_if_rejected, print_identifications, print_verifications
@@ -326,6 +327,7 @@ def verify(
 
 app.command("list")(cli_speakers.list_speakers)
 app.command()(cli_speakers.remove)
+app.command()(cli_serve.serve)
 
 
 # ------------------------------------------------------------------------------------------------ experiments

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import spkid.errors
+from spkid.blas import resolve_n_jobs
 from spkid.errors import AudioError, SpkidError
 from spkid.features.cache import write_cached
 
@@ -131,7 +132,7 @@ def run_batches(
 
     if not paths:
         return
-    n_workers = max(1, min(joblib.effective_n_jobs(n_jobs), len(paths)))
+    n_workers = max(1, min(resolve_n_jobs(n_jobs), len(paths)))
     sizes = [path.stat().st_size if path.is_file() else 0 for path in paths]
     ordered = sorted(range(len(paths)), key=lambda position: -sizes[position])
     batch_size = max(1, min(MAX_BATCH_FILES, math.ceil(len(ordered) / (BATCHES_PER_WORKER * n_workers))))

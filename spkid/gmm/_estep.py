@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spkid.blas import blas_threads
+from spkid.blas import blas_threads, resolve_n_jobs
 from spkid.errors import ModelError
 from spkid.gmm.stats import SufficientStats
 
@@ -176,13 +176,16 @@ class EStep:
             return Workspace(n_rows, self.n_components, frames.n_features, design_weights.dtype)
 
         # One chunk or one job: no thread pool (starting one costs more than the work).
-        from joblib import Parallel, delayed, effective_n_jobs
+        from joblib import Parallel, delayed
 
-        n_jobs = effective_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
+        n_jobs = resolve_n_jobs(self.n_jobs) if frames.n_frames > n_rows else 1
         if n_jobs == 1:
+            # One job is one busy thread: multi-threaded BLAS on chunk-sized products loses to other load
+            # (on a busy 2-core machine, 2.4x slower than one BLAS thread; benchmarks/bench_em.py --busy).
             buffers = workspace()
-            for first_row, segments in frame_chunks:
-                yield work(first_row, segments, buffers)
+            with blas_threads(1):
+                for first_row, segments in frame_chunks:
+                    yield work(first_row, segments, buffers)
             return
         local = threading.local()
 
@@ -192,9 +195,12 @@ class EStep:
             return work(first_row, segments, local.buffers)
 
         with blas_threads(1):
-            yield from Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-                delayed(task)(first_row, segments) for first_row, segments in frame_chunks
+            # Results come back in chunk order; a wide dispatch window lets the other threads run ahead
+            # while one is descheduled (a busy machine) instead of waiting for its chunk.
+            parallel = Parallel(
+                n_jobs=n_jobs, prefer="threads", return_as="generator", pre_dispatch=8 * n_jobs
             )
+            yield from parallel(delayed(task)(first_row, segments) for first_row, segments in frame_chunks)
 
     def log_prob(self, segments: Segments, buffers: Workspace, out: np.ndarray | None = None) -> np.ndarray:
         """Fill the chunk's design rows and return ``log w_k + log N(x | k)`` (into ``out`` if given)."""

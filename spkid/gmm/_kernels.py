@@ -17,6 +17,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from spkid.blas import cached_njit
+
 # Cody-Waite split of ln 2: the high part has few mantissa bits so ``n * _LN2_HI`` is exact for |n| < 2^12.
 _LOG2E_F32 = np.float32(1.4426950408889634)
 _LN2_HI_F32 = np.float32(0.693359375)
@@ -168,7 +170,7 @@ def _row_design(frame, centre, design):
 
 
 # No fast-math here: it would let LLVM assume away the NaN and inf this pass exists to catch.
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def fill_design(frames, centre, design):
     """Design rows for ``frames (n, D)`` into ``design (n, 2D+1)``, all one dtype; return the number of
     non-finite rows."""
@@ -179,7 +181,7 @@ def fill_design(frames, centre, design):
     return n_bad
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@cached_njit(fastmath=True, nogil=True)
 def estep(log_prob, design, log_likelihood, clamp):
     """E-step of one chunk in place.
 
@@ -191,14 +193,14 @@ def estep(log_prob, design, log_likelihood, clamp):
         log_likelihood[i] = _row_estep(log_prob[i], design[i], clamp)
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@cached_njit(fastmath=True, nogil=True)
 def posterior(log_prob, log_likelihood, clamp):
     """Normalised responsibilities in place of ``log_prob (n, K)``; per-frame log-likelihood out."""
     for i in range(log_prob.shape[0]):
         log_likelihood[i] = _row_posterior(log_prob[i], clamp)
 
 
-@njit(fastmath=True, cache=True, nogil=True)
+@cached_njit(fastmath=True, nogil=True)
 def logsumexp(log_prob, log_likelihood, clamp):
     """Per-row ``log sum_k exp(log_prob)`` of ``log_prob (n, K)`` into ``log_likelihood (n,)``."""
     for i in range(log_prob.shape[0]):

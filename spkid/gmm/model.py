@@ -63,9 +63,9 @@ class DiagonalGMM(DensityMixin, BaseEstimator):
     chunk_size : int or None
         Frames per E-step chunk; None picks about 2^20 / n_components.
     n_jobs : int
-        Chunk streams run at once (joblib threads, one BLAS thread each; -1 = all cores); results equal
-        those of ``n_jobs=1`` to rounding. With 1, chunks run one after another and only the BLAS products
-        are multi-threaded: use -1 for speed (EM and scoring alike).
+        Chunk streams run at once (joblib threads, one BLAS thread each; -1 = every CPU of
+        :func:`spkid.blas.cpu_budget`); results equal those of ``n_jobs=1`` to rounding. With 1, chunks run
+        one after another on one thread: use -1 for speed (EM and scoring alike).
     weights_init, means_init, variances_init : ndarray or None
         User-supplied initial parameters, shapes (K,), (K, D), (K, D); when ``means_init`` is given no
         initialisation is computed (weights default to uniform, variances to those of a frame subsample).

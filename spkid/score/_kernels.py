@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
+from spkid.blas import cached_njit
 from spkid.gmm._kernels import clamped_exp
 
 __all__ = ["block_llr_sums", "group_pairs", "quantized_products", "segment_llr_sums", "ubm_top_components"]
@@ -21,7 +21,7 @@ _EXP_FLOOR = np.float32(-80.0)  # exp below e^-80 is negligible next to the 1 of
 _FAST_FINITE_MATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def ubm_top_components(design, ubm_form, n_best, top_index, log_post):  # pragma: no cover - compiled
     """Each frame's ``n_best`` best UBM components and their posteriors among those kept.
 
@@ -64,7 +64,7 @@ def ubm_top_components(design, ubm_form, n_best, top_index, log_post):  # pragma
             log_post[row, j] = values[j] - log_total
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def group_pairs(design, top_index, inverse_norm, n_components):  # pragma: no cover - compiled
     """Group the kept (frame, component) pairs by component (a counting sort, stable in frame order).
 
@@ -110,7 +110,7 @@ def group_pairs(design, top_index, inverse_norm, n_components):  # pragma: no co
     return pair_design, bounds, pair_rows
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def quantized_products(
     pair_design, bounds, components, bank_block, scale_block, constant_block, work, out
 ):  # pragma: no cover - compiled
@@ -145,7 +145,7 @@ def quantized_products(
         np.dot(pair_design[start:stop], work, out[start:stop])
 
 
-@njit(fastmath=_FAST_FINITE_MATH, cache=True, nogil=True)
+@cached_njit(fastmath=_FAST_FINITE_MATH, nogil=True)
 def segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  # pragma: no cover - compiled
     """``out[g, s] = sum over frames t of segment g of log sum_c exp(log_post[t, c] + pair_scores[row, s])``.
 
@@ -183,7 +183,7 @@ def segment_llr_sums(pair_scores, pair_rows, log_post, segment_starts, out):  # 
             acc[s] += math.log(product[s])
 
 
-@njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def block_llr_sums(
     pair_design,
     bounds,

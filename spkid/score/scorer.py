@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numba import get_num_threads
 
-from spkid.blas import blas_threads
+from spkid.blas import blas_threads, cpu_budget
 from spkid.config_checks import check_field
 from spkid.errors import ModelError
 from spkid.score._bank import QuantizedBank, design_row_norms, stack_parameters
@@ -54,7 +54,7 @@ def _in_parallel(task: Callable[[int, int], None], n_items: int, work: int) -> N
     The kernels release the GIL, so plain threads run them in parallel. Pool threads sleep between calls
     (unlike OpenMP or BLAS teams, which spin), so on a busy machine no core is wasted waiting.
     """
-    n_workers = min(get_num_threads(), n_items) if work >= _PARALLEL_ELEMENTS else 1
+    n_workers = min(get_num_threads(), cpu_budget(), n_items) if work >= _PARALLEL_ELEMENTS else 1
     if n_workers <= 1:
         task(0, n_items)
         return

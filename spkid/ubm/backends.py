@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spkid.blas import resolve_n_jobs, worker_threads
 from spkid.errors import ConfigError
 from spkid.features.files import FeatureFile
 from spkid.gmm import (
@@ -107,6 +108,7 @@ class JoblibBackend(Backend):
         # One shard per dispatch: shards are coarse (~0.1 s and up), and joblib's automatic batching would
         # otherwise grow batches across iterations until one worker holds most of the shards.
         self._parallel = Parallel(n_jobs=n_jobs, backend="loky", batch_size=1)
+        self.task_threads = worker_threads(n_jobs)  # workers x threads stay within the CPU budget
         self._parallel.__enter__()  # keeps the same worker processes for every iteration
 
     def map(self, tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
@@ -180,16 +182,14 @@ def open_backend(backend: str = "local", *, scheduler: str | None = None, n_jobs
     ``n_jobs`` (-1: all cores) is the thread count of "local", the worker processes of "joblib" and of the
     local cluster "dask" starts when no ``scheduler`` address is given.
     """
-    from joblib import effective_n_jobs
-
     if scheduler is not None and backend != "dask":
         raise ConfigError(f"ubm.scheduler={scheduler!r}: only used with ubm.backend=dask, not {backend!r}")
     if backend == "local":
         return LocalBackend(n_jobs)
     if backend == "joblib":
-        return JoblibBackend(effective_n_jobs(n_jobs))
+        return JoblibBackend(resolve_n_jobs(n_jobs))
     if backend == "dask":
-        return DaskBackend(scheduler, effective_n_jobs(n_jobs))
+        return DaskBackend(scheduler, resolve_n_jobs(n_jobs))
     raise ConfigError(f"ubm.backend={backend!r}: must be one of local, joblib, dask")
 
 

@@ -8,13 +8,12 @@ the shards' statistics in shard order, so the sum does not depend on which worke
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from spkid.blas import thread_limits
 from spkid.errors import ModelError
 from spkid.features.files import FeatureFile, StoredFeatures
 from spkid.gmm import MixtureParameters, SufficientStats
@@ -157,7 +156,7 @@ def gather_rows(sources: Sequence[Source], rows: np.ndarray) -> np.ndarray:
 
 def shard_statistics(task: ShardTask, params: ModelParams) -> SufficientStats:
     """E-step statistics of the shard's frames (or its subsample) under ``params`` (runs on workers)."""
-    with _thread_limits(task.n_threads):
+    with thread_limits(task.n_threads):
         return task_statistics(params, task)
 
 
@@ -243,20 +242,3 @@ def _length(source: Source) -> int:
 
 def _label(source: Source, index: int) -> str:
     return source.path if isinstance(source, FeatureFile) else f"utterance {index}"
-
-
-@contextlib.contextmanager
-def _thread_limits(n_threads: int | None) -> Iterator[None]:
-    """Cap BLAS and numba threads at ``n_threads`` inside the block (nothing when None)."""
-    if n_threads is None:
-        yield
-        return
-    import numba
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        with threadpool_limits(limits=n_threads):
-            yield
-    finally:
-        numba.set_num_threads(previous)
