@@ -13,7 +13,7 @@ import inspect
 import pytest
 
 #: The package faces whose public names must each carry a runnable example.
-FACES = ("features", "gmm", "ubm", "score", "metrics", "store", "recognizer")
+FACES = ("features", "gmm", "ubm", "score", "metrics", "store", "recognizer", "serve")
 
 
 def public_objects(face: str) -> list[tuple[str, object]]:

@@ -87,7 +87,24 @@ class _BodyLimit:
 
 
 def create_app(settings: ServeSettings, service: SpeakerService | None = None) -> Any:
-    """The FastAPI application of ``spkid serve`` (needs the ``serve`` extra)."""
+    """The FastAPI application of ``spkid serve`` (needs the ``serve`` extra).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from fastapi.testclient import TestClient
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=2, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=2", "score.cohort_size=2"])
+    >>> _ = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
+    >>> from pathlib import Path
+    >>> client = TestClient(create_app(ServeSettings(Path(tmp.name, "model"))))
+    >>> client.get("/health").json()
+    {'status': 'ok'}
+    >>> tmp.cleanup()
+    """
     _require_web_stack()
     from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
@@ -201,6 +218,16 @@ def run(settings: ServeSettings, *, announce: Callable[[str], None] | None = Non
     """Serve until SIGTERM or Ctrl-C; requests in flight are finished first (up to 30 s).
 
     ``announce`` receives one line saying where the service listens, once the model is loaded.
+
+    Examples
+    --------
+    Settings that would expose the model are refused before anything is loaded:
+
+    >>> from pathlib import Path
+    >>> run(ServeSettings(Path("model"), host="0.0.0.0"))
+    Traceback (most recent call last):
+    ...
+    spkid.errors.ConfigError: --host 0.0.0.0 is not a loopback address: a token is required ...
     """
     _require_web_stack()
     import uvicorn

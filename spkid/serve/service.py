@@ -31,7 +31,7 @@ from spkid.recognizer import (
     enroll_from_audio,
     remove_speaker,
 )
-from spkid.score import UNKNOWN, Scorer
+from spkid.score import Scorer
 from spkid.store.layout import CALIBRATION_FILE, COHORT_FILE, MANIFEST_FILE, SPEAKERS_DIR
 
 __all__ = ["NotFoundError", "SpeakerService", "TooLargeError", "Upload"]
@@ -40,16 +40,37 @@ Result = TypeVar("Result")
 
 
 class NotFoundError(StoreError):
-    """A speaker the request names is not enrolled (HTTP 404)."""
+    """A speaker the request names is not enrolled (HTTP 404).
+
+    Examples
+    --------
+    >>> from spkid.serve.app import status_of
+    >>> status_of(NotFoundError("speaker 'nobody' is not enrolled"))
+    404
+    """
 
 
 class TooLargeError(SpkidError):
-    """A request or a recording is over the service's limits (HTTP 413)."""
+    """A request or a recording is over the service's limits (HTTP 413).
+
+    Examples
+    --------
+    >>> from spkid.serve.app import status_of
+    >>> status_of(TooLargeError("call.wav: 300.0 s of audio, over the limit of 120 s"))
+    413
+    """
 
 
 @dataclass(frozen=True)
 class Upload:
-    """An audio recording sent with a request: its file name (as the client gave it) and its bytes."""
+    """An audio recording sent with a request: its file name (as the client gave it) and its bytes.
+
+    Examples
+    --------
+    >>> upload = Upload("call.wav", b"RIFF...")
+    >>> upload.filename, len(upload.data)
+    ('call.wav', 7)
+    """
 
     filename: str
     data: bytes
@@ -77,6 +98,23 @@ class SpeakerService:
         Whether requests may name audio files on the server instead of uploading them.
     max_duration_s : float
         Recordings longer than this are refused with :class:`TooLargeError`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> _ = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
+    >>> _ = enroll_from_audio(f"{tmp.name}/model", {name: files[:2] for name, files in corpus.items()})
+    >>> service = SpeakerService(f"{tmp.name}/model", allow_paths=True)
+    >>> service.health()["speakers"]
+    2
+    >>> [found.speaker for found in service.identify(paths=[str(corpus["spk01"][2])])]
+    ['spk01']
+    >>> tmp.cleanup()
     """
 
     def __init__(
@@ -206,9 +244,11 @@ class SpeakerService:
         results = []
         for recording, row in zip(shown, scores, strict=True):
             order = np.argsort(-row, kind="stable")
-            best = UNKNOWN if open_set and row[order[0]] < cutoffs[order[0]] else names[order[0]]
+            cutoff = float(cutoffs[order[0]]) if open_set else None
+            accepted = cutoff is None or bool(row[order[0]] >= cutoff)
             ranked = [(names[i], float(row[i])) for i in order[:limit]]
-            results.append(Identification(recording=recording, speaker=best, scores=ranked))
+            best = names[order[0]] if accepted else None
+            results.append(Identification(recording, best, ranked, accepted=accepted, threshold=cutoff))
         return results
 
     def verify(
