@@ -186,6 +186,12 @@ def enroll(
     replace: Annotated[
         bool, typer.Option("--replace", help="Re-enroll speakers that already exist.")
     ] = False,
+    add: Annotated[
+        bool,
+        typer.Option(
+            "--add", help="Add the recordings to enrolled speakers (equal to enrolling all at once)."
+        ),
+    ] = False,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
 ) -> None:
@@ -194,6 +200,8 @@ def enroll(
     Features are extracted with the feature settings stored in the model.
 
     Example: spkid enroll model/ speakers/    or    spkid enroll model/ --speaker bob bob_1.flac bob_2.flac
+
+    Grow a speaker: spkid enroll model/ --speaker bob --add bob_3.flac
     """
     from spkid.recognizer import enroll_from_audio, speakers_in_folder
 
@@ -206,7 +214,13 @@ def enroll(
     else:
         speakers = {speaker: list(paths)}
     result = enroll_from_audio(
-        model_dir, speakers, replace=replace, skip_bad=skip_bad, n_jobs=n_jobs, progress=progress_enabled(ctx)
+        model_dir,
+        speakers,
+        replace=replace,
+        add=add,
+        skip_bad=skip_bad,
+        n_jobs=n_jobs,
+        progress=progress_enabled(ctx),
     )
     report_skipped(ctx, result.skipped)
     for name, n_files in result.enrolled.items():

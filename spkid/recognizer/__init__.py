@@ -6,7 +6,9 @@ The public face of the recognizer; its modules, one job each (imports point down
   ``score``) and :func:`load_config`;
 - :mod:`~spkid.recognizer.recognizer` :class:`Recognizer`: stored settings, models, normalised scores,
   default decision thresholds;
-- :mod:`~spkid.recognizer.identification` identify, verify and score trial lists from audio;
+- :mod:`~spkid.recognizer.bank_search` identification and verification through the speaker bank;
+- :mod:`~spkid.recognizer.identification` identify and verify from audio;
+- :mod:`~spkid.recognizer.trial_scoring` score trial lists from audio;
 - :mod:`~spkid.recognizer.training` :func:`train_ubm_from_audio`, a new model directory from audio;
 - :mod:`~spkid.recognizer.api` the rest of the API behind the CLI (enroll, list, remove, calibrate), with
   everything above re-exported.
@@ -34,13 +36,13 @@ from spkid.recognizer.api import (
     verify,
 )
 from spkid.recognizer.config import Config, apply_overrides, config_from_dict, config_to_yaml, load_config
-from spkid.recognizer.identification import score_recordings
 from spkid.recognizer.recognizer import (
     NORMALISED_THRESHOLD,
     OPEN_SET_P_TARGET,
     RAW_LLR_THRESHOLD,
     Recognizer,
 )
+from spkid.recognizer.trial_scoring import score_recordings
 
 __all__ = [
     "NORMALISED_THRESHOLD",

@@ -26,15 +26,14 @@ from spkid.metrics import evaluate, labelled_scores
 from spkid.recognizer.identification import (
     Identification,
     IdentifyResult,
-    ScoreResult,
     Verification,
     VerifyResult,
     identify,
-    score_trials,
     verify,
 )
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
+from spkid.recognizer.trial_scoring import ScoreResult, score_trials
 from spkid.score import Calibrator
 from spkid.store import ModelStore, validate_speaker_name
 
@@ -89,6 +88,7 @@ def enroll_from_audio(
     speakers: Mapping[str, Sequence[PathLike]],
     *,
     replace: bool = False,
+    add: bool = False,
     skip_bad: bool = False,
     n_jobs: int = 1,
     progress: bool = False,
@@ -105,24 +105,42 @@ def enroll_from_audio(
         Speaker name -> audio files/folders.
     replace : bool
         Re-enroll names that already exist (otherwise that is an error, raised before any work).
+    add : bool
+        Add the recordings to speakers already enrolled: the result equals enrolling all their recordings
+        at once (the stored MAP statistics grow). Speakers enrolled by an spkid before format 3 kept no
+        statistics and are refused (re-enroll them with ``replace``).
     skip_bad : bool
         Skip unusable files; a speaker left with no usable file is skipped too (fails if none remains).
 
     Raises
     ------
     StoreError
-        No model, an invalid speaker name, or an existing name without ``replace``.
+        No model, an invalid speaker name, an existing name without ``replace`` or ``add``, or with ``add``
+        a speaker not enrolled or stored without statistics.
     """
     store = ModelStore.open(model_dir)
     if not speakers:
         raise DataError("no speakers to enroll")
+    if add and replace:
+        raise DataError(
+            "--add and --replace exclude each other: --add grows a speaker, --replace restarts it"
+        )
     existing = set(store.speakers())
     files_of: dict[str, list[Path]] = {}
+    earlier = {}
     for name, paths in speakers.items():
         validate_speaker_name(name)
-        if name in existing and not replace:
+        if add:
+            if name not in existing:
+                raise StoreError(
+                    f"speaker {name!r} is not enrolled in {store.path}, so --add has nothing to add to; "
+                    "enroll it without --add"
+                )
+            earlier[name] = store.load_speaker_stats(name)
+        elif name in existing and not replace:
             raise StoreError(
-                f"speaker {name!r} is already enrolled in {store.path}; pass --replace to re-enroll"
+                f"speaker {name!r} is already enrolled in {store.path}; pass --replace to re-enroll, "
+                "or --add to add these recordings"
             )
         files_of[name] = find_audio_files(list(paths))
     recognizer = Recognizer(store)
@@ -133,14 +151,22 @@ def enroll_from_audio(
     features_of = dict(zip(extracted.paths, extracted, strict=True))
     enrolled: dict[str, int] = {}
     skipped = list(extracted.skipped)
-    for name, files in files_of.items():
-        usable = [features_of[file] for file in files if file in features_of]
-        if not usable:
-            skipped.append(SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled"))
-            continue
-        model = recognizer.adapt(usable)
-        store.save_speaker(name, model, replace=replace, cohort_stats=recognizer.cohort_statistics(model))
-        enrolled[name] = len(usable)
+    with store.bank_batch(list(files_of)):  # the bank is written once, at the end
+        for name, files in files_of.items():
+            usable = [features_of[file] for file in files if file in features_of]
+            if not usable:
+                skipped.append(
+                    SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled")
+                )
+                continue
+            stats = recognizer.ubm.accumulate(usable)
+            if name in earlier:
+                stats = stats + earlier[name]
+            model = store.speaker_model(stats)
+            store.save_speaker_stats(
+                name, stats, replace=replace or add, cohort_stats=recognizer.cohort_statistics(model)
+            )
+            enrolled[name] = len(usable)
     if not enrolled:
         raise DataError(
             f"nothing enrolled: no speaker has a usable recording ({len(extracted.skipped)} files skipped)"
