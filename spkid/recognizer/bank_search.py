@@ -8,6 +8,7 @@ normalisations that need every speaker's cohort scores read the speaker files, a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +17,9 @@ from spkid.errors import StoreError
 from spkid.recognizer.recognizer import NORMALISED_THRESHOLD, OPEN_SET_P_TARGET, RAW_LLR_THRESHOLD, Recognizer
 from spkid.score import UNKNOWN, bayes_threshold
 from spkid.score.bank_scoring import score_columns, search_bank
-from spkid.store.bank import BankView
+from spkid.store.bank import BankCorruptError, BankView
+
+logger = logging.getLogger("spkid.store.bank")
 
 __all__ = [
     "bank_usable",
@@ -72,7 +75,11 @@ def identify_in_bank(
     threshold: float | None,
 ) -> list[tuple[str, list[tuple[str, float]]]]:
     """Per recording: the best speaker (or ``UNKNOWN`` in an open set) and the ranked ``(name, score)``."""
-    index, ranked_scores = best_in_bank(recognizer, view, features, top_k)
+    try:
+        index, ranked_scores = best_in_bank(recognizer, view, features, top_k)
+    except BankCorruptError as exc:  # a block failed its checksum while being scored
+        view = _rebuilt(recognizer, exc)
+        index, ranked_scores = best_in_bank(recognizer, view, features, top_k)
     results = []
     for numbers, values in zip(index, ranked_scores, strict=True):
         cutoff = float(threshold) if threshold is not None else np.nan
@@ -102,6 +109,21 @@ def verify_in_bank(
     recognizer: Recognizer, view: BankView, speaker: str, features: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, float]:
     """Final scores of ``features`` against ``speaker`` (its block of the bank only) and its threshold."""
+    try:
+        return _verify(recognizer, view, speaker, features)
+    except BankCorruptError as exc:
+        return _verify(recognizer, _rebuilt(recognizer, exc), speaker, features)
+
+
+def _rebuilt(recognizer: Recognizer, exc: BankCorruptError) -> BankView:
+    logger.warning("%s; rebuilding the speaker bank from the speaker files", exc)
+    recognizer.store.rebuild_bank()
+    return open_bank(recognizer)
+
+
+def _verify(
+    recognizer: Recognizer, view: BankView, speaker: str, features: Sequence[np.ndarray]
+) -> tuple[np.ndarray, float]:
     try:
         number = view.names.index(speaker)
     except ValueError:

@@ -114,7 +114,7 @@ def search_bank(
     n_total = sum(len(c) for c in columns)
     k = n_total if top_k == 0 else min(int(top_k), n_total)
     scorer = Scorer.without_speakers(ubm, top_c=top_c)
-    norms = {shared: design_row_norms(ubm.variances_, shared) for shared in (True, False)}
+    norms = {shared: design_row_norms(ubm.variances_, shared).astype(np.float32) for shared in (True, False)}
     best_index = np.zeros((len(utterances), 0), np.int64)
     best_score = np.zeros((len(utterances), 0))
     results_index, results_score = [], []
@@ -154,7 +154,7 @@ def score_columns(
     'score_columns'
     """
     j, i = divmod(int(column), segment.width)
-    bank = _chunk_bank(segment, j, j + 1, design_row_norms(ubm.variances_, segment.shared))
+    bank = _chunk_bank(segment, j, j + 1, design_row_norms(ubm.variances_, segment.shared).astype(np.float32))
     single = QuantizedBank(
         np.ascontiguousarray(bank.blocks[:, :, :, i : i + 1]),
         np.ascontiguousarray(bank.scale[:, :, i : i + 1]),
