@@ -326,6 +326,7 @@ def verify(
 
 app.command("list")(cli_speakers.list_speakers)
 app.command()(cli_speakers.remove)
+app.command("rebuild-bank")(cli_speakers.rebuild_bank)
 
 
 # ------------------------------------------------------------------------------------------------ experiments

@@ -12,7 +12,7 @@ import typer
 
 from spkid.cli.support import ModelDir, info
 
-__all__ = ["list_speakers", "remove"]
+__all__ = ["list_speakers", "rebuild_bank", "remove"]
 
 
 def list_speakers(
@@ -55,3 +55,17 @@ def remove(
 
     remove_speaker(model_dir, speaker)
     typer.echo(f"removed {speaker} from {model_dir}")
+
+
+def rebuild_bank(model_dir: ModelDir) -> None:
+    """Rebuild the speaker bank that identify and verify read, from the speaker files.
+
+    identify and verify rebuild it themselves (with a warning) when it is missing, stale or corrupt; this
+    does it ahead of time, e.g. after copying speaker files by hand.
+
+    Example: spkid rebuild-bank model/
+    """
+    from spkid.recognizer import rebuild_speaker_bank
+
+    n_speakers = rebuild_speaker_bank(model_dir)
+    typer.echo(f"rebuilt the speaker bank of {model_dir} ({n_speakers} speakers)")

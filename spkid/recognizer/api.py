@@ -52,6 +52,7 @@ __all__ = [
     "enroll_from_audio",
     "evaluate",
     "identify",
+    "rebuild_speaker_bank",
     "remove_speaker",
     "score_trials",
     "speakers_in_folder",
@@ -208,6 +209,19 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
 def remove_speaker(model_dir: PathLike, name: str) -> None:
     """Delete an enrolled speaker (StoreError when the model or the speaker does not exist)."""
     ModelStore.open(model_dir).remove_speaker(name)
+
+
+def rebuild_speaker_bank(model_dir: PathLike) -> int:
+    """Rebuild a model's speaker bank from its speaker files; returns the number of speakers in it.
+
+    Examples
+    --------
+    >>> from spkid.recognizer import rebuild_speaker_bank
+    >>> rebuild_speaker_bank("no/such/model")
+    Traceback (most recent call last):
+    spkid.errors.StoreError: no model at no/such/model; run spkid train-ubm first
+    """
+    return ModelStore.open(model_dir).rebuild_bank()
 
 
 def calibrate_model(

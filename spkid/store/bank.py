@@ -49,6 +49,10 @@ INDEX_FORMAT = "spkid-bank"
 MAX_SEGMENTS = 16
 
 
+class BankMissingError(BankCorruptError):
+    """The model has no bank yet (made before banks, or nothing enrolled)."""
+
+
 @dataclass
 class BankView:
     """The live speakers of a bank: the mapped segments and, per segment, the columns still enrolled.
@@ -98,7 +102,7 @@ def read_index(model_dir: Path, ubm_sha256: str) -> dict[str, Any]:
         if not isinstance(segments, list) or not isinstance(removed, dict):
             raise ValueError("malformed")
     except FileNotFoundError:
-        raise BankCorruptError(f"{file}: no speaker bank yet") from None
+        raise BankMissingError(f"{file}: no speaker bank yet") from None
     except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
         raise BankCorruptError(f"{file}: unreadable bank index ({exc})") from None
     if index.get("ubm_sha256") != ubm_sha256:

@@ -114,17 +114,23 @@ class BankFiles:
         the next reader finishes the sync.
         """
         with contextlib.ExitStack() as stack:
-            with writer_lock(self.path / LOCK_FILE):  # released while the speakers are written
-                self._ensure_bank()
-                pending = stack.enter_context(bank_files.journal(self.path, names))
+            try:
+                with writer_lock(self.path / LOCK_FILE):  # released while the speakers are written
+                    self._ensure_bank()
+                    pending = stack.enter_context(bank_files.journal(self.path, names))
+            except OSError as exc:
+                raise bank_files.bank_error(self.path, exc) from None
             self._journal_depth += 1
             try:
                 yield
             finally:
                 self._journal_depth -= 1
-                with writer_lock(self.path / LOCK_FILE):
-                    self._sync_bank(names)
-                    bank_files.drop_journal(pending)
+                try:
+                    with writer_lock(self.path / LOCK_FILE):
+                        self._sync_bank(names)
+                        bank_files.drop_journal(pending)
+                except OSError as exc:  # the journal stays: the next reader finishes the sync
+                    raise bank_files.bank_error(self.path, exc) from None
 
     def rebuild_bank(self) -> int:
         """Rebuild the speaker bank from the speaker files; returns the number of speakers in it."""
@@ -140,6 +146,13 @@ class BankFiles:
         StoreError
             The bank needs repairing and the directory cannot be written.
         """
+        try:
+            return self._open_bank()
+        except OSError as exc:
+            raise bank_files.bank_error(self.path, exc) from None
+
+    # ----------------------------------------------------------------------------- helpers
+    def _open_bank(self) -> BankView:
         abandoned = bank_files.abandoned_journals(self.path)
         if abandoned:
             with writer_lock(self.path / LOCK_FILE):
@@ -155,21 +168,24 @@ class BankFiles:
                 self._sync_bank(names)
                 for file in abandoned:
                     bank_files.drop_journal(file)
+        stored = self._count_speaker_files()
         try:
             view = bank_files.read_bank(self.path, self._ubm_sha256)
-            stored = self._count_speaker_files()
             if len(view.names) != stored:
                 raise BankCorruptError(
                     f"{self.path / bank_files.BANK_DIR}: holds {len(view.names)} speakers, the speaker files "
                     f"{stored} (stale)"
                 )
             return view
+        except bank_files.BankMissingError:
+            if stored == 0:  # nothing enrolled yet: nothing to build or write
+                return BankView([], [], [])
+            logger.info("%s: no speaker bank yet (an older model); building it", self.path)
         except BankCorruptError as exc:
             logger.warning("%s; rebuilding the speaker bank from the speaker files", exc)
         self.rebuild_bank()
         return bank_files.read_bank(self.path, self._ubm_sha256)
 
-    # ----------------------------------------------------------------------------- helpers
     def _count_speaker_files(self) -> int:
         with os.scandir(self.path / SPEAKERS_DIR) as entries:
             return sum(1 for e in entries if e.name.endswith(".npz") and not e.name.startswith("."))
@@ -199,6 +215,11 @@ class BankFiles:
                 removed.append(name)
             else:
                 present.append((name, item))
+        if removed:
+            live = set(bank_files.read_bank(self.path, self._ubm_sha256).names)
+            removed = [name for name in removed if name in live]
+        if not present and not removed:
+            return
         self._write_bank_segment(present, removed=removed, fresh=False)
         view = bank_files.read_bank(self.path, self._ubm_sha256)
         if bank_files.needs_compaction(view):

@@ -8,6 +8,8 @@ reader. What a file holds is :mod:`spkid.store.records`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
 __all__ = ["SpeakerFiles"]
+
+logger = logging.getLogger("spkid.store.bank")
 
 
 class SpeakerFiles(BankFiles):
@@ -152,12 +156,23 @@ class SpeakerFiles(BankFiles):
             with writer_lock(self.path / LOCK_FILE):
                 if not target.is_file():
                     raise StoreError(f"speaker {name!r} is not enrolled in {self.path}")
-                self._ensure_bank()
-                with bank_files.journal(self.path, [name]) as pending:
+                with contextlib.ExitStack() as stack:
+                    try:  # deleting needs no space, but the journal and the bank do: they may fail
+                        self._ensure_bank()
+                        pending = stack.enter_context(bank_files.journal(self.path, [name]))
+                    except (OSError, StoreError):
+                        pending = None
                     os.unlink(target)
                     fsync_directory(target.parent)
-                    self._sync_bank([name])
-                    bank_files.drop_journal(pending)
+                    try:
+                        if pending is None:
+                            raise OSError("no journal")
+                        self._sync_bank([name])
+                        bank_files.drop_journal(pending)
+                    except (OSError, StoreError):  # the bank is stale now: its next reader rebuilds it, with a warning
+                        logger.warning(
+                            "%s: speaker bank not updated; it is rebuilt when next read", self.path
+                        )
         except OSError as exc:
             raise write_error(self.path, exc) from None
 

@@ -18,8 +18,7 @@ import pytest
 
 from spkid.gmm import MixtureParameters, SufficientStats
 from spkid.recognizer import load_config
-from spkid.score import Scorer
-from spkid.score import bank_scoring
+from spkid.score import Scorer, bank_scoring
 from spkid.store import ModelStore
 from spkid.store import bank as bank_module
 from spkid.store.bank import BankCorruptError
