@@ -22,6 +22,7 @@ from spkid.cli.support import (
     SkipBad,
     SpkidGroup,
     configure_logging,
+    process_age_s,
     progress_enabled,
     report_skipped,
 )
@@ -254,6 +255,13 @@ def identify(
     ] = None,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    timings: Annotated[
+        bool,
+        typer.Option(
+            "--timings",
+            help="Print to stderr where the time went: start-up (imports), model, bank, features, scoring.",
+        ),
+    ] = False,
 ) -> None:
     """Rank the enrolled speakers for each recording, best first, with their scores.
 
@@ -261,6 +269,7 @@ def identify(
     """
     from spkid.recognizer import identify as identify_recordings
 
+    spent: dict[str, float] | None = {"startup_s": process_age_s()} if timings else None
     outcome = identify_recordings(
         model_dir,
         recordings,
@@ -270,8 +279,11 @@ def identify(
         n_jobs=n_jobs,
         skip_bad=skip_bad,
         progress=progress_enabled(ctx),
+        timings=spent,
     )
     report_skipped(ctx, outcome.skipped)
+    if spent is not None:
+        typer.echo("timings: " + json.dumps({key: round(value, 4) for key, value in spent.items()}), err=True)
     if as_json:
         typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
         return

@@ -7,6 +7,7 @@ has one; the default decision thresholds are documented in :mod:`spkid.recognize
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -67,6 +68,19 @@ def _extract_usable(
     return features
 
 
+class _Clock:
+    """Records the seconds since the previous call under each name given (nothing when ``into`` is None)."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into, self.last = into, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.into is not None:
+            self.into[name] = now - self.last
+        self.last = now
+
+
 @dataclass(frozen=True)
 class Identification:
     """One recording identified: the best speaker (or ``"unknown"``) and the ranked scores, best first."""
@@ -100,6 +114,7 @@ def identify(
     skip_bad: bool = False,
     progress: bool = False,
     cache_dir: PathLike | None = None,
+    timings: dict[str, float] | None = None,
 ) -> IdentifyResult:
     """Rank every enrolled speaker for each recording.
 
@@ -118,6 +133,9 @@ def identify(
         on raw LLRs (its impostor-score mean plus 3 standard deviations).
     n_jobs, skip_bad, progress, cache_dir
         As for :func:`spkid.features.extract_many`.
+    timings : dict, optional
+        Filled with the seconds spent opening the model (``model_s``: settings, UBM, cohort), opening the
+        bank (``bank_s``), extracting features (``features_s``) and scoring (``scoring_s``).
 
     Raises
     ------
@@ -126,12 +144,16 @@ def identify(
     """
     if top_k < 0:
         raise DataError(f"top_k={top_k}: must be 0 (all speakers) or more")
+    clock = _Clock(timings)
     recognizer = Recognizer.open(model_dir)
+    clock("model_s")
     if bank_usable(recognizer):
         view = open_bank(recognizer)
+        clock("bank_s")
         features = _extract_usable(
             recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
         )
+        clock("features_s")
         results = [
             Identification(recording=str(path), speaker=best, scores=ranked)
             for path, (best, ranked) in zip(
@@ -140,6 +162,7 @@ def identify(
                 strict=True,
             )
         ]
+        clock("scoring_s")
         return IdentifyResult(results=results, skipped=list(features.skipped))
     models = recognizer.speakers()
     features = _extract_usable(

@@ -169,7 +169,10 @@ class SpeakerFiles(BankFiles):
                             raise OSError("no journal")
                         self._sync_bank([name])
                         bank_files.drop_journal(pending)
-                    except (OSError, StoreError):  # the bank is stale now: its next reader rebuilds it, with a warning
+                    except (
+                        OSError,
+                        StoreError,
+                    ):  # the bank is stale now: its next reader rebuilds it, with a warning
                         logger.warning(
                             "%s: speaker bank not updated; it is rebuilt when next read", self.path
                         )
