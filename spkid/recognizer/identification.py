@@ -135,7 +135,8 @@ def identify(
         As for :func:`spkid.features.extract_many`.
     timings : dict, optional
         Filled with the seconds spent opening the model (``model_s``: settings, UBM, cohort), opening the
-        bank (``bank_s``), extracting features (``features_s``) and scoring (``scoring_s``).
+        bank (``bank_s``, when scoring reads it), extracting features (``features_s``) and scoring
+        (``scoring_s``; with the per-file path, loading the speakers too).
 
     Raises
     ------
@@ -168,7 +169,9 @@ def identify(
     features = _extract_usable(
         recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
+    clock("features_s")
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))
+    clock("scoring_s")
     names = list(models)
     limit = len(names) if top_k == 0 else min(top_k, len(names))
     cutoffs = np.full(len(names), np.nan if threshold is None else float(threshold))

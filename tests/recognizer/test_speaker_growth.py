@@ -4,6 +4,7 @@ works, gets a bank, and refuses ``--add`` naming ``--replace``."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from spkid.store import ModelStore
 
 @pytest.fixture(scope="module")
 def trained(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An 8-component model of the synthetic corpus with no speaker enrolled."""
+    """An 8-component model of the synthetic corpus with no speaker enrolled (top-4 scoring: the bank)."""
     model_dir = tmp_path_factory.mktemp("growth") / "model"
-    config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=4", "score.cohort_size=5"])
+    config = load_config(
+        None, ["ubm.n_components=8", "ubm.max_iter=4", "score.cohort_size=5", "score.top_c=4"]
+    )
     speakers = speakers_in_folder(synthetic_corpus)
     train_ubm_from_audio(model_dir, [paths[0] for paths in speakers.values()], config)
     return model_dir
@@ -91,3 +94,38 @@ def test_an_old_model_gets_a_bank_and_refuses_add_naming_replace(tmp_path: Path)
         cli_invoke("enroll", old / "model", "--speaker", "spk01", "--add", old / "audio" / "spk01.wav"),
         "--replace",
     )
+
+
+def test_parallel_enroll_and_batch_identify_equal_serial(
+    trained: Path, synthetic_corpus: Path, tmp_path: Path
+):
+    speakers = speakers_in_folder(synthetic_corpus)
+    enroll_sets = {name: paths[1:3] for name, paths in speakers.items()}
+    serial, parallel = (
+        shutil.copytree(trained, tmp_path / "serial"),
+        shutil.copytree(trained, tmp_path / "par"),
+    )
+    enroll_from_audio(serial, enroll_sets)
+    enroll_from_audio(parallel, enroll_sets, n_jobs=2)
+    one, two = ModelStore.open(serial), ModelStore.open(parallel)
+    assert one.speakers() == two.speakers()
+    for name in one.speakers():
+        np.testing.assert_array_equal(two.load_speaker_stats(name).first, one.load_speaker_stats(name).first)
+    tests = [path for paths in speakers.values() for path in paths[3:6]]
+    in_order = identify(serial, tests, top_k=3)
+    batch = identify(serial, tests, top_k=3, n_jobs=2)
+    assert [r.recording for r in batch.results] == [str(path) for path in tests]
+    assert [r.to_dict() for r in batch.results] == [r.to_dict() for r in in_order.results]
+
+
+def test_rebuild_bank_and_timings_from_the_cli(trained: Path, synthetic_corpus: Path, tmp_path: Path):
+    model = shutil.copytree(trained, tmp_path / "model")
+    speakers = speakers_in_folder(synthetic_corpus)
+    enroll_from_audio(model, {name: paths[1:2] for name, paths in speakers.items()})
+    result = cli_invoke("rebuild-bank", model)
+    check_cli_ok(result)
+    assert f"({len(speakers)} speakers)" in result.stdout
+    timed = cli_invoke("identify", model, next(iter(speakers.values()))[3], "--timings")
+    check_cli_ok(timed)
+    line = [item for item in timed.stderr.splitlines() if item.startswith("timings: ")][0]
+    assert {"startup_s", "model_s", "bank_s", "features_s", "scoring_s"} <= set(json.loads(line[9:]))
