@@ -16,7 +16,7 @@ from spkid import __version__
 from spkid.cli import experiments as cli_experiments
 from spkid.cli import serve as cli_serve
 from spkid.cli import speakers as cli_speakers
-from spkid.cli.data_dirs import AllowPipes, audio_inputs, by_utterance_id, speakers_to_enroll
+from spkid.cli.data_dirs import AllowPipes, audio_inputs, by_utterance_id
 from spkid.cli.decisions import exit_if_rejected, print_identifications, print_verifications
 from spkid.cli.support import (
     ModelDir,
@@ -25,6 +25,7 @@ from spkid.cli.support import (
     SkipBad,
     SpkidGroup,
     configure_logging,
+    process_age_s,
     progress_enabled,
     report_skipped,
 )
@@ -176,51 +177,7 @@ def train_ubm(
     )
 
 
-@app.command()
-def enroll(
-    ctx: typer.Context,
-    model_dir: ModelDir,
-    paths: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="SPEAKERS_DIR | PATH...",
-            help="SPEAKERS_DIR (one sub-folder per speaker), or with --speaker the speaker's "
-            "audio files/folders.",
-            show_default=False,
-        ),
-    ],
-    speaker: Annotated[
-        str | None, typer.Option("--speaker", "-s", help="Enroll PATHS as this one speaker.")
-    ] = None,
-    replace: Annotated[
-        bool, typer.Option("--replace", help="Re-enroll speakers that already exist.")
-    ] = False,
-    n_jobs: NJobs = 1,
-    skip_bad: SkipBad = False,
-    allow_pipes: AllowPipes = False,
-) -> None:
-    """Enroll speakers: every sub-folder of SPEAKERS_DIR, or one --speaker NAME from files/folders.
-
-    A Kaldi data dir (wav.scp with utt2spk or spk2utt, optional segments) enrolls its speakers.
-
-    Features are extracted with the feature settings stored in the model.
-
-    Example: spkid enroll model/ speakers/    or    spkid enroll model/ --speaker bob bob_1.flac bob_2.flac
-    """
-    from spkid.recognizer import enroll_from_audio
-
-    with speakers_to_enroll(paths, speaker, allow_pipes=allow_pipes) as speakers:
-        result = enroll_from_audio(
-            model_dir,
-            speakers,
-            replace=replace,
-            skip_bad=skip_bad,
-            n_jobs=n_jobs,
-            progress=progress_enabled(ctx),
-        )
-    report_skipped(ctx, result.skipped)
-    for name, n_files in result.enrolled.items():
-        typer.echo(f"enrolled {name} ({n_files} file{'' if n_files == 1 else 's'})")
+app.command()(cli_speakers.enroll)  # here, so --help lists the commands in pipeline order
 
 
 @app.command()
@@ -254,6 +211,13 @@ def identify(
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
     allow_pipes: AllowPipes = False,
+    timings: Annotated[
+        bool,
+        typer.Option(
+            "--timings",
+            help="Print to stderr where the time went: start-up (imports), model, bank, features, scoring.",
+        ),
+    ] = False,
 ) -> None:
     """Rank the enrolled speakers for each recording, best first, with their scores.
 
@@ -268,6 +232,7 @@ def identify(
     """
     from spkid.recognizer import identify as identify_recordings
 
+    spent: dict[str, float] | None = {"startup_s": process_age_s()} if timings else None
     with audio_inputs(recordings, allow_pipes=allow_pipes) as (files, utterance_ids):
         outcome = identify_recordings(
             model_dir,
@@ -278,9 +243,12 @@ def identify(
             n_jobs=n_jobs,
             skip_bad=skip_bad,
             progress=progress_enabled(ctx),
+            timings=spent,
         )
     outcome = by_utterance_id(outcome, utterance_ids)  # a Kaldi data dir: one result per utterance id
     report_skipped(ctx, outcome.skipped)
+    if spent is not None:
+        typer.echo("timings: " + json.dumps({key: round(value, 4) for key, value in spent.items()}), err=True)
     print_identifications(ctx, outcome, as_json=as_json)
     if open_set:
         exit_if_rejected(outcome.results)
@@ -328,6 +296,7 @@ def verify(
 app.command("list")(cli_speakers.list_speakers)
 app.command()(cli_speakers.remove)
 app.command()(cli_serve.serve)
+app.command("rebuild-bank")(cli_speakers.rebuild_bank)
 
 
 # ------------------------------------------------------------------------------------------------ experiments

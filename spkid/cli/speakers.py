@@ -1,4 +1,4 @@
-"""The ``spkid`` commands that look after a model's speakers: list, remove.
+"""The ``spkid`` commands that look after a model's speakers: enroll, list, remove, rebuild-bank.
 
 Plain functions with typer annotations; :mod:`spkid.cli.main` registers them on the app.
 """
@@ -6,13 +6,77 @@ Plain functions with typer annotations; :mod:`spkid.cli.main` registers them on 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from spkid.cli.support import ModelDir, info
+from spkid.cli.data_dirs import AllowPipes, speakers_to_enroll
+from spkid.cli.support import (
+    ModelDir,
+    NJobs,
+    SkipBad,
+    info,
+    progress_enabled,
+    report_skipped,
+)
 
-__all__ = ["list_speakers", "remove"]
+__all__ = ["enroll", "list_speakers", "rebuild_bank", "remove"]
+
+
+def enroll(
+    ctx: typer.Context,
+    model_dir: ModelDir,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="SPEAKERS_DIR | PATH...",
+            help="SPEAKERS_DIR (one sub-folder per speaker), or with --speaker the speaker's "
+            "audio files/folders.",
+            show_default=False,
+        ),
+    ],
+    speaker: Annotated[
+        str | None, typer.Option("--speaker", "-s", help="Enroll PATHS as this one speaker.")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Re-enroll speakers that already exist.")
+    ] = False,
+    add: Annotated[
+        bool,
+        typer.Option(
+            "--add", help="Add the recordings to enrolled speakers (equal to enrolling all at once)."
+        ),
+    ] = False,
+    n_jobs: NJobs = 1,
+    skip_bad: SkipBad = False,
+    allow_pipes: AllowPipes = False,
+) -> None:
+    """Enroll speakers: every sub-folder of SPEAKERS_DIR, or one --speaker NAME from files/folders.
+
+    A Kaldi data dir (wav.scp with utt2spk or spk2utt, optional segments) enrolls its speakers.
+
+    Features are extracted with the feature settings stored in the model.
+
+    Example: spkid enroll model/ speakers/    or    spkid enroll model/ --speaker bob bob_1.flac bob_2.flac
+
+    Grow a speaker: spkid enroll model/ --speaker bob --add bob_3.flac
+    """
+    from spkid.recognizer import enroll_from_audio
+
+    with speakers_to_enroll(paths, speaker, allow_pipes=allow_pipes) as speakers:
+        result = enroll_from_audio(
+            model_dir,
+            speakers,
+            replace=replace,
+            add=add,
+            skip_bad=skip_bad,
+            n_jobs=n_jobs,
+            progress=progress_enabled(ctx),
+        )
+    report_skipped(ctx, result.skipped)
+    for name, n_files in result.enrolled.items():
+        typer.echo(f"enrolled {name} ({n_files} file{'' if n_files == 1 else 's'})")
 
 
 def list_speakers(
@@ -55,3 +119,17 @@ def remove(
 
     remove_speaker(model_dir, speaker)
     typer.echo(f"removed {speaker} from {model_dir}")
+
+
+def rebuild_bank(model_dir: ModelDir) -> None:
+    """Rebuild the speaker bank that identify and verify read, from the speaker files.
+
+    identify and verify rebuild it themselves (with a warning) when it is missing, stale or corrupt; this
+    does it ahead of time, e.g. after copying speaker files by hand.
+
+    Example: spkid rebuild-bank model/
+    """
+    from spkid.recognizer import rebuild_speaker_bank
+
+    n_speakers = rebuild_speaker_bank(model_dir)
+    typer.echo(f"rebuilt the speaker bank of {model_dir} ({n_speakers} speakers)")

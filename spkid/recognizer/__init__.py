@@ -6,10 +6,13 @@ The public face of the recognizer; its modules, one job each (imports point down
   ``score``) and :func:`load_config`;
 - :mod:`~spkid.recognizer.recognizer` :class:`Recognizer`: stored settings, models, normalised scores,
   default decision thresholds;
-- :mod:`~spkid.recognizer.identification` identify and verify recordings;
+- :mod:`~spkid.recognizer.results` what identification and verification return, and :func:`score_kind`;
+- :mod:`~spkid.recognizer.bank_search` identification and verification through the speaker bank;
+- :mod:`~spkid.recognizer.identification` identify and verify from audio;
 - :mod:`~spkid.recognizer.trial_scoring` score trial lists from audio (raw or calibrated);
 - :mod:`~spkid.recognizer.training` :func:`train_ubm_from_audio`, a new model directory from audio;
-- :mod:`~spkid.recognizer.api` the rest of the API behind the CLI (enroll, list, remove, calibrate), with
+- :mod:`~spkid.recognizer.enrollment` :func:`enroll_from_audio` (new speakers, replaced or grown ones);
+- :mod:`~spkid.recognizer.api` the rest of the API behind the CLI (list, remove, calibrate), with
   everything above re-exported.
 """
 
@@ -28,6 +31,7 @@ from spkid.recognizer.api import (
     enroll_from_audio,
     evaluate,
     identify,
+    rebuild_speaker_bank,
     remove_speaker,
     score_trials,
     speakers_in_folder,
@@ -35,13 +39,13 @@ from spkid.recognizer.api import (
     verify,
 )
 from spkid.recognizer.config import Config, apply_overrides, config_from_dict, config_to_yaml, load_config
-from spkid.recognizer.identification import score_kind
 from spkid.recognizer.recognizer import (
     NORMALISED_THRESHOLD,
     OPEN_SET_P_TARGET,
     RAW_LLR_THRESHOLD,
     Recognizer,
 )
+from spkid.recognizer.results import score_kind
 from spkid.recognizer.trial_scoring import score_recordings
 
 __all__ = [
@@ -68,6 +72,7 @@ __all__ = [
     "enroll_from_audio",
     "evaluate",
     "identify",
+    "rebuild_speaker_bank",
     "remove_speaker",
     "score_kind",
     "score_recordings",

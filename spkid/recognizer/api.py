@@ -3,26 +3,23 @@
 Each function takes paths, does the whole job and returns a small result object; the CLI only parses
 arguments, calls one of these and prints. The feature settings chosen at :func:`train_ubm_from_audio` are
 stored in the model and used by every later call, and the stored score normalisation is applied
-automatically. Training is :mod:`spkid.recognizer.training`, identification and verification
-:mod:`spkid.recognizer.identification`, trial scoring :mod:`spkid.recognizer.trial_scoring`, evaluation
-of score files :mod:`spkid.metrics.evaluation`; all are re-exported here.
+automatically. Training is :mod:`spkid.recognizer.training`, enrollment :mod:`spkid.recognizer.enrollment`,
+identification and verification :mod:`spkid.recognizer.identification`, trial scoring
+:mod:`spkid.recognizer.trial_scoring`, evaluation of score files :mod:`spkid.metrics.evaluation`; all are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spkid.audio import find_audio_files
-from spkid.corpora.folders import list_speakers
-from spkid.errors import DataError, StoreError
-from spkid.features import SkippedFile
 from spkid.metrics import evaluate, labelled_scores
+from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio, speakers_in_folder
 from spkid.recognizer.identification import (
     Identification,
     IdentifyResult,
@@ -31,11 +28,10 @@ from spkid.recognizer.identification import (
     identify,
     verify,
 )
-from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
 from spkid.recognizer.trial_scoring import ScoreResult, score_trials
 from spkid.score import Calibrator
-from spkid.store import ModelStore, validate_speaker_name
+from spkid.store import ModelStore
 
 __all__ = [
     "SKIPPED_LIST_FILE",
@@ -52,6 +48,7 @@ __all__ = [
     "enroll_from_audio",
     "evaluate",
     "identify",
+    "rebuild_speaker_bank",
     "remove_speaker",
     "score_trials",
     "speakers_in_folder",
@@ -60,125 +57,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class EnrollResult:
-    """Speakers enrolled (name -> number of recordings used) and the files skipped.
-
-    Examples
-    --------
-    >>> from spkid.recognizer import EnrollResult
-    >>> result = EnrollResult(enrolled={"spk01": 2, "spk02": 3})
-    >>> sum(result.enrolled.values()), result.skipped
-    (5, [])
-    """
-
-    enrolled: dict[str, int]
-    skipped: list[SkippedFile] = field(default_factory=list)
-
-
-def speakers_in_folder(speakers_dir: PathLike) -> dict[str, list[Path]]:
-    """``{sub-folder name: its audio files}`` for every non-hidden sub-folder of ``speakers_dir`` with audio.
-
-    Raises
-    ------
-    DataError
-        The folder is missing or no sub-folder holds audio.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from spkid.corpora.synthetic import make_speakers
-    >>> from spkid.recognizer import speakers_in_folder
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> _ = make_speakers(tmp.name, n_speakers=2, n_utterances=2, duration_s=0.5)
-    >>> {name: [file.name for file in files] for name, files in speakers_in_folder(tmp.name).items()}
-    {'spk01': ['spk01_01.wav', 'spk01_02.wav'], 'spk02': ['spk02_01.wav', 'spk02_02.wav']}
-    >>> tmp.cleanup()
-    """
-    return {
-        name: [utterance.path for utterance in items] for name, items in list_speakers(speakers_dir).items()
-    }
-
-
-def enroll_from_audio(
-    model_dir: PathLike,
-    speakers: Mapping[str, Sequence[PathLike]],
-    *,
-    replace: bool = False,
-    skip_bad: bool = False,
-    n_jobs: int = 1,
-    progress: bool = False,
-    cache_dir: PathLike | None = None,
-) -> EnrollResult:
-    """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
-
-    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled.
-
-    Parameters
-    ----------
-    model_dir : path
-    speakers : mapping of str to sequence of path
-        Speaker name -> audio files/folders.
-    replace : bool
-        Re-enroll names that already exist (otherwise that is an error, raised before any work).
-    skip_bad : bool
-        Skip unusable files; a speaker left with no usable file is skipped too (fails if none remains).
-
-    Raises
-    ------
-    StoreError
-        No model, an invalid speaker name, or an existing name without ``replace``.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from spkid.corpora.synthetic import make_speakers
-    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
-    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
-    >>> model = f"{tmp.name}/model"
-    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
-    >>> result = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
-    >>> result.enrolled, result.skipped
-    ({'spk01': 2, 'spk02': 2, 'spk03': 2}, [])
-    >>> tmp.cleanup()
-    """
-    store = ModelStore.open(model_dir)
-    if not speakers:
-        raise DataError("no speakers to enroll")
-    existing = set(store.speakers())
-    files_of: dict[str, list[Path]] = {}
-    for name, paths in speakers.items():
-        validate_speaker_name(name)
-        if name in existing and not replace:
-            raise StoreError(
-                f"speaker {name!r} is already enrolled in {store.path}; pass --replace to re-enroll"
-            )
-        files_of[name] = find_audio_files(list(paths))
-    recognizer = Recognizer(store)
-    unique_files = list(dict.fromkeys(file for files in files_of.values() for file in files))
-    extracted = recognizer.extract(
-        unique_files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
-    )
-    features_of = dict(zip(extracted.paths, extracted, strict=True))
-    enrolled: dict[str, int] = {}
-    skipped = list(extracted.skipped)
-    for name, files in files_of.items():
-        usable = [features_of[file] for file in files if file in features_of]
-        if not usable:
-            skipped.append(SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled"))
-            continue
-        model = recognizer.adapt(usable)
-        store.save_speaker(name, model, replace=replace, cohort_stats=recognizer.cohort_statistics(model))
-        enrolled[name] = len(usable)
-    if not enrolled:
-        raise DataError(
-            f"nothing enrolled: no speaker has a usable recording ({len(extracted.skipped)} files skipped)"
-        )
-    return EnrollResult(enrolled=enrolled, skipped=skipped)
 
 
 @dataclass(frozen=True)
@@ -262,6 +140,19 @@ def remove_speaker(model_dir: PathLike, name: str) -> None:
     >>> tmp.cleanup()
     """
     ModelStore.open(model_dir).remove_speaker(name)
+
+
+def rebuild_speaker_bank(model_dir: PathLike) -> int:
+    """Rebuild a model's speaker bank from its speaker files; returns the number of speakers in it.
+
+    Examples
+    --------
+    >>> from spkid.recognizer import rebuild_speaker_bank
+    >>> rebuild_speaker_bank("no/such/model")
+    Traceback (most recent call last):
+    spkid.errors.StoreError: no model at no/such/model; run spkid train-ubm first
+    """
+    return ModelStore.open(model_dir).rebuild_bank()
 
 
 def calibrate_model(

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from spkid.audio import find_audio_files
 from spkid.errors import DataError
-from spkid.features import ExtractResult, SkippedFile
+from spkid.features import ExtractResult
+from spkid.recognizer.bank_search import (
+    bank_usable,
+    identify_in_bank,
+    open_bank,
+    verify_in_bank,
+)
 from spkid.recognizer.recognizer import Recognizer
+from spkid.recognizer.results import (
+    Identification,
+    IdentifyResult,
+    Verification,
+    VerifyResult,
+    score_kind,
+)
 
 __all__ = [
     "Identification",
@@ -34,16 +46,6 @@ logger = logging.getLogger(__name__)
 #: Seconds of speech (after VAD) below which identify and verify warn that a recording's scores are not to
 #: be trusted: GMM-UBM scores of shorter tests scatter widely.
 TRUSTED_SPEECH_S = 1.0
-Outcome = TypeVar("Outcome")
-
-
-@dataclass(frozen=True)
-class _Results(Generic[Outcome]):
-    """Outcomes in input order (skipped files left out), the skipped files, what the scores are."""
-
-    results: list[Outcome]
-    skipped: list[SkippedFile] = field(default_factory=list)
-    kind: str = ""  # score_kind(): "calibrated LLR ..." or "raw score: frame-averaged LLR ..."
 
 
 def _extract_usable(
@@ -85,73 +87,17 @@ def _warn_short(features: ExtractResult, frame_shift_ms: float) -> None:
             )
 
 
-@dataclass(frozen=True)
-class Identification:
-    """One recording identified: the best speaker and the ranked scores, best first.
+class _Clock:
+    """Records the seconds since the previous call under each name given (nothing when ``into`` is None)."""
 
-    In open-set identification ``threshold`` is the score the best speaker had to reach; a rejection has
-    ``speaker`` None and ``accepted`` False (no name is reserved: a speaker may be enrolled as "unknown").
-    Closed-set results are always accepted and carry ``threshold`` None.
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into, self.last = into, time.perf_counter()
 
-    Examples
-    --------
-    >>> from spkid.recognizer import Identification
-    >>> found = Identification("test.wav", "spk01", [("spk01", 1.25), ("spk02", -0.5)])
-    >>> found.to_dict()["scores"][0]
-    {'speaker': 'spk01', 'score': 1.25}
-    """
-
-    recording: str
-    speaker: str | None
-    scores: list[tuple[str, float]]
-    accepted: bool = True
-    threshold: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"recording", "speaker", "accepted", "threshold", "scores": [{"speaker", "score"}, ...]}``."""
-        return {
-            "recording": self.recording,
-            "speaker": self.speaker,
-            "accepted": self.accepted,
-            "threshold": self.threshold,
-            "scores": [{"speaker": name, "score": score} for name, score in self.scores],
-        }
-
-
-def score_kind(recognizer: Recognizer, *, calibrated: bool = True) -> str:
-    """What a model's scores are: ``"calibrated LLR ..."`` or ``"raw score: frame-averaged LLR ..."``.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from spkid.corpora.synthetic import make_speakers
-    >>> from spkid.recognizer import Recognizer, load_config, score_kind, train_ubm_from_audio
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> _ = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=2, duration_s=2.0)
-    >>> config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=2", "score.cohort_size=2"])
-    >>> _ = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
-    >>> score_kind(Recognizer.open(f"{tmp.name}/model"))  # no calibration stored yet
-    'raw score: frame-averaged LLR (speaker vs UBM), not calibrated'
-    >>> tmp.cleanup()
-    """
-    method = recognizer.score_config.normalization
-    if calibrated and recognizer.calibrator is not None:
-        return f"calibrated LLR (natural log; calibration of the model, normalization {method})"
-    norm = "" if method == "none" else f", {method}-normalised"
-    return f"raw score: frame-averaged LLR (speaker vs UBM{norm}), not calibrated"
-
-
-@dataclass(frozen=True)
-class IdentifyResult(_Results[Identification]):
-    """Identifications in input order (skipped files left out), the skipped files, what the scores are.
-
-    Examples
-    --------
-    >>> from spkid.recognizer import Identification, IdentifyResult
-    >>> result = IdentifyResult([Identification("test.wav", "spk01", [("spk01", 1.25)])])
-    >>> [found.speaker for found in result.results], result.skipped
-    (['spk01'], [])
-    """
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.into is not None:
+            self.into[name] = now - self.last
+        self.last = now
 
 
 def identify(
@@ -165,6 +111,7 @@ def identify(
     skip_bad: bool = False,
     progress: bool = False,
     cache_dir: PathLike | None = None,
+    timings: dict[str, float] | None = None,
 ) -> IdentifyResult:
     """Rank every enrolled speaker for each recording.
 
@@ -183,6 +130,10 @@ def identify(
         on raw LLRs (its impostor-score mean plus 3 standard deviations).
     n_jobs, skip_bad, progress, cache_dir
         As for :func:`spkid.features.extract_many`.
+    timings : dict, optional
+        Filled with the seconds spent opening the model (``model_s``: settings, UBM, cohort), opening the
+        bank (``bank_s``, when scoring reads it), extracting features (``features_s``) and scoring
+        (``scoring_s``; with the per-file path, loading the speakers too).
 
     Raises
     ------
@@ -209,12 +160,33 @@ def identify(
     """
     if top_k < 0:
         raise DataError(f"top_k={top_k}: must be 0 (all speakers) or more")
+    clock = _Clock(timings)
     recognizer = Recognizer.open(model_dir)
+    clock("model_s")
+    if bank_usable(recognizer):
+        view = open_bank(recognizer)
+        clock("bank_s")
+        features = _extract_usable(
+            recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+        )
+        clock("features_s")
+        results = [
+            Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff)
+            for path, (best, ranked, accepted, cutoff) in zip(
+                features.paths,
+                identify_in_bank(recognizer, view, features, top_k, open_set, threshold),
+                strict=True,
+            )
+        ]
+        clock("scoring_s")
+        return IdentifyResult(results=results, skipped=list(features.skipped), kind=score_kind(recognizer))
     models = recognizer.speakers()
     features = _extract_usable(
         recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
+    clock("features_s")
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))
+    clock("scoring_s")
     names = list(models)
     limit = len(names) if top_k == 0 else min(top_k, len(names))
     cutoffs = np.full(len(names), np.nan if threshold is None else float(threshold))
@@ -230,47 +202,6 @@ def identify(
         results.append(Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff))
     kind = score_kind(recognizer)
     return IdentifyResult(results=results, skipped=list(features.skipped), kind=kind)
-
-
-@dataclass(frozen=True)
-class Verification:
-    """One recording checked against a claimed speaker.
-
-    Examples
-    --------
-    >>> from spkid.recognizer import Verification
-    >>> checked = Verification("test.wav", "spk01", score=1.25, threshold=3.0, accepted=False)
-    >>> checked.to_dict()["accepted"]
-    False
-    """
-
-    recording: str
-    speaker: str
-    score: float
-    threshold: float
-    accepted: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "recording": self.recording,
-            "speaker": self.speaker,
-            "score": self.score,
-            "threshold": self.threshold,
-            "accepted": self.accepted,
-        }
-
-
-@dataclass(frozen=True)
-class VerifyResult(_Results[Verification]):
-    """Verifications in input order (skipped files left out) and the skipped files.
-
-    Examples
-    --------
-    >>> from spkid.recognizer import Verification, VerifyResult
-    >>> result = VerifyResult([Verification("test.wav", "spk01", 1.25, 3.0, False)])
-    >>> [checked.accepted for checked in result.results], result.skipped
-    ([False], [])
-    """
 
 
 def verify(
@@ -311,12 +242,22 @@ def verify(
     >>> tmp.cleanup()
     """
     recognizer = Recognizer.open(model_dir)
-    models = recognizer.speakers([speaker])
-    features = _extract_usable(
-        recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
-    )
-    scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))[:, 0]
-    cutoff = float(recognizer.default_thresholds(models)[0]) if threshold is None else float(threshold)
+    if bank_usable(recognizer):
+        view = open_bank(recognizer)
+        if speaker not in view.names:
+            recognizer.speakers([speaker])  # the "not enrolled" error, before any extraction
+        features = _extract_usable(
+            recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+        )
+        scores, default = verify_in_bank(recognizer, view, speaker, features)
+    else:
+        models = recognizer.speakers([speaker])
+        features = _extract_usable(
+            recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+        )
+        scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))[:, 0]
+        default = float(recognizer.default_thresholds(models)[0])
+    cutoff = default if threshold is None else float(threshold)
     results = [
         Verification(str(path), speaker, float(value), cutoff, bool(value >= cutoff))
         for path, value in zip(features.paths, scores, strict=True)

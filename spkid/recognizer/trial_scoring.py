@@ -19,8 +19,8 @@ import numpy as np
 from spkid.errors import DataError
 from spkid.features import SkippedFile
 from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list, write_scores
-from spkid.recognizer.identification import score_kind
 from spkid.recognizer.recognizer import Recognizer
+from spkid.recognizer.results import score_kind
 
 __all__ = ["ScoreResult", "score_recordings", "score_trials"]
 

@@ -110,6 +110,25 @@ class Scorer:
         self._local = threading.local()
         self._flat_bank: np.ndarray | None = None
 
+    @classmethod
+    def without_speakers(cls, ubm: Any, *, top_c: int) -> Scorer:
+        """A top-C scorer holding only the UBM, for speaker banks given to :meth:`score_bank`."""
+        scorer = cls.__new__(cls)
+        scorer.names, scorer._index = [], {}
+        scorer.n_components, scorer.n_features = np.shape(ubm.means_)
+        scorer.top_c = min(int(top_c), scorer.n_components)
+        scorer._ubm_form, _, scorer._centre, _ = stack_parameters(ubm, [])
+        scorer._shared_variances, scorer._bank, scorer._flat_bank = True, None, None
+        scorer._local = threading.local()
+        return scorer
+
+    def score_bank(
+        self, utterances: Sequence[np.ndarray], bank: QuantizedBank, *, shared: bool
+    ) -> np.ndarray:
+        """Frame-averaged top-C LLRs against a quantised bank: (n_utterances, bank.n_speakers)."""
+        self._shared_variances = shared
+        return self._score(utterances, bank)
+
     def llr(self, X: np.ndarray) -> np.ndarray:
         """Frame-averaged LLR of one utterance against every speaker: ndarray of shape (n_speakers,)."""
         return self.llr_many([X])[0]

@@ -22,9 +22,10 @@ from spkid.errors import ModelError, StoreError
 from spkid.gmm import MixtureParameters
 
 #: The model directory format this spkid writes; 2 added the front-end generation to the feature settings
-#: and the optional ``frontend.npz`` (pool statistics). Every version in READABLE_FORMATS is read.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+#: and the optional ``frontend.npz`` (pool statistics); 3 stores speakers as float32 MAP statistics and adds
+#: the speaker bank (``bank/``). Every version in READABLE_FORMATS is read.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 MAX_NAME_LENGTH = 200
 _MAX_PLAIN_FILE_STEM = 180  # longer encoded names get a hashed stem, keeping file names under 255 bytes
 KIND_KEY, NAME_KEY, UBM_SHA_KEY = "__kind__", "__name__", "__ubm_sha256__"

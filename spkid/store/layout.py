@@ -5,7 +5,8 @@ Layout of ``MODEL_DIR``::
     manifest.json          versions, creation time, the four config sections, SHA-256 of ubm.npz
     ubm.npz                the universal background model
     frontend.npz           the UBM pool's feature statistics, for cmvn "adaptive"/"global" (optional)
-    speakers/<name>.npz    one self-describing file per speaker (name, UBM fingerprint, model arrays)
+    speakers/<name>.npz    one self-describing file per speaker (name, UBM fingerprint, MAP statistics)
+    bank/                  the speaker bank derived from the speaker files (:mod:`spkid.store.bank`)
     cohort.npz             named float arrays for score normalisation (optional)
     calibration.json       the score calibration ``spkid calibrate`` fitted (optional)
     .lock                  flock'ed by writers so concurrent enrolls serialise
@@ -29,6 +30,7 @@ from spkid.store.locking import writer_lock
 from spkid.store.manifest import encode_manifest
 
 __all__ = [
+    "BANK_DIR",
     "CALIBRATION_FILE",
     "COHORT_FILE",
     "FRONTEND_FILE",
@@ -47,6 +49,7 @@ COHORT_FILE = "cohort.npz"
 CALIBRATION_FILE = "calibration.json"
 FRONTEND_FILE = "frontend.npz"
 LOCK_FILE = ".lock"
+BANK_DIR = "bank"
 
 
 def write_error(path: Path, exc: OSError) -> StoreError:
@@ -84,6 +87,7 @@ def write_model_directory(
                 fsync_directory(path)
                 stale = [
                     *(path / SPEAKERS_DIR).glob("*.npz"),
+                    *(path / BANK_DIR).glob("*"),
                     path / COHORT_FILE,
                     path / FRONTEND_FILE,
                     path / CALIBRATION_FILE,

@@ -9,7 +9,6 @@ complete or absent. Nothing is ever unpickled. The files are listed in :mod:`spk
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,11 +17,8 @@ from urllib.parse import unquote
 import numpy as np
 
 from spkid.atomic import (
-    atomic_write_bytes,
     encode_npz,
-    fsync_directory,
     read_npz,
-    remove_stale_temp_files,
     to_arrays,
     to_python,
 )
@@ -39,27 +35,22 @@ from spkid.store.checks import (
 )
 from spkid.store.layout import (
     FRONTEND_FILE,
-    LOCK_FILE,
     MANIFEST_FILE,
     SPEAKERS_DIR,
     UBM_FILE,
-    write_error,
     write_model_directory,
 )
-from spkid.store.locking import writer_lock
 from spkid.store.manifest import ManifestContents, new_manifest, read_manifest
 from spkid.store.score_files import ScoreFiles, SpeakerCohortStats
+from spkid.store.speaker_files import SpeakerFiles
 
 if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
 __all__ = ["ModelStore", "SpeakerCohortStats"]
 
-#: Speaker-file arrays holding a speaker's scores on the cohort's impostor segments (see save_speaker).
-_COHORT_MEAN_KEY, _COHORT_STD_KEY, _COHORT_TOP_C_KEY = "__cohort_mean__", "__cohort_std__", "__cohort_top_c__"
 
-
-class ModelStore(ManifestContents, ScoreFiles):
+class ModelStore(ManifestContents, ScoreFiles, SpeakerFiles):
     """A model directory opened for reading and writing; build with :meth:`create` or :meth:`open`.
 
     Attributes
@@ -207,102 +198,6 @@ class ModelStore(ManifestContents, ScoreFiles):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.speaker_path(name).is_file()
-
-    def save_speaker(
-        self,
-        name: str,
-        model: MixtureParameters | DiagonalGMM,
-        *,
-        replace: bool = False,
-        cohort_stats: SpeakerCohortStats | None = None,
-    ) -> Path:
-        """Store a speaker model atomically, with its cohort statistics when given; returns its file.
-
-        Raises
-        ------
-        StoreError
-            Invalid name, the name is enrolled and ``replace`` is false, a model whose shape does not
-            match the UBM or with non-finite / non-positive parameters, or the directory cannot be written.
-        """
-        target = self.speaker_path(name)
-        arrays = to_arrays(model.to_dict(), what=f"speaker {name!r}")
-        check_model_arrays(arrays, target, f"speaker {name!r}", self.ubm_shape)
-        arrays.update(
-            {
-                KIND_KEY: np.asarray("speaker"),
-                NAME_KEY: np.asarray(name),
-                UBM_SHA_KEY: np.asarray(self._ubm_sha256),
-            }
-        )
-        if cohort_stats is not None:
-            arrays.update(
-                {
-                    _COHORT_MEAN_KEY: np.asarray(cohort_stats.mean, np.float64),
-                    _COHORT_STD_KEY: np.asarray(cohort_stats.std, np.float64),
-                    _COHORT_TOP_C_KEY: np.asarray(-1 if cohort_stats.top_c is None else cohort_stats.top_c),
-                }
-            )
-        data = encode_npz(arrays)
-        try:
-            with writer_lock(self.path / LOCK_FILE):
-                self._check_not_recreated()
-                remove_stale_temp_files(target.parent)
-                if target.exists():
-                    try:
-                        stored = self._stored_name(target)
-                    except StoreError:  # an unreadable file under this name goes only with replace=True
-                        stored = name
-                    if stored != name:
-                        raise StoreError(
-                            f"speaker name {name!r} collides with enrolled speaker {stored!r} on this file "
-                            "system (names differing only in case?)"
-                        )
-                    if not replace:
-                        raise StoreError(
-                            f"speaker {name!r} is already enrolled in {self.path}; "
-                            "pass replace=True (--replace) to re-enroll"
-                        )
-                atomic_write_bytes(target, data)
-        except OSError as exc:
-            raise write_error(self.path, exc) from None
-        return target
-
-    def load_speaker(self, name: str) -> MixtureParameters:
-        """Load and validate one speaker model."""
-        file = self.speaker_path(name)
-        if not file.is_file():
-            raise StoreError(f"speaker {name!r} is not enrolled in {self.path}")
-        arrays = read_npz(file, what="speaker")
-        stored = to_python(arrays.get(NAME_KEY, np.asarray("")))
-        if stored != name:
-            raise StoreError(f"{file}: holds speaker {stored!r}, expected {name!r}")
-        self._check_ubm_fingerprint(arrays, file)
-        model = build_model(arrays, file, f"speaker {name!r}", self.ubm_shape, kind="speaker")
-        if _COHORT_MEAN_KEY in arrays:
-            top_c = int(arrays[_COHORT_TOP_C_KEY])
-            stats = SpeakerCohortStats(
-                float(arrays[_COHORT_MEAN_KEY]), float(arrays[_COHORT_STD_KEY]), None if top_c < 0 else top_c
-            )
-            if not (np.isfinite(stats.mean) and np.isfinite(stats.std) and stats.std >= 0):
-                raise StoreError(f"{file}: invalid cohort statistics {stats}")
-            self.cohort_stats[name] = stats
-        return model.sharing(self.load_ubm())  # mean-only models: one copy of the UBM's arrays
-
-    def load_speakers(self) -> dict[str, MixtureParameters]:
-        """Load every enrolled speaker, ``{name: model}`` in sorted name order."""
-        return {name: self.load_speaker(name) for name in self.speakers()}
-
-    def remove_speaker(self, name: str) -> None:
-        """Delete an enrolled speaker (StoreError if not enrolled)."""
-        target = self.speaker_path(name)
-        try:
-            with writer_lock(self.path / LOCK_FILE):
-                if not target.is_file():
-                    raise StoreError(f"speaker {name!r} is not enrolled in {self.path}")
-                os.unlink(target)
-                fsync_directory(target.parent)
-        except OSError as exc:
-            raise write_error(self.path, exc) from None
 
     # ----------------------------------------------------------------------------- helpers
     def _verified_bytes(self, name: str, what: str) -> bytes:

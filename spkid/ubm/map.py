@@ -21,7 +21,7 @@ from spkid.ubm.config import EnrollConfig, parse_adapt
 if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
-__all__ = ["enroll", "map_adapt"]
+__all__ = ["enroll", "map_adapt", "map_from_stats"]
 
 
 def _as_frame_list(features: np.ndarray | Iterable[np.ndarray], what: str) -> list[np.ndarray]:
@@ -95,20 +95,67 @@ def map_adapt(
     # EnrollConfig's rule (one place), raised as the ModelError this function has always raised.
     relevance_factor = check_field(EnrollConfig, "relevance_factor", relevance_factor, error=ModelError)
     arrays = _as_frame_list(X, "MAP adaptation")
-    weights, means, variances = ubm.weights_, ubm.means_, ubm.variances_
+    means = ubm.means_
     if arrays[0].shape[1] != means.shape[1]:
         raise ModelError(
             f"MAP adaptation: features have {arrays[0].shape[1]} dimensions, the UBM {means.shape[1]}"
         )
     stats: SufficientStats = ubm.accumulate(arrays)
-    counts = stats.zeroth
+    return map_from_stats(ubm, stats, relevance_factor=relevance_factor, adapt=parts)
+
+
+def map_from_stats(
+    ubm: MixtureParameters | DiagonalGMM,
+    stats: SufficientStats,
+    *,
+    relevance_factor: float = 4.0,
+    adapt: str | Sequence[str] = "means",
+) -> MixtureParameters:
+    """The MAP-adapted model of a speaker whose frames have sufficient statistics ``stats`` under the UBM.
+
+    :func:`map_adapt` is this after ``ubm.accumulate(X)``. Statistics of disjoint recordings add up, so a
+    speaker stored as its statistics grows by adding those of new recordings (``spkid enroll --add``).
+
+    Parameters
+    ----------
+    ubm : MixtureParameters or DiagonalGMM
+    stats : SufficientStats
+        ``zeroth`` (K,), ``first`` (K, D) and, when variances are adapted, ``second`` (K, D).
+    relevance_factor : float
+    adapt : str or sequence of str
+        As for :func:`map_adapt`.
+
+    Returns
+    -------
+    MixtureParameters
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.gmm import MixtureParameters
+    >>> ubm = MixtureParameters(np.full(2, 0.5), np.array([[-1.0], [1.0]]), np.ones((2, 1)))
+    >>> frames = np.array([[0.9], [1.1], [1.3]], np.float32)
+    >>> one_shot = map_adapt(ubm, frames)
+    >>> grown = map_from_stats(ubm, ubm.accumulate(frames[:1]) + ubm.accumulate(frames[1:]))
+    >>> bool(np.allclose(one_shot.means_, grown.means_))
+    True
+    """
+    parts = parse_adapt(adapt)
+    relevance_factor = check_field(EnrollConfig, "relevance_factor", relevance_factor, error=ModelError)
+    weights, means, variances = ubm.weights_, ubm.means_, ubm.variances_
+    counts = np.asarray(stats.zeroth, np.float64)
+    first = np.asarray(stats.first, np.float64)
+    if counts.shape != weights.shape or first.shape != means.shape:
+        raise ModelError(
+            f"MAP adaptation: statistics of shape {counts.shape} and {first.shape}, the UBM has "
+            f"{weights.shape} and {means.shape}"
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         # inf / inf (r = inf) and 0 / 0 (r = 0, no data) both mean "no evidence": keep the UBM.
         alpha = np.nan_to_num(counts / (counts + relevance_factor), nan=0.0)
     has_data = counts > 0
     safe_counts = np.where(has_data, counts, 1.0)[:, None]
-    data_mean = np.where(has_data[:, None], stats.first / safe_counts, means)
-    data_square = np.where(has_data[:, None], stats.second / safe_counts, variances + means**2)
+    data_mean = np.where(has_data[:, None], first / safe_counts, means)
     a = alpha[:, None]
     new_means = a * data_mean + (1 - a) * means if "means" in parts else means
     new_weights = weights
@@ -117,6 +164,8 @@ def map_adapt(
         new_weights = new_weights / new_weights.sum()
     new_variances = variances
     if "variances" in parts:
+        second = np.asarray(stats.second, np.float64)
+        data_square = np.where(has_data[:, None], second / safe_counts, variances + means**2)
         centre = weights @ means
         pooled_variance = weights @ (variances + means**2) - centre**2
         # The GMM's floor: relative per dimension, and absolutely 1e-10 x the widest dimension, so a

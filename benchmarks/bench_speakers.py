@@ -1,0 +1,157 @@
+"""One ``spkid identify`` call against 1,000 / 10,000 / 100,000 enrolled speakers: wall time and peak memory.
+
+The store is built through the public API (``ModelStore.create`` with a 512 x 60 UBM, speakers written as
+MAP statistics with ``ModelStore.bank_batch`` + ``save_speaker_stats``, so the bank is written once at the
+end, as ``spkid enroll`` does). Each measurement is one fresh ``spkid identify MODEL test.wav`` process
+(a 10-s synthetic recording), timed from spawn to exit; its peak resident memory (anonymous plus the
+file-backed pages it maps) is its ``VmHWM``, read as it exits. Also printed: the fixed start-up of the
+process (``spkid identify --timings`` splits it), the scoring time alone, the disk per speaker, and the peer:
+the per-file loading identify used before the bank (the same CLI with the bank path switched off, which
+opens one file per speaker), at 1,000 and 10,000 speakers only, with the ratio.
+
+Targets (issue #16): <= 1.5 s and <= 2 GB at 10,000 speakers; <= 5 s (bank in the page cache) and <= 4 GB at
+100,000; <= 0.25 MB of disk per mean-only speaker, bank included.
+
+Usage: ``python benchmarks/bench_speakers.py [--speakers 1000 10000] [--root /work/bench-speakers] [--keep]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spkid.corpora.synthetic import make_speakers
+from spkid.gmm import MixtureParameters, SufficientStats
+from spkid.recognizer import load_config
+from spkid.store import ModelStore
+
+N_COMPONENTS, N_FEATURES = 512, 60
+# The CLI in a fresh process; with SPKID_BENCH_PER_FILE=1 identify takes the per-file path (the peer).
+CLI = """
+import atexit, os, sys
+def peak():  # VmHWM: this process's peak resident set (anonymous + file-backed), reset at exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            sys.stderr.write("peak_kb: " + line.split()[1] + "\\n")
+atexit.register(peak)
+if os.environ.get("SPKID_BENCH_PER_FILE") == "1":
+    import spkid.recognizer.identification as identification
+    identification.bank_usable = lambda recognizer: False
+from spkid.cli import app
+sys.argv[0] = "spkid"
+app()
+"""
+
+
+def build_store(model: Path, n_speakers: int) -> float:
+    """A model of ``n_speakers`` random speakers; returns the seconds it took."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    config = load_config(
+        None, ["features.cmvn=utterance", "features.sample_rate=16000"]
+    )  # no pool statistics to store
+    ubm = MixtureParameters(
+        rng.dirichlet(np.full(N_COMPONENTS, 20.0)),
+        rng.normal(0, 1, (N_COMPONENTS, N_FEATURES)),
+        rng.uniform(0.5, 1.5, (N_COMPONENTS, N_FEATURES)),
+    )
+    store = ModelStore.create(
+        model,
+        feature_config=config.features.to_dict(),
+        ubm_config=config.ubm.to_dict(),
+        enroll_config=config.enroll.to_dict(),
+        score_config=config.score.to_dict(),
+        ubm=ubm,
+        overwrite=True,
+    )
+    names = [f"speaker{index:06d}" for index in range(n_speakers)]
+    with store.bank_batch(names):
+        for name in names:
+            zeroth = rng.gamma(2.0, 2.0, N_COMPONENTS)
+            first = zeroth[:, None] * (ubm.means_ + rng.normal(0, 0.3, ubm.means_.shape))
+            store.save_speaker_stats(name, SufficientStats(zeroth, first, np.zeros_like(first), 0.0, 1000))
+    return time.perf_counter() - started
+
+
+def run_identify(model: Path, wav: Path, *, per_file: bool, timings: bool = False) -> dict:
+    """One fresh ``spkid identify`` process: wall seconds, peak RSS in MB, and its stderr."""
+    env = {**os.environ, "SPKID_BENCH_PER_FILE": "1" if per_file else "0"}
+    args = [sys.executable, "-c", CLI, "identify", str(model), str(wav), "-k", "3"]
+    if timings:
+        args.append("--timings")
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = (stream.decode() for stream in process.communicate())
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"identify failed: {stderr}")
+    peak_kb = int(stderr.rsplit("peak_kb: ", 1)[1].split()[0])
+    stderr = stderr.rsplit("peak_kb: ", 1)[0]
+    return {"wall_s": wall, "peak_mb": peak_kb / 1024, "stdout": stdout, "stderr": stderr}
+
+
+def disk_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speakers", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--root", type=Path, default=Path("/work/bench-speakers"))
+    parser.add_argument("--keep", action="store_true", help="Keep the stores afterwards.")
+    args = parser.parse_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    make_speakers(args.root / "audio", n_speakers=1, n_utterances=1, duration_s=10.0, seed=3)
+    wav = next((args.root / "audio").rglob("*.wav"))
+    rows = []
+    for n_speakers in args.speakers:
+        model = args.root / f"model_{n_speakers}"
+        build_s = build_store(model, n_speakers)
+        size = disk_mb(model)
+        run_identify(model, wav, per_file=False)  # the bank into the page cache
+        bank = min((run_identify(model, wav, per_file=False) for _ in range(3)), key=lambda r: r["wall_s"])
+        timed = run_identify(model, wav, per_file=False, timings=True)
+        split = json.loads(timed["stderr"].strip().splitlines()[-1].split("timings: ", 1)[1])
+        row = {
+            "speakers": n_speakers,
+            "build_s": round(build_s, 1),
+            "disk_mb_per_speaker": round(size / n_speakers, 3),
+            "bank_wall_s": round(bank["wall_s"], 2),
+            "bank_peak_mb": round(bank["peak_mb"]),
+            **{key: round(value, 3) for key, value in split.items()},
+        }
+        if n_speakers <= 10000:
+            run_identify(model, wav, per_file=True)  # the speaker files into the page cache
+            peer = run_identify(model, wav, per_file=True)
+            assert peer["stdout"].split()[:2] == bank["stdout"].split()[:2], (peer["stdout"], bank["stdout"])
+            row.update(
+                peer_wall_s=round(peer["wall_s"], 2),
+                peer_peak_mb=round(peer["peak_mb"]),
+                speedup=round(peer["wall_s"] / bank["wall_s"], 1),
+            )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if not args.keep:
+            shutil.rmtree(model)
+    print(
+        "\nspeakers  wall s  peak MB  start-up s  scoring s  MB/speaker  per-file wall s  per-file MB  ratio"
+    )
+    for row in rows:
+        print(
+            f"{row['speakers']:>8}  {row['bank_wall_s']:>6}  {row['bank_peak_mb']:>7}  "
+            f"{row['startup_s']:>10}  "
+            f"{row['scoring_s']:>9}  {row['disk_mb_per_speaker']:>10}  {row.get('peer_wall_s', '-'):>15}  "
+            f"{row.get('peer_peak_mb', '-'):>11}  {row.get('speedup', '-'):>5}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Enrolling speakers from audio: whole folders of speakers, named speakers, and sessions added to one.
+
+:func:`enroll_from_audio` is what ``spkid enroll`` calls; :func:`speakers_in_folder` reads a folder of
+speakers (one sub-folder each).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spkid.audio import find_audio_files
+from spkid.corpora.folders import list_speakers
+from spkid.errors import DataError, StoreError
+from spkid.features import SkippedFile
+from spkid.recognizer.recognizer import Recognizer
+from spkid.store import ModelStore, validate_speaker_name
+
+__all__ = ["EnrollResult", "enroll_from_audio", "speakers_in_folder"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """Speakers enrolled (name -> number of recordings used) and the files skipped.
+
+    Examples
+    --------
+    >>> from spkid.recognizer import EnrollResult
+    >>> result = EnrollResult(enrolled={"spk01": 2, "spk02": 3})
+    >>> sum(result.enrolled.values()), result.skipped
+    (5, [])
+    """
+
+    enrolled: dict[str, int]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def speakers_in_folder(speakers_dir: PathLike) -> dict[str, list[Path]]:
+    """``{sub-folder name: its audio files}`` for every non-hidden sub-folder of ``speakers_dir`` with audio.
+
+    Raises
+    ------
+    DataError
+        The folder is missing or no sub-folder holds audio.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import speakers_in_folder
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = make_speakers(tmp.name, n_speakers=2, n_utterances=2, duration_s=0.5)
+    >>> {name: [file.name for file in files] for name, files in speakers_in_folder(tmp.name).items()}
+    {'spk01': ['spk01_01.wav', 'spk01_02.wav'], 'spk02': ['spk02_01.wav', 'spk02_02.wav']}
+    >>> tmp.cleanup()
+    """
+    return {
+        name: [utterance.path for utterance in items] for name, items in list_speakers(speakers_dir).items()
+    }
+
+
+def enroll_from_audio(
+    model_dir: PathLike,
+    speakers: Mapping[str, Sequence[PathLike]],
+    *,
+    replace: bool = False,
+    add: bool = False,
+    skip_bad: bool = False,
+    n_jobs: int = 1,
+    progress: bool = False,
+    cache_dir: PathLike | None = None,
+) -> EnrollResult:
+    """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
+
+    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled.
+
+    Parameters
+    ----------
+    model_dir : path
+    speakers : mapping of str to sequence of path
+        Speaker name -> audio files/folders.
+    replace : bool
+        Re-enroll names that already exist (otherwise that is an error, raised before any work).
+    add : bool
+        Add the recordings to speakers already enrolled: the result equals enrolling all their recordings
+        at once (the stored MAP statistics grow). Speakers enrolled by an spkid before format 3 kept no
+        statistics and are refused (re-enroll them with ``replace``).
+    skip_bad : bool
+        Skip unusable files; a speaker left with no usable file is skipped too (fails if none remains).
+
+    Raises
+    ------
+    StoreError
+        No model, an invalid speaker name, an existing name without ``replace`` or ``add``, or with ``add``
+        a speaker not enrolled or stored without statistics.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
+    >>> model = f"{tmp.name}/model"
+    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
+    >>> result = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
+    >>> result.enrolled, result.skipped
+    ({'spk01': 2, 'spk02': 2, 'spk03': 2}, [])
+    >>> tmp.cleanup()
+    """
+    store = ModelStore.open(model_dir)
+    if not speakers:
+        raise DataError("no speakers to enroll")
+    if add and replace:
+        raise DataError(
+            "--add and --replace exclude each other: --add grows a speaker, --replace restarts it"
+        )
+    existing = set(store.speakers())
+    files_of: dict[str, list[Path]] = {}
+    earlier = {}
+    for name, paths in speakers.items():
+        validate_speaker_name(name)
+        if add:
+            if name not in existing:
+                raise StoreError(
+                    f"speaker {name!r} is not enrolled in {store.path}, so --add has nothing to add to; "
+                    "enroll it without --add"
+                )
+            earlier[name] = store.load_speaker_stats(name)
+        elif name in existing and not replace:
+            raise StoreError(
+                f"speaker {name!r} is already enrolled in {store.path}; pass --replace to re-enroll, "
+                "or --add to add these recordings"
+            )
+        files_of[name] = find_audio_files(list(paths))
+    recognizer = Recognizer(store)
+    unique_files = list(dict.fromkeys(file for files in files_of.values() for file in files))
+    extracted = recognizer.extract(
+        unique_files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    )
+    features_of = dict(zip(extracted.paths, extracted, strict=True))
+    enrolled: dict[str, int] = {}
+    skipped = list(extracted.skipped)
+    with store.bank_batch(list(files_of)):  # the bank is written once, at the end
+        for name, files in files_of.items():
+            usable = [features_of[file] for file in files if file in features_of]
+            if not usable:
+                skipped.append(
+                    SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled")
+                )
+                continue
+            stats = recognizer.ubm.accumulate(usable)
+            if name in earlier:
+                stats = stats + earlier[name]
+            model = store.speaker_model(stats)
+            store.save_speaker_stats(
+                name, stats, replace=replace or add, cohort_stats=recognizer.cohort_statistics(model)
+            )
+            enrolled[name] = len(usable)
+    if not enrolled:
+        raise DataError(
+            f"nothing enrolled: no speaker has a usable recording ({len(extracted.skipped)} files skipped)"
+        )
+    return EnrollResult(enrolled=enrolled, skipped=skipped)

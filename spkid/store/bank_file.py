@@ -1,0 +1,189 @@
+"""One segment file of the speaker bank: quantised speaker columns, their names, checksums; memory-mapped.
+
+A segment holds a set of speakers' top-C scoring parameters in exactly the 16-bit block layout the scorer
+reads (:class:`spkid.score._bank.QuantizedBank`: ``(n_blocks, K, R - 1, B)`` int16 plus float32 scales and
+constants), so a reader maps the file and scores straight from the page cache. Layout::
+
+    b"SPKIDBANK1\\n" + 5 spaces     16 bytes of magic
+    header length                  8 bytes, little-endian
+    header                         JSON: names, shapes, array offsets, the UBM fingerprint, CRC-32s
+    arrays                         each at a 4096-byte aligned offset
+
+Every block of speakers carries a CRC-32 of its bytes, checked as the block is scored; the header (with
+the names and the cohort statistics) carries its own. A segment is written once, atomically, and never
+changed.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spkid.errors import StoreError
+
+__all__ = ["BankCorruptError", "Segment", "encode_segment"]
+
+MAGIC = b"SPKIDBANK1\n     "
+_ALIGN = 4096
+_ARRAYS = ("blocks", "scale", "constant", "cohort_mean", "cohort_std", "cohort_top_c")
+
+
+class BankCorruptError(StoreError):
+    """A bank file that fails its checksums or cannot be parsed (the bank is rebuilt from the speakers)."""
+
+
+def _block_crc(blocks: np.ndarray, scale: np.ndarray, constant: np.ndarray, j: int) -> int:
+    crc = zlib.crc32(np.ascontiguousarray(blocks[j]))
+    crc = zlib.crc32(np.ascontiguousarray(scale[j]), crc)
+    return zlib.crc32(np.ascontiguousarray(constant[j]), crc)
+
+
+def encode_segment(
+    names: list[str], arrays: Mapping[str, np.ndarray], *, shared: bool, ubm_sha256: str
+) -> bytes:
+    """The bytes of a segment holding ``names`` with ``arrays`` (the ``_ARRAYS`` of a quantised bank)."""
+    blocks = arrays["blocks"]
+    layout: dict[str, Any] = {}
+    offset = 0
+    for key in _ARRAYS:
+        array = np.ascontiguousarray(arrays[key])
+        layout[key] = [offset, array.dtype.str, list(array.shape)]
+        offset += -(-array.nbytes // _ALIGN) * _ALIGN
+    cohort_crc = 0
+    for key in _ARRAYS[3:]:
+        cohort_crc = zlib.crc32(np.ascontiguousarray(arrays[key]), cohort_crc)
+    header = {
+        "names": list(names),
+        "shared": bool(shared),
+        "ubm_sha256": ubm_sha256,
+        "arrays": layout,
+        "block_crc32": [
+            _block_crc(blocks, arrays["scale"], arrays["constant"], j) for j in range(blocks.shape[0])
+        ],
+        "cohort_crc32": cohort_crc,
+    }
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b"\0" * 4  # the header's own CRC-32, filled below
+    start = -(-(len(MAGIC) + 8 + len(header_bytes)) // _ALIGN) * _ALIGN
+    out = bytearray(start + offset)
+    out[: len(MAGIC)] = MAGIC
+    out[len(MAGIC) : len(MAGIC) + 8] = len(header_bytes).to_bytes(8, "little")
+    crc = zlib.crc32(header_bytes[:-4])
+    header_bytes = header_bytes[:-4] + crc.to_bytes(4, "little")
+    out[len(MAGIC) + 8 : len(MAGIC) + 8 + len(header_bytes)] = header_bytes
+    for key in _ARRAYS:
+        array = np.ascontiguousarray(arrays[key])
+        position = start + layout[key][0]
+        out[position : position + array.nbytes] = array.tobytes()
+    return bytes(out)
+
+
+class Segment:
+    """A segment file mapped read-only: its names, cohort statistics and quantised blocks.
+
+    Parameters
+    ----------
+    file : Path
+    """
+
+    def __init__(self, file: Path) -> None:
+        self.file = Path(file)
+        try:
+            with open(self.file, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            raise BankCorruptError(f"{self.file}: cannot map the bank segment ({exc})") from None
+        try:
+            header, start = self._header()
+            self.names: list[str] = [str(name) for name in header["names"]]
+            self.shared = bool(header["shared"])
+            self.ubm_sha256 = str(header["ubm_sha256"])
+            self.block_crc32: list[int] = [int(value) for value in header["block_crc32"]]
+            views = {}
+            for key in _ARRAYS:
+                offset, dtype, shape = header["arrays"][key]
+                count = int(np.prod(shape))
+                views[key] = np.frombuffer(
+                    self._map, dtype=np.dtype(dtype), count=count, offset=start + int(offset)
+                ).reshape(shape)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BankCorruptError(f"{self.file}: bank segment header is malformed ({exc})") from None
+        self.blocks, self.scale, self.constant = views["blocks"], views["scale"], views["constant"]
+        self.cohort_mean, self.cohort_std = views["cohort_mean"], views["cohort_std"]
+        self.cohort_top_c = views["cohort_top_c"]
+        cohort_crc = 0
+        for key in _ARRAYS[3:]:
+            cohort_crc = zlib.crc32(views[key], cohort_crc)
+        problems = [
+            (cohort_crc != int(header["cohort_crc32"]), "cohort statistics fail their CRC-32"),
+            (len(self.block_crc32) != self.blocks.shape[0], "block checksums do not match the blocks"),
+            (len(self.names) > self.blocks.shape[0] * self.blocks.shape[3], "more names than columns"),
+            (len(self.cohort_mean) != len(self.names), "cohort statistics do not match the names"),
+        ]
+        for broken, reason in problems:
+            if broken:
+                raise BankCorruptError(f"{self.file}: {reason}")
+        self._verified = np.zeros(self.blocks.shape[0], bool)
+
+    def _header(self) -> tuple[dict[str, Any], int]:
+        data = self._map
+        if data[: len(MAGIC)] != MAGIC:
+            raise BankCorruptError(f"{self.file}: not a spkid bank segment (bad magic)")
+        length = int.from_bytes(data[len(MAGIC) : len(MAGIC) + 8], "little")
+        if length < 4 or len(MAGIC) + 8 + length > len(data):
+            raise BankCorruptError(f"{self.file}: truncated bank segment header")
+        raw = data[len(MAGIC) + 8 : len(MAGIC) + 8 + length]
+        if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+            raise BankCorruptError(f"{self.file}: bank segment header fails its CRC-32 (corrupt)")
+        header = json.loads(raw[:-4].decode())
+        start = -(-(len(MAGIC) + 8 + length) // _ALIGN) * _ALIGN
+        end = start + max(
+            int(o) + np.dtype(d).itemsize * int(np.prod(s)) for o, d, s in header["arrays"].values()
+        )
+        if end > len(data):
+            raise BankCorruptError(f"{self.file}: truncated bank segment ({len(data)} of {end} bytes)")
+        return header, start
+
+    @property
+    def width(self) -> int:
+        """Speakers per block."""
+        return int(self.blocks.shape[3])
+
+    def check_block(self, j: int) -> None:
+        """Raise :class:`BankCorruptError` naming the file and block when block ``j`` fails its CRC-32."""
+        if not self._verified[j]:
+            if _block_crc(self.blocks, self.scale, self.constant, j) != self.block_crc32[j]:
+                raise BankCorruptError(
+                    f"{self.file}: block {j} (speakers {j * self.width}-{(j + 1) * self.width - 1}) fails "
+                    "its CRC-32 (corrupt)"
+                )
+            self._verified[j] = True
+
+    def check_all(self) -> None:
+        """Check every block's CRC-32."""
+        for j in range(self.blocks.shape[0]):
+            self.check_block(j)
+
+    def release(self, first_block: int, stop_block: int) -> None:
+        """Drop blocks ``[first_block, stop_block)`` from this process's resident pages (the page cache
+        keeps them), so scoring a bank larger than memory holds only the blocks in use."""
+        if not hasattr(mmap, "MADV_DONTNEED") or stop_block <= first_block:
+            return
+        base = self.blocks.__array_interface__["data"][0] - _address(self._map)
+        block_bytes = self.blocks[0].nbytes
+        begin = (base + first_block * block_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        end = base + stop_block * block_bytes
+        try:
+            self._map.madvise(mmap.MADV_DONTNEED, begin, end - begin)
+        except (OSError, ValueError):  # advice only
+            pass
+
+
+def _address(buffer: mmap.mmap) -> int:
+    return np.frombuffer(buffer, np.uint8, count=1).__array_interface__["data"][0]
