@@ -36,7 +36,7 @@ def status_of(error: SpkidError) -> int:
 def _require_web_stack() -> None:
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401
+        import python_multipart  # noqa: F401 - FastAPI needs it for uploads
         import uvicorn  # noqa: F401
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
