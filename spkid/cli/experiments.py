@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from spkid.cli.speakers import BatchBackend, Scheduler, backend_of
 from spkid.cli.support import ModelDir, NJobs, Overrides, SkipBad, info, progress_enabled, report_skipped
 
 __all__ = ["calibrate", "demo", "download", "evaluate", "run", "score"]
@@ -33,6 +34,8 @@ def score(
         bool,
         typer.Option("--raw", help="Write raw (normalised) scores even when the model holds a calibration."),
     ] = False,
+    backend: BatchBackend = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Score a trial list and write a score file of 'enroll test score' lines.
 
@@ -56,6 +59,8 @@ def score(
         skip_bad=skip_bad,
         progress=progress_enabled(ctx),
         calibrated=not raw,
+        backend=backend_of(backend, scheduler),
+        scheduler=scheduler,
     )
     report_skipped(ctx, result.skipped)
     if not ctx.obj["quiet"]:  # -q: the score file is all that was asked for

@@ -218,6 +218,8 @@ def identify(
             help="Print to stderr where the time went: start-up (imports), model, bank, features, scoring.",
         ),
     ] = False,
+    backend: cli_speakers.BatchBackend = None,
+    scheduler: cli_speakers.Scheduler = None,
 ) -> None:
     """Rank the enrolled speakers for each recording, best first, with their scores.
 
@@ -244,6 +246,8 @@ def identify(
             skip_bad=skip_bad,
             progress=progress_enabled(ctx),
             timings=spent,
+            backend=cli_speakers.backend_of(backend, scheduler),
+            scheduler=scheduler,
         )
     outcome = by_utterance_id(outcome, utterance_ids)  # a Kaldi data dir: one result per utterance id
     report_skipped(ctx, outcome.skipped)

@@ -21,7 +21,30 @@ from spkid.cli.support import (
     report_skipped,
 )
 
-__all__ = ["enroll", "list_speakers", "rebuild_bank", "remove"]
+__all__ = ["BatchBackend", "Scheduler", "backend_of", "enroll", "list_speakers", "rebuild_bank", "remove"]
+
+BatchBackend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="Where a batch runs: local (this machine; --n-jobs worker processes), joblib, or dask.",
+        show_default=False,
+    ),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://HOST:8786 (implies --backend dask; the model directory and audio "
+        "on a filesystem the workers share). Without it, dask starts a local cluster of --n-jobs workers.",
+    ),
+]
+
+
+def backend_of(backend: str | None, scheduler: str | None) -> str:
+    """The backend ``--backend`` and ``--scheduler`` mean together (a scheduler implies dask)."""
+    return backend if backend is not None else ("dask" if scheduler is not None else "local")
 
 
 def enroll(
@@ -51,6 +74,8 @@ def enroll(
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
     allow_pipes: AllowPipes = False,
+    backend: BatchBackend = None,
+    scheduler: Scheduler = None,
 ) -> None:
     """Enroll speakers: every sub-folder of SPEAKERS_DIR, or one --speaker NAME from files/folders.
 
@@ -61,6 +86,8 @@ def enroll(
     Example: spkid enroll model/ speakers/    or    spkid enroll model/ --speaker bob bob_1.flac bob_2.flac
 
     Grow a speaker: spkid enroll model/ --speaker bob --add bob_3.flac
+
+    Many speakers on a Dask cluster: spkid enroll model/ speakers/ --backend dask --scheduler tcp://HOST:8786
     """
     from spkid.recognizer import enroll_from_audio
 
@@ -73,6 +100,8 @@ def enroll(
             skip_bad=skip_bad,
             n_jobs=n_jobs,
             progress=progress_enabled(ctx),
+            backend=backend_of(backend, scheduler),
+            scheduler=scheduler,
         )
     report_skipped(ctx, result.skipped)
     for name, n_files in result.enrolled.items():

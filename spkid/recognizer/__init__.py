@@ -8,6 +8,8 @@ The public face of the recognizer; its modules, one job each (imports point down
   default decision thresholds;
 - :mod:`~spkid.recognizer.results` what identification and verification return, and :func:`score_kind`;
 - :mod:`~spkid.recognizer.bank_search` identification and verification through the speaker bank;
+- :mod:`~spkid.recognizer.batch` batch work on joblib or Dask workers (enroll, identify, score), each worker
+  holding the model and its bank open;
 - :mod:`~spkid.recognizer.identification` identify and verify from audio;
 - :mod:`~spkid.recognizer.trial_scoring` score trial lists from audio (raw or calibrated);
 - :mod:`~spkid.recognizer.training` :func:`train_ubm_from_audio`, a new model directory from audio;

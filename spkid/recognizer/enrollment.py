@@ -13,8 +13,10 @@ from pathlib import Path
 
 from spkid.audio import find_audio_files
 from spkid.corpora.folders import list_speakers
-from spkid.errors import DataError, StoreError
+from spkid.errors import DataError, SpkidError, StoreError
 from spkid.features import SkippedFile
+from spkid.gmm import SufficientStats
+from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
 
@@ -73,6 +75,8 @@ def enroll_from_audio(
     n_jobs: int = 1,
     progress: bool = False,
     cache_dir: PathLike | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
 ) -> EnrollResult:
     """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
 
@@ -91,6 +95,14 @@ def enroll_from_audio(
         statistics and are refused (re-enroll them with ``replace``).
     skip_bad : bool
         Skip unusable files; a speaker left with no usable file is skipped too (fails if none remains).
+    n_jobs : int
+        Worker processes (-1: all cores). With several speakers per worker, each speaker is extracted and
+        MAP-adapted in a joblib worker process; else only feature extraction is spread.
+    backend, scheduler
+        ``"local"`` (this machine, as ``n_jobs`` says), ``"joblib"``, or ``"dask"``: speakers adapted on the
+        Dask cluster at ``scheduler`` (else a local one of ``n_jobs`` workers); the model directory must be
+        on a filesystem the workers share. The main process saves each speaker as it arrives and writes
+        the bank once, at the end; the stored speakers equal a serial enrollment's.
 
     Raises
     ------
@@ -139,6 +151,46 @@ def enroll_from_audio(
             )
         files_of[name] = find_audio_files(list(paths))
     recognizer = Recognizer(store)
+    if wants_workers(backend, n_jobs, len(files_of)):
+        enrolled, skipped = _enroll_on_workers(
+            store,
+            [(name, files, earlier.get(name)) for name, files in files_of.items()],
+            replace=replace or add,
+            backend=backend,
+            scheduler=scheduler,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            cache_dir=cache_dir,
+        )
+    else:
+        enrolled, skipped = _enroll_here(
+            recognizer,
+            files_of,
+            earlier,
+            replace=replace or add,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress,
+            cache_dir=cache_dir,
+        )
+    if not enrolled:
+        raise DataError(f"nothing enrolled: no speaker has a usable recording ({len(skipped)} files skipped)")
+    return EnrollResult(enrolled=enrolled, skipped=skipped)
+
+
+def _enroll_here(
+    recognizer: Recognizer,
+    files_of: dict[str, list[Path]],
+    earlier: dict[str, SufficientStats],
+    *,
+    replace: bool,
+    n_jobs: int,
+    skip_bad: bool,
+    progress: bool,
+    cache_dir: PathLike | None,
+) -> tuple[dict[str, int], list[SkippedFile]]:
+    """Every speaker in this process (feature extraction over ``n_jobs`` processes); saved one by one."""
+    store = recognizer.store
     unique_files = list(dict.fromkeys(file for files in files_of.values() for file in files))
     extracted = recognizer.extract(
         unique_files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
@@ -150,20 +202,58 @@ def enroll_from_audio(
         for name, files in files_of.items():
             usable = [features_of[file] for file in files if file in features_of]
             if not usable:
-                skipped.append(
-                    SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled")
-                )
+                skipped.append(_no_usable(name))
                 continue
-            stats = recognizer.ubm.accumulate(usable)
-            if name in earlier:
-                stats = stats + earlier[name]
-            model = store.speaker_model(stats)
-            store.save_speaker_stats(
-                name, stats, replace=replace or add, cohort_stats=recognizer.cohort_statistics(model)
-            )
+            stats, cohort_stats = adapt_speaker(recognizer, usable, earlier.get(name))
+            store.save_speaker_stats(name, stats, replace=replace, cohort_stats=cohort_stats)
             enrolled[name] = len(usable)
-    if not enrolled:
-        raise DataError(
-            f"nothing enrolled: no speaker has a usable recording ({len(extracted.skipped)} files skipped)"
-        )
-    return EnrollResult(enrolled=enrolled, skipped=skipped)
+    return enrolled, skipped
+
+
+def _no_usable(name: str) -> SkippedFile:
+    return SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled")
+
+
+def _enroll_on_workers(
+    store: ModelStore,
+    items: list[tuple[str, list[Path], SufficientStats | None]],
+    *,
+    replace: bool,
+    backend: str,
+    scheduler: str | None,
+    n_jobs: int,
+    skip_bad: bool,
+    cache_dir: PathLike | None,
+) -> tuple[dict[str, int], list[SkippedFile]]:
+    """Speakers adapted on workers and saved here as each arrives (a crash keeps those saved); the bank is
+    written once, at the end. Results in input order; the first error (in input order) is raised after
+    every speaker that finished is saved."""
+    outcomes: dict[int, SpeakerOutcome | SpkidError] = {}
+    with store.bank_batch([name for name, _, _ in items]):
+        for index, outcome in run_tasks(
+            enroll_task,
+            items,
+            backend=backend,
+            scheduler=scheduler,
+            n_jobs=n_jobs,
+            model_dir=str(store.path),
+            skip_bad=skip_bad,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        ):
+            outcomes[index] = outcome
+            if isinstance(outcome, SpeakerOutcome) and outcome.stats is not None:
+                store.save_speaker_stats(
+                    outcome.name, outcome.stats, replace=replace, cohort_stats=outcome.cohort_stats
+                )
+    enrolled: dict[str, int] = {}
+    skipped: list[SkippedFile] = []
+    for index in range(len(items)):
+        outcome = outcomes[index]
+        if isinstance(outcome, SpkidError):
+            raise outcome
+        skipped.extend(outcome.skipped)
+        if outcome.stats is None:
+            skipped.append(_no_usable(outcome.name))
+        else:
+            enrolled[outcome.name] = outcome.n_used
+    return enrolled, skipped

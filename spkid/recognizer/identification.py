@@ -10,17 +10,20 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-
-import numpy as np
+from pathlib import Path
 
 from spkid.audio import find_audio_files
-from spkid.errors import DataError
+from spkid.errors import DataError, SpkidError
 from spkid.features import ExtractResult
-from spkid.recognizer.bank_search import (
-    bank_usable,
-    identify_in_bank,
-    open_bank,
-    verify_in_bank,
+from spkid.recognizer.bank_search import bank_usable, open_bank, verify_in_bank
+from spkid.recognizer.batch import (
+    Ranked,
+    identify_task,
+    rank_in_bank,
+    rank_with_models,
+    run_tasks,
+    runs_of,
+    wants_workers,
 )
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.results import (
@@ -73,18 +76,22 @@ def _extract_usable(
 def _warn_short(features: ExtractResult, frame_shift_ms: float) -> None:
     """A warning per recording with less than :data:`TRUSTED_SPEECH_S` of speech: too short to trust."""
     for path, frames in zip(features.paths, features, strict=True):
-        speech_s = len(frames) * frame_shift_ms / 1000.0
-        if speech_s < TRUSTED_SPEECH_S:
-            logger.warning(
-                "%s: only %.2f s of speech, too short to trust the scores (%g s or more is advised)",
-                path,
-                speech_s,
-                TRUSTED_SPEECH_S,
-                extra={
-                    "spkid_kind": f"hold under {TRUSTED_SPEECH_S:g} s of speech (too short to trust)",
-                    "spkid_path": str(path),
-                },
-            )
+        _warn_if_short(path, len(frames), frame_shift_ms)
+
+
+def _warn_if_short(path: Path, n_frames: int, frame_shift_ms: float) -> None:
+    speech_s = n_frames * frame_shift_ms / 1000.0
+    if speech_s < TRUSTED_SPEECH_S:
+        logger.warning(
+            "%s: only %.2f s of speech, too short to trust the scores (%g s or more is advised)",
+            path,
+            speech_s,
+            TRUSTED_SPEECH_S,
+            extra={
+                "spkid_kind": f"hold under {TRUSTED_SPEECH_S:g} s of speech (too short to trust)",
+                "spkid_path": str(path),
+            },
+        )
 
 
 class _Clock:
@@ -112,6 +119,8 @@ def identify(
     progress: bool = False,
     cache_dir: PathLike | None = None,
     timings: dict[str, float] | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
 ) -> IdentifyResult:
     """Rank every enrolled speaker for each recording.
 
@@ -130,10 +139,15 @@ def identify(
         on raw LLRs (its impostor-score mean plus 3 standard deviations).
     n_jobs, skip_bad, progress, cache_dir
         As for :func:`spkid.features.extract_many`.
+    backend, scheduler
+        Where a batch runs: ``"local"`` (this machine; with ``n_jobs`` above 1 and enough recordings,
+        runs of them are identified in joblib worker processes, each holding the bank open), ``"joblib"``,
+        or ``"dask"`` (the cluster at ``scheduler``, else a local one of ``n_jobs`` workers; the model
+        directory must be on a filesystem the workers share). Results are the serial ones, in input order.
     timings : dict, optional
         Filled with the seconds spent opening the model (``model_s``: settings, UBM, cohort), opening the
         bank (``bank_s``, when scoring reads it), extracting features (``features_s``) and scoring
-        (``scoring_s``; with the per-file path, loading the speakers too).
+        (``scoring_s``; with the per-file path, loading the speakers too); on workers ``workers_s`` is both.
 
     Raises
     ------
@@ -163,45 +177,87 @@ def identify(
     clock = _Clock(timings)
     recognizer = Recognizer.open(model_dir)
     clock("model_s")
-    if bank_usable(recognizer):
-        view = open_bank(recognizer)
-        clock("bank_s")
-        features = _extract_usable(
-            recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    view = open_bank(recognizer) if bank_usable(recognizer) else None  # repaired here, before any worker
+    clock("bank_s")
+    files = find_audio_files(list(recordings))
+    settings = {"top_k": top_k, "open_set": open_set, "threshold": threshold}
+    if wants_workers(backend, n_jobs, len(runs_of(files))):
+        if view is None:
+            recognizer.speakers([])  # the "no speakers enrolled" error before any work
+        return _identify_on_workers(
+            model_dir,
+            files,
+            settings,
+            backend=backend,
+            scheduler=scheduler,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            cache_dir=cache_dir,
+            frame_shift_ms=recognizer.feature_config.frame_shift_ms,
+            kind=score_kind(recognizer),
+            clock=clock,
         )
-        clock("features_s")
-        results = [
-            Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff)
-            for path, (best, ranked, accepted, cutoff) in zip(
-                features.paths,
-                identify_in_bank(recognizer, view, features, top_k, open_set, threshold),
-                strict=True,
-            )
-        ]
-        clock("scoring_s")
-        return IdentifyResult(results=results, skipped=list(features.skipped), kind=score_kind(recognizer))
-    models = recognizer.speakers()
+    models = recognizer.speakers() if view is None else {}
     features = _extract_usable(
-        recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+        recognizer, files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
     clock("features_s")
-    scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))
-    clock("scoring_s")
-    names = list(models)
-    limit = len(names) if top_k == 0 else min(top_k, len(names))
-    cutoffs = np.full(len(names), np.nan if threshold is None else float(threshold))
-    if open_set and threshold is None:
-        cutoffs = recognizer.default_thresholds(models)
+    features_of = dict(zip(features.paths, features, strict=True))
     results = []
-    for path, row in zip(features.paths, scores, strict=True):
-        order = np.argsort(-row, kind="stable")
-        cutoff = float(cutoffs[order[0]]) if open_set else None
-        accepted = cutoff is None or bool(row[order[0]] >= cutoff)
-        ranked = [(names[i], float(row[i])) for i in order[:limit]]
-        best = names[order[0]] if accepted else None
-        results.append(Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff))
-    kind = score_kind(recognizer)
-    return IdentifyResult(results=results, skipped=list(features.skipped), kind=kind)
+    for run in runs_of(files):  # the runs workers would score (identical scores either way)
+        paths = [path for path in run if path in features_of]
+        usable = [features_of[path] for path in paths]
+        if view is not None and usable:
+            results.extend(rank_in_bank(recognizer, view, usable, paths, **settings))
+        elif usable:
+            results.extend(rank_with_models(recognizer, models, usable, paths, progress=progress, **settings))
+    clock("scoring_s")
+    return IdentifyResult(results=results, skipped=list(features.skipped), kind=score_kind(recognizer))
+
+
+def _identify_on_workers(
+    model_dir: PathLike,
+    files: list[Path],
+    settings: dict,
+    *,
+    backend: str,
+    scheduler: str | None,
+    n_jobs: int,
+    skip_bad: bool,
+    cache_dir: PathLike | None,
+    frame_shift_ms: float,
+    kind: str,
+    clock: _Clock,
+) -> IdentifyResult:
+    """Runs of ``files`` identified on workers, each holding the model and its bank open; input order."""
+    runs = runs_of(files)
+    done: dict[int, Ranked | SpkidError] = dict(
+        run_tasks(
+            identify_task,
+            runs,
+            backend=backend,
+            scheduler=scheduler,
+            n_jobs=n_jobs,
+            model_dir=str(model_dir),
+            skip_bad=skip_bad,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            **settings,
+        )
+    )
+    clock("workers_s")
+    ordered = [done[index] for index in range(len(runs))]
+    for outcome in ordered:
+        if isinstance(outcome, SpkidError):
+            raise outcome
+    results = [found for outcome in ordered for found in outcome.results]
+    skipped = [item for outcome in ordered for item in outcome.skipped]
+    if not results:
+        raise DataError(
+            f"no usable recording: all {len(files)} files were skipped; first: {skipped[0].reason}"
+        )
+    for found, n_frames in zip(results, (n for outcome in ordered for n in outcome.n_frames), strict=True):
+        _warn_if_short(Path(found.recording), n_frames, frame_shift_ms)
+    return IdentifyResult(results=results, skipped=skipped, kind=kind)
 
 
 def verify(

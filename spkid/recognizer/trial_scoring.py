@@ -16,13 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from spkid.errors import DataError
+from spkid.blas import thread_limits
+from spkid.errors import DataError, SpkidError
 from spkid.features import SkippedFile
+from spkid.gmm import MixtureParameters
 from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list, write_scores
+from spkid.recognizer.batch import run_tasks, runs_of, wants_workers, worker_model
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.results import score_kind
 
-__all__ = ["ScoreResult", "score_recordings", "score_trials"]
+__all__ = ["ScoreResult", "score_recordings", "score_task", "score_trials"]
 
 PathLike = str | os.PathLike[str]
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ def score_recordings(
     skip_bad: bool = False,
     progress: bool = False,
     cache_dir: PathLike | None = None,
+    allow_none: bool = False,
 ) -> tuple[list[ScoredTrial], list[SkippedFile]]:
     """Score trials whose models are enrolled speakers or are adapted on the fly from recordings.
 
@@ -49,6 +53,9 @@ def score_recordings(
         Recordings of each enroll id that is not an enrolled speaker (a model is MAP-adapted from them).
     test_recordings : mapping of str to Path
         The recording of every test id.
+
+    allow_none : bool
+        Return an empty list when no trial can be scored, instead of raising :class:`DataError`.
 
     Returns
     -------
@@ -87,26 +94,38 @@ def score_recordings(
     )
     features_of = dict(zip(extracted.paths, extracted, strict=True))
     stored = sorted({trial.enroll for trial in trials if trial.enroll in enrolled})
-    models = recognizer.speakers(stored) if stored else {}
-    for identifier, paths in enroll_recordings.items():
-        if identifier in models:
-            continue
-        usable = [features_of[path] for path in paths if path in features_of]
-        if usable:
-            models[identifier] = recognizer.adapt(usable)
-    test_ids = [identifier for identifier, path in test_recordings.items() if path in features_of]
-    test_index = {identifier: index for index, identifier in enumerate(test_ids)}
-    model_index = {identifier: index for index, identifier in enumerate(models)}
-    usable_trials = [trial for trial in trials if trial.enroll in model_index and trial.test in test_index]
-    if not usable_trials:
+    loaded = recognizer.speakers(stored) if stored else {}
+    adapted: dict[str, MixtureParameters] = {}
+    by_position: dict[int, ScoredTrial] = {}
+    for run in runs_of(list(test_recordings)):  # the runs workers would score (identical scores either way)
+        in_run = set(run)
+        positions = [number for number, trial in enumerate(trials) if trial.test in in_run]
+        enrolls = {trials[number].enroll for number in positions}
+        models = {name: loaded[name] for name in sorted(enrolls & loaded.keys())}
+        for identifier, paths in enroll_recordings.items():
+            if identifier in enrolls and identifier not in models:
+                usable = [features_of[path] for path in paths if path in features_of]
+                if usable and identifier not in adapted:
+                    adapted[identifier] = recognizer.adapt(usable)
+                if usable:
+                    models[identifier] = adapted[identifier]
+        test_ids = [identifier for identifier in run if test_recordings[identifier] in features_of]
+        test_index = {identifier: index for index, identifier in enumerate(test_ids)}
+        model_index = {identifier: index for index, identifier in enumerate(models)}
+        usable_positions = [
+            n for n in positions if trials[n].enroll in model_index and trials[n].test in test_index
+        ]
+        values = recognizer.score_pairs(
+            models,
+            [features_of[test_recordings[identifier]] for identifier in test_ids],
+            [(model_index[trials[n].enroll], test_index[trials[n].test]) for n in usable_positions],
+            progress=progress,
+        )
+        for n, value in zip(usable_positions, values, strict=True):
+            by_position[n] = ScoredTrial(trials[n].enroll, trials[n].test, float(value))
+    if not by_position and not allow_none:
         raise DataError(f"no trial can be scored: {len(extracted.skipped)} recordings were skipped")
-    values = recognizer.score_pairs(
-        models,
-        [features_of[test_recordings[identifier]] for identifier in test_ids],
-        [(model_index[trial.enroll], test_index[trial.test]) for trial in usable_trials],
-        progress=progress,
-    )
-    scored = [ScoredTrial(t.enroll, t.test, float(v)) for t, v in zip(usable_trials, values, strict=True)]
+    scored = [by_position[n] for n in sorted(by_position)]
     return scored, list(extracted.skipped)
 
 
@@ -141,6 +160,8 @@ def score_trials(
     progress: bool = False,
     cache_dir: PathLike | None = None,
     calibrated: bool = True,
+    backend: str = "local",
+    scheduler: str | None = None,
 ) -> ScoreResult:
     """Score a Kaldi or VoxCeleb trial list and write ``enroll test score`` lines to ``output``.
 
@@ -151,6 +172,11 @@ def score_trials(
     An enroll id that is an enrolled speaker uses the stored model; otherwise it must name a recording,
     from which a model is MAP-adapted on the fly (VoxCeleb utterance-against-utterance trials). Test ids
     name recordings; see :mod:`spkid.metrics.trials` for how ids are found under ``audio_root``.
+
+    A long list can be scored on workers: ``backend`` ``"joblib"``, or ``"local"`` with ``n_jobs`` above 1
+    (worker processes here), or ``"dask"`` (the cluster at ``scheduler``, else a local one; the model
+    directory and audio on a filesystem the workers share). Runs of trials go to the workers, each holding
+    the model open; the scores are the serial ones, in trial order.
 
     Raises
     ------
@@ -202,16 +228,28 @@ def score_trials(
         if trial.test not in test_recordings:
             test_recordings[trial.test] = resolver.require(trial.test, where)
     started = time.perf_counter()
-    scored, skipped = score_recordings(
-        recognizer,
-        trial_list.trials,
-        enroll_recordings=enroll_recordings,
-        test_recordings=test_recordings,
-        n_jobs=n_jobs,
-        skip_bad=skip_bad,
-        progress=progress,
-        cache_dir=cache_dir,
-    )
+    recordings = {"enroll_recordings": enroll_recordings, "test_recordings": test_recordings}
+    if wants_workers(backend, n_jobs, len(runs_of(list(test_recordings)))):
+        scored, skipped = _score_on_workers(
+            model_dir,
+            trial_list.trials,
+            recordings,
+            backend=backend,
+            scheduler=scheduler,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            cache_dir=cache_dir,
+        )
+    else:
+        scored, skipped = score_recordings(
+            recognizer,
+            trial_list.trials,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress,
+            cache_dir=cache_dir,
+            **recordings,
+        )
     if calibrated and recognizer.calibrator is not None:
         values = recognizer.calibrated(np.array([item.score for item in scored]))
         scored = [ScoredTrial(t.enroll, t.test, float(v)) for t, v in zip(scored, values, strict=True)]
@@ -225,3 +263,80 @@ def score_trials(
     kind = score_kind(recognizer, calibrated=calibrated)
     write_scores(output, scored, header=f"spkid scores: {kind}")
     return ScoreResult(Path(output), len(scored), len(trial_list.trials) - len(scored), skipped, kind)
+
+
+def _score_on_workers(
+    model_dir: PathLike,
+    trials: Sequence[Trial],
+    recordings: dict[str, dict],
+    *,
+    backend: str,
+    scheduler: str | None,
+    n_jobs: int,
+    skip_bad: bool,
+    cache_dir: PathLike | None,
+) -> tuple[list[ScoredTrial], list[SkippedFile]]:
+    """Runs of consecutive trials scored on workers; in trial order, the first error (in order) raised."""
+    test_recordings = recordings["test_recordings"]
+    runs = []
+    for run in runs_of(list(test_recordings)):
+        in_run = set(run)
+        run_trials = [trial for trial in trials if trial.test in in_run]
+        runs.append((run_trials, _recordings_of(run_trials, recordings)))
+    done = dict(
+        run_tasks(
+            score_task,
+            runs,
+            backend=backend,
+            scheduler=scheduler,
+            n_jobs=n_jobs,
+            model_dir=str(model_dir),
+            skip_bad=skip_bad,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        )
+    )
+    by_pair: dict[tuple[str, str], ScoredTrial] = {}
+    skipped: dict[Path, SkippedFile] = {}
+    for index in range(len(runs)):
+        outcome = done[index]
+        if isinstance(outcome, SpkidError):
+            raise outcome
+        by_pair.update(((item.enroll, item.test), item) for item in outcome[0])
+        skipped.update((item.path, item) for item in outcome[1])
+    scored = [by_pair[(t.enroll, t.test)] for t in trials if (t.enroll, t.test) in by_pair]
+    if not scored:
+        raise DataError(f"no trial can be scored: {len(skipped)} recordings were skipped")
+    return scored, list(skipped.values())
+
+
+def _recordings_of(run: list[Trial], recordings: dict[str, dict]) -> dict[str, dict]:
+    """The recordings ``run`` names, in the order of ``recordings`` (so the run scores as it does here)."""
+    enrolls, tests = {t.enroll for t in run}, {t.test for t in run}
+    return {
+        "enroll_recordings": {k: v for k, v in recordings["enroll_recordings"].items() if k in enrolls},
+        "test_recordings": {k: v for k, v in recordings["test_recordings"].items() if k in tests},
+    }
+
+
+def score_task(
+    item: tuple[list[Trial], dict[str, dict]],
+    *,
+    model_dir: str,
+    skip_bad: bool,
+    cache_dir: str | None,
+    n_threads: int | None,
+) -> tuple[list[ScoredTrial], list[SkippedFile]] | SpkidError:
+    """On a worker: a run of trials scored with the model it holds open (an error as the value)."""
+    trials, recordings = item
+    try:
+        with thread_limits(n_threads):
+            return score_recordings(
+                worker_model(model_dir),
+                trials,
+                skip_bad=skip_bad,
+                cache_dir=cache_dir,
+                allow_none=True,
+                **recordings,
+            )
+    except SpkidError as error:
+        return error

@@ -32,7 +32,7 @@ import numpy as np
 
 from spkid.atomic import atomic_write_bytes, fsync_directory, remove_stale_temp_files, write_temp_file
 from spkid.errors import StoreError
-from spkid.store.bank_file import BankCorruptError, Segment, encode_segment
+from spkid.store.bank_file import BankCorruptError, Segment, SegmentWriter, encode_segment
 from spkid.store.layout import BANK_DIR
 
 try:
@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "index.json"
 INDEX_FORMAT = "spkid-bank"
 MAX_SEGMENTS = 16
+_COHORT = {"cohort_mean": np.float64, "cohort_std": np.float64, "cohort_top_c": np.int64}
 
 
 class BankMissingError(BankCorruptError):
@@ -143,11 +144,14 @@ def write_bank(
     shared: bool,
     removed: Sequence[str] = (),
     fresh: bool = False,
+    segment_file: str | None = None,
 ) -> None:
     """Append a segment holding ``names`` (with their quantised ``arrays``) and record ``removed`` names.
 
     Call while holding the model's writer lock. ``fresh`` starts a new index holding only this segment
-    (a rebuild or a compaction). Old segments are deleted only after the new index is in place.
+    (a rebuild or a compaction). ``segment_file`` appends a segment already written in the bank directory
+    (by a :class:`~spkid.store.bank_file.SegmentWriter`) instead. Old segments are deleted only after the
+    new index is in place.
     """
     bank_dir = model_dir / BANK_DIR
     bank_dir.mkdir(exist_ok=True)
@@ -158,8 +162,10 @@ def write_bank(
         index = {"segments": [], "removed": {}}
         fresh = True
     segments: list[str] = list(index["segments"])
-    if names and arrays is not None:
-        file = f"seg-{uuid.uuid4().hex}.spkb"
+    if segment_file is not None:
+        segments.append(segment_file)
+    elif names and arrays is not None:
+        file = new_segment_name()
         atomic_write_bytes(
             bank_dir / file, encode_segment(list(names), arrays, shared=shared, ubm_sha256=ubm_sha256)
         )
@@ -170,6 +176,11 @@ def write_bank(
     document = {"format": INDEX_FORMAT, "ubm_sha256": ubm_sha256, "segments": segments, "removed": removed_at}
     atomic_write_bytes(_index_path(model_dir), json.dumps(document).encode() + b"\n")
     _delete_unlisted(bank_dir, set(segments))
+
+
+def new_segment_name() -> str:
+    """A fresh segment file name (in the bank directory)."""
+    return f"seg-{uuid.uuid4().hex}.spkb"
 
 
 def _delete_unlisted(bank_dir: Path, listed: set[str]) -> None:
@@ -245,29 +256,29 @@ def needs_compaction(view: BankView) -> bool:
     return len(view.segments) > MAX_SEGMENTS or (total > 64 and len(view.names) < 0.75 * total)
 
 
-def compacted_arrays(view: BankView) -> tuple[list[str], dict[str, np.ndarray] | None, bool]:
-    """The live columns of every segment gathered into one segment's arrays (the stored values, unchanged)."""
-    if not view.names:
-        return [], None, True
+def compacted_pieces(view: BankView, piece: int) -> Iterator[tuple[list[str], dict[str, np.ndarray]]]:
+    """The live columns of every segment gathered, ``piece`` speakers at a time (a multiple of the block
+    width), into the arrays of one segment (the stored values, unchanged): compaction in bounded memory."""
     first = view.segments[0]
     width = first.width
     n_components, n_rows = first.blocks.shape[1], first.blocks.shape[2]
-    n_live = len(view.names)
-    n_blocks = -(-n_live // width)
-    blocks = np.zeros((n_blocks, n_components, n_rows, width), np.int16)
-    scale = np.ones((n_blocks, n_components, width), np.float32)
-    constant = np.zeros((n_blocks, n_components, width), np.float32)
-    cohort = {
-        "cohort_mean": np.zeros(n_live),
-        "cohort_std": np.zeros(n_live),
-        "cohort_top_c": np.zeros(n_live, np.int64),
-    }
-    out = 0
-    for segment, columns in zip(view.segments, view.columns, strict=True):
+    for segment in view.segments:
         if segment.blocks.shape[1:] != first.blocks.shape[1:] or segment.shared != first.shared:
             raise BankCorruptError(f"{segment.file}: segments of different shapes; rebuild the bank")
-        for column in columns:
-            j, i = divmod(int(column), segment.width)
+    live = [
+        (segment, int(c))
+        for segment, columns in zip(view.segments, view.columns, strict=True)
+        for c in columns
+    ]
+    for start in range(0, len(live), piece):
+        chunk = live[start : start + piece]
+        n_blocks = -(-len(chunk) // width)
+        blocks = np.zeros((n_blocks, n_components, n_rows, width), np.int16)
+        scale = np.ones((n_blocks, n_components, width), np.float32)
+        constant = np.zeros((n_blocks, n_components, width), np.float32)
+        cohort = {key: np.zeros(len(chunk), dtype) for key, dtype in _COHORT.items()}
+        for out, (segment, column) in enumerate(chunk):
+            j, i = divmod(column, segment.width)
             segment.check_block(j)
             k, m = divmod(out, width)
             blocks[k, :, :, m] = segment.blocks[j, :, :, i]
@@ -275,8 +286,35 @@ def compacted_arrays(view: BankView) -> tuple[list[str], dict[str, np.ndarray] |
             constant[k, :, m] = segment.constant[j, :, i]
             for key, values in cohort.items():
                 values[out] = getattr(segment, key)[column]
-            out += 1
-    return list(view.names), {"blocks": blocks, "scale": scale, "constant": constant, **cohort}, first.shared
+        yield (
+            view.names[start : start + len(chunk)],
+            {"blocks": blocks, "scale": scale, "constant": constant, **cohort},
+        )
+
+
+def write_compacted(model_dir: Path, ubm_sha256: str, view: BankView, piece: int) -> None:
+    """Under the lock: replace the bank by one segment of its live speakers, written ``piece`` at a time."""
+    if not view.names:
+        write_bank(model_dir, ubm_sha256, [], None, shared=True, fresh=True)
+        return
+    first = view.segments[0]
+    bank_dir = model_dir / BANK_DIR
+    writer = SegmentWriter(
+        bank_dir,
+        list(view.names),
+        first.blocks.shape[1:3] + (first.width,),
+        shared=first.shared,
+        ubm_sha256=ubm_sha256,
+    )
+    try:
+        for names, arrays in compacted_pieces(view, piece):
+            writer.write(names, arrays)
+        name = new_segment_name()
+        writer.commit(bank_dir / name)
+    except BaseException:
+        writer.discard()
+        raise
+    write_bank(model_dir, ubm_sha256, [], None, shared=first.shared, fresh=True, segment_file=name)
 
 
 def bank_error(model_dir: Path, exc: OSError) -> StoreError:

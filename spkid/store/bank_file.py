@@ -16,8 +16,11 @@ changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
+import os
+import tempfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from spkid.atomic import TEMP_PREFIX, fsync_directory
 from spkid.errors import StoreError
 
-__all__ = ["BankCorruptError", "Segment", "encode_segment"]
+__all__ = ["BankCorruptError", "Segment", "SegmentWriter", "encode_segment"]
 
 MAGIC = b"SPKIDBANK1\n     "
 _ALIGN = 4096
@@ -82,6 +86,120 @@ def encode_segment(
         position = start + layout[key][0]
         out[position : position + array.nbytes] = array.tobytes()
     return bytes(out)
+
+
+class SegmentWriter:
+    """Writes a segment of some of the speakers ``candidates`` piece by piece into a temporary file (bounded
+    memory: one piece at a time), then renames it into place: a segment as :func:`encode_segment` makes it.
+
+    The header is written last, in room reserved for every candidate's name and the checksums (padded with
+    spaces). Call under the writer lock (a killed writer's temporary file is removed by the next one).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        candidates: list[str],
+        shape: tuple[int, int, int],
+        *,
+        shared: bool,
+        ubm_sha256: str,
+    ) -> None:
+        capacity = len(candidates)
+        n_components, n_rows, width = shape
+        self.width, self.n_blocks = width, max(1, -(-capacity // width))
+        self.directory, self.shared, self.ubm_sha256 = Path(directory), shared, ubm_sha256
+        shapes = {
+            "blocks": ((self.n_blocks, n_components, n_rows, width), "<i2"),
+            "scale": ((self.n_blocks, n_components, width), "<f4"),
+            "constant": ((self.n_blocks, n_components, width), "<f4"),
+            "cohort_mean": ((capacity,), "<f8"),
+            "cohort_std": ((capacity,), "<f8"),
+            "cohort_top_c": ((capacity,), "<i8"),
+        }
+        self.layout: dict[str, list] = {}
+        offset = 0
+        for key in _ARRAYS:
+            shape_of, dtype = shapes[key]
+            self.layout[key] = [offset, dtype, list(shape_of)]
+            offset += -(-np.dtype(dtype).itemsize * int(np.prod(shape_of)) // _ALIGN) * _ALIGN
+        self.names: list[str] = []
+        self.cohort: dict[str, list] = {key: [] for key in _ARRAYS[3:]}
+        self.block_crc32 = [0] * self.n_blocks
+        self._room = len(self._header_json(candidates, [0xFFFFFFFF] * self.n_blocks, 0xFFFFFFFF))
+        self.start = -(-(len(MAGIC) + 8 + self._room + 4) // _ALIGN) * _ALIGN
+        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".spkb", dir=self.directory)
+        self.temp = Path(name)
+        self._file = os.fdopen(fd, "r+b")
+        self._file.truncate(self.start + offset)
+        self._written = 0  # blocks written so far
+
+    def _header_json(self, names: list[str], crcs: list[int], cohort_crc: int) -> bytes:
+        layout = {key: list(value) for key, value in self.layout.items()}
+        for key in _ARRAYS[3:]:
+            layout[key][2] = [len(names)]
+        header = {
+            "names": names,
+            "shared": bool(self.shared),
+            "ubm_sha256": self.ubm_sha256,
+            "arrays": layout,
+            "block_crc32": crcs,
+            "cohort_crc32": cohort_crc,
+        }
+        return json.dumps(header, separators=(",", ":")).encode()
+
+    def write(self, names: list[str], arrays: Mapping[str, np.ndarray]) -> None:
+        """Append ``names`` (whole blocks, except in the last piece) with their arrays, as
+        :func:`spkid.store.bank_store.quantised_speakers` makes them."""
+        if len(self.names) % self.width or len(self.names) + len(names) > self.layout["cohort_mean"][2][0]:
+            raise StoreError(f"{self.temp}: a bank piece after a partial block, or past the candidates")
+        blocks, scale, constant = arrays["blocks"], arrays["scale"], arrays["constant"]
+        first = self._written
+        for key, values in (("blocks", blocks), ("scale", scale), ("constant", constant)):
+            piece = np.ascontiguousarray(values, dtype=self.layout[key][1])
+            self._file.seek(self.start + self.layout[key][0] + first * piece[0].nbytes)
+            self._file.write(piece.tobytes())
+        for j in range(blocks.shape[0]):
+            self.block_crc32[first + j] = _block_crc(blocks, scale, constant, j)
+        self._written += blocks.shape[0]
+        self.names.extend(names)
+        for key in _ARRAYS[3:]:
+            self.cohort[key].append(np.asarray(arrays[key], self.layout[key][1]))
+
+    def commit(self, target: Path) -> None:
+        """Write the cohort statistics and the header, sync, and rename the file to ``target``."""
+        padding = {"blocks": 0, "scale": 1.0, "constant": 0.0}
+        shapes = {key: self.layout[key][2][1:] for key in padding}
+        for j in range(self._written, self.n_blocks):  # blocks no speaker reached: padding, checksummed
+            empty = {
+                key: np.full((1, *shapes[key]), value, self.layout[key][1]) for key, value in padding.items()
+            }
+            for key, values in empty.items():
+                self._file.seek(self.start + self.layout[key][0] + j * values[0].nbytes)
+                self._file.write(values.tobytes())
+            self.block_crc32[j] = _block_crc(empty["blocks"], empty["scale"], empty["constant"], 0)
+        cohort_crc = 0
+        for key in _ARRAYS[3:]:
+            values = np.concatenate([np.zeros(0, self.layout[key][1]), *self.cohort[key]])
+            self._file.seek(self.start + self.layout[key][0])
+            self._file.write(values.tobytes())
+            cohort_crc = zlib.crc32(values, cohort_crc)
+        header = self._header_json(self.names, self.block_crc32, cohort_crc)
+        header = header + b" " * (self._room - len(header))
+        header += zlib.crc32(header).to_bytes(4, "little")
+        self._file.seek(0)
+        self._file.write(MAGIC + len(header).to_bytes(8, "little") + header)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.temp, target)
+        fsync_directory(self.directory)
+
+    def discard(self) -> None:
+        """Remove the temporary file (after a failure)."""
+        self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp)
 
 
 class Segment:

@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from spkid.atomic import remove_stale_temp_files
 from spkid.gmm import MixtureParameters
 from spkid.score._bank import QuantizedBank, design_row_norms, stack_parameters
 from spkid.store import bank as bank_files
 from spkid.store.bank import BankCorruptError, BankView
+from spkid.store.bank_file import SegmentWriter
 from spkid.store.layout import LOCK_FILE, SPEAKERS_DIR
 from spkid.store.locking import writer_lock
 
@@ -30,18 +32,27 @@ logger = logging.getLogger("spkid.store.bank")
 
 #: Speakers per block of the stored bank: the scorer's block width, so stored blocks are scored in place.
 BLOCK_SPEAKERS = 128
+#: Speakers loaded, quantised and written at a time when the bank is written (a multiple of the block):
+#: ~250 MB of float64 models and 63 MB of blocks at K=512, D=60.
+_PIECE = 1024
 _GROUP = 512  # speakers quantised at a time (bounds the float32 temporaries)
 
 
 def quantised_speakers(
-    ubm: MixtureParameters, models: Sequence[MixtureParameters], cohort: Sequence[Any]
+    ubm: MixtureParameters,
+    models: Sequence[MixtureParameters],
+    cohort: Sequence[Any],
+    *,
+    shared: bool | None = None,
 ) -> tuple[dict[str, np.ndarray], bool]:
     """The bank arrays of ``models`` (the scorer's 16-bit blocks) and whether they share the UBM variances.
 
-    ``cohort`` holds each speaker's ``(mean, std, top_c)`` or None.
+    ``cohort`` holds each speaker's ``(mean, std, top_c)`` or None. ``shared=False`` asks for the general
+    form even when they share them (a segment whose other speakers do not).
     """
     variances = np.asarray(ubm.variances_, np.float64)
-    shared = all(np.array_equal(np.asarray(m.variances_, np.float64), variances) for m in models)
+    sharing = all(np.array_equal(np.asarray(m.variances_, np.float64), variances) for m in models)
+    shared = sharing if shared is None else (shared and sharing)
     norms = design_row_norms(variances, shared)
     pieces = []
     for start in range(0, len(models), _GROUP):
@@ -102,6 +113,8 @@ class BankFiles:
     def speakers(self) -> list[str]: ...
 
     def _load_for_bank(self, name: str) -> tuple[MixtureParameters, Any] | None: ...
+
+    def speaker_path(self, name: str) -> Path: ...
 
     _journal_depth: int = 0
 
@@ -198,49 +211,86 @@ class BankFiles:
             self._rebuild_bank()
 
     def _rebuild_bank(self) -> int:
-        names = self.speakers()
-        loaded = [self._load_for_bank(name) for name in names]
-        present = [(n, item) for n, item in zip(names, loaded, strict=True) if item is not None]
-        self._write_bank_segment(present, removed=(), fresh=True)
-        return len(present)
+        file, written, shared = self._stream_segment(self.speakers())
+        bank_files.write_bank(
+            self.path, self._ubm_sha256, [], None, shared=shared, fresh=True, segment_file=file
+        )
+        return len(written)
 
     def _sync_bank(self, names: Sequence[str]) -> None:
         """Under the lock: bring ``names`` in the bank in line with their speaker files."""
         if self._journal_depth:
             return
-        present, removed = [], []
-        for name in dict.fromkeys(names):
-            item = self._load_for_bank(name)
-            if item is None:
-                removed.append(name)
-            else:
-                present.append((name, item))
+        names = list(dict.fromkeys(names))
+        removed = [name for name in names if not self.speaker_path(name).is_file()]
         if removed:
             live = set(bank_files.read_bank(self.path, self._ubm_sha256).names)
             removed = [name for name in removed if name in live]
-        if not present and not removed:
+        gone = set(removed)
+        file, written, shared = self._stream_segment([name for name in names if name not in gone])
+        if file is None and not removed:
             return
-        self._write_bank_segment(present, removed=removed, fresh=False)
+        bank_files.write_bank(
+            self.path, self._ubm_sha256, [], None, shared=shared, removed=removed, segment_file=file
+        )
         view = bank_files.read_bank(self.path, self._ubm_sha256)
         if bank_files.needs_compaction(view):
             forms = {(segment.shared, segment.blocks.shape[1:]) for segment in view.segments}
             if len(forms) > 1:  # speakers of both forms (some adapt variances): quantise them afresh
                 self._rebuild_bank()
                 return
-            live, arrays, shared = bank_files.compacted_arrays(view)
-            bank_files.write_bank(self.path, self._ubm_sha256, live, arrays, shared=shared, fresh=True)
+            bank_files.write_compacted(self.path, self._ubm_sha256, view, _PIECE)
 
-    def _write_bank_segment(self, present: list, *, removed: Sequence[str], fresh: bool) -> None:
-        names = [name for name, _ in present]
-        arrays, shared = None, True
-        if present:
-            ubm = self.load_ubm()
-            arrays, shared = quantised_speakers(
-                ubm, [m for _, (m, _) in present], [c for _, (_, c) in present]
-            )
+    def _stream_segment(self, names: Sequence[str]) -> tuple[str | None, list[str], bool]:
+        """Under the lock: a new segment file (its name in the bank directory; None when no speaker file is
+        left) holding those of ``names`` whose speaker file exists: loaded, quantised and written
+        :data:`_PIECE` speakers at a time, so memory does not grow with the number of speakers. Returns
+        the file, the names in it, and whether they share the UBM variances."""
+        bank_dir = self.path / bank_files.BANK_DIR
+        bank_dir.mkdir(exist_ok=True)
+        remove_stale_temp_files(bank_dir)
         try:
-            bank_files.write_bank(
-                self.path, self._ubm_sha256, names, arrays, shared=shared, removed=removed, fresh=fresh
-            )
-        except OSError as exc:
-            raise bank_files.bank_error(self.path, exc) from None
+            return self._write_pieces(bank_dir, list(names), shared=None)
+        except _MixedForms:  # a later speaker adapts variances: the general form for all of them
+            return self._write_pieces(bank_dir, list(names), shared=False)
+
+    def _write_pieces(
+        self, bank_dir: Path, names: list[str], *, shared: bool | None
+    ) -> tuple[str | None, list[str], bool]:
+        ubm = self.load_ubm()
+        writer: SegmentWriter | None = None
+        pending: list[tuple[str, tuple[MixtureParameters, Any]]] = []
+        try:
+            for start in range(0, len(names), _PIECE):
+                for name in names[start : start + _PIECE]:
+                    item = self._load_for_bank(name)
+                    if item is not None:
+                        pending.append((name, item))
+                last = start + _PIECE >= len(names)
+                while len(pending) >= _PIECE or (last and pending):
+                    piece, pending = pending[:_PIECE], pending[_PIECE:]
+                    arrays, piece_shared = quantised_speakers(
+                        ubm, [m for _, (m, _) in piece], [c for _, (_, c) in piece], shared=shared
+                    )
+                    if writer is None:
+                        shared = piece_shared
+                        shape = arrays["blocks"].shape[1:3] + (arrays["blocks"].shape[3],)
+                        writer = SegmentWriter(
+                            bank_dir, names, shape, shared=shared, ubm_sha256=self._ubm_sha256
+                        )
+                    elif piece_shared != shared:
+                        raise _MixedForms
+                    writer.write([name for name, _ in piece], arrays)
+            if writer is None:
+                return None, [], True
+            file = bank_files.new_segment_name()
+            writer.commit(bank_dir / file)
+            return file, writer.names, bool(shared)
+        except BaseException:
+            if writer is not None:
+                writer.discard()
+            raise
+
+
+class _MixedForms(Exception):
+    """Speakers of one segment that do and do not share the UBM variances (write the general form)."""

@@ -11,8 +11,8 @@ travel: workers memory-map the feature files themselves. dask is optional (``pip
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +38,6 @@ from spkid.ubm.shards import (
     task_statistics,
 )
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
     "Backend",
     "DaskBackend",
@@ -53,6 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 DASK_INSTALL_HINT = "install it with: pip install 'spkid[dask]'"
+_UBM_OPTIONS = ("ubm.backend", "ubm.scheduler")
 _TASKS_PER_WORKER = 4  # Dask tasks per worker and iteration (each holds several shards)
 # The local cluster spkid starts runs a handful of long tasks per iteration: dask's per-worker sampling
 # profiler (every 10 ms), event-loop tick checks (every 20 ms) and memory polling (every 100 ms) took ~15% of
@@ -75,6 +73,17 @@ class Backend:
 
     def map(self, tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
         raise NotImplementedError
+
+    def map_calls(
+        self, function: Callable[..., Any], items: Sequence[Any], **shared: Any
+    ) -> Iterator[tuple[int, Any]]:
+        """``(i, function(items[i], **shared))`` for every item, as each finishes (not in item order).
+
+        ``function`` must be importable by its module path (workers unpickle it so); ``shared`` holds small
+        arguments (paths, settings) every call gets.
+        """
+        for index, item in enumerate(items):
+            yield index, function(item, **shared)
 
     def close(self) -> None:
         """Release workers (nothing to do by default)."""
@@ -116,8 +125,20 @@ class JoblibBackend(Backend):
 
         return list(self._parallel(delayed(shard_statistics)(task, params) for task in tasks))
 
+    def map_calls(
+        self, function: Callable[..., Any], items: Sequence[Any], **shared: Any
+    ) -> Iterator[tuple[int, Any]]:
+        from joblib import Parallel, delayed
+
+        calls = Parallel(n_jobs=self._parallel.n_jobs, backend="loky", return_as="generator_unordered")
+        yield from calls(delayed(_indexed)(function, index, item, shared) for index, item in enumerate(items))
+
     def close(self) -> None:
         self._parallel.__exit__(None, None, None)
+
+
+def _indexed(function: Callable[..., Any], index: int, item: Any, shared: dict[str, Any]) -> tuple[int, Any]:
+    return index, function(item, **shared)
 
 
 class DaskBackend(Backend):
@@ -129,13 +150,15 @@ class DaskBackend(Backend):
         dask.distributed is not installed, or the scheduler cannot be reached.
     """
 
-    def __init__(self, scheduler: str | None = None, n_workers: int = 2) -> None:
+    def __init__(
+        self, scheduler: str | None = None, n_workers: int = 2, *, options: tuple[str, str] = _UBM_OPTIONS
+    ) -> None:
         try:
             import dask
             from dask.distributed import Client, LocalCluster
         except ImportError:
             raise ConfigError(
-                f"ubm.backend='dask': dask.distributed is not installed; {DASK_INSTALL_HINT}"
+                f"{options[0]}='dask': dask.distributed is not installed; {DASK_INSTALL_HINT}"
             ) from None
         self._cluster = None
         self._n_workers = 0  # learnt from the scheduler at the first map
@@ -154,7 +177,7 @@ class DaskBackend(Backend):
                 self._client = Client(scheduler, timeout="30s")
         except (OSError, TimeoutError, ValueError) as error:  # ValueError: a malformed address
             self.close()
-            where = f"ubm.scheduler={scheduler!r}" if scheduler else "local Dask cluster"
+            where = f"{options[1]}={scheduler!r}" if scheduler else "local Dask cluster"
             raise ConfigError(f"{where}: cannot connect ({error})") from None
 
     def map(self, tasks: Sequence[ShardTask], params: ModelParams) -> list[SufficientStats]:
@@ -170,27 +193,49 @@ class DaskBackend(Backend):
         futures = self._client.map(shards_statistics, groups, params=shared, pure=False)
         return [stats for results in self._client.gather(futures) for stats in results]
 
+    def map_calls(
+        self, function: Callable[..., Any], items: Sequence[Any], **shared: Any
+    ) -> Iterator[tuple[int, Any]]:
+        from dask.distributed import as_completed
+
+        if not items:
+            return
+        futures = self._client.map(function, list(items), pure=False, **shared)
+        position = {future.key: index for index, future in enumerate(futures)}
+        for future, result in as_completed(futures, with_results=True):
+            yield position[future.key], result
+
     def close(self) -> None:
         for resource in (getattr(self, "_client", None), self._cluster):
             if resource is not None:
                 resource.close()
 
 
-def open_backend(backend: str = "local", *, scheduler: str | None = None, n_jobs: int = 1) -> Backend:
+def open_backend(
+    backend: str = "local",
+    *,
+    scheduler: str | None = None,
+    n_jobs: int = 1,
+    options: tuple[str, str] = _UBM_OPTIONS,
+) -> Backend:
     """The backend named by ``ubm.backend`` (``"local"``, ``"joblib"`` or ``"dask"``), ready to use.
 
     ``n_jobs`` (-1: all cores) is the thread count of "local", the worker processes of "joblib" and of the
-    local cluster "dask" starts when no ``scheduler`` address is given.
+    local cluster "dask" starts when no ``scheduler`` address is given. ``options`` names the two settings
+    in error messages (``ubm.backend``, ``ubm.scheduler``; ``--backend``, ``--scheduler`` for the CLI).
     """
+    backend_option, scheduler_option = options
     if scheduler is not None and backend != "dask":
-        raise ConfigError(f"ubm.scheduler={scheduler!r}: only used with ubm.backend=dask, not {backend!r}")
+        raise ConfigError(
+            f"{scheduler_option}={scheduler!r}: only used with {backend_option}=dask, not {backend!r}"
+        )
     if backend == "local":
         return LocalBackend(n_jobs)
     if backend == "joblib":
         return JoblibBackend(resolve_n_jobs(n_jobs))
     if backend == "dask":
-        return DaskBackend(scheduler, resolve_n_jobs(n_jobs))
-    raise ConfigError(f"ubm.backend={backend!r}: must be one of local, joblib, dask")
+        return DaskBackend(scheduler, resolve_n_jobs(n_jobs), options=options)
+    raise ConfigError(f"{backend_option}={backend!r}: must be one of local, joblib, dask")
 
 
 def initial_model(sources: Sequence[Source], n_components: int, config: UBMConfig) -> MixtureParameters:
