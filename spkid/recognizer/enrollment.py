@@ -6,7 +6,9 @@ speakers (one sub-folder each).
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from spkid.store import ModelStore, validate_speaker_name
 __all__ = ["EnrollResult", "enroll_from_audio", "speakers_in_folder"]
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)  # per-step detail, shown by spkid --verbose
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,15 @@ def enroll_from_audio(
         files_of[name] = find_audio_files(list(paths))
     recognizer = Recognizer(store)
     unique_files = list(dict.fromkeys(file for files in files_of.values() for file in files))
+    started = time.perf_counter()
     extracted = recognizer.extract(
         unique_files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    )
+    logger.info(
+        "features of %d files in %.2f s (%d skipped)",
+        len(extracted),
+        time.perf_counter() - started,
+        len(extracted.skipped),
     )
     features_of = dict(zip(extracted.paths, extracted, strict=True))
     enrolled: dict[str, int] = {}
@@ -154,6 +164,7 @@ def enroll_from_audio(
                     SkippedFile(Path(name), f"speaker {name!r}: no usable recordings, not enrolled")
                 )
                 continue
+            started = time.perf_counter()
             stats = recognizer.ubm.accumulate(usable)
             if name in earlier:
                 stats = stats + earlier[name]
@@ -162,6 +173,14 @@ def enroll_from_audio(
                 name, stats, replace=replace or add, cohort_stats=recognizer.cohort_statistics(model)
             )
             enrolled[name] = len(usable)
+            logger.info(
+                "speaker %r: %s from %d recordings (%d frames), stored in %.2f s",
+                name,
+                "statistics added" if name in earlier else "MAP-adapted",
+                len(usable),
+                sum(len(frames) for frames in usable),
+                time.perf_counter() - started,
+            )
     if not enrolled:
         raise DataError(
             f"nothing enrolled: no speaker has a usable recording ({len(extracted.skipped)} files skipped)"
