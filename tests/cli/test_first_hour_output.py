@@ -21,6 +21,7 @@ from conftest import (
     PROCESS_TIMEOUT_S,
     PROGRESS_LINE,
     REPO_ROOT,
+    check_cli_error,
     check_cli_ok,
     cli_invoke,
     run_cli,
@@ -252,4 +253,54 @@ def test_pyproject_license_is_an_spdx_string():
     assert not [c for c in project.get("classifiers", []) if c.startswith("License ::")]
     assert any(
         re.fullmatch(r"setuptools>=(7[7-9]|[89]\d)(\.\d+)*", r) for r in pyproject["build-system"]["requires"]
+    )
+
+
+# ------------------------------------------------------------ Kaldi data dirs: pipes for train-ubm, enroll
+def piped_data_dir(root: Path, wavs: list[Path], *, first: str = "cat {path} |") -> Path:
+    """A Kaldi data dir of ``wavs`` with ``spk2utt``, whose first ``wav.scp`` entry is a shell pipe."""
+    root.mkdir(parents=True)
+    speakers: dict[str, list[str]] = {}
+    lines = []
+    for index, wav in enumerate(wavs):
+        utterance = f"{wav.parent.name}-{wav.stem}"
+        lines.append(f"{utterance} {first.format(path=shlex.quote(str(wav))) if index == 0 else wav}\n")
+        speakers.setdefault(wav.parent.name, []).append(utterance)
+    (root / "wav.scp").write_text("".join(lines))
+    (root / "spk2utt").write_text("".join(f"{name} {' '.join(ids)}\n" for name, ids in speakers.items()))
+    return root
+
+
+def test_train_ubm_and_enroll_run_a_pipe_entry_only_with_allow_pipes(synthetic_corpus: Path, tmp_path: Path):
+    from spkid.store import ModelStore
+
+    wavs = sorted(synthetic_corpus.rglob("*.wav"))
+    data = piped_data_dir(tmp_path / "data", wavs)
+    small = ["--set", "ubm.n_components=8", "--set", "ubm.max_iter=2", "--set", "score.cohort_size=4"]
+    line_one = f"{data / 'wav.scp'}:1:"
+    refused = cli_invoke("train-ubm", tmp_path / "refused", data, *small)
+    check_cli_error(refused, line_one, "shell pipe", "--allow-pipes")
+    assert not (tmp_path / "refused").exists()  # refused before any work
+    done = run_cli("-q", "train-ubm", tmp_path / "piped", data, *small, "--allow-pipes")  # a fresh process
+    assert done.returncode == 0, done.stderr
+    check_cli_ok(cli_invoke("-q", "train-ubm", tmp_path / "plain", synthetic_corpus, *small))
+    piped, plain = ModelStore.open(tmp_path / "piped"), ModelStore.open(tmp_path / "plain")
+    assert (piped.load_ubm().means_ == plain.load_ubm().means_).all()  # the pipe gave the file's audio
+
+    check_cli_error(cli_invoke("enroll", tmp_path / "piped", data), line_one, "shell pipe", "--allow-pipes")
+    assert ModelStore.open(tmp_path / "piped").speakers() == []
+    enrolled = run_cli("enroll", tmp_path / "piped", data, "--allow-pipes")
+    assert enrolled.returncode == 0 and "enrolled spk01 (6 files)" in enrolled.stdout, enrolled.stderr
+    check_cli_ok(cli_invoke("-q", "enroll", tmp_path / "plain", synthetic_corpus))
+    for name in ModelStore.open(tmp_path / "plain").speakers():
+        assert (
+            ModelStore.open(tmp_path / "piped").load_speaker(name).means_
+            == ModelStore.open(tmp_path / "plain").load_speaker(name).means_
+        ).all(), name
+    # A pipe that fails names its line too.
+    failing = piped_data_dir(tmp_path / "failing", wavs[:6], first="exit 7 # {path} |")
+    check_cli_error(
+        cli_invoke("enroll", tmp_path / "piped", failing, "--allow-pipes", "--replace"),
+        f"{failing / 'wav.scp'}:1:",
+        "pipe command failed (exit 7",
     )
