@@ -106,7 +106,7 @@ class IterationDisplay(logging.Handler):
                 console=Console(file=sys.stderr),
             )
             self._bar.__enter__()
-            self._bar.console.print(self.header)
+            self._bar.console.print(self.header, markup=False, highlight=False)
             self._task = self._bar.add_task("EM", total=None, detail="")
         return self
 
@@ -125,8 +125,9 @@ class IterationDisplay(logging.Handler):
         if self._bar is None or figures is None:
             return
         gain = "" if figures["gain"] is None else f" (gain {figures['gain']:+.2e})"
+        frames = "" if figures.get("n_frames") is None else f", {int(figures['n_frames']):,} frames"
         left = f"~{figures['seconds_left']:.0f} s left"
-        detail = f"log-likelihood/frame {figures['log_likelihood']:.4f}{gain}, {left}"
+        detail = f"log-likelihood/frame {figures['log_likelihood']:.4f}{gain}{frames}, {left}"
         self._bar.update(self._task, completed=figures["iteration"], total=figures["max_iter"], detail=detail)
 
     def __exit__(self, *exc_info: object) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import io
 import os
 import re
+import select
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +67,89 @@ def cli_invoke(*args: object):
     from spkid.cli import app
 
     return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+PROCESS_TIMEOUT_S = 300
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+# The real console entry point in a child process (as tests/store/test_enroll_kill.py runs it).
+CLI = "import sys\nfrom spkid.cli import app\nsys.argv[0] = 'spkid'\napp()\n"
+
+
+def _cli_command(args: tuple[object, ...]) -> tuple[list[str], dict[str, str]]:
+    env = {
+        **os.environ,
+        **THREADS,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return [sys.executable, "-c", CLI, *(str(arg) for arg in args)], env
+
+
+def run_cli(*args: object, stderr_file: Path | None = None) -> subprocess.CompletedProcess:
+    """``spkid ARGS`` in a fresh Python process; stderr to ``stderr_file`` (not a terminal) when given."""
+    command, env = _cli_command(args)
+    if stderr_file is None:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=PROCESS_TIMEOUT_S)
+    with open(stderr_file, "w") as stream:
+        done = subprocess.run(
+            command, stdout=subprocess.PIPE, stderr=stream, text=True, env=env, timeout=PROCESS_TIMEOUT_S
+        )
+    done.stderr = Path(stderr_file).read_text()
+    return done
+
+
+def run_cli_in_terminal(*args: object, columns: int = 200) -> subprocess.CompletedProcess:
+    """``spkid ARGS`` in a fresh process whose stderr is a terminal (a pty), as a user at a shell sees it.
+
+    ``stderr`` of the result is everything written to the terminal, escape sequences and all (see
+    :func:`terminal_lines`); stdout is a plain file.
+    """
+    import pty
+
+    command, env = _cli_command(args)
+    env.update({"TERM": "xterm-256color", "COLUMNS": str(columns)})
+    env.pop("NO_COLOR", None)
+    master, slave = pty.openpty()
+    with tempfile.TemporaryFile("w+") as stdout:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=slave, env=env)
+        os.close(slave)
+        written = bytearray()
+        try:
+            while True:
+                ready, _, _ = select.select([master], [], [], PROCESS_TIMEOUT_S)
+                if not ready:  # a guard against a hung child, not a timing
+                    process.kill()
+                    raise AssertionError(f"spkid {args}: no output on the terminal for {PROCESS_TIMEOUT_S} s")
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                written += chunk
+        finally:
+            os.close(master)
+        returncode = process.wait(timeout=PROCESS_TIMEOUT_S)
+        stdout.seek(0)
+        return subprocess.CompletedProcess(
+            command, returncode, stdout.read(), written.decode(errors="replace")
+        )
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def terminal_lines(transcript: str) -> list[str]:
+    """What stays on the screen of a terminal transcript: escape sequences dropped, and of each line
+    rewritten in place (``\\r``, as a live display redraws) its last state."""
+    text = ANSI_ESCAPE.sub("", transcript).replace("\r\n", "\n")
+    lines = [[part for part in line.split("\r") if part.strip()] for line in text.split("\n")]
+    return [parts[-1].rstrip() for parts in lines if parts]
+
+
+def terminal_states(transcript: str) -> list[str]:
+    """Every state each line of a terminal transcript went through (each redraw of a live display)."""
+    text = ANSI_ESCAPE.sub("", transcript).replace("\r\n", "\n")
+    return [part.rstrip() for line in text.split("\n") for part in line.split("\r") if part.strip()]
 
 
 def check_cli_ok(result) -> None:

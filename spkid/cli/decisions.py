@@ -1,8 +1,9 @@
 """How ``spkid identify`` and ``spkid verify`` print their results, and the exit code of a rejection.
 
-Text output is aligned and says what the scores are; open-set and verification results show the threshold
-they were decided on. :data:`REJECTED_EXIT_CODE` is the exit code when any recording was rejected, so a
-script can act on the decision (errors stay 1, usage errors 2).
+Text output is aligned and says what the scores are (a ``scores: <kind>`` line on stderr); in ``--json``
+every result carries that as ``"score_kind"``, so the document stays a list of results. Open-set and
+verification results show the threshold they were decided on. :data:`REJECTED_EXIT_CODE` is the exit code
+when any recording was rejected, so a script can act on the decision (errors stay 1, usage errors 2).
 """
 
 from __future__ import annotations
@@ -15,10 +16,22 @@ import typer
 
 from spkid.cli.support import info
 
-__all__ = ["REJECTED_EXIT_CODE", "exit_if_rejected", "print_identifications", "print_verifications"]
+__all__ = [
+    "REJECTED_EXIT_CODE",
+    "exit_if_rejected",
+    "json_results",
+    "print_identifications",
+    "print_verifications",
+]
 
 #: Exit code of ``verify`` and ``identify --open-set`` when at least one recording was rejected.
 REJECTED_EXIT_CODE = 3
+
+
+def json_results(outcome: Any) -> str:
+    """The results as one JSON list, each with the ``"score_kind"`` of its scores (what text mode prints)."""
+    kind = {"score_kind": outcome.kind} if outcome.kind else {}
+    return json.dumps([{**result.to_dict(), **kind} for result in outcome.results], indent=2)
 
 
 def _ranked_lines(scores: Sequence[tuple[str, float]]) -> list[str]:
@@ -33,7 +46,7 @@ def _ranked_lines(scores: Sequence[tuple[str, float]]) -> list[str]:
 def print_identifications(ctx: typer.Context, outcome: Any, *, as_json: bool) -> None:
     """Every identification: JSON (one document), or a decision line and the ranked, aligned scores."""
     if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
+        typer.echo(json_results(outcome))
         return
     if outcome.kind:
         info(ctx, f"scores: {outcome.kind}")
@@ -59,7 +72,7 @@ def print_identifications(ctx: typer.Context, outcome: Any, *, as_json: bool) ->
 def print_verifications(ctx: typer.Context, outcome: Any, speaker: str, *, as_json: bool) -> None:
     """Every verification: JSON (one document), or one aligned accept/reject line per recording."""
     if as_json:
-        typer.echo(json.dumps([result.to_dict() for result in outcome.results], indent=2))
+        typer.echo(json_results(outcome))
         return
     if outcome.kind:
         info(ctx, f"scores: {outcome.kind}")

@@ -25,6 +25,7 @@ from spkid.cli.support import (
     SkipBad,
     SpkidGroup,
     configure_logging,
+    log_steps,
     process_age_s,
     progress_enabled,
     report_skipped,
@@ -67,7 +68,12 @@ def main(
     ] = False,
     verbose: Annotated[
         bool,
-        typer.Option("--verbose", "-v", help="Timestamped detail on stderr (EM iterations, timings, ...)."),
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Timestamped detail on stderr: EM iterations (train-ubm), features and each speaker "
+            "(enroll), the time of each step (identify), trials scored (score).",
+        ),
     ] = False,
 ) -> None:
     """GMM-UBM speaker identification and verification."""
@@ -196,7 +202,8 @@ def identify(
         int, typer.Option("--top-k", "-k", min=0, help="Speakers listed per recording (0 = all).")
     ] = 5,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document (a list of results).")
+        bool,
+        typer.Option("--json", help="Print one JSON document: a list of results, each with its score_kind."),
     ] = False,
     open_set: Annotated[
         bool,
@@ -226,7 +233,8 @@ def identify(
     RECORDING may be a Kaldi data dir or wav.scp: one result per utterance id.
 
     With --open-set a recording whose best score is below the threshold is rejected: "speaker": null and
-    "accepted": false in --json, where every result carries the "threshold" it was decided on.
+    "accepted": false in --json, where every result carries the "threshold" it was decided on and the
+    "score_kind" of its scores ("calibrated LLR ..." or "raw score: frame-averaged LLR ...").
     Exit code with --open-set: 0 when every recording is accepted, 3 when any is rejected, 1 on an error,
     2 on a usage error.
 
@@ -234,7 +242,7 @@ def identify(
     """
     from spkid.recognizer import identify as identify_recordings
 
-    spent: dict[str, float] | None = {"startup_s": process_age_s()} if timings else None
+    spent = {"startup_s": process_age_s()}  # shown with --timings (JSON) and --verbose (a line per step)
     with audio_inputs(recordings, allow_pipes=allow_pipes) as (files, utterance_ids):
         outcome = identify_recordings(
             model_dir,
@@ -251,7 +259,8 @@ def identify(
         )
     outcome = by_utterance_id(outcome, utterance_ids)  # a Kaldi data dir: one result per utterance id
     report_skipped(ctx, outcome.skipped)
-    if spent is not None:
+    log_steps("identify", spent, n_recordings=len(outcome.results))
+    if timings:
         typer.echo("timings: " + json.dumps({key: round(value, 4) for key, value in spent.items()}), err=True)
     print_identifications(ctx, outcome, as_json=as_json)
     if open_set:
@@ -270,7 +279,10 @@ def verify(
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="Accept when the score is at or above this.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON document: a list of results, each with its score_kind."),
+    ] = False,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
 ) -> None:

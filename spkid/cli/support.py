@@ -29,6 +29,7 @@ __all__ = [
     "SpkidGroup",
     "configure_logging",
     "info",
+    "log_steps",
     "progress_enabled",
     "report_skipped",
 ]
@@ -195,6 +196,26 @@ def _fail(ctx: typer.Context, message: str, exc: BaseException) -> None:
 def progress_enabled(ctx: typer.Context) -> bool:
     """Progress bars only on an interactive terminal (logs and pipes get no bar noise), never with --quiet."""
     return not ctx.obj["quiet"] and sys.stderr.isatty()
+
+
+#: What each step of :func:`log_steps` timed, as said on its ``--verbose`` line.
+STEP_NAMES = {
+    "startup_s": "start-up (imports)",
+    "model_s": "opened the model (settings, UBM, cohort)",
+    "bank_s": "opened the speaker bank",
+    "features_s": "features of {recordings}",
+    "scoring_s": "scored {recordings}",
+}
+
+_cli_logger = logging.getLogger("spkid.cli")
+
+
+def log_steps(command: str, seconds: dict[str, float], *, n_recordings: int) -> None:
+    """One timestamped ``info:`` line per timed step of ``command`` on stderr, shown with --verbose."""
+    recordings = f"{n_recordings} recording{'' if n_recordings == 1 else 's'}"
+    for key, spent in seconds.items():
+        step = STEP_NAMES.get(key, key).format(recordings=recordings)
+        _cli_logger.info("%s: %s in %.3f s", command, step, spent)
 
 
 def info(ctx: typer.Context, message: str) -> None:

@@ -7,7 +7,7 @@ chunk threads), or the UBM's sharded source (:class:`spkid.ubm.backends.ShardSta
 or Dask workers). Every iteration logs one INFO line on this module's logger; the end logs whether EM
 converged, and warns with :class:`spkid.errors.ConvergenceWarning` only when the caller asked for a ``tol``.
 Each iteration's record also carries its figures as ``record.spkid_iteration`` (iteration, max_iter,
-log_likelihood, gain, seconds_left) for :class:`spkid.progress.IterationDisplay`.
+log_likelihood, gain, seconds_left, n_frames) for :class:`spkid.progress.IterationDisplay`.
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ def run_em(
                     "log_likelihood": lower_bound,
                     "gain": None if iteration == 0 else gain,
                     "seconds_left": left_s,
+                    "n_frames": stats.n_frames,
                 }
             },
         )

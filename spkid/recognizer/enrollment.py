@@ -6,7 +6,9 @@ speakers (one sub-folder each).
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from spkid.store import ModelStore, validate_speaker_name
 __all__ = ["EnrollResult", "enroll_from_audio", "speakers_in_folder"]
 
 PathLike = str | os.PathLike[str]
+logger = logging.getLogger(__name__)  # per-step detail, shown by spkid --verbose
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,15 @@ def _enroll_here(
     """Every speaker in this process (feature extraction over ``n_jobs`` processes); saved one by one."""
     store = recognizer.store
     unique_files = list(dict.fromkeys(file for files in files_of.values() for file in files))
+    started = time.perf_counter()
     extracted = recognizer.extract(
         unique_files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    )
+    logger.info(
+        "features of %d files in %.2f s (%d skipped)",
+        len(extracted),
+        time.perf_counter() - started,
+        len(extracted.skipped),
     )
     features_of = dict(zip(extracted.paths, extracted, strict=True))
     enrolled: dict[str, int] = {}
@@ -204,9 +214,18 @@ def _enroll_here(
             if not usable:
                 skipped.append(_no_usable(name))
                 continue
+            started = time.perf_counter()
             stats, cohort_stats = adapt_speaker(recognizer, usable, earlier.get(name))
             store.save_speaker_stats(name, stats, replace=replace, cohort_stats=cohort_stats)
             enrolled[name] = len(usable)
+            logger.info(
+                "speaker %r: %s from %d recordings (%d frames), stored in %.2f s",
+                name,
+                "statistics added" if name in earlier else "MAP-adapted",
+                len(usable),
+                sum(len(frames) for frames in usable),
+                time.perf_counter() - started,
+            )
     return enrolled, skipped
 
 

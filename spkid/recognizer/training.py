@@ -32,7 +32,7 @@ from spkid.progress import IterationDisplay
 from spkid.recognizer.config import Config, load_config
 from spkid.score import hold_out_cohort_segments, select_cohort
 from spkid.store import MANIFEST_FILE, ModelStore
-from spkid.ubm import train_ubm
+from spkid.ubm import effective_components, train_ubm
 
 __all__ = ["SKIPPED_LIST_FILE", "TrainResult", "train_ubm_from_audio", "training_header"]
 
@@ -74,19 +74,46 @@ class TrainResult:
 SKIPPED_LIST_FILE = "skipped_files.txt"
 
 
-def training_header(n_components: int, n_files: int, n_frames: int, n_held_out: int) -> str:
+def training_header(
+    n_components: int,
+    n_files: int,
+    n_frames: int,
+    n_held_out: int,
+    *,
+    frames_per_iteration: int | None = None,
+) -> str:
     """What the UBM is trained on, said before EM starts: the frames EM sees and those held out.
+
+    Every frame count train-ubm prints later (each EM iteration's, the closing summary) is one of these.
+
+    Parameters
+    ----------
+    n_components : int
+        The components EM fits (after any reduction for a small pool).
+    n_files, n_frames, n_held_out : int
+        Files and speech frames of the pool, and the frames of it held out as the cohort's segments.
+    frames_per_iteration : int, optional
+        ``ubm.max_frames`` when it is below the frames EM trains on: each iteration's fresh subsample.
 
     Examples
     --------
     >>> print(training_header(64, 10, 1000, 100))  # doctest: +NORMALIZE_WHITESPACE
     UBM EM: 64 components on 900 frames (1,000 speech frames of 10 files; 100 held out as the cohort's
     impostor segments)
+    >>> print(training_header(64, 10, 1000, 0, frames_per_iteration=500))  # doctest: +NORMALIZE_WHITESPACE
+    UBM EM: 64 components on 1,000 frames (1,000 speech frames of 10 files), a random 500 of them per
+    iteration
     """
     held_out = f"; {n_held_out:,} held out as the cohort's impostor segments" if n_held_out else ""
+    n_trained = n_frames - n_held_out
+    subsample = (
+        f", a random {frames_per_iteration:,} of them per iteration"
+        if frames_per_iteration is not None and frames_per_iteration < n_trained
+        else ""
+    )
     return (
-        f"UBM EM: {n_components} components on {n_frames - n_held_out:,} frames "
-        f"({n_frames:,} speech frames of {n_files:,} files{held_out})"
+        f"UBM EM: {n_components} components on {n_trained:,} frames "
+        f"({n_frames:,} speech frames of {n_files:,} files{held_out}){subsample}"
     )
 
 
@@ -241,7 +268,13 @@ def train_ubm_from_audio(
     )
     with IterationDisplay(
         mode="live" if progress else "lines" if iteration_log else "off",
-        header=training_header(config.ubm.n_components, len(features), n_frames, n_held_out),
+        header=training_header(
+            effective_components(config.ubm, n_frames - n_held_out),
+            len(features),
+            n_frames,
+            n_held_out,
+            frames_per_iteration=config.ubm.max_frames,
+        ),
     ):
         ubm = train_ubm(ubm_pool, config.ubm)
     cohort = select_cohort(

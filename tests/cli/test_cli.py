@@ -214,7 +214,7 @@ def test_identify_json_matches_direct_scoring(enrolled_model: Path, split_corpus
     stats = GlobalStats.from_arrays(store.load_feature_stats())
     correct = 0
     for item, path in zip(document, tests, strict=True):
-        assert set(item) == {"recording", "speaker", "accepted", "threshold", "scores"}
+        assert set(item) == {"recording", "speaker", "accepted", "threshold", "scores", "score_kind"}
         assert item["accepted"] is True and item["threshold"] is None  # closed set
         assert len(item["scores"]) == len(speakers)  # --top-k 0 lists every speaker
         values = [entry["score"] for entry in item["scores"]]
