@@ -177,7 +177,8 @@ def enroll_from_audio(
             cache_dir=cache_dir,
         )
     if not enrolled:
-        raise DataError(f"nothing enrolled: no speaker has a usable recording ({len(skipped)} files skipped)")
+        n_files = len(skipped) - len(files_of)  # one entry per speaker left without a usable file
+        raise DataError(f"nothing enrolled: no speaker has a usable recording ({n_files} files skipped)")
     return EnrollResult(enrolled=enrolled, skipped=skipped)
 
 
