@@ -34,6 +34,7 @@ __all__ = [
     "cached_njit",
     "controller",
     "cpu_budget",
+    "numba_threads",
     "resolve_n_jobs",
     "thread_limits",
     "worker_threads",
@@ -184,10 +185,34 @@ def worker_threads(n_workers: int, *, budget: int | None = None) -> int:
 
 
 @contextlib.contextmanager
+def numba_threads(n_threads: int) -> Iterator[None]:
+    """Cap the numba threads of the calling thread (and the parallel regions it starts) inside the block.
+
+    numba's limit is per thread, so concurrent callers (the requests of ``spkid serve``) each set their own.
+
+    Examples
+    --------
+    >>> from numba import get_num_threads
+    >>> with numba_threads(1):
+    ...     get_num_threads()
+    1
+    """
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+@contextlib.contextmanager
 def thread_limits(n_threads: int | None) -> Iterator[None]:
     """Cap BLAS, OpenMP and numba threads at ``n_threads`` inside the block (nothing when None).
 
-    numba's limit is per thread: it holds for the calling thread (and the parallel regions it starts).
+    The BLAS and OpenMP limits are process-wide (use this where one thread of the process computes, as in
+    a worker process); numba's holds for the calling thread (:func:`numba_threads`).
 
     Examples
     --------
@@ -199,15 +224,8 @@ def thread_limits(n_threads: int | None) -> Iterator[None]:
     if n_threads is None:
         yield
         return
-    import numba
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        with controller().limit(limits=max(1, n_threads)):
-            yield
-    finally:
-        numba.set_num_threads(previous)
+    with numba_threads(n_threads), controller().limit(limits=max(1, n_threads)):
+        yield
 
 
 # ------------------------------------------------------------------------------------------------ kernels

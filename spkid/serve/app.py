@@ -8,6 +8,8 @@ speaker, 409 for an existing one, 413 over the size or duration limits.
 
 import hmac
 import json
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -215,7 +217,8 @@ async def _in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def run(settings: ServeSettings, *, announce: Callable[[str], None] | None = None) -> None:
-    """Serve until SIGTERM or Ctrl-C; requests in flight are finished first (up to 30 s).
+    """Serve until SIGTERM or Ctrl-C; requests in flight are finished first (up to 30 s), and a SIGTERM
+    then ends the process with exit status 0.
 
     ``announce`` receives one line saying where the service listens, once the model is loaded.
 
@@ -243,11 +246,23 @@ def run(settings: ServeSettings, *, announce: Callable[[str], None] | None = Non
         announce(
             f"serving {settings.model_dir} on http://{settings.host}:{settings.port} (API docs at /docs)"
         )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        access_log=False,
-    )
+    # uvicorn shuts down gracefully on SIGTERM, restores the handler it found and raises the signal again:
+    # this handler turns it into exit status 0 (a stop asked for, and done), not death by signal (143).
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where handlers may be set
+    previous = signal.signal(signal.SIGTERM, _stopped) if in_main_thread else None
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            access_log=False,
+        )
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)

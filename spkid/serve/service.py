@@ -1,10 +1,11 @@
 """The resident model behind ``spkid serve``: identify, verify, enroll, remove and list, safe across threads.
 
-:class:`SpeakerService` keeps a :class:`~spkid.recognizer.Recognizer`, the speaker models and their scorer
-in memory, and notices enrollments and removals made by anyone (the service or the CLI) from the model
-directory's modification times, reloading before the next request. At most :func:`spkid.blas.cpu_budget`
-requests compute at once, and they share the CPUs between them (numba threads per request = budget /
-requests computing), so concurrent requests never run more busy threads than there are CPUs.
+:class:`SpeakerService` keeps the model directory loaded (:class:`~spkid.serve.model.LoadedModel`: the
+memory-mapped speaker bank, searched as ``spkid identify`` searches it) and notices enrollments and removals
+made by anyone (the service or the CLI) from the model directory's modification times, reloading before the
+next request. Requests share the :func:`spkid.blas.cpu_budget` CPUs: each computes on one it holds
+(waiting when all are held), and scores on every CPU no other request is waiting for, so concurrent
+requests never run more busy threads than there are CPUs.
 """
 
 from __future__ import annotations
@@ -13,26 +14,16 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
-
 from spkid.audio import audio_info
-from spkid.blas import cpu_budget, thread_limits, worker_threads
+from spkid.blas import cpu_budget, numba_threads
 from spkid.errors import AudioError, SpkidError, StoreError
-from spkid.recognizer import (
-    Identification,
-    Recognizer,
-    Verification,
-    describe_model,
-    enroll_from_audio,
-    remove_speaker,
-)
-from spkid.score import Scorer
-from spkid.store.layout import CALIBRATION_FILE, COHORT_FILE, MANIFEST_FILE, SPEAKERS_DIR
+from spkid.recognizer import Identification, Verification, describe_model, enroll_from_audio, remove_speaker
+from spkid.serve.model import LoadedModel, directory_stamp
 
 __all__ = ["NotFoundError", "SpeakerService", "TooLargeError", "Upload"]
 
@@ -76,18 +67,6 @@ class Upload:
     data: bytes
 
 
-@dataclass
-class _Snapshot:
-    """The model as loaded at one state of the directory."""
-
-    stamp: tuple
-    recognizer: Recognizer
-    names: list[str]
-    scorer: Scorer | None
-    model_stats: np.ndarray | None
-    thresholds: np.ndarray
-
-
 class SpeakerService:
     """A model directory held in memory for many requests.
 
@@ -124,60 +103,54 @@ class SpeakerService:
         self.allow_paths = allow_paths
         self.max_duration_s = max_duration_s
         self.budget = cpu_budget()
-        self._gate = threading.BoundedSemaphore(self.budget)
+        self._cpus = threading.Condition()  # guards _free (CPUs of the budget no request holds), _queued
+        self._free, self._queued = self.budget, 0
         self._reload_lock = threading.Lock()
-        self._count_lock = threading.Lock()
-        self._computing = 0
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: LoadedModel | None = None
         self.snapshot()  # fail now, not at the first request, when the model is unusable
 
     # ------------------------------------------------------------------------------------------ model
-    def _stamp(self) -> tuple:
-        """Modification times of what enroll, remove and calibrate change (cheap: a few stat calls)."""
-        stamp = []
-        for name in (MANIFEST_FILE, SPEAKERS_DIR, COHORT_FILE, CALIBRATION_FILE):
-            try:
-                status = os.stat(self.model_dir / name)
-                stamp.append((status.st_mtime_ns, status.st_size, status.st_ino))
-            except OSError:
-                stamp.append(None)
-        return tuple(stamp)
-
-    def snapshot(self) -> _Snapshot:
+    def snapshot(self) -> LoadedModel:
         """The loaded model, reloaded first when the directory changed since it was loaded."""
-        stamp = self._stamp()
+        stamp = directory_stamp(self.model_dir)
         current = self._snapshot
-        if current is not None and current.stamp == stamp:
+        if current is not None and current.current(stamp):
             return current
         with self._reload_lock:
-            if self._snapshot is not None and self._snapshot.stamp == stamp:
+            if self._snapshot is not None and self._snapshot.current(directory_stamp(self.model_dir)):
                 return self._snapshot
-            recognizer = Recognizer.open(self.model_dir)
-            names = recognizer.store.speakers()
-            scorer = model_stats = None
-            thresholds = np.zeros(0)
-            if names:
-                models = recognizer.speakers(names)
-                scorer = Scorer(recognizer.ubm, models, top_c=recognizer.score_config.top_c)
-                model_stats = recognizer.normalizer.model_statistics(scorer)
-                thresholds = recognizer.default_thresholds(models)
-            self._snapshot = _Snapshot(stamp, recognizer, names, scorer, model_stats, thresholds)
+            self._snapshot = LoadedModel.load(self.model_dir)
             return self._snapshot
 
     # ------------------------------------------------------------------------------------------ compute
     @contextmanager
-    def _computing_slot(self) -> Iterator[None]:
-        """At most ``budget`` requests compute at once; each gets its share of the CPUs."""
-        with self._gate:
-            with self._count_lock:
-                self._computing += 1
-                share = worker_threads(self._computing, budget=self.budget)
+    def _computing_slot(self) -> Iterator[Callable[[], AbstractContextManager]]:
+        """One CPU of the budget for the block (waiting for one when all are taken); the block's
+        ``with widen():`` scores on every CPU no other request is waiting for."""
+        with self._cpus:
+            self._queued += 1
             try:
-                with thread_limits(share):
-                    yield
+                self._cpus.wait_for(lambda: self._free > 0)
             finally:
-                with self._count_lock:
-                    self._computing -= 1
+                self._queued -= 1
+            self._free -= 1
+        held = [1]
+
+        @contextmanager
+        def widen() -> Iterator[None]:
+            with self._cpus:
+                if self._queued == 0:
+                    held[0], self._free = held[0] + self._free, 0
+            with numba_threads(held[0]):
+                yield
+
+        try:
+            with numba_threads(1):
+                yield widen
+        finally:
+            with self._cpus:
+                self._free += held[0]
+                self._cpus.notify_all()
 
     @contextmanager
     def _audio_files(
@@ -210,19 +183,17 @@ class SpeakerService:
                 shown = dict((str(file), shown) for shown, file in files).get(str(exc.path), str(exc.path))
                 raise AudioError(shown, exc.reason) from None
 
-    def _scores(
-        self, uploads: Sequence[Upload], paths: Sequence[str]
-    ) -> tuple[_Snapshot, list[str], np.ndarray]:
-        snapshot = self.snapshot()
-        if snapshot.scorer is None:
+    def _features(
+        self, uploads: Sequence[Upload], paths: Sequence[str], score: Callable[[LoadedModel, list], Result]
+    ) -> tuple[list[str], Result]:
+        """``score(model, features)`` of the recordings, with the names they are shown by."""
+        model = self.snapshot()
+        if not model.names:
             raise NotFoundError(f"{self.model_dir}: no speakers enrolled; run spkid enroll first")
-        with self._audio_files(uploads, paths) as files, self._computing_slot():
-            recognizer = snapshot.recognizer
-            features = recognizer.extract([file for _, file in files])
-            normalizer = recognizer.normalizer
-            raw = snapshot.scorer.llr_many(list(features))
-            scores = normalizer.apply(raw, snapshot.model_stats, normalizer.test_statistics(list(features)))
-            return snapshot, [shown for shown, _ in files], recognizer.calibrated(scores)
+        with self._audio_files(uploads, paths) as files, self._computing_slot() as widen:
+            features = list(model.recognizer.extract([file for _, file in files]))
+            with widen():
+                return [shown for shown, _ in files], score(model, features)
 
     # ------------------------------------------------------------------------------------------ requests
     def identify(
@@ -237,19 +208,17 @@ class SpeakerService:
         """Rank the enrolled speakers for each recording, as ``spkid identify`` does."""
         if top_k < 0:
             raise SpkidError(f"top_k={top_k}: must be 0 (all speakers) or more")
-        snapshot, shown, scores = self._scores(uploads, paths)
-        names = snapshot.names
-        limit = len(names) if top_k == 0 else min(top_k, len(names))
-        cutoffs = snapshot.thresholds if threshold is None else np.full(len(names), float(threshold))
-        results = []
-        for recording, row in zip(shown, scores, strict=True):
-            order = np.argsort(-row, kind="stable")
-            cutoff = float(cutoffs[order[0]]) if open_set else None
-            accepted = cutoff is None or bool(row[order[0]] >= cutoff)
-            ranked = [(names[i], float(row[i])) for i in order[:limit]]
-            best = names[order[0]] if accepted else None
-            results.append(Identification(recording, best, ranked, accepted=accepted, threshold=cutoff))
-        return results
+        shown, ranked = self._features(
+            uploads,
+            paths,
+            lambda model, features: model.identify(
+                features, top_k=top_k, open_set=open_set, threshold=threshold
+            ),
+        )
+        return [
+            Identification(recording, best, scores, accepted=accepted, threshold=cutoff)
+            for recording, (best, scores, accepted, cutoff) in zip(shown, ranked, strict=True)
+        ]
 
     def verify(
         self,
@@ -260,15 +229,16 @@ class SpeakerService:
         threshold: float | None = None,
     ) -> list[Verification]:
         """Accept or reject each recording as ``speaker``, as ``spkid verify`` does."""
-        snapshot = self.snapshot()
-        if speaker not in snapshot.names:
-            self._not_found(lambda: snapshot.recognizer.speakers([speaker]))
-        snapshot, shown, scores = self._scores(uploads, paths)
-        column = snapshot.names.index(speaker)
-        cutoff = float(snapshot.thresholds[column]) if threshold is None else float(threshold)
+        model = self.snapshot()
+        if model.names and speaker not in model.names:
+            self._not_found(lambda: model.recognizer.speakers([speaker]))  # the CLI's "not enrolled" error
+        shown, (scores, default) = self._features(
+            uploads, paths, lambda model, features: self._not_found(lambda: model.verify(speaker, features))
+        )
+        cutoff = default if threshold is None else float(threshold)
         return [
             Verification(recording, speaker, float(value), cutoff, bool(value >= cutoff))
-            for recording, value in zip(shown, scores[:, column], strict=True)
+            for recording, value in zip(shown, scores, strict=True)
         ]
 
     def enroll(
@@ -280,7 +250,7 @@ class SpeakerService:
         replace: bool = False,
     ) -> dict[str, Any]:
         """Enroll ``speaker`` from the recordings (``spkid enroll --speaker``); seen by the next request."""
-        with self._audio_files(uploads, paths) as files, self._computing_slot():
+        with self._audio_files(uploads, paths) as files, self._computing_slot():  # one CPU
             result = enroll_from_audio(
                 self.model_dir, {speaker: [file for _, file in files]}, replace=replace
             )

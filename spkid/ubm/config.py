@@ -71,7 +71,8 @@ class UBMConfig:
     scheduler : str or None
         Dask scheduler address when ``backend="dask"`` (None: a local cluster).
     n_jobs : int
-        Workers for the local/joblib E-step (-1: all cores).
+        E-step threads ("local") or worker processes ("joblib", a local "dask" cluster); -1 (the default):
+        every CPU of :func:`spkid.blas.cpu_budget`. The model does not depend on it.
     max_unusable_fraction : float
         ``train-ubm`` skips pool files with too little speech (too short, silent), listing them in the
         model; when more than this share of the pool is such files it stops instead: the pool is wrong.
@@ -95,7 +96,7 @@ class UBMConfig:
     random_state: int = 0
     backend: str = "local"
     scheduler: str | None = None
-    n_jobs: int = 1
+    n_jobs: int = -1
     max_unusable_fraction: float = 0.2
 
     #: What each setting may be (:mod:`spkid.config_checks`).

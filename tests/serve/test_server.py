@@ -9,8 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +56,8 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(corpus: dict[str, Path]) -> Iterator[str]:
-    """The base URL of a running ``spkid serve`` (token required, 5-s duration limit)."""
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SPKID_SERVE_TOKEN": TOKEN}
-    command = [sys.executable, "-c", "from spkid.cli import app; app()", "serve", str(corpus["model"])]
-    command += ["--port", str(port), "--max-duration", str(MAX_DURATION_S), "--max-upload-mb", "1"]
+def _start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
+    """Start ``spkid serve`` and poll until it answers /health (with a deadline)."""
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_DEADLINE_S
@@ -70,17 +66,98 @@ def server(corpus: dict[str, Path]) -> Iterator[str]:
             pytest.fail(f"spkid serve exited {process.returncode}: {process.stderr.read()}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
+                return process
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"spkid serve not ready after {STARTUP_DEADLINE_S} s: {process.stderr.read()}")
         time.sleep(0.1)
-    yield url
-    process.terminate()  # SIGTERM: a graceful shutdown
-    assert process.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once done
+
+
+@pytest.fixture(scope="module")
+def server(corpus: dict[str, Path]) -> Iterator[str]:
+    """The base URL of a running ``spkid serve`` (token required, 5-s duration limit)."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SPKID_SERVE_TOKEN": TOKEN}
+    command = [sys.executable, "-c", "from spkid.cli import app; app()", "serve", str(corpus["model"])]
+    command += ["--port", str(port), "--max-duration", str(MAX_DURATION_S), "--max-upload-mb", "1"]
+    process = _start(command, port, env)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()  # SIGTERM: a graceful shutdown, then exit status 0
+    assert process.wait(timeout=60) == 0
     assert "Traceback" not in process.stderr.read()
+
+
+#: ``spkid serve`` whose /identify, once the request has arrived, says so (a file) and waits for the test to
+#: create another file: a request held in flight for as long as the test needs, without timing.
+HELD_SERVER = """
+import sys, time
+from pathlib import Path
+from spkid.serve.service import SpeakerService
+
+arrived, release = Path(sys.argv[1]), Path(sys.argv[2])
+identify = SpeakerService.identify
+
+def held_identify(self, *args, **kwargs):
+    arrived.touch()
+    while not release.exists():
+        time.sleep(0.01)
+    return identify(self, *args, **kwargs)
+
+SpeakerService.identify = held_identify
+sys.argv = [sys.argv[0], *sys.argv[3:]]
+from spkid.cli import app
+app()
+"""
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(corpus: dict[str, Path], tmp_path: Path):
+    port = _free_port()
+    arrived, release = tmp_path / "arrived", tmp_path / "release"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-c", HELD_SERVER, str(arrived), str(release), "serve", str(corpus["model"])]
+    process = _start([*command, "--port", str(port)], port, env)
+    url = f"http://127.0.0.1:{port}"
+    probe = sorted((corpus["test"] / corpus["new"].name).glob("*.wav"))[0]
+    answers: list[httpx.Response] = []
+    request = threading.Thread(
+        target=lambda: answers.append(httpx.post(f"{url}/identify", files=_files(probe), timeout=120))
+    )
+    try:
+        request.start()
+        _poll(arrived.exists, "the request to reach the service")
+        process.send_signal(signal.SIGTERM)
+
+        def refusing() -> bool:  # the server stopped listening: it is shutting down, the request still held
+            try:
+                httpx.get(f"{url}/health", timeout=5)
+            except httpx.TransportError:
+                return True
+            return False
+
+        _poll(refusing, "the server to stop accepting connections")
+        assert process.poll() is None and not answers  # still running: the request is in flight
+        release.touch()
+        request.join(timeout=120)
+        assert process.wait(timeout=60) == 0
+    finally:
+        release.touch()
+        if process.poll() is None:
+            process.kill()
+    [answer] = answers
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[0]["recording"] == probe.name and answer.json()[0]["speaker"] is not None
+    assert "Traceback" not in process.stderr.read()
+
+
+def _poll(condition: Callable[[], bool], what: str, deadline_s: float = 120.0) -> None:
+    """Wait until ``condition()`` holds, checking every 10 ms; fail after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 def _files(*paths: Path) -> list[tuple[str, tuple[str, bytes, str]]]:

@@ -182,7 +182,7 @@ class TestConfigs:
             "random_state": 0,
             "backend": "local",
             "scheduler": None,
-            "n_jobs": 1,
+            "n_jobs": -1,
             "max_unusable_fraction": 0.2,
         }
         assert UBMConfig.from_dict(config.to_dict()) == config
