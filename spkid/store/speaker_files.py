@@ -57,6 +57,9 @@ class SpeakerFiles(BankFiles):
     cohort_stats: dict[str, SpeakerCohortStats]
     enroll_config: dict[str, Any]
     ubm_shape: tuple[int, int]
+    #: Set once this store swept the speakers' directory for a killed writer's temporary files: one scan
+    #: per store, not per speaker written (a scan is linear in the speakers enrolled).
+    _speakers_swept: bool = False
 
     def speaker_path(self, name: str) -> Path: ...
 
@@ -202,7 +205,9 @@ class SpeakerFiles(BankFiles):
         try:
             with writer_lock(self.path / LOCK_FILE):
                 self._check_not_recreated()
-                remove_stale_temp_files(target.parent)
+                if not self._speakers_swept:
+                    remove_stale_temp_files(target.parent)
+                    self._speakers_swept = True
                 if target.exists():
                     try:
                         stored = self._stored_name(target)
