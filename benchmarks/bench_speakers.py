@@ -119,7 +119,8 @@ def main() -> None:
         run_identify(model, wav, per_file=False)  # the bank into the page cache
         bank = min((run_identify(model, wav, per_file=False) for _ in range(3)), key=lambda r: r["wall_s"])
         timed = run_identify(model, wav, per_file=False, timings=True)
-        split = json.loads(timed["stderr"].strip().splitlines()[-1].split("timings: ", 1)[1])
+        timing_line = next(line for line in timed["stderr"].splitlines() if line.startswith("timings: "))
+        split = json.loads(timing_line.split("timings: ", 1)[1])
         row = {
             "speakers": n_speakers,
             "build_s": round(build_s, 1),
