@@ -176,6 +176,8 @@ class SpkidGroup(TyperGroup):
         except SpkidError as exc:
             _HANDLER.flush_summaries()
             _fail(ctx, " ".join(str(exc).split()) + self._skip_bad_hint(ctx, exc), exc)
+        except BrokenPipeError:  # the reader went away (`spkid list model | head -1`): click stops quietly
+            raise
         except OSError as exc:  # a disk-level failure no spkid module anticipated: still one clear line
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(ctx, f"{where}{exc.strerror or exc}", exc)

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -627,3 +628,25 @@ def test_warnings_from_worker_processes_go_to_stderr_unless_quiet(
     )
     check_cli_ok(quiet)
     assert "clipped" not in quiet.stderr and quiet.stdout == result.stdout
+
+
+@pytest.mark.parametrize("arguments", [["list"], ["identify", "-k", "0"], ["--help"]])
+def test_a_closed_output_pipe_ends_quietly(enrolled_model: Path, split_corpus, arguments: list[str]):
+    """``spkid list model | head -1``: the reader goes away; no ``error:`` line, no traceback, exit 1."""
+    command = [*arguments, str(enrolled_model)] if arguments != ["--help"] else arguments
+    if arguments[0] == "identify":
+        command.append(str(split_corpus["test"]))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from spkid.cli import app; app()", *command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1, done.stderr
+    assert "error" not in done.stderr.lower() and "Traceback" not in done.stderr, done.stderr
