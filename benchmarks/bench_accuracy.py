@@ -21,7 +21,8 @@ re-run only computes what changed. From an empty cache on this 2-core machine (2
 other jobs) the default run (defaults and textbook, all conditions, 3 seeds) took about 7 minutes for
 spkid's defaults and 40 minutes per seed for the textbook recipe (scikit-learn fitting its 256-component
 UBMs to every pool). Once one run has built the derived audio and spkid's features in ``--cache``, the
-textbook's seeds can run as separate processes (``--seeds 1``, ``--seeds 2``) sharing it, one per core. Each spkid variant takes 2-7 minutes per seed; ``--variants all`` runs the catalogue.
+textbook's seeds can run as separate processes (``--seeds 1``, ``--seeds 2``) sharing it, one per core.
+Each spkid variant takes 2-7 minutes per seed; ``--variants all`` runs the catalogue.
 
 Usage: ``python benchmarks/bench_accuracy.py [--conditions ls,sc,...] [--variants NAME,...|all]
 [--seeds 0 1 2] [--cache DIR] [--json FILE]``
