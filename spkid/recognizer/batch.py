@@ -25,7 +25,7 @@ from spkid.features import SkippedFile
 from spkid.gmm import MixtureParameters, SufficientStats
 from spkid.recognizer.bank_search import bank_usable, identify_in_bank
 from spkid.recognizer.recognizer import Recognizer
-from spkid.recognizer.results import Identification
+from spkid.recognizer.results import Identification, rank_rows
 from spkid.store import SpeakerCohortStats
 from spkid.store.bank import BankView
 from spkid.store.layout import BANK_DIR, CALIBRATION_FILE, COHORT_FILE, MANIFEST_FILE, SPEAKERS_DIR
@@ -205,20 +205,14 @@ def rank_with_models(
 ) -> list[Identification]:
     """Identifications of ``features`` against every speaker model (the per-file path, no bank)."""
     scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))
-    names = list(models)
-    limit = len(names) if top_k == 0 else min(top_k, len(names))
-    cutoffs = np.full(len(names), np.nan if threshold is None else float(threshold))
+    cutoffs = np.full(len(models), np.nan if threshold is None else float(threshold))
     if open_set and threshold is None:
         cutoffs = recognizer.default_thresholds(models)
-    results = []
-    for path, row in zip(paths, scores, strict=True):
-        order = np.argsort(-row, kind="stable")
-        cutoff = float(cutoffs[order[0]]) if open_set else None
-        accepted = cutoff is None or bool(row[order[0]] >= cutoff)
-        ranked = [(names[i], float(row[i])) for i in order[:limit]]
-        best = names[order[0]] if accepted else None
-        results.append(Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff))
-    return results
+    rankings = rank_rows(list(models), scores, cutoffs, top_k=top_k, open_set=open_set)
+    return [
+        Identification(str(path), best, ranked, accepted=accepted, threshold=cutoff)
+        for path, (best, ranked, accepted, cutoff) in zip(paths, rankings, strict=True)
+    ]
 
 
 def rank_in_bank(

@@ -2,7 +2,7 @@
 
 :class:`Identification` / :class:`IdentifyResult` and :class:`Verification` / :class:`VerifyResult` are
 plain records (``to_dict()`` gives the CLI's JSON); :func:`score_kind` says whether a model's scores are
-calibrated LLRs or raw frame-averaged LLRs.
+calibrated LLRs or raw frame-averaged LLRs; :func:`rank_rows` turns a matrix of scores into rankings.
 """
 
 from __future__ import annotations
@@ -10,12 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from spkid.features import SkippedFile
 from spkid.recognizer.recognizer import Recognizer
 
-__all__ = ["Identification", "IdentifyResult", "Verification", "VerifyResult", "score_kind"]
+__all__ = [
+    "Identification",
+    "IdentifyResult",
+    "Ranking",
+    "Verification",
+    "VerifyResult",
+    "rank_rows",
+    "score_kind",
+]
 
 Outcome = TypeVar("Outcome")
+#: Per recording: the best speaker (None when an open set rejects), the ranked ``(name, score)``, whether
+#: it was accepted, the threshold it was decided on (None in a closed set).
+Ranking = tuple[str | None, list[tuple[str, float]], bool, float | None]
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,32 @@ class Identification:
             "threshold": self.threshold,
             "scores": [{"speaker": name, "score": score} for name, score in self.scores],
         }
+
+
+def rank_rows(
+    names: list[str], scores: np.ndarray, cutoffs: np.ndarray, *, top_k: int, open_set: bool
+) -> list[Ranking]:
+    """A :data:`Ranking` of every row of ``scores`` (recordings x speakers ``names``), best first.
+
+    ``top_k`` speakers are listed (0: all); in an open set the best speaker is accepted when its score
+    reaches its own entry of ``cutoffs`` (one per speaker), and a closed set accepts every recording.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scores = np.array([[0.5, 2.0], [-1.0, -3.0]])
+    >>> rank_rows(["spk01", "spk02"], scores, np.array([0.0, 0.0]), top_k=1, open_set=True)
+    [('spk02', [('spk02', 2.0)], True, 0.0), (None, [('spk01', -1.0)], False, 0.0)]
+    """
+    limit = len(names) if top_k == 0 else min(top_k, len(names))
+    rankings: list[Ranking] = []
+    for row in scores:
+        order = np.argsort(-row, kind="stable")
+        cutoff = float(cutoffs[order[0]]) if open_set else None
+        accepted = cutoff is None or bool(row[order[0]] >= cutoff)
+        ranked = [(names[i], float(row[i])) for i in order[:limit]]
+        rankings.append((names[order[0]] if accepted else None, ranked, accepted, cutoff))
+    return rankings
 
 
 def score_kind(recognizer: Recognizer, *, calibrated: bool = True) -> str:

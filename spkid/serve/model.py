@@ -20,6 +20,7 @@ import numpy as np
 
 from spkid.recognizer import Recognizer
 from spkid.recognizer.bank_search import bank_usable, identify_in_bank, verify_in_bank
+from spkid.recognizer.results import Ranking, rank_rows
 from spkid.score import Scorer
 from spkid.store.bank import BankView
 from spkid.store.layout import BANK_DIR, CALIBRATION_FILE, COHORT_FILE, MANIFEST_FILE, SPEAKERS_DIR
@@ -29,9 +30,6 @@ __all__ = ["LoadedModel", "Ranking", "directory_stamp"]
 BANK_INDEX = f"{BANK_DIR}/index.json"
 #: What enroll, remove and calibrate change, relative to the model directory.
 WATCHED = (MANIFEST_FILE, BANK_INDEX, SPEAKERS_DIR, COHORT_FILE, CALIBRATION_FILE)
-#: Per recording: the best speaker (None when an open set rejects), the ranked ``(name, score)``, whether
-#: it was accepted, the threshold it was decided on (None in a closed set).
-Ranking = tuple[str | None, list[tuple[str, float]], bool, float | None]
 
 
 def directory_stamp(model_dir: Path) -> tuple:
@@ -144,17 +142,8 @@ class LoadedModel:
         """Rank the speakers for each recording's features, as :func:`spkid.recognizer.identify` does."""
         if self.bank is not None:
             return identify_in_bank(self.recognizer, self.bank, features, top_k, open_set, threshold)
-        names, scores = self.names, self._scores(features)
-        limit = len(names) if top_k == 0 else min(top_k, len(names))
-        cutoffs = self.thresholds if threshold is None else np.full(len(names), float(threshold))
-        results: list[Ranking] = []
-        for row in scores:
-            order = np.argsort(-row, kind="stable")
-            cutoff = float(cutoffs[order[0]]) if open_set else None
-            accepted = cutoff is None or bool(row[order[0]] >= cutoff)
-            ranked = [(names[i], float(row[i])) for i in order[:limit]]
-            results.append((names[order[0]] if accepted else None, ranked, accepted, cutoff))
-        return results
+        cutoffs = self.thresholds if threshold is None else np.full(len(self.names), float(threshold))
+        return rank_rows(self.names, self._scores(features), cutoffs, top_k=top_k, open_set=open_set)
 
     def verify(self, speaker: str, features: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
         """Scores of each recording's features against enrolled ``speaker``, and its default threshold."""
