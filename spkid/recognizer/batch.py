@@ -28,7 +28,14 @@ from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.results import Identification, rank_rows
 from spkid.store import SpeakerCohortStats
 from spkid.store.bank import BankView
-from spkid.store.layout import BANK_DIR, CALIBRATION_FILE, COHORT_FILE, MANIFEST_FILE, SPEAKERS_DIR
+from spkid.store.layout import (
+    BANK_DIR,
+    CALIBRATION_FILE,
+    COHORT_FILE,
+    MANIFEST_FILE,
+    SPEAKERS_DIR,
+    file_stamps,
+)
 
 __all__ = [
     "BACKENDS",
@@ -56,18 +63,6 @@ RUN_ITEMS = 256
 _OPENED: dict[tuple[str, str], tuple[tuple, Any]] = {}
 
 
-def _stamp(*files: Path) -> tuple:
-    """What changes when ``files`` change (a worker then re-opens what it read from them)."""
-    stamps = []
-    for file in files:
-        try:
-            status = file.stat()
-            stamps.append((status.st_mtime_ns, status.st_size, status.st_ino))
-        except FileNotFoundError:
-            stamps.append(None)
-    return tuple(stamps)
-
-
 def _held(what: str, path: Path, stamp: tuple, make: Callable[[], Any]) -> Any:
     held = _OPENED.get((what, str(path)))
     if held is None or held[0] != stamp:
@@ -78,7 +73,7 @@ def _held(what: str, path: Path, stamp: tuple, make: Callable[[], Any]) -> Any:
 def worker_model(model_dir: PathLike) -> Recognizer:
     """The model at ``model_dir``, opened once per worker process (again when its files change)."""
     path = Path(model_dir).resolve()
-    stamp = _stamp(path / MANIFEST_FILE, path / CALIBRATION_FILE, path / COHORT_FILE)
+    stamp = file_stamps(path / MANIFEST_FILE, path / CALIBRATION_FILE, path / COHORT_FILE)
     return _held("model", path, stamp, lambda: Recognizer.open(path))
 
 
@@ -86,9 +81,9 @@ def _worker_scoring(recognizer: Recognizer) -> BankView | dict[str, MixtureParam
     """What identification reads, opened once per worker: the bank (when the scoring settings allow it),
     else every speaker model."""
     path = recognizer.store.path.resolve()
-    speakers = _stamp(path / SPEAKERS_DIR)
+    speakers = file_stamps(path / SPEAKERS_DIR)
     if bank_usable(recognizer):
-        stamp = (*speakers, *_stamp(path / BANK_DIR / "index.json"))
+        stamp = (*speakers, *file_stamps(path / BANK_DIR / "index.json"))
         return _held("bank", path, stamp, recognizer.store.open_bank)
     return _held("speakers", path, speakers, recognizer.speakers)
 

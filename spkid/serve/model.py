@@ -11,7 +11,6 @@ files are written, so a reload never sees a half-written change.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,14 @@ from spkid.recognizer.bank_search import bank_usable, identify_in_bank, verify_i
 from spkid.recognizer.results import Ranking, rank_rows
 from spkid.score import Scorer
 from spkid.store.bank import BankView
-from spkid.store.layout import BANK_DIR, CALIBRATION_FILE, COHORT_FILE, MANIFEST_FILE, SPEAKERS_DIR
+from spkid.store.layout import (
+    BANK_DIR,
+    CALIBRATION_FILE,
+    COHORT_FILE,
+    MANIFEST_FILE,
+    SPEAKERS_DIR,
+    file_stamps,
+)
 
 __all__ = ["LoadedModel", "Ranking", "directory_stamp"]
 
@@ -42,14 +48,7 @@ def directory_stamp(model_dir: Path) -> tuple:
     ...     directory_stamp(Path(folder))
     (None, None, None, None, None)
     """
-    stamp = []
-    for name in WATCHED:
-        try:
-            status = os.stat(model_dir / name)
-            stamp.append((status.st_mtime_ns, status.st_size, status.st_ino))
-        except OSError:
-            stamp.append(None)
-    return tuple(stamp)
+    return file_stamps(*(model_dir / name for name in WATCHED))
 
 
 @dataclass

@@ -14,7 +14,8 @@ Layout of ``MODEL_DIR``::
 :func:`write_model_directory` is the crash-safe part of :meth:`spkid.store.ModelStore.create`: under the
 writer lock it writes the new files to temporary names first (a full disk or read-only directory fails
 before anything old is deleted), removes the manifest so the directory reads as "no model" until the
-rebuild completes, replaces the files, and writes the manifest last.
+rebuild completes, replaces the files, and writes the manifest last. :func:`file_stamps` tells a reader
+holding files open when they changed.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "MANIFEST_FILE",
     "SPEAKERS_DIR",
     "UBM_FILE",
+    "file_stamps",
     "write_error",
     "write_model_directory",
 ]
@@ -50,6 +52,27 @@ CALIBRATION_FILE = "calibration.json"
 FRONTEND_FILE = "frontend.npz"
 LOCK_FILE = ".lock"
 BANK_DIR = "bank"
+
+
+def file_stamps(*files: Path) -> tuple:
+    """``(mtime_ns, size, inode)`` of each of ``files`` (None for one that cannot be stat'ed): what changes
+    when a writer replaces or rewrites them, in a few stat calls.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     file_stamps(Path(folder, "absent.json"))
+    (None,)
+    """
+    stamps = []
+    for file in files:
+        try:
+            status = os.stat(file)
+            stamps.append((status.st_mtime_ns, status.st_size, status.st_ino))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
 
 
 def write_error(path: Path, exc: OSError) -> StoreError:
