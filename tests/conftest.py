@@ -11,6 +11,7 @@ import io
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = Path(os.environ.get("SPKID_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 LIBRISPEECH = SHARED_DATA / "LibriSpeech"
 RATE_HZ = 16000
+#: ``spkid`` options for a small, fast model (16 components) where a CLI test trains one.
+SMALL_MODEL = ["--set", "ubm.n_components=16", "--set", "score.cohort_size=6", "--set", "ubm.max_iter=5"]
 
 
 def librispeech_subset(name: str) -> Path:
@@ -47,6 +50,18 @@ def librispeech_train() -> Path:
 def librispeech_test() -> Path:
     """``../shared/data/LibriSpeech/test-other`` (10 speakers x 10 utterances), or skip."""
     return librispeech_subset("test-other")
+
+
+def split_by_speaker(corpus: Path, root: Path, n_enroll: int = 3) -> dict[str, Path]:
+    """Copy each speaker folder of ``corpus`` into ``root/enroll/<spk>/`` (its first ``n_enroll`` files) and
+    ``root/test/<spk>/`` (the rest); returns ``{"enroll": ..., "test": ...}``."""
+    for speaker_dir in sorted(p for p in corpus.iterdir() if p.is_dir()):
+        files = sorted(speaker_dir.glob("*.wav"))
+        for part, chosen in (("enroll", files[:n_enroll]), ("test", files[n_enroll:])):
+            (root / part / speaker_dir.name).mkdir(parents=True)
+            for file in chosen:
+                shutil.copy(file, root / part / speaker_dir.name / file.name)
+    return {"enroll": root / "enroll", "test": root / "test"}
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import check_cli_error, check_cli_ok, cli_invoke
+from conftest import SMALL_MODEL, check_cli_error, check_cli_ok, cli_invoke, split_by_speaker
 
 import spkid
 from spkid.audio import resample
@@ -29,21 +29,13 @@ from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 
 # Small models keep every test fast; the settings are stored in the model by train-ubm.
-SMALL = ["--set", "ubm.n_components=16", "--set", "score.cohort_size=6", "--set", "ubm.max_iter=5"]
-N_ENROLL = 3
+SMALL = SMALL_MODEL
 
 
 @pytest.fixture(scope="session")
 def split_corpus(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The synthetic corpus split per speaker: ``enroll/<spk>/`` (first 3 files), ``test/<spk>/`` (rest)."""
-    root = tmp_path_factory.mktemp("split")
-    for speaker_dir in sorted(p for p in synthetic_corpus.iterdir() if p.is_dir()):
-        files = sorted(speaker_dir.glob("*.wav"))
-        for part, chosen in (("enroll", files[:N_ENROLL]), ("test", files[N_ENROLL:])):
-            (root / part / speaker_dir.name).mkdir(parents=True)
-            for file in chosen:
-                shutil.copy(file, root / part / speaker_dir.name / file.name)
-    return {"enroll": root / "enroll", "test": root / "test"}
+    return split_by_speaker(synthetic_corpus, tmp_path_factory.mktemp("split"))
 
 
 @pytest.fixture(scope="session")

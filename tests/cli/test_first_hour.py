@@ -10,24 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_cli_error, check_cli_ok, cli_invoke, run_cli
+from conftest import SMALL_MODEL, check_cli_error, check_cli_ok, cli_invoke, run_cli, split_by_speaker
 
 from spkid.metrics import cllr, read_scores, read_trials, split_scores
 
-SMALL = ["--set", "ubm.n_components=16", "--set", "score.cohort_size=6", "--set", "ubm.max_iter=5"]
-N_ENROLL = 3
+SMALL = SMALL_MODEL
 
 
 @pytest.fixture(scope="module")
 def corpus(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The synthetic corpus split per speaker (``enroll/``, ``test/``) and a model enrolled on it."""
     root = tmp_path_factory.mktemp("first_hour")
-    for speaker_dir in sorted(p for p in synthetic_corpus.iterdir() if p.is_dir()):
-        files = sorted(speaker_dir.glob("*.wav"))
-        for part, chosen in (("enroll", files[:N_ENROLL]), ("test", files[N_ENROLL:])):
-            (root / part / speaker_dir.name).mkdir(parents=True)
-            for file in chosen:
-                shutil.copy(file, root / part / speaker_dir.name / file.name)
+    split_by_speaker(synthetic_corpus, root)
     model = root / "model"
     check_cli_ok(cli_invoke("-q", "train-ubm", model, root / "enroll", *SMALL))
     check_cli_ok(cli_invoke("-q", "enroll", model, root / "enroll"))
