@@ -12,13 +12,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from spkid.errors import AudioError, FeatureError, SpkidError
+
+if TYPE_CHECKING:  # only in annotations: typer >= 0.2x vendors click and no longer installs it
+    import click
 
 __all__ = [
     "GLOBAL_FLAGS",

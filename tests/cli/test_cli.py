@@ -643,3 +643,17 @@ def test_a_closed_output_pipe_ends_quietly(enrolled_model: Path, split_corpus, a
         os.close(write_end)
     assert done.returncode == 1, done.stderr
     assert "error" not in done.stderr.lower() and "Traceback" not in done.stderr, done.stderr
+
+
+def test_the_cli_imports_only_declared_packages():
+    """typer no longer installs click (it carries its own copy): the CLI must not import click, which only a
+    development install happens to have (`make demo` on a fresh machine failed on `import click`)."""
+    program = (
+        "import sys\n"
+        "sys.modules['click'] = None  # any 'import click' now fails\n"
+        "from spkid.cli import app\n"
+        "sys.argv = ['spkid', '--version']\n"
+        "app()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "spkid" in done.stdout, done.stderr
