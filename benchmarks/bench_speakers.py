@@ -5,19 +5,23 @@ MAP statistics with ``ModelStore.bank_batch`` + ``save_speaker_stats``, so the b
 end, as ``spkid enroll`` does). Each measurement is one fresh ``spkid identify MODEL test.wav`` process
 (a 10-s synthetic recording), timed from spawn to exit; its peak resident memory (anonymous plus the
 file-backed pages it maps) is its ``VmHWM``, read as it exits. Also printed: the fixed start-up of the
-process (``spkid identify --timings`` splits it), the scoring time alone, the disk per speaker, and the peer:
+process (``spkid identify --timings`` splits it), the start of numba's compiled-code runtime the scoring
+kernels share (``kernels_s``, once per process), the scoring time alone, the disk per speaker, and the peer:
 the per-file loading identify used before the bank (the same CLI with the bank path switched off, which
 opens one file per speaker), at 1,000 and 10,000 speakers only, with the ratio.
 
 Targets (issue #16): <= 1.5 s and <= 2 GB at 10,000 speakers; <= 5 s (bank in the page cache) and <= 4 GB at
 100,000; <= 0.25 MB of disk per mean-only speaker, bank included.
 
-Usage: ``python benchmarks/bench_speakers.py [--speakers 1000 10000] [--root /work/bench-speakers] [--keep]``
+Usage: ``python benchmarks/bench_speakers.py [--speakers 1000 10000] [--root /work/bench-speakers] [--keep]
+[--reuse]`` (``--keep`` leaves the stores; ``--reuse`` times stores a previous ``--keep`` run left instead of
+building them again: the 100,000-speaker store takes ~8 minutes to build).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -107,14 +111,21 @@ def main() -> None:
     parser.add_argument("--speakers", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--root", type=Path, default=Path("/work/bench-speakers"))
     parser.add_argument("--keep", action="store_true", help="Keep the stores afterwards.")
+    parser.add_argument("--reuse", action="store_true", help="Time the stores a --keep run left, if any.")
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
+    # Time an installed spkid: pip writes the bytecode at install; an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE would compile every module of every process from source instead.
+    import spkid
+
+    compileall.compile_dir(Path(spkid.__file__).parent, quiet=1)
     make_speakers(args.root / "audio", n_speakers=1, n_utterances=1, duration_s=10.0, seed=3)
     wav = next((args.root / "audio").rglob("*.wav"))
     rows = []
     for n_speakers in args.speakers:
         model = args.root / f"model_{n_speakers}"
-        build_s = build_store(model, n_speakers)
+        reused = args.reuse and (model / "bank").is_dir()
+        build_s = None if reused else build_store(model, n_speakers)
         size = disk_mb(model)
         run_identify(model, wav, per_file=False)  # the bank into the page cache
         bank = min((run_identify(model, wav, per_file=False) for _ in range(3)), key=lambda r: r["wall_s"])
@@ -123,7 +134,7 @@ def main() -> None:
         split = json.loads(timing_line.split("timings: ", 1)[1])
         row = {
             "speakers": n_speakers,
-            "build_s": round(build_s, 1),
+            "build_s": None if build_s is None else round(build_s, 1),
             "disk_mb_per_speaker": round(size / n_speakers, 3),
             "bank_wall_s": round(bank["wall_s"], 2),
             "bank_peak_mb": round(bank["peak_mb"]),
@@ -143,12 +154,13 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(model)
     print(
-        "\nspeakers  wall s  peak MB  start-up s  scoring s  MB/speaker  per-file wall s  per-file MB  ratio"
+        "\nspeakers  wall s  peak MB  start-up s  kernels s  scoring s  MB/speaker  per-file wall s"
+        "  per-file MB  ratio"
     )
     for row in rows:
         print(
             f"{row['speakers']:>8}  {row['bank_wall_s']:>6}  {row['bank_peak_mb']:>7}  "
-            f"{row['startup_s']:>10}  "
+            f"{row['startup_s']:>10}  {row['kernels_s']:>9}  "
             f"{row['scoring_s']:>9}  {row['disk_mb_per_speaker']:>10}  {row.get('peer_wall_s', '-'):>15}  "
             f"{row.get('peer_peak_mb', '-'):>11}  {row.get('speedup', '-'):>5}"
         )

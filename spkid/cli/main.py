@@ -25,6 +25,7 @@ from spkid.cli.support import (
     SkipBad,
     SpkidGroup,
     configure_logging,
+    freeze_objects_at_exit,
     log_steps,
     process_age_s,
     progress_enabled,
@@ -79,6 +80,7 @@ def main(
     """GMM-UBM speaker identification and verification."""
     ctx.obj = {"quiet": quiet, "debug": debug}
     configure_logging(quiet=quiet, debug=debug, verbose=verbose)
+    freeze_objects_at_exit()
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -222,7 +224,8 @@ def identify(
         bool,
         typer.Option(
             "--timings",
-            help="Print to stderr where the time went: start-up (imports), model, bank, features, scoring.",
+            help="Print to stderr where the time went: start-up (imports), model, bank, features, "
+            "compiled kernels, scoring.",
         ),
     ] = False,
     backend: cli_speakers.BatchBackend = None,

@@ -7,6 +7,8 @@ after the command name as well as before it.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import sys
@@ -30,6 +32,7 @@ __all__ = [
     "SkipBad",
     "SpkidGroup",
     "configure_logging",
+    "freeze_objects_at_exit",
     "info",
     "log_steps",
     "progress_enabled",
@@ -38,6 +41,22 @@ __all__ = [
 
 #: Global flags also accepted after the command name (``spkid identify model/ x.wav --quiet``).
 GLOBAL_FLAGS = ("--quiet", "-q", "--debug", "--verbose", "-v")
+
+
+_FREEZE_REGISTERED: list[bool] = []
+
+
+def freeze_objects_at_exit() -> None:
+    """At interpreter exit, move every live object out of the garbage collector's view (``gc.freeze``).
+
+    A command's process ends right after it; the collections Python runs while tearing down the ~900
+    modules numpy, numba and scipy bring cost ~0.15 s of every ``spkid identify`` and collect nothing of
+    use. Objects are still finalised by reference counting, and every ``atexit`` handler still runs.
+    Registered once per process.
+    """
+    if not _FREEZE_REGISTERED:
+        _FREEZE_REGISTERED.append(True)
+        atexit.register(gc.freeze)
 
 
 #: A summarised warning names at most this many files.
@@ -208,6 +227,7 @@ STEP_NAMES = {
     "model_s": "opened the model (settings, UBM, cohort)",
     "bank_s": "opened the speaker bank",
     "features_s": "features of {recordings}",
+    "kernels_s": "started the compiled scoring kernels",
     "scoring_s": "scored {recordings}",
 }
 

@@ -128,8 +128,6 @@ def run_batches(
     outcomes : list of (ndarray or None, SpkidError or None)
         Per file of the batch, the result or the error (may be shorter after an error).
     """
-    import joblib
-
     if not paths:
         return
     n_workers = max(1, min(resolve_n_jobs(n_jobs), len(paths)))
@@ -144,6 +142,8 @@ def run_batches(
     if n_workers == 1:
         results: Iterator[tuple[list, list[LogEntry]]] = ((extract_batch(*args), []) for args in arguments)
     else:
+        import joblib  # only with workers: its import (multiprocessing, asyncio, loky) is ~0.1 s of start-up
+
         # Our batches are already sized for balance: joblib must not group them further.
         parallel = joblib.Parallel(n_jobs=n_workers, backend="loky", return_as="generator", batch_size=1)
         results = parallel(joblib.delayed(extract_batch_in_worker)(*args) for args in arguments)

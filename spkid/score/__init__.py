@@ -6,13 +6,15 @@ The public face of the scoring stage; its modules, one job each (imports point d
   method name, :func:`spkid.score.normalize.normalize`, is not re-exported: the name is the module's);
 - :mod:`~spkid.score.calibrate` linear calibration of scores to LLRs, Bayes thresholds, open-set decisions;
 - :mod:`~spkid.score._bank` (private) the stacked, quantised speaker parameters;
-  :mod:`~spkid.score._kernels` (private) the compiled top-C scoring steps;
+  :mod:`~spkid.score._kernels` (private) the compiled top-C scoring steps (:func:`start_kernels`
+  starts their runtime);
 - :mod:`~spkid.score.config` :class:`ScoreConfig`, the ``score`` section of the config;
 - :mod:`~spkid.score.scorer` :class:`Scorer` (exact and top-C LLRs);
 - :mod:`~spkid.score.cohort` the impostor cohort drawn from the UBM pool;
 - :mod:`~spkid.score.normalizer` :class:`Normalizer`, one normalisation method applied with the cohort.
 """
 
+from spkid.score._kernels import start_kernels
 from spkid.score.calibrate import Calibrator, bayes_threshold
 from spkid.score.cohort import (
     SEGMENT_FRAMES,
@@ -40,6 +42,7 @@ __all__ = [
     "hold_out_cohort_segments",
     "select_cohort",
     "snorm",
+    "start_kernels",
     "tnorm",
     "znorm",
     "znorm_statistics",

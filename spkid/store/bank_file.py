@@ -21,7 +21,6 @@ import json
 import mmap
 import os
 import tempfile
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,11 @@ import numpy as np
 
 from spkid.atomic import TEMP_PREFIX, fsync_directory
 from spkid.errors import StoreError
+
+try:  # zlib-ng's CRC-32 gives zlib's values ~3x faster (SIMD): at 100,000 speakers the bank is 6 GB to check
+    from zlib_ng.zlib_ng import crc32
+except ImportError:  # pragma: no cover - a platform without zlib-ng wheels: the same values, slower
+    from zlib import crc32
 
 __all__ = ["BankCorruptError", "Segment", "SegmentWriter", "encode_segment"]
 
@@ -43,9 +47,9 @@ class BankCorruptError(StoreError):
 
 
 def _block_crc(blocks: np.ndarray, scale: np.ndarray, constant: np.ndarray, j: int) -> int:
-    crc = zlib.crc32(np.ascontiguousarray(blocks[j]))
-    crc = zlib.crc32(np.ascontiguousarray(scale[j]), crc)
-    return zlib.crc32(np.ascontiguousarray(constant[j]), crc)
+    crc = crc32(np.ascontiguousarray(blocks[j]))
+    crc = crc32(np.ascontiguousarray(scale[j]), crc)
+    return crc32(np.ascontiguousarray(constant[j]), crc)
 
 
 def encode_segment(
@@ -61,7 +65,7 @@ def encode_segment(
         offset += -(-array.nbytes // _ALIGN) * _ALIGN
     cohort_crc = 0
     for key in _ARRAYS[3:]:
-        cohort_crc = zlib.crc32(np.ascontiguousarray(arrays[key]), cohort_crc)
+        cohort_crc = crc32(np.ascontiguousarray(arrays[key]), cohort_crc)
     header = {
         "names": list(names),
         "shared": bool(shared),
@@ -78,7 +82,7 @@ def encode_segment(
     out = bytearray(start + offset)
     out[: len(MAGIC)] = MAGIC
     out[len(MAGIC) : len(MAGIC) + 8] = len(header_bytes).to_bytes(8, "little")
-    crc = zlib.crc32(header_bytes[:-4])
+    crc = crc32(header_bytes[:-4])
     header_bytes = header_bytes[:-4] + crc.to_bytes(4, "little")
     out[len(MAGIC) + 8 : len(MAGIC) + 8 + len(header_bytes)] = header_bytes
     for key in _ARRAYS:
@@ -183,10 +187,10 @@ class SegmentWriter:
             values = np.concatenate([np.zeros(0, self.layout[key][1]), *self.cohort[key]])
             self._file.seek(self.start + self.layout[key][0])
             self._file.write(values.tobytes())
-            cohort_crc = zlib.crc32(values, cohort_crc)
+            cohort_crc = crc32(values, cohort_crc)
         header = self._header_json(self.names, self.block_crc32, cohort_crc)
         header = header + b" " * (self._room - len(header))
-        header += zlib.crc32(header).to_bytes(4, "little")
+        header += crc32(header).to_bytes(4, "little")
         self._file.seek(0)
         self._file.write(MAGIC + len(header).to_bytes(8, "little") + header)
         self._file.flush()
@@ -237,7 +241,7 @@ class Segment:
         self.cohort_top_c = views["cohort_top_c"]
         cohort_crc = 0
         for key in _ARRAYS[3:]:
-            cohort_crc = zlib.crc32(views[key], cohort_crc)
+            cohort_crc = crc32(views[key], cohort_crc)
         problems = [
             (cohort_crc != int(header["cohort_crc32"]), "cohort statistics fail their CRC-32"),
             (len(self.block_crc32) != self.blocks.shape[0], "block checksums do not match the blocks"),
@@ -257,7 +261,7 @@ class Segment:
         if length < 4 or len(MAGIC) + 8 + length > len(data):
             raise BankCorruptError(f"{self.file}: truncated bank segment header")
         raw = data[len(MAGIC) + 8 : len(MAGIC) + 8 + length]
-        if zlib.crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+        if crc32(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
             raise BankCorruptError(f"{self.file}: bank segment header fails its CRC-32 (corrupt)")
         header = json.loads(raw[:-4].decode())
         start = -(-(len(MAGIC) + 8 + length) // _ALIGN) * _ALIGN

@@ -242,7 +242,7 @@ def test_identify_top_k_and_open_set(enrolled_model: Path, split_corpus):
 
 
 # scipy.ndimage: only the energy VAD, not the default front-end
-HEAVY_MODULES = ("matplotlib", "sklearn", "librosa", "scipy.signal", "scipy.ndimage")
+HEAVY_MODULES = ("matplotlib", "sklearn", "librosa", "scipy.signal", "scipy.ndimage", "joblib")
 
 
 @pytest.mark.parametrize("command", ["identify", "verify"])

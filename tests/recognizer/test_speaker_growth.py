@@ -128,4 +128,5 @@ def test_rebuild_bank_and_timings_from_the_cli(trained: Path, synthetic_corpus: 
     timed = cli_invoke("identify", model, next(iter(speakers.values()))[3], "--timings")
     check_cli_ok(timed)
     line = [item for item in timed.stderr.splitlines() if item.startswith("timings: ")][0]
-    assert {"startup_s", "model_s", "bank_s", "features_s", "scoring_s"} <= set(json.loads(line[9:]))
+    steps = {"startup_s", "model_s", "bank_s", "features_s", "kernels_s", "scoring_s"}
+    assert steps <= set(json.loads(line[9:]))

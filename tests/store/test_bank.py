@@ -161,6 +161,17 @@ def test_a_flipped_bit_in_a_block_is_named(grown_store: ModelStore):
         full_scores(grown_store)
 
 
+def test_the_bank_checksum_is_zlibs_crc32_so_banks_written_either_way_read_the_same():
+    import zlib
+
+    from spkid.store import bank_file
+
+    data = np.random.default_rng(5).integers(0, 256, 200_003, dtype=np.uint8)
+    for start in (0, 12345):
+        assert bank_file.crc32(data, start) == zlib.crc32(data, start)
+        assert bank_file.crc32(data[:7].tobytes(), start) == zlib.crc32(data[:7].tobytes(), start)
+
+
 def test_a_damaged_header_or_stale_bank_is_rebuilt_with_a_warning(grown_store: ModelStore, caplog):
     view = grown_store.open_bank()
     file = view.segments[0].file
