@@ -75,6 +75,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     ),
 }
 PEER = "textbook"
+#: The default run: the two reference protocols, one seed (``--full``: every condition, 3 seeds).
+QUICK_CONDITIONS = ("ls", "sc")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spkid" / "bench_accuracy"
 P_TARGET = 0.01
 FAILED_SCORE = -1e9  # the score of every trial of a test that gave no features
@@ -324,8 +326,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--conditions",
-        default=",".join(conditions_module.CONDITIONS),
-        help="comma-separated condition names (default: all)",
+        help=f"comma-separated condition names (default: {','.join(QUICK_CONDITIONS)}; with --full all: "
+        f"{', '.join(conditions_module.CONDITIONS)})",
     )
     parser.add_argument(
         "--variants",
@@ -333,11 +335,18 @@ def main() -> int:
         help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-textbook", action="store_true", help="leave the textbook recipe out")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", help="UBM seeds (default: 0; with --full 0 1 2)")
+    parser.add_argument(
+        "--full", action="store_true", help="the whole matrix: every condition, 3 seeds (1.5-2 h from empty)"
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--json", type=Path, help="also write every per-seed metric to this file")
     args = parser.parse_args()
     logging.getLogger("spkid").setLevel(logging.ERROR)  # clipped and narrowband files: expected here
+    if args.conditions is None:
+        args.conditions = ",".join(conditions_module.CONDITIONS if args.full else QUICK_CONDITIONS)
+    if args.seeds is None:
+        args.seeds = [0, 1, 2] if args.full else [0]
 
     wanted = [name.strip() for name in args.conditions.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in conditions_module.CONDITIONS]

@@ -47,8 +47,8 @@ def peak():  # VmHWM: this process's peak resident set (anonymous + file-backed)
             sys.stderr.write("peak_kb: " + line.split()[1] + "\\n")
 atexit.register(peak)
 if os.environ.get("SPKID_BENCH_PER_FILE") == "1":
-    import spkid.recognizer.identification as identification
-    identification.bank_usable = lambda recognizer: False
+    import spkid.recognizer.bank_search as bank_search
+    bank_search.bank_usable = lambda recognizer: False
 from spkid.cli import app
 sys.argv[0] = "spkid"
 app()

@@ -17,11 +17,12 @@ from spkid.errors import StoreError
 from spkid.recognizer.recognizer import NORMALISED_THRESHOLD, OPEN_SET_P_TARGET, RAW_LLR_THRESHOLD, Recognizer
 from spkid.score import bayes_threshold
 from spkid.score.bank_scoring import score_columns, search_bank
-from spkid.store.bank import BankCorruptError, BankView
+from spkid.store.bank import BankCorruptError, BankUnwritableError, BankView
 
 logger = logging.getLogger("spkid.store.bank")
 
 __all__ = [
+    "bank_or_none",
     "bank_usable",
     "best_in_bank",
     "identify_in_bank",
@@ -44,6 +45,22 @@ def open_bank(recognizer: Recognizer) -> BankView:
     if not view.names:
         raise StoreError(f"{recognizer.store.path}: no speakers enrolled; run spkid enroll first")
     return view
+
+
+def bank_or_none(recognizer: Recognizer, *, require_speakers: bool = True) -> BankView | None:
+    """The bank when the scoring settings use it and it can be opened, else None (score the speaker files).
+
+    A bank that needs building or repairing in a model directory this process cannot write (a read-only
+    mount, another user's model) is not an error: the speaker files give the same scores, only slower,
+    and a warning says so. StoreError when no speaker is enrolled and ``require_speakers``.
+    """
+    if not bank_usable(recognizer):
+        return None
+    try:
+        return open_bank(recognizer) if require_speakers else recognizer.store.open_bank()
+    except BankUnwritableError as exc:
+        logger.warning("%s; scoring from the speaker files instead (slower)", exc)
+        return None
 
 
 def _normalised(recognizer: Recognizer, raw: np.ndarray, features: Sequence[np.ndarray]) -> np.ndarray:

@@ -23,7 +23,7 @@ from spkid.blas import resolve_n_jobs, thread_limits
 from spkid.errors import ConfigError, SpkidError
 from spkid.features import SkippedFile
 from spkid.gmm import MixtureParameters, SufficientStats
-from spkid.recognizer.bank_search import bank_usable, identify_in_bank
+from spkid.recognizer.bank_search import bank_or_none, bank_usable, identify_in_bank
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.results import Identification, rank_rows
 from spkid.store import SpeakerCohortStats
@@ -84,7 +84,9 @@ def _worker_scoring(recognizer: Recognizer) -> BankView | dict[str, MixtureParam
     speakers = file_stamps(path / SPEAKERS_DIR)
     if bank_usable(recognizer):
         stamp = (*speakers, *file_stamps(path / BANK_DIR / "index.json"))
-        return _held("bank", path, stamp, recognizer.store.open_bank)
+        view = _held("bank", path, stamp, lambda: bank_or_none(recognizer, require_speakers=False))
+        if view is not None:
+            return view
     return _held("speakers", path, speakers, recognizer.speakers)
 
 

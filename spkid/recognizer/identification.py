@@ -15,7 +15,7 @@ from pathlib import Path
 from spkid.audio import find_audio_files
 from spkid.errors import DataError, SpkidError
 from spkid.features import ExtractResult
-from spkid.recognizer.bank_search import bank_usable, open_bank, verify_in_bank
+from spkid.recognizer.bank_search import bank_or_none, verify_in_bank
 from spkid.recognizer.batch import (
     Ranked,
     identify_task,
@@ -179,7 +179,7 @@ def identify(
     clock = _Clock(timings)
     recognizer = Recognizer.open(model_dir)
     clock("model_s")
-    view = open_bank(recognizer) if bank_usable(recognizer) else None  # repaired here, before any worker
+    view = bank_or_none(recognizer)  # repaired here, before any worker
     clock("bank_s")
     files = find_audio_files(list(recordings))
     settings = {"top_k": top_k, "open_set": open_set, "threshold": threshold}
@@ -302,8 +302,8 @@ def verify(
     >>> tmp.cleanup()
     """
     recognizer = Recognizer.open(model_dir)
-    if bank_usable(recognizer):
-        view = open_bank(recognizer)
+    view = bank_or_none(recognizer)
+    if view is not None:
         if speaker not in view.names:
             recognizer.speakers([speaker])  # the "not enrolled" error, before any extraction
         features = _extract_usable(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spkid.recognizer import Recognizer
-from spkid.recognizer.bank_search import bank_usable, identify_in_bank, verify_in_bank
+from spkid.recognizer.bank_search import bank_or_none, identify_in_bank, verify_in_bank
 from spkid.recognizer.results import Ranking, rank_rows
 from spkid.score import Scorer
 from spkid.store.bank import BankView
@@ -102,8 +102,9 @@ class LoadedModel:
         """Open ``model_dir``: its bank (built or repaired first when needed), else its speaker files."""
         stamp = directory_stamp(model_dir)
         recognizer = Recognizer.open(model_dir)
-        if bank_usable(recognizer):
-            view = recognizer.store.open_bank()
+        # None: other scoring settings, or a read-only model whose bank needs repair (the speaker files)
+        view = bank_or_none(recognizer, require_speakers=False)
+        if view is not None:
             return cls(stamp, recognizer, list(view.names), bank=view)
         names = recognizer.store.speakers()
         if not names:

@@ -40,7 +40,16 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BANK_DIR", "BankCorruptError", "BankView", "MAX_SEGMENTS", "journal", "read_bank", "write_bank"]
+__all__ = [
+    "BANK_DIR",
+    "BankCorruptError",
+    "BankUnwritableError",
+    "BankView",
+    "MAX_SEGMENTS",
+    "journal",
+    "read_bank",
+    "write_bank",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,10 @@ INDEX_FILE = "index.json"
 INDEX_FORMAT = "spkid-bank"
 MAX_SEGMENTS = 16
 _COHORT = {"cohort_mean": np.float64, "cohort_std": np.float64, "cohort_top_c": np.int64}
+
+
+class BankUnwritableError(StoreError):
+    """The bank must be written (built, repaired or changed) and the model directory cannot be."""
 
 
 class BankMissingError(BankCorruptError):
@@ -317,5 +330,6 @@ def write_compacted(model_dir: Path, ubm_sha256: str, view: BankView, piece: int
     write_bank(model_dir, ubm_sha256, [], None, shared=first.shared, fresh=True, segment_file=name)
 
 
-def bank_error(model_dir: Path, exc: OSError) -> StoreError:
-    return StoreError(f"{model_dir / BANK_DIR}: cannot write the speaker bank ({exc.strerror or exc})")
+def bank_error(model_dir: Path, exc: OSError) -> BankUnwritableError:
+    reason = exc.strerror or exc
+    return BankUnwritableError(f"{model_dir / BANK_DIR}: cannot write the speaker bank ({reason})")

@@ -67,7 +67,7 @@ def test_identify_and_verify_from_the_bank_equal_the_speaker_files(
     tests = [paths[4] for paths in speakers.values()]
     from_bank = identify(model, tests, top_k=0, open_set=True)
     verified = verify(model, "spk01" if "spk01" in speakers else next(iter(speakers)), tests)
-    monkeypatch.setattr("spkid.recognizer.identification.bank_usable", lambda recognizer: False)
+    monkeypatch.setattr("spkid.recognizer.bank_search.bank_usable", lambda recognizer: False)
     from_files = identify(model, tests, top_k=0, open_set=True)
     verified_files = verify(model, verified.results[0].speaker, tests)
     for a, b in zip(from_bank.results, from_files.results, strict=True):
@@ -130,3 +130,38 @@ def test_rebuild_bank_and_timings_from_the_cli(trained: Path, synthetic_corpus: 
     line = [item for item in timed.stderr.splitlines() if item.startswith("timings: ")][0]
     steps = {"startup_s", "model_s", "bank_s", "features_s", "kernels_s", "scoring_s"}
     assert steps <= set(json.loads(line[9:]))
+
+
+def test_a_read_only_model_whose_bank_needs_building_scores_from_the_speaker_files(
+    trained: Path, synthetic_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+):
+    """A model on a read-only mount (simulated: writing the bank fails with EROFS) whose bank is missing:
+    identify and verify warn once and give the bank's answers from the speaker files, writing nothing."""
+    import errno
+
+    model = shutil.copytree(trained, tmp_path / "model")
+    speakers = speakers_in_folder(synthetic_corpus)
+    enroll_from_audio(model, {name: paths[1:3] for name, paths in speakers.items()})
+    tests = [paths[4] for paths in speakers.values()]
+    claimed = next(iter(speakers))
+    expected, expected_verify = identify(model, tests, top_k=0), verify(model, claimed, tests)
+    shutil.rmtree(model / "bank")  # as a model made before banks, or copied without it
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(ModelStore, "rebuild_bank", read_only)
+    with caplog.at_level("WARNING", logger="spkid"):
+        found, checked = identify(model, tests, top_k=0), verify(model, claimed, tests)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all("cannot write the speaker bank (Read-only" in w for w in warnings)
+    assert all("scoring from the speaker files instead" in w for w in warnings)
+    assert not (model / "bank").exists()
+    for a, b in zip(found.results, expected.results, strict=True):
+        assert a.speaker == b.speaker and [n for n, _ in a.scores] == [n for n, _ in b.scores]
+        np.testing.assert_allclose([s for _, s in a.scores], [s for _, s in b.scores], rtol=0, atol=1e-6)
+    for a, b in zip(checked.results, expected_verify.results, strict=True):
+        assert a.score == pytest.approx(b.score, abs=1e-6) and a.accepted == b.accepted
+    # Writing the bank itself (as enroll does) still fails with the one-line error.
+    with pytest.raises(StoreError, match="cannot write the speaker bank"):
+        ModelStore.open(model).open_bank()
