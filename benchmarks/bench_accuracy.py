@@ -8,7 +8,8 @@ and each corpus' speakers against the other corpus' UBM pool.
 Systems: ``defaults`` is exactly what the CLI does with no option (``spkid train-ubm``, ``enroll``,
 ``identify``, through the same API calls, with ``ubm.random_state`` set per seed); ``textbook`` is the peer
 (``textbook_recipe.py``: librosa MFCC + scikit-learn 256-component UBM, MAP r=16); every other system is the
-defaults with ``--set`` overrides (:data:`VARIANTS`). Each is run with 3 UBM seeds.
+defaults with ``--set`` overrides (:data:`VARIANTS`). Each is run with the UBM seeds asked (0 by
+default, 0 1 2 with ``--full``).
 
 Printed: one table, condition x system -> top-1 identification (mean %, and correct/total summed over
 seeds), EER and minDCF (p_target 0.01) of all test x speaker pairs, means over seeds; then per condition
@@ -16,15 +17,18 @@ the best spkid system, the defaults' spread between seeds and their distance to 
 over conditions and its ratio to the textbook's. Tests that yield no features (too short, silent) count as
 misidentified and as missed targets.
 
-Features, models and scores are cached under ``--cache`` (keyed by settings and the source code), so a
-re-run only computes what changed. From an empty cache on this 2-core machine (2026-12-06, sharing it with
-other jobs) the default run (defaults and textbook, all conditions, 3 seeds) took about 7 minutes for
-spkid's defaults and 40 minutes per seed for the textbook recipe (scikit-learn fitting its 256-component
-UBMs to every pool). Once one run has built the derived audio and spkid's features in ``--cache``, the
-textbook's seeds can run as separate processes (``--seeds 1``, ``--seeds 2``) sharing it, one per core.
-Each spkid variant takes 2-7 minutes per seed; ``--variants all`` runs the catalogue.
+Features, models and scores are cached under ``--cache`` (keyed by settings and the source code), so a re-run
+only computes what changed. The default run is the two reference protocols (``ls``, ``sc``) with one seed,
+defaults against the textbook: 586 s from an empty cache on this 2-core machine (2026-12-06, with tests
+running beside it for about 2 of its 10 minutes; 25 s of it spkid's defaults, the rest scikit-learn fitting
+the textbook's two 256-component UBMs). ``--full`` is the whole matrix (every condition, 3 seeds): from an
+empty cache about 7 minutes for spkid's defaults and 40 minutes per seed for the textbook recipe (2026-12-06,
+sharing the machine with other jobs). Once one run has built the derived audio and spkid's features in
+``--cache``, the textbook's seeds can run as separate processes (``--full --seeds 1``, ``--full --seeds 2``)
+sharing it, one per core. Each spkid variant takes 2-7 minutes per seed on the full matrix; ``--variants all``
+runs the catalogue.
 
-Usage: ``python benchmarks/bench_accuracy.py [--conditions ls,sc,...] [--variants NAME,...|all]
+Usage: ``python benchmarks/bench_accuracy.py [--full] [--conditions ls,sc,...] [--variants NAME,...|all]
 [--seeds 0 1 2] [--cache DIR] [--json FILE]``
 """
 
