@@ -14,7 +14,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from scipy.stats import norm
-from sklearn.metrics import confusion_matrix
 
 from spkid.errors import DataError
 from spkid.metrics.measures import det_curve, eer, min_dcf
@@ -128,6 +127,19 @@ def plot_det(
     return path
 
 
+def _count_pairs(truths: Sequence[str], predictions: Sequence[str], labels: list[str]) -> np.ndarray:
+    """``counts[i, j]``: tests of ``labels[i]`` identified as ``labels[j]`` (other pairs are left out).
+
+    scikit-learn's ``confusion_matrix`` gives the same counts but warns when every test has one label.
+    """
+    position = {label: i for i, label in enumerate(labels)}
+    counts = np.zeros((len(labels), len(labels)), np.int64)
+    for truth, predicted in zip(truths, predictions, strict=True):
+        if truth in position and predicted in position:
+            counts[position[truth], position[predicted]] += 1
+    return counts
+
+
 def confusion_figure(
     true_labels: Sequence[str],
     predicted_labels: Sequence[str],
@@ -160,7 +172,7 @@ def confusion_figure(
         raise DataError("plot_confusion: no tests")
     if labels is None:
         labels = sorted(set(true_labels) | set(predicted_labels))
-    counts = confusion_matrix(list(true_labels), list(predicted_labels), labels=list(labels))
+    counts = _count_pairs(true_labels, predicted_labels, list(labels))
     size = min(4 + 0.35 * len(labels), 30)
     figure = Figure(figsize=(size, size))
     FigureCanvasAgg(figure)

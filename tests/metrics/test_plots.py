@@ -71,6 +71,24 @@ def test_confusion_counts_and_png(tmp_path):
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_confusion_counts_equal_scikit_learns_and_one_label_gives_no_warning():
+    import warnings
+
+    from sklearn.metrics import confusion_matrix
+
+    rng = np.random.default_rng(0)
+    names = ["ann", "bob", "cy", "dee", "unknown"]
+    truth = list(rng.choice(names[:4], 200))
+    predicted = list(rng.choice(names, 200))
+    labels = ["bob", "ann", "unknown", "cy"]  # an order of its own, "dee" left out
+    _, counts = confusion_figure(truth, predicted, labels=labels)
+    np.testing.assert_array_equal(counts, confusion_matrix(truth, predicted, labels=labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, counts = confusion_figure(["ann", "ann"], ["ann", "ann"])
+    assert counts.tolist() == [[2]]
+
+
 def test_confusion_length_mismatch(tmp_path):
     with pytest.raises(DataError, match="2 true labels but 1"):
         plot_confusion(["a", "b"], ["a"], tmp_path / "c.png")
