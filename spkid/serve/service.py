@@ -23,6 +23,7 @@ from spkid.audio import audio_info
 from spkid.blas import cpu_budget, numba_threads
 from spkid.errors import AudioError, SpkidError, StoreError
 from spkid.recognizer import Identification, Verification, describe_model, enroll_from_audio, remove_speaker
+from spkid.score import start_kernels
 from spkid.serve.model import LoadedModel, directory_stamp
 
 __all__ = ["NotFoundError", "SpeakerService", "TooLargeError", "Upload"]
@@ -108,6 +109,7 @@ class SpeakerService:
         self._reload_lock = threading.Lock()
         self._snapshot: LoadedModel | None = None
         self.snapshot()  # fail now, not at the first request, when the model is unusable
+        start_kernels()  # and numba's runtime (~0.3 s) is not the first request's wait
 
     # ------------------------------------------------------------------------------------------ model
     def snapshot(self) -> LoadedModel:
