@@ -24,6 +24,7 @@ from spkid.cli.support import (
     Overrides,
     SkipBad,
     SpkidGroup,
+    Timings,
     configure_logging,
     freeze_objects_at_exit,
     log_steps,
@@ -73,7 +74,7 @@ def main(
             "--verbose",
             "-v",
             help="Timestamped detail on stderr: EM iterations (train-ubm), features and each speaker "
-            "(enroll), the time of each step (identify), trials scored (score).",
+            "(enroll), the time of each step (identify, verify), trials scored (score).",
         ),
     ] = False,
 ) -> None:
@@ -220,14 +221,7 @@ def identify(
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
     allow_pipes: AllowPipes = False,
-    timings: Annotated[
-        bool,
-        typer.Option(
-            "--timings",
-            help="Print to stderr where the time went: start-up (imports), model, bank, features, "
-            "compiled kernels, scoring.",
-        ),
-    ] = False,
+    timings: Timings = False,
     backend: cli_speakers.BatchBackend = None,
     scheduler: cli_speakers.Scheduler = None,
 ) -> None:
@@ -288,6 +282,7 @@ def verify(
     ] = False,
     n_jobs: NJobs = 1,
     skip_bad: SkipBad = False,
+    timings: Timings = False,
 ) -> None:
     """Score recordings against one claimed speaker and accept or reject each.
 
@@ -298,6 +293,7 @@ def verify(
     """
     from spkid.recognizer import verify as verify_recordings
 
+    spent = {"startup_s": process_age_s()}  # shown with --timings (JSON) and --verbose (a line per step)
     outcome = verify_recordings(
         model_dir,
         speaker,
@@ -306,8 +302,12 @@ def verify(
         n_jobs=n_jobs,
         skip_bad=skip_bad,
         progress=progress_enabled(ctx),
+        timings=spent,
     )
     report_skipped(ctx, outcome.skipped)
+    log_steps("verify", spent, n_recordings=len(outcome.results))
+    if timings:
+        typer.echo("timings: " + json.dumps({key: round(value, 4) for key, value in spent.items()}), err=True)
     print_verifications(ctx, outcome, speaker, as_json=as_json)
     exit_if_rejected(outcome.results)
 

@@ -31,6 +31,7 @@ __all__ = [
     "Overrides",
     "SkipBad",
     "SpkidGroup",
+    "Timings",
     "configure_logging",
     "freeze_objects_at_exit",
     "info",
@@ -267,6 +268,14 @@ SkipBad = Annotated[
     bool,
     typer.Option(
         "--skip-bad", help="Skip unreadable, silent or too-short files (listed) instead of stopping."
+    ),
+]
+Timings = Annotated[
+    bool,
+    typer.Option(
+        "--timings",
+        help="Print to stderr where the time went: start-up (imports), model, bank, features, "
+        "compiled kernels, scoring.",
     ),
 ]
 Overrides = Annotated[

@@ -274,10 +274,12 @@ def verify(
     skip_bad: bool = False,
     progress: bool = False,
     cache_dir: PathLike | None = None,
+    timings: dict[str, float] | None = None,
 ) -> VerifyResult:
     """Score recordings against one claimed speaker; accept when the score reaches the threshold.
 
-    The default threshold is :func:`identify`'s open-set threshold.
+    The default threshold is :func:`identify`'s open-set threshold. ``timings`` is filled as
+    :func:`identify` fills it (``model_s``, ``bank_s``, ``features_s``, ``kernels_s``, ``scoring_s``).
 
     Raises
     ------
@@ -301,22 +303,26 @@ def verify(
     [('spk01', True), ('spk01', False)]
     >>> tmp.cleanup()
     """
+    clock = _Clock(timings)
     recognizer = Recognizer.open(model_dir)
+    clock("model_s")
     view = bank_or_none(recognizer)
+    clock("bank_s")
+    if view is not None and speaker not in view.names:
+        recognizer.speakers([speaker])  # the "not enrolled" error, before any extraction
+    models = recognizer.speakers([speaker]) if view is None else {}
+    features = _extract_usable(
+        recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+    )
+    clock("features_s")
+    start_kernels()
+    clock("kernels_s")
     if view is not None:
-        if speaker not in view.names:
-            recognizer.speakers([speaker])  # the "not enrolled" error, before any extraction
-        features = _extract_usable(
-            recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
-        )
         scores, default = verify_in_bank(recognizer, view, speaker, features)
     else:
-        models = recognizer.speakers([speaker])
-        features = _extract_usable(
-            recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
-        )
         scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))[:, 0]
         default = float(recognizer.default_thresholds(models)[0])
+    clock("scoring_s")
     cutoff = default if threshold is None else float(threshold)
     results = [
         Verification(str(path), speaker, float(value), cutoff, bool(value >= cutoff))

@@ -130,6 +130,13 @@ def test_rebuild_bank_and_timings_from_the_cli(trained: Path, synthetic_corpus: 
     line = [item for item in timed.stderr.splitlines() if item.startswith("timings: ")][0]
     steps = {"startup_s", "model_s", "bank_s", "features_s", "kernels_s", "scoring_s"}
     assert steps <= set(json.loads(line[9:]))
+    name, files = next(iter(speakers.items()))
+    claim = ["--speaker", name, files[3], "--threshold", "-99"]
+    checked = cli_invoke("-v", "verify", model, *claim, "--timings")
+    check_cli_ok(checked)
+    line = [item for item in checked.stderr.splitlines() if item.startswith("timings: ")][0]
+    assert steps <= set(json.loads(line[9:]))
+    assert "verify: scored 1 recording in" in checked.stderr
 
 
 def test_a_read_only_model_whose_bank_needs_building_scores_from_the_speaker_files(
