@@ -56,14 +56,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
-    """Start ``spkid serve`` and poll until it answers /health (with a deadline)."""
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(command: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start ``spkid serve`` and poll until it answers /health (with a deadline).
+
+    Its output goes to the file ``log``, not a pipe nobody reads while it runs (a full pipe would stall it).
+    """
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_DEADLINE_S
     while True:  # poll for readiness, with a deadline
         if process.poll() is not None:
-            pytest.fail(f"spkid serve exited {process.returncode}: {process.stderr.read()}")
+            pytest.fail(f"spkid serve exited {process.returncode}: {log.read_text()}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return process
@@ -71,7 +75,8 @@ def _start(command: list[str], port: int, env: dict[str, str]) -> subprocess.Pop
             pass
         if time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"spkid serve not ready after {STARTUP_DEADLINE_S} s: {process.stderr.read()}")
+            process.wait()
+            pytest.fail(f"spkid serve not ready after {STARTUP_DEADLINE_S} s: {log.read_text()}")
         time.sleep(0.1)
 
 
@@ -82,11 +87,12 @@ def server(corpus: dict[str, Path]) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SPKID_SERVE_TOKEN": TOKEN}
     command = [sys.executable, "-c", "from spkid.cli import app; app()", "serve", str(corpus["model"])]
     command += ["--port", str(port), "--max-duration", str(MAX_DURATION_S), "--max-upload-mb", "1"]
-    process = _start(command, port, env)
+    log = corpus["root"] / "server.log"
+    process = _start(command, port, env, log)
     yield f"http://127.0.0.1:{port}"
     process.terminate()  # SIGTERM: a graceful shutdown, then exit status 0
     assert process.wait(timeout=60) == 0
-    assert "Traceback" not in process.stderr.read()
+    assert "Traceback" not in log.read_text()
 
 
 #: ``spkid serve`` whose /identify, once the request has arrived, says so (a file) and waits for the test to
@@ -117,7 +123,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(corpus: dict[str, P
     arrived, release = tmp_path / "arrived", tmp_path / "release"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-c", HELD_SERVER, str(arrived), str(release), "serve", str(corpus["model"])]
-    process = _start([*command, "--port", str(port)], port, env)
+    process = _start([*command, "--port", str(port)], port, env, tmp_path / "server.log")
     url = f"http://127.0.0.1:{port}"
     probe = sorted((corpus["test"] / corpus["new"].name).glob("*.wav"))[0]
     answers: list[httpx.Response] = []
@@ -148,7 +154,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(corpus: dict[str, P
     [answer] = answers
     assert answer.status_code == 200, answer.text
     assert answer.json()[0]["recording"] == probe.name and answer.json()[0]["speaker"] is not None
-    assert "Traceback" not in process.stderr.read()
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 def _poll(condition: Callable[[], bool], what: str, deadline_s: float = 120.0) -> None:
@@ -164,8 +170,14 @@ def _files(*paths: Path) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("audio", (path.name, path.read_bytes(), "audio/wav")) for path in paths]
 
 
-def test_enroll_identify_verify_remove(server: str, corpus: dict[str, Path]):
-    client = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+@pytest.fixture
+def client(server: str) -> Iterator[httpx.Client]:
+    """An HTTP client of the test server, with the token; closed after the test."""
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
+        yield client
+
+
+def test_enroll_identify_verify_remove(client: httpx.Client, corpus: dict[str, Path]):
     new = corpus["new"].name
     listed = client.get("/speakers").json()["speakers"]
     assert new not in listed and len(listed) == 5
@@ -198,8 +210,7 @@ def test_enroll_identify_verify_remove(server: str, corpus: dict[str, Path]):
     assert other not in [item["speaker"] for item in ranked] and len(ranked) == 4
 
 
-def test_bad_requests_get_4xx_with_one_line(server: str, corpus: dict[str, Path]):
-    client = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120)
+def test_bad_requests_get_4xx_with_one_line(server: str, client: httpx.Client, corpus: dict[str, Path]):
     garbage = client.post("/identify", files=[("audio", ("junk.wav", b"not audio at all", "audio/wav"))])
     assert garbage.status_code == 400
     assert garbage.json()["error"].startswith("junk.wav: ") and "\n" not in garbage.json()["error"]
