@@ -32,7 +32,7 @@ import numpy as np
 
 from spkid.atomic import atomic_write_bytes, fsync_directory, remove_stale_temp_files, write_temp_file
 from spkid.errors import StoreError
-from spkid.store.bank_file import BankCorruptError, Segment, SegmentWriter, encode_segment
+from spkid.store.bank_file import BankCorruptError, Segment, SegmentWriter
 from spkid.store.layout import BANK_DIR
 
 try:
@@ -151,20 +151,16 @@ def read_bank(model_dir: Path, ubm_sha256: str) -> BankView:
 def write_bank(
     model_dir: Path,
     ubm_sha256: str,
-    names: Sequence[str],
-    arrays: dict[str, np.ndarray] | None,
+    segment_file: str | None,
     *,
-    shared: bool,
     removed: Sequence[str] = (),
     fresh: bool = False,
-    segment_file: str | None = None,
 ) -> None:
-    """Append a segment holding ``names`` (with their quantised ``arrays``) and record ``removed`` names.
+    """Append ``segment_file`` (a segment already written in the bank directory by a
+    :class:`~spkid.store.bank_file.SegmentWriter`; None appends nothing) and record ``removed`` names.
 
     Call while holding the model's writer lock. ``fresh`` starts a new index holding only this segment
-    (a rebuild or a compaction). ``segment_file`` appends a segment already written in the bank directory
-    (by a :class:`~spkid.store.bank_file.SegmentWriter`) instead. Old segments are deleted only after the
-    new index is in place.
+    (a rebuild or a compaction). Old segments are deleted only after the new index is in place.
     """
     bank_dir = model_dir / BANK_DIR
     bank_dir.mkdir(exist_ok=True)
@@ -177,12 +173,6 @@ def write_bank(
     segments: list[str] = list(index["segments"])
     if segment_file is not None:
         segments.append(segment_file)
-    elif names and arrays is not None:
-        file = new_segment_name()
-        atomic_write_bytes(
-            bank_dir / file, encode_segment(list(names), arrays, shared=shared, ubm_sha256=ubm_sha256)
-        )
-        segments.append(file)
     removed_at = dict(index["removed"])
     for speaker in removed:
         removed_at[speaker] = len(segments)
@@ -308,7 +298,7 @@ def compacted_pieces(view: BankView, piece: int) -> Iterator[tuple[list[str], di
 def write_compacted(model_dir: Path, ubm_sha256: str, view: BankView, piece: int) -> None:
     """Under the lock: replace the bank by one segment of its live speakers, written ``piece`` at a time."""
     if not view.names:
-        write_bank(model_dir, ubm_sha256, [], None, shared=True, fresh=True)
+        write_bank(model_dir, ubm_sha256, None, fresh=True)
         return
     first = view.segments[0]
     bank_dir = model_dir / BANK_DIR
@@ -327,7 +317,7 @@ def write_compacted(model_dir: Path, ubm_sha256: str, view: BankView, piece: int
     except BaseException:
         writer.discard()
         raise
-    write_bank(model_dir, ubm_sha256, [], None, shared=first.shared, fresh=True, segment_file=name)
+    write_bank(model_dir, ubm_sha256, name, fresh=True)
 
 
 def bank_error(model_dir: Path, exc: OSError) -> BankUnwritableError:

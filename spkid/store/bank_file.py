@@ -35,7 +35,7 @@ try:  # zlib-ng's CRC-32 gives zlib's values ~3x faster (SIMD): at 100,000 speak
 except ImportError:  # pragma: no cover - a platform without zlib-ng wheels: the same values, slower
     from zlib import crc32
 
-__all__ = ["BankCorruptError", "Segment", "SegmentWriter", "encode_segment"]
+__all__ = ["BankCorruptError", "Segment", "SegmentWriter"]
 
 MAGIC = b"SPKIDBANK1\n     "
 _ALIGN = 4096
@@ -52,49 +52,9 @@ def _block_crc(blocks: np.ndarray, scale: np.ndarray, constant: np.ndarray, j: i
     return crc32(np.ascontiguousarray(constant[j]), crc)
 
 
-def encode_segment(
-    names: list[str], arrays: Mapping[str, np.ndarray], *, shared: bool, ubm_sha256: str
-) -> bytes:
-    """The bytes of a segment holding ``names`` with ``arrays`` (the ``_ARRAYS`` of a quantised bank)."""
-    blocks = arrays["blocks"]
-    layout: dict[str, Any] = {}
-    offset = 0
-    for key in _ARRAYS:
-        array = np.ascontiguousarray(arrays[key])
-        layout[key] = [offset, array.dtype.str, list(array.shape)]
-        offset += -(-array.nbytes // _ALIGN) * _ALIGN
-    cohort_crc = 0
-    for key in _ARRAYS[3:]:
-        cohort_crc = crc32(np.ascontiguousarray(arrays[key]), cohort_crc)
-    header = {
-        "names": list(names),
-        "shared": bool(shared),
-        "ubm_sha256": ubm_sha256,
-        "arrays": layout,
-        "block_crc32": [
-            _block_crc(blocks, arrays["scale"], arrays["constant"], j) for j in range(blocks.shape[0])
-        ],
-        "cohort_crc32": cohort_crc,
-    }
-    header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    header_bytes += b"\0" * 4  # the header's own CRC-32, filled below
-    start = -(-(len(MAGIC) + 8 + len(header_bytes)) // _ALIGN) * _ALIGN
-    out = bytearray(start + offset)
-    out[: len(MAGIC)] = MAGIC
-    out[len(MAGIC) : len(MAGIC) + 8] = len(header_bytes).to_bytes(8, "little")
-    crc = crc32(header_bytes[:-4])
-    header_bytes = header_bytes[:-4] + crc.to_bytes(4, "little")
-    out[len(MAGIC) + 8 : len(MAGIC) + 8 + len(header_bytes)] = header_bytes
-    for key in _ARRAYS:
-        array = np.ascontiguousarray(arrays[key])
-        position = start + layout[key][0]
-        out[position : position + array.nbytes] = array.tobytes()
-    return bytes(out)
-
-
 class SegmentWriter:
     """Writes a segment of some of the speakers ``candidates`` piece by piece into a temporary file (bounded
-    memory: one piece at a time), then renames it into place: a segment as :func:`encode_segment` makes it.
+    memory: one piece at a time), then renames it into place.
 
     The header is written last, in room reserved for every candidate's name and the checksums (padded with
     spaces). Call under the writer lock (a killed writer's temporary file is removed by the next one).

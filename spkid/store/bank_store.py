@@ -211,10 +211,8 @@ class BankFiles:
             self._rebuild_bank()
 
     def _rebuild_bank(self) -> int:
-        file, written, shared = self._stream_segment(self.speakers())
-        bank_files.write_bank(
-            self.path, self._ubm_sha256, [], None, shared=shared, fresh=True, segment_file=file
-        )
+        file, written = self._stream_segment(self.speakers())
+        bank_files.write_bank(self.path, self._ubm_sha256, file, fresh=True)
         return len(written)
 
     def _sync_bank(self, names: Sequence[str]) -> None:
@@ -227,12 +225,10 @@ class BankFiles:
             live = set(bank_files.read_bank(self.path, self._ubm_sha256).names)
             removed = [name for name in removed if name in live]
         gone = set(removed)
-        file, written, shared = self._stream_segment([name for name in names if name not in gone])
+        file, _ = self._stream_segment([name for name in names if name not in gone])
         if file is None and not removed:
             return
-        bank_files.write_bank(
-            self.path, self._ubm_sha256, [], None, shared=shared, removed=removed, segment_file=file
-        )
+        bank_files.write_bank(self.path, self._ubm_sha256, file, removed=removed)
         view = bank_files.read_bank(self.path, self._ubm_sha256)
         if bank_files.needs_compaction(view):
             forms = {(segment.shared, segment.blocks.shape[1:]) for segment in view.segments}
@@ -241,11 +237,11 @@ class BankFiles:
                 return
             bank_files.write_compacted(self.path, self._ubm_sha256, view, _PIECE)
 
-    def _stream_segment(self, names: Sequence[str]) -> tuple[str | None, list[str], bool]:
+    def _stream_segment(self, names: Sequence[str]) -> tuple[str | None, list[str]]:
         """Under the lock: a new segment file (its name in the bank directory; None when no speaker file is
         left) holding those of ``names`` whose speaker file exists: loaded, quantised and written
         :data:`_PIECE` speakers at a time, so memory does not grow with the number of speakers. Returns
-        the file, the names in it, and whether they share the UBM variances."""
+        the file and the names in it."""
         bank_dir = self.path / bank_files.BANK_DIR
         bank_dir.mkdir(exist_ok=True)
         remove_stale_temp_files(bank_dir)
@@ -256,7 +252,7 @@ class BankFiles:
 
     def _write_pieces(
         self, bank_dir: Path, names: list[str], *, shared: bool | None
-    ) -> tuple[str | None, list[str], bool]:
+    ) -> tuple[str | None, list[str]]:
         ubm = self.load_ubm()
         writer: SegmentWriter | None = None
         pending: list[tuple[str, tuple[MixtureParameters, Any]]] = []
@@ -282,10 +278,10 @@ class BankFiles:
                         raise _MixedForms
                     writer.write([name for name, _ in piece], arrays)
             if writer is None:
-                return None, [], True
+                return None, []
             file = bank_files.new_segment_name()
             writer.commit(bank_dir / file)
-            return file, writer.names, bool(shared)
+            return file, writer.names
         except BaseException:
             if writer is not None:
                 writer.discard()
