@@ -8,6 +8,7 @@ after the command name as well as before it.
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import logging
 import os
@@ -44,20 +45,15 @@ __all__ = [
 GLOBAL_FLAGS = ("--quiet", "-q", "--debug", "--verbose", "-v")
 
 
-_FREEZE_REGISTERED: list[bool] = []
-
-
+@functools.cache  # registered once per process
 def freeze_objects_at_exit() -> None:
     """At interpreter exit, move every live object out of the garbage collector's view (``gc.freeze``).
 
     A command's process ends right after it; the collections Python runs while tearing down the ~900
     modules numpy, numba and scipy bring cost ~0.15 s of every ``spkid identify`` and collect nothing of
     use. Objects are still finalised by reference counting, and every ``atexit`` handler still runs.
-    Registered once per process.
     """
-    if not _FREEZE_REGISTERED:
-        _FREEZE_REGISTERED.append(True)
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 #: A summarised warning names at most this many files.

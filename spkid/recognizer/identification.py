@@ -54,15 +54,14 @@ TRUSTED_SPEECH_S = 1.0
 
 def _extract_usable(
     recognizer: Recognizer,
-    recordings: Iterable[PathLike],
+    files: list[Path],
     *,
     n_jobs: int,
     skip_bad: bool,
     progress: bool,
     cache_dir: PathLike | None,
 ) -> ExtractResult:
-    """Features of the audio files under ``recordings``; DataError when ``skip_bad`` left none."""
-    files = find_audio_files(list(recordings))
+    """Features of ``files`` (found by :func:`find_audio_files`); DataError when ``skip_bad`` left none."""
     features = recognizer.extract(
         files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
@@ -312,7 +311,12 @@ def verify(
         recognizer.speakers([speaker])  # the "not enrolled" error, before any extraction
     models = recognizer.speakers([speaker]) if view is None else {}
     features = _extract_usable(
-        recognizer, recordings, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+        recognizer,
+        find_audio_files(list(recordings)),
+        n_jobs=n_jobs,
+        skip_bad=skip_bad,
+        progress=progress,
+        cache_dir=cache_dir,
     )
     clock("features_s")
     start_kernels()
