@@ -25,8 +25,10 @@ the textbook's two 256-component UBMs). ``--full`` is the whole matrix (every co
 empty cache about 7 minutes for spkid's defaults and 40 minutes per seed for the textbook recipe (2026-12-06,
 sharing the machine with other jobs). Once one run has built the derived audio and spkid's features in
 ``--cache``, the textbook's seeds can run as separate processes (``--full --seeds 1``, ``--full --seeds 2``)
-sharing it, one per core. Each spkid variant takes 2-7 minutes per seed on the full matrix; ``--variants all``
-runs the catalogue.
+sharing it, one per core. Each spkid variant takes 60-95 s per seed on the full matrix once the derived audio
+is cached (2026-12-06, machine otherwise quiet); ``--variants all`` runs the catalogue. A variant that is not
+in the catalogue is written as its ``--set`` overrides joined by ``+``, e.g.
+``--variants defaults,features.f_max_hz=7600+features.cmvn=none``.
 
 Usage: ``python benchmarks/bench_accuracy.py [--full] [--conditions ls,sc,...] [--variants NAME,...|all]
 [--seeds 0 1 2] [--cache DIR] [--json FILE]``
@@ -66,6 +68,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "cmvn=none": ("features.cmvn=none",),
     "cmvn_relevance=100": ("features.cmvn_relevance_frames=100",),
     "cmvn_relevance=1000": ("features.cmvn_relevance_frames=1000",),
+    "cmvn_relevance=3000": ("features.cmvn_relevance_frames=3000",),
+    "cmvn=global": ("features.cmvn=global",),
+    "max_iter=20": ("ubm.max_iter=20",),
+    "init=split": ("ubm.init=split",),
     "cmvn_variance=false": ("features.cmvn_variance=false",),
     "sample_rate=16000": ("features.sample_rate=16000",),
     "top_c=exact": ("score.top_c=null",),
@@ -84,6 +90,31 @@ QUICK_CONDITIONS = ("ls", "sc")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spkid" / "bench_accuracy"
 P_TARGET = 0.01
 FAILED_SCORE = -1e9  # the score of every trial of a test that gave no features
+
+
+def overrides_of(name: str) -> tuple[str, ...] | None:
+    """A variant outside :data:`VARIANTS` named by its ``--set`` overrides joined by ``+``; None when ``name``
+    is not of that form or spkid refuses the overrides.
+
+    Examples
+    --------
+    >>> overrides_of("features.f_max_hz=7600+ubm.init=split")
+    ('features.f_max_hz=7600', 'ubm.init=split')
+    >>> overrides_of("f_max=7600") is None
+    True
+    """
+    from spkid.errors import SpkidError
+    from spkid.recognizer import load_config
+
+    overrides = tuple(part.strip() for part in name.split("+"))
+    if not all("=" in part and "." in part.split("=", 1)[0] for part in overrides):
+        return None
+    try:
+        load_config(None, list(overrides))
+    except SpkidError as exc:
+        print(f"variant {name!r}: {exc}")
+        return None
+    return overrides
 
 
 def code_digest(path: Path) -> bytes:
@@ -336,7 +367,8 @@ def main() -> int:
     parser.add_argument(
         "--variants",
         default="defaults",
-        help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}",
+        help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}; or --set overrides joined by "
+        "'+' (features.f_max_hz=7600+features.cmvn=none)",
     )
     parser.add_argument("--no-textbook", action="store_true", help="leave the textbook recipe out")
     parser.add_argument("--seeds", type=int, nargs="+", help="UBM seeds (default: 0; with --full 0 1 2)")
@@ -355,7 +387,8 @@ def main() -> int:
     wanted = [name.strip() for name in args.conditions.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in conditions_module.CONDITIONS]
     variants = list(VARIANTS) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
-    unknown += [name for name in variants if name not in VARIANTS]
+    catalogue = {**VARIANTS, **{name: overrides_of(name) for name in variants if name not in VARIANTS}}
+    unknown += [name for name in variants if catalogue[name] is None]
     if unknown:
         parser.error(f"unknown condition/variant {unknown[0]!r}")
     condition_names, missing = conditions_module.available(wanted)
@@ -366,7 +399,7 @@ def main() -> int:
         return 0
     started = time.perf_counter()
     pools, conditions = conditions_module.build(condition_names, args.cache)
-    systems: list = [SpkidSystem(name, VARIANTS[name], args.cache) for name in variants]
+    systems: list = [SpkidSystem(name, catalogue[name], args.cache) for name in variants]
     if not args.no_textbook:
         systems.append(TextbookSystem(args.cache))
     results: dict = {c.name: {s.name: {} for s in systems} for c in conditions}
