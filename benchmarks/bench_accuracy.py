@@ -235,6 +235,47 @@ class SpkidSystem:
         return result
 
 
+def is_wideband(path: Path) -> bool:
+    """Whether a recording's native rate holds the band up to 7.6 kHz (16 kHz or more)."""
+    import soundfile
+
+    return soundfile.info(str(path)).samplerate >= 16000
+
+
+class BandChoiceSystem:
+    """What a front-end whose band follows each comparison would give, composed from two cached spkid systems.
+
+    Not a spkid setting yet: the rule a model holding two front-ends would apply. Where the UBM pool is mostly
+    narrowband (8 kHz audio, as ``sample_rate: auto`` judges it), spkid's defaults. Otherwise each test is
+    scored by the wideband system (``f_max_hz`` 7600) when it and every enrolled speaker's recordings are
+    wideband, and by the telephone-band system (``f_min_hz`` 300) when any of them is not: one system per
+    test, so a test's scores rank speakers on one scale.
+    """
+
+    name = "band-per-comparison"
+
+    def __init__(self, cache: Path) -> None:
+        self.wide = SpkidSystem("f_max=7600", VARIANTS["f_max=7600"], cache)
+        self.narrow = SpkidSystem("features.f_min_hz=300", ("features.f_min_hz=300",), cache)
+        self.single = SpkidSystem("defaults", VARIANTS["defaults"], cache)
+
+    def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
+        import soundfile
+
+        infos = [soundfile.info(str(path)) for path in pool_files]
+        wide_seconds = sum(info.duration for info in infos if info.samplerate >= 16000)
+        if wide_seconds <= sum(info.duration for info in infos) / 2:
+            return self.single.scores(condition, pool_files, seed)
+        wide = self.wide.scores(condition, pool_files, seed)
+        narrow = self.narrow.scores(condition, pool_files, seed)
+        if wide.names != narrow.names or wide.truths != narrow.truths:
+            raise RuntimeError(f"{condition.name}: the two systems scored different speakers or tests")
+        speakers_wide = all(is_wideband(path) for paths in condition.speakers.values() for path in paths)
+        use_wide = np.array([speakers_wide and is_wideband(path) for path, _ in condition.tests])
+        matrix = np.where(use_wide[:, None], wide.matrix, narrow.matrix)
+        return Scores(matrix, wide.names, wide.truths, max(wide.n_failed, narrow.n_failed))
+
+
 # ----------------------------------------------------------------------------------------------- textbook
 class TextbookSystem:
     """``textbook_recipe.py``: features kept in memory for the run, UBMs cached on disk."""
@@ -368,7 +409,7 @@ def main() -> int:
         "--variants",
         default="defaults",
         help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}; or --set overrides joined by "
-        "'+' (features.f_max_hz=7600+features.cmvn=none)",
+        f"'+' (features.f_max_hz=7600+features.cmvn=none); or {BandChoiceSystem.name}",
     )
     parser.add_argument("--no-textbook", action="store_true", help="leave the textbook recipe out")
     parser.add_argument("--seeds", type=int, nargs="+", help="UBM seeds (default: 0; with --full 0 1 2)")
@@ -387,8 +428,12 @@ def main() -> int:
     wanted = [name.strip() for name in args.conditions.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in conditions_module.CONDITIONS]
     variants = list(VARIANTS) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
-    catalogue = {**VARIANTS, **{name: overrides_of(name) for name in variants if name not in VARIANTS}}
-    unknown += [name for name in variants if catalogue[name] is None]
+    composed = {BandChoiceSystem.name: BandChoiceSystem}
+    catalogue = {
+        **VARIANTS,
+        **{name: overrides_of(name) for name in variants if name not in VARIANTS and name not in composed},
+    }
+    unknown += [name for name in variants if name not in composed and catalogue[name] is None]
     if unknown:
         parser.error(f"unknown condition/variant {unknown[0]!r}")
     condition_names, missing = conditions_module.available(wanted)
@@ -399,7 +444,10 @@ def main() -> int:
         return 0
     started = time.perf_counter()
     pools, conditions = conditions_module.build(condition_names, args.cache)
-    systems: list = [SpkidSystem(name, catalogue[name], args.cache) for name in variants]
+    systems: list = [
+        composed[name](args.cache) if name in composed else SpkidSystem(name, catalogue[name], args.cache)
+        for name in variants
+    ]
     if not args.no_textbook:
         systems.append(TextbookSystem(args.cache))
     results: dict = {c.name: {s.name: {} for s in systems} for c in conditions}
