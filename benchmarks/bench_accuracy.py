@@ -76,6 +76,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "sample_rate=16000": ("features.sample_rate=16000",),
     "top_c=exact": ("score.top_c=null",),
     "relevance=16": ("enroll.relevance_factor=16",),
+    "bands=auto": ("features.bands=auto",),
     "previous-defaults": (
         "features.sample_rate=16000",
         "features.f_max_hz=7600",
@@ -211,6 +212,7 @@ class SpkidSystem:
 
     def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
         from spkid.recognizer import Recognizer, enroll_from_audio
+        from spkid.recognizer.bands import route_recordings
 
         path = self.cache / "scores" / self.key / condition.name / f"seed{seed}.npz"
         if path.is_file():
@@ -221,15 +223,22 @@ class SpkidSystem:
         shutil.copytree(ubm_dir, model_dir)
         features = self.cache / "features"
         enroll_from_audio(model_dir, condition.speakers, skip_bad=True, n_jobs=2, cache_dir=features)
-        recognizer = Recognizer.open(model_dir)
-        models = recognizer.speakers()
         test_paths = [path for path, _ in condition.tests]
-        extracted = recognizer.extract(test_paths, skip_bad=True, n_jobs=2, cache_dir=features)
-        kept = [i for i, path in enumerate(test_paths) if path in set(extracted.paths)]
-        matrix = _with_failures(recognizer.score_matrix(models, list(extracted)), kept, len(test_paths))
-        result = Scores(
-            matrix, list(models), [speaker for _, speaker in condition.tests], len(test_paths) - len(kept)
-        )
+        names = sorted(Recognizer.open(model_dir).store.speakers())
+        rows: dict[Path, np.ndarray] = {}
+        # each test scored by the model the CLI would use (a model with features.bands auto holds two)
+        for scoring_dir, paths in route_recordings(model_dir, test_paths):
+            recognizer = Recognizer.open(scoring_dir)
+            models = recognizer.speakers(names)
+            extracted = recognizer.extract(paths, skip_bad=True, n_jobs=2, cache_dir=features)
+            if extracted:
+                scores = recognizer.score_matrix(models, list(extracted))
+                rows.update(zip(extracted.paths, scores, strict=True))
+        kept = [i for i, path in enumerate(test_paths) if path in rows]
+        scored = np.array([rows[test_paths[i]] for i in kept]).reshape(len(kept), len(names))
+        matrix = _with_failures(scored, kept, len(test_paths))
+        truths = [speaker for _, speaker in condition.tests]
+        result = Scores(matrix, names, truths, len(test_paths) - len(kept))
         result.save(path)
         shutil.rmtree(model_dir, ignore_errors=True)
         return result

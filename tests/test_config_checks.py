@@ -286,6 +286,7 @@ def test_feature_config_to_dict_is_unchanged():
         "cmvn_variance": True,
         "cmvn_frames": "speech",
         "cmvn_relevance_frames": 300.0,
+        "bands": "single",
         "frontend_version": 3,
     }
     from_yaml = FeatureConfig.from_dict({"n_mels": 40.0, "f_min_hz": 20, "window": "Hann"})

@@ -184,6 +184,12 @@ def train_ubm(
         + (f" ({result.n_frames:,} speech frames, {held_out:,} held out for the cohort)" if held_out else "")
         + f"; cohort of {result.cohort_size}; model in {model_dir}"
     )
+    if result.companion is not None:
+        typer.echo(
+            f"features.bands auto: this model's band starts at 300 Hz (recordings of any bandwidth); a "
+            f"wideband companion up to 7600 Hz in {result.companion} scores wideband recordings of speakers "
+            "enrolled on wideband audio"
+        )
 
 
 app.command()(cli_speakers.enroll)  # here, so --help lists the commands in pipeline order

@@ -50,7 +50,9 @@ def cache_settings(
         ``stats``) as JSON reads it back (lists, not tuples), so it compares equal to a copy stored in a JSON
         index; :func:`cache_file` keys are the same either way.
     """
-    settings: dict[str, Any] = {"frontend_version": frontend_version, "features": config.to_dict()}
+    # ``bands`` picks which front-ends a model holds; each extracts as its other settings say.
+    extraction = {name: value for name, value in config.to_dict().items() if name != "bands"}
+    settings: dict[str, Any] = {"frontend_version": frontend_version, "features": extraction}
     if stats is not None:
         settings["global_stats"] = stats.digest()
     return json.loads(json.dumps(settings))

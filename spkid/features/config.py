@@ -19,6 +19,9 @@ VAD_METHODS: tuple[str, ...] = ("energy", "none")
 CMVN_METHODS: tuple[str, ...] = ("utterance", "sliding", "warping", "adaptive", "global", "none")
 #: Which frames CMVN statistics come from: the speech frames (after VAD) or every frame of the recording.
 CMVN_FRAMES: tuple[str, ...] = ("speech", "all")
+#: ``bands``: one front-end, or a wideband companion beside a telephone-band main model
+#: (:mod:`spkid.recognizer.bands`).
+BANDS: tuple[str, ...] = ("single", "auto")
 #: CMVN methods that normalise toward statistics of the UBM pool, stored in the model.
 GLOBAL_STATS_METHODS: tuple[str, ...] = ("adaptive", "global")
 #: The front-end generation :func:`spkid.features.extract` reproduces: 2 is every model made before the
@@ -35,6 +38,7 @@ LEGACY_SETTINGS: dict[str, Any] = {
     "frontend_version": 2,
     "cmvn_relevance_frames": 300.0,
     "cmvn_frames": "speech",
+    "bands": "single",
 }
 
 
@@ -123,6 +127,12 @@ class FeatureConfig:
         reference the speech is measured against). "all" works with utterance, sliding and warping.
     cmvn_relevance_frames : float = 300.0
         "adaptive" CMVN: an utterance of this many speech frames weighs as much as the pool's statistics.
+    bands : str = "single"
+        "single": one front-end. "auto": when ``train-ubm`` picks a wideband rate (16 kHz), the model gets
+        two front-ends: the main one starts at the telephone band's bottom (``f_min_hz`` at least 300 Hz)
+        and compares recordings of any bandwidth; a companion in the model's ``wideband/`` folder reaches
+        7600 Hz and scores a recording whose speaker was enrolled on wideband audio only, when the recording
+        is wideband too (:mod:`spkid.recognizer.bands`). It does not change extraction itself.
     frontend_version : int = 3
         Front-end generation to reproduce: 3 (current) or 2 (models made before the VAD ignored silence
         around the speech). Models store it; there is no reason to set it by hand.
@@ -163,6 +173,7 @@ class FeatureConfig:
     cmvn_variance: bool = True
     cmvn_frames: str = "speech"
     cmvn_relevance_frames: float = 300.0
+    bands: str = "single"
     frontend_version: int = FRONTEND_VERSION
 
     #: What each setting may be (:mod:`spkid.config_checks`); the rules between settings are in ``_validate``.
@@ -194,6 +205,7 @@ class FeatureConfig:
         "cmvn_variance": bool,
         "cmvn_frames": Options(CMVN_FRAMES),
         "cmvn_relevance_frames": Interval(float, 0, None),
+        "bands": Options(BANDS),
         "frontend_version": Options(FRONTEND_VERSIONS),
     }
 

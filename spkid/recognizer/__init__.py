@@ -10,7 +10,11 @@ The public face of the recognizer; its modules, one job each (imports point down
 - :mod:`~spkid.recognizer.bank_search` identification and verification through the speaker bank;
 - :mod:`~spkid.recognizer.batch` batch work on joblib or Dask workers (enroll, identify, score), each worker
   holding the model and its bank open;
-- :mod:`~spkid.recognizer.identification` identify and verify from audio;
+- :mod:`~spkid.recognizer.bands` a model's two front-ends (``features.bands: auto``): which one scores a
+  recording or a trial;
+- :mod:`~spkid.recognizer.recordings` usable features of the recordings to identify or verify;
+- :mod:`~spkid.recognizer.identification` and :mod:`~spkid.recognizer.verification` identify and verify
+  from audio;
 - :mod:`~spkid.recognizer.trial_scoring` score trial lists from audio (raw or calibrated);
 - :mod:`~spkid.recognizer.training` :func:`train_ubm_from_audio`, a new model directory from audio;
 - :mod:`~spkid.recognizer.enrollment` :func:`enroll_from_audio` (new speakers, replaced or grown ones);

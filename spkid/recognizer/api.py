@@ -4,9 +4,9 @@ Each function takes paths, does the whole job and returns a small result object;
 arguments, calls one of these and prints. The feature settings chosen at :func:`train_ubm_from_audio` are
 stored in the model and used by every later call, and the stored score normalisation is applied
 automatically. Training is :mod:`spkid.recognizer.training`, enrollment :mod:`spkid.recognizer.enrollment`,
-identification and verification :mod:`spkid.recognizer.identification`, trial scoring
-:mod:`spkid.recognizer.trial_scoring`, evaluation of score files :mod:`spkid.metrics.evaluation`; all are
-re-exported here.
+identification :mod:`spkid.recognizer.identification`, verification :mod:`spkid.recognizer.verification`,
+trial scoring :mod:`spkid.recognizer.trial_scoring`, evaluation of score files
+:mod:`spkid.metrics.evaluation`; all are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,18 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from spkid.errors import StoreError
 from spkid.metrics import evaluate, labelled_scores
+from spkid.recognizer.bands import companion_of, drop_from_companion
 from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio, speakers_in_folder
-from spkid.recognizer.identification import (
-    Identification,
-    IdentifyResult,
-    Verification,
-    VerifyResult,
-    identify,
-    verify,
-)
+from spkid.recognizer.identification import Identification, IdentifyResult, identify
+from spkid.recognizer.results import Verification, VerifyResult
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
 from spkid.recognizer.trial_scoring import ScoreResult, score_trials
+from spkid.recognizer.verification import verify
 from spkid.score import Calibrator
 from spkid.store import ModelStore
 
@@ -140,6 +137,7 @@ def remove_speaker(model_dir: PathLike, name: str) -> None:
     >>> tmp.cleanup()
     """
     ModelStore.open(model_dir).remove_speaker(name)
+    drop_from_companion(model_dir, [name])
 
 
 def rebuild_speaker_bank(model_dir: PathLike) -> int:
@@ -167,7 +165,8 @@ def calibrate_model(
     Raises
     ------
     StoreError
-        No model. DataError: unlabelled or one-sided scores.
+        No model, or a model with a wideband companion (``features.bands: auto``). DataError: unlabelled
+        or one-sided scores.
 
     Examples
     --------
@@ -196,6 +195,11 @@ def calibrate_model(
     >>> tmp.cleanup()
     """
     store = ModelStore.open(model_dir)
+    if companion_of(model_dir) is not None:  # its scores come from two models, on two scales
+        raise StoreError(
+            f"{model_dir}: holds two front-ends (features.bands: auto), whose scores one calibration cannot "
+            "map; train the model with features.bands=single to calibrate it"
+        )
     target, nontarget = labelled_scores(scores, trials)
     labels = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
     calibrator = Calibrator(p_effective).fit(np.concatenate([target, nontarget]), labels)

@@ -18,6 +18,7 @@ from spkid.corpora.folders import list_speakers
 from spkid.errors import DataError, SpkidError, StoreError
 from spkid.features import SkippedFile
 from spkid.gmm import SufficientStats
+from spkid.recognizer.bands import all_wideband, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
@@ -83,7 +84,9 @@ def enroll_from_audio(
 ) -> EnrollResult:
     """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
 
-    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled.
+    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled. A model
+    with a wideband companion (``features.bands: auto``) enrolls a speaker there too when all its recordings
+    are wideband (:mod:`spkid.recognizer.bands`).
 
     Parameters
     ----------
@@ -153,6 +156,17 @@ def enroll_from_audio(
                 "or --add to add these recordings"
             )
         files_of[name] = find_audio_files(list(paths))
+    companion = companion_of(store.path)
+    wideband: dict[str, list[Path]] = {}
+    if companion is not None:  # a speaker is in the companion while all its recordings are wideband
+        in_companion = set(ModelStore.open(companion).speakers())
+        wideband = {
+            name: files
+            for name, files in files_of.items()
+            if all_wideband(files) and (not add or name in in_companion)
+        }
+        # out before the main enrollment: an interruption leaves a speaker missing there, never stale
+        drop_from_companion(store.path, [name for name in files_of if name not in wideband or not add])
     recognizer = Recognizer(store)
     if wants_workers(backend, n_jobs, len(files_of)):
         enrolled, skipped = _enroll_on_workers(
@@ -179,6 +193,19 @@ def enroll_from_audio(
     if not enrolled:
         n_files = len(skipped) - len(files_of)  # one entry per speaker left without a usable file
         raise DataError(f"nothing enrolled: no speaker has a usable recording ({n_files} files skipped)")
+    wideband = {name: files for name, files in wideband.items() if name in enrolled}
+    if companion is not None and wideband:
+        enroll_from_audio(
+            companion,
+            wideband,
+            add=add,
+            skip_bad=skip_bad,
+            n_jobs=n_jobs,
+            progress=progress,
+            cache_dir=cache_dir,
+            backend=backend,
+            scheduler=scheduler,
+        )
     return EnrollResult(enrolled=enrolled, skipped=skipped)
 
 

@@ -1,4 +1,5 @@
-"""Using an enrolled model: identify recordings, verify a claimed speaker (trial lists: ``trial_scoring``).
+"""Using an enrolled model: identify recordings (a claimed speaker: ``verification``; trial lists:
+``trial_scoring``).
 
 Scores are the stored normalisation of frame-averaged LLRs, mapped through the model's calibrator when it
 has one; the default decision thresholds are documented in :mod:`spkid.recognizer`.
@@ -6,16 +7,14 @@ has one; the default decision thresholds are documented in :mod:`spkid.recognize
 
 from __future__ import annotations
 
-import logging
 import os
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from spkid.audio import find_audio_files
 from spkid.errors import DataError, SpkidError
-from spkid.features import ExtractResult
-from spkid.recognizer.bank_search import bank_or_none, verify_in_bank
+from spkid.recognizer.bands import in_input_order, route_recordings
+from spkid.recognizer.bank_search import bank_or_none
 from spkid.recognizer.batch import (
     Ranked,
     identify_task,
@@ -26,11 +25,10 @@ from spkid.recognizer.batch import (
     wants_workers,
 )
 from spkid.recognizer.recognizer import Recognizer
+from spkid.recognizer.recordings import StepClock, extract_usable, warn_if_short
 from spkid.recognizer.results import (
     Identification,
     IdentifyResult,
-    Verification,
-    VerifyResult,
     score_kind,
 )
 from spkid.score import start_kernels
@@ -38,73 +36,11 @@ from spkid.score import start_kernels
 __all__ = [
     "Identification",
     "IdentifyResult",
-    "Verification",
-    "VerifyResult",
     "identify",
     "score_kind",
-    "verify",
 ]
 
 PathLike = str | os.PathLike[str]
-logger = logging.getLogger(__name__)
-#: Seconds of speech (after VAD) below which identify and verify warn that a recording's scores are not to
-#: be trusted: GMM-UBM scores of shorter tests scatter widely.
-TRUSTED_SPEECH_S = 1.0
-
-
-def _extract_usable(
-    recognizer: Recognizer,
-    files: list[Path],
-    *,
-    n_jobs: int,
-    skip_bad: bool,
-    progress: bool,
-    cache_dir: PathLike | None,
-) -> ExtractResult:
-    """Features of ``files`` (found by :func:`find_audio_files`); DataError when ``skip_bad`` left none."""
-    features = recognizer.extract(
-        files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
-    )
-    if not features:  # --skip-bad skipped every file: a failure, not an empty success
-        raise DataError(
-            f"no usable recording: all {len(files)} files were skipped; first: {features.skipped[0].reason}"
-        )
-    _warn_short(features, recognizer.feature_config.frame_shift_ms)
-    return features
-
-
-def _warn_short(features: ExtractResult, frame_shift_ms: float) -> None:
-    """A warning per recording with less than :data:`TRUSTED_SPEECH_S` of speech: too short to trust."""
-    for path, frames in zip(features.paths, features, strict=True):
-        _warn_if_short(path, len(frames), frame_shift_ms)
-
-
-def _warn_if_short(path: Path, n_frames: int, frame_shift_ms: float) -> None:
-    speech_s = n_frames * frame_shift_ms / 1000.0
-    if speech_s < TRUSTED_SPEECH_S:
-        logger.warning(
-            "%s: only %.2f s of speech, too short to trust the scores (%g s or more is advised)",
-            path,
-            speech_s,
-            TRUSTED_SPEECH_S,
-            extra={
-                "spkid_kind": f"hold under {TRUSTED_SPEECH_S:g} s of speech (too short to trust)",
-                "spkid_path": str(path),
-            },
-        )
-
-
-class _Clock:
-    """Records the seconds since the previous call under each name given (nothing when ``into`` is None)."""
-
-    def __init__(self, into: dict[str, float] | None) -> None:
-        self.into, self.last = into, time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        if self.into is not None:
-            self.into[name] = now - self.last
-        self.last = now
 
 
 def identify(
@@ -175,12 +111,48 @@ def identify(
     """
     if top_k < 0:
         raise DataError(f"top_k={top_k}: must be 0 (all speakers) or more")
-    clock = _Clock(timings)
+    files = find_audio_files(list(recordings))
+    options = {
+        "top_k": top_k,
+        "open_set": open_set,
+        "threshold": threshold,
+        "n_jobs": n_jobs,
+        "skip_bad": skip_bad,
+        "progress": progress,
+        "cache_dir": cache_dir,
+        "timings": timings,
+        "backend": backend,
+        "scheduler": scheduler,
+    }
+    parts = [_identify_with(model, part, **options) for model, part in route_recordings(model_dir, files)]
+    return IdentifyResult(
+        results=in_input_order(files, [found for part in parts for found in part.results]),
+        skipped=[skipped for part in parts for skipped in part.skipped],
+        kind=parts[-1].kind,
+    )
+
+
+def _identify_with(
+    model_dir: PathLike,
+    files: list[Path],
+    *,
+    top_k: int,
+    open_set: bool,
+    threshold: float | None,
+    n_jobs: int,
+    skip_bad: bool,
+    progress: bool,
+    cache_dir: PathLike | None,
+    timings: dict[str, float] | None,
+    backend: str,
+    scheduler: str | None,
+) -> IdentifyResult:
+    """:func:`identify` on one model directory and the audio files found."""
+    clock = StepClock(timings)
     recognizer = Recognizer.open(model_dir)
     clock("model_s")
     view = bank_or_none(recognizer)  # repaired here, before any worker
     clock("bank_s")
-    files = find_audio_files(list(recordings))
     settings = {"top_k": top_k, "open_set": open_set, "threshold": threshold}
     if wants_workers(backend, n_jobs, len(runs_of(files))):
         if view is None:
@@ -199,7 +171,7 @@ def identify(
             clock=clock,
         )
     models = recognizer.speakers() if view is None else {}
-    features = _extract_usable(
+    features = extract_usable(
         recognizer, files, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
     )
     clock("features_s")
@@ -230,7 +202,7 @@ def _identify_on_workers(
     cache_dir: PathLike | None,
     frame_shift_ms: float,
     kind: str,
-    clock: _Clock,
+    clock: StepClock,
 ) -> IdentifyResult:
     """Runs of ``files`` identified on workers, each holding the model and its bank open; input order."""
     runs = runs_of(files)
@@ -259,77 +231,5 @@ def _identify_on_workers(
             f"no usable recording: all {len(files)} files were skipped; first: {skipped[0].reason}"
         )
     for found, n_frames in zip(results, (n for outcome in ordered for n in outcome.n_frames), strict=True):
-        _warn_if_short(Path(found.recording), n_frames, frame_shift_ms)
+        warn_if_short(Path(found.recording), n_frames, frame_shift_ms)
     return IdentifyResult(results=results, skipped=skipped, kind=kind)
-
-
-def verify(
-    model_dir: PathLike,
-    speaker: str,
-    recordings: Iterable[PathLike],
-    *,
-    threshold: float | None = None,
-    n_jobs: int = 1,
-    skip_bad: bool = False,
-    progress: bool = False,
-    cache_dir: PathLike | None = None,
-    timings: dict[str, float] | None = None,
-) -> VerifyResult:
-    """Score recordings against one claimed speaker; accept when the score reaches the threshold.
-
-    The default threshold is :func:`identify`'s open-set threshold. ``timings`` is filled as
-    :func:`identify` fills it (``model_s``, ``bank_s``, ``features_s``, ``kernels_s``, ``scoring_s``).
-
-    Raises
-    ------
-    StoreError
-        No model, or ``speaker`` is not enrolled (checked before any feature extraction).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from spkid.corpora.synthetic import make_speakers
-    >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
-    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
-    >>> model = f"{tmp.name}/model"
-    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
-    >>> _ = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
-    >>> from spkid.recognizer import verify
-    >>> result = verify(model, "spk01", [corpus["spk01"][2], corpus["spk02"][2]], threshold=-2.0)
-    >>> [(checked.speaker, checked.accepted) for checked in result.results]
-    [('spk01', True), ('spk01', False)]
-    >>> tmp.cleanup()
-    """
-    clock = _Clock(timings)
-    recognizer = Recognizer.open(model_dir)
-    clock("model_s")
-    view = bank_or_none(recognizer)
-    clock("bank_s")
-    if view is not None and speaker not in view.names:
-        recognizer.speakers([speaker])  # the "not enrolled" error, before any extraction
-    models = recognizer.speakers([speaker]) if view is None else {}
-    features = _extract_usable(
-        recognizer,
-        find_audio_files(list(recordings)),
-        n_jobs=n_jobs,
-        skip_bad=skip_bad,
-        progress=progress,
-        cache_dir=cache_dir,
-    )
-    clock("features_s")
-    start_kernels()
-    clock("kernels_s")
-    if view is not None:
-        scores, default = verify_in_bank(recognizer, view, speaker, features)
-    else:
-        scores = recognizer.calibrated(recognizer.score_matrix(models, features, progress=progress))[:, 0]
-        default = float(recognizer.default_thresholds(models)[0])
-    clock("scoring_s")
-    cutoff = default if threshold is None else float(threshold)
-    results = [
-        Verification(str(path), speaker, float(value), cutoff, bool(value >= cutoff))
-        for path, value in zip(features.paths, scores, strict=True)
-    ]
-    return VerifyResult(results=results, skipped=list(features.skipped), kind=score_kind(recognizer))

@@ -29,6 +29,7 @@ from spkid.features import (
     resolve_sample_rate,
 )
 from spkid.progress import IterationDisplay
+from spkid.recognizer.bands import COMPANION_DIR, band_configs, remove_companion
 from spkid.recognizer.config import Config, load_config
 from spkid.score import hold_out_cohort_segments, select_cohort
 from spkid.store import MANIFEST_FILE, ModelStore
@@ -68,6 +69,7 @@ class TrainResult:
     cohort_frames_held_out: int = 0  # of n_frames: the cohort's test segments, not used to train the UBM
     sample_rate: int = 0  # of the front-end (chosen from the pool with features.sample_rate: auto)
     cmvn: str = "utterance"
+    companion: Path | None = None  # the wideband companion model (features.bands: auto on a wideband pool)
 
 
 #: Where train-ubm lists the pool files it left out (one ``path<TAB>reason`` line each).
@@ -189,7 +191,8 @@ def train_ubm_from_audio(
     (:func:`spkid.features.resolve_sample_rate`); with ``features.cmvn`` "adaptive" or "global" the pool's
     un-normalised feature statistics are estimated and stored with the model. Files with too little speech
     (too short, silent) are skipped and listed in ``skipped_files.txt`` unless they are more than
-    ``ubm.max_unusable_fraction`` of the pool.
+    ``ubm.max_unusable_fraction`` of the pool. With ``features.bands: auto`` and a 16 kHz front-end, a
+    wideband companion model is trained on the same pool too (:mod:`spkid.recognizer.bands`).
 
     Parameters
     ----------
@@ -242,7 +245,9 @@ def train_ubm_from_audio(
     if (model_dir / MANIFEST_FILE).is_file() and not overwrite:
         raise StoreError(f"{model_dir}: a model already exists here; pass --overwrite to replace it")
     files = find_audio_files(list(audio_paths))
-    feature_config = resolve_sample_rate(config.features, files, skip_bad=skip_bad)
+    feature_config, companion_config = band_configs(
+        resolve_sample_rate(config.features, files, skip_bad=skip_bad)
+    )
     features: ExtractResult | StoredFeatures
     if cache_dir is None:
         features, stats = extract_pool(
@@ -284,6 +289,8 @@ def train_ubm_from_audio(
         enroll_config=config.enroll,
         random_state=config.ubm.random_state,
     )
+    if overwrite:
+        remove_companion(model_dir)  # the model it belonged to is being replaced
     store = ModelStore.create(
         model_dir,
         feature_config=feature_config.to_dict(),
@@ -296,6 +303,19 @@ def train_ubm_from_audio(
     )
     store.save_cohort(cohort.to_arrays(ubm))
     _write_skipped_list(model_dir, features.skipped)
+    companion = None
+    if companion_config is not None:  # the same pool through the wideband front-end (bands.py)
+        companion = train_ubm_from_audio(
+            model_dir / COMPANION_DIR,
+            files,
+            dataclasses.replace(config, features=companion_config),
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress,
+            overwrite=True,
+            cache_dir=cache_dir,
+            iteration_log=iteration_log,
+        ).model_dir
     n_components, n_features = np.shape(ubm.means_)
     return TrainResult(
         model_dir=model_dir,
@@ -308,4 +328,5 @@ def train_ubm_from_audio(
         cohort_frames_held_out=n_held_out,
         sample_rate=int(feature_config.sample_rate),
         cmvn=feature_config.cmvn,
+        companion=companion,
     )

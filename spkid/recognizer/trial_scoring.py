@@ -1,6 +1,6 @@
 """Scoring trial lists: Kaldi or VoxCeleb trials against enrolled speakers or recordings, to a score file.
 
-Scores are what verification decides on (:mod:`spkid.recognizer.identification`): the stored normalisation
+Scores are what verification decides on (:mod:`spkid.recognizer.verification`): the stored normalisation
 of frame-averaged LLRs, mapped through the model's calibrator when it has one; the score file's ``#`` first
 line says which.
 """
@@ -21,6 +21,7 @@ from spkid.errors import DataError, SpkidError
 from spkid.features import SkippedFile
 from spkid.gmm import MixtureParameters
 from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list, write_scores
+from spkid.recognizer.bands import route_trials
 from spkid.recognizer.batch import run_tasks, runs_of, wants_workers, worker_model
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.results import score_kind
@@ -228,28 +229,30 @@ def score_trials(
         if trial.test not in test_recordings:
             test_recordings[trial.test] = resolver.require(trial.test, where)
     started = time.perf_counter()
-    recordings = {"enroll_recordings": enroll_recordings, "test_recordings": test_recordings}
-    if wants_workers(backend, n_jobs, len(runs_of(list(test_recordings)))):
-        scored, skipped = _score_on_workers(
-            model_dir,
-            trial_list.trials,
-            recordings,
-            backend=backend,
-            scheduler=scheduler,
-            n_jobs=n_jobs,
-            skip_bad=skip_bad,
-            cache_dir=cache_dir,
+    position = {(trial.enroll, trial.test): number for number, trial in enumerate(trial_list.trials)}
+    scored: list[ScoredTrial] = []
+    skipped: list[SkippedFile] = []
+    routes = route_trials(model_dir, trial_list.trials, enroll_recordings, test_recordings)
+    common = {"n_jobs": n_jobs, "skip_bad": skip_bad, "cache_dir": cache_dir, "allow_none": len(routes) > 1}
+    for scoring_dir, trials_here in routes:  # one model, or a wideband companion's share first (bands.py)
+        recordings = _recordings_of(
+            trials_here, {"enroll_recordings": enroll_recordings, "test_recordings": test_recordings}
         )
-    else:
-        scored, skipped = score_recordings(
-            recognizer,
-            trial_list.trials,
-            n_jobs=n_jobs,
-            skip_bad=skip_bad,
-            progress=progress,
-            cache_dir=cache_dir,
-            **recordings,
-        )
+        if wants_workers(backend, n_jobs, len(runs_of(list(recordings["test_recordings"])))):
+            part, skipped_here = _score_on_workers(
+                scoring_dir, trials_here, recordings, backend=backend, scheduler=scheduler, **common
+            )
+        else:
+            scoring = recognizer if scoring_dir == Path(model_dir) else Recognizer.open(scoring_dir)
+            part, skipped_here = score_recordings(
+                scoring, trials_here, progress=progress, **common, **recordings
+            )
+        scored += part
+        skipped += skipped_here
+    if not scored:
+        raise DataError(f"no trial can be scored: {len(skipped)} recordings were skipped")
+    if len(routes) > 1:
+        scored.sort(key=lambda item: position[(item.enroll, item.test)])
     if calibrated and recognizer.calibrator is not None:
         values = recognizer.calibrated(np.array([item.score for item in scored]))
         scored = [ScoredTrial(t.enroll, t.test, float(v)) for t, v in zip(scored, values, strict=True)]
@@ -275,6 +278,7 @@ def _score_on_workers(
     n_jobs: int,
     skip_bad: bool,
     cache_dir: PathLike | None,
+    allow_none: bool = False,
 ) -> tuple[list[ScoredTrial], list[SkippedFile]]:
     """Runs of consecutive trials scored on workers; in trial order, the first error (in order) raised."""
     test_recordings = recordings["test_recordings"]
@@ -304,7 +308,7 @@ def _score_on_workers(
         by_pair.update(((item.enroll, item.test), item) for item in outcome[0])
         skipped.update((item.path, item) for item in outcome[1])
     scored = [by_pair[(t.enroll, t.test)] for t in trials if (t.enroll, t.test) in by_pair]
-    if not scored:
+    if not scored and not allow_none:
         raise DataError(f"no trial can be scored: {len(skipped)} recordings were skipped")
     return scored, list(skipped.values())
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spkid.recognizer import Recognizer
+from spkid.recognizer.bands import companion_of, is_wideband
 from spkid.recognizer.bank_search import bank_or_none, identify_in_bank, verify_in_bank
 from spkid.recognizer.results import Ranking, rank_rows
 from spkid.score import Scorer
@@ -67,6 +68,9 @@ class LoadedModel:
     scorer, model_stats, thresholds
         Without the bank: the resident scorer of every speaker, its normalisation statistics and each
         speaker's default threshold.
+    companion : LoadedModel or None
+        The wideband companion (``features.bands: auto``), loaded with the model; :meth:`routes` says
+        which recordings it scores.
 
     Examples
     --------
@@ -96,23 +100,51 @@ class LoadedModel:
     scorer: Scorer | None = None
     model_stats: np.ndarray | None = None
     thresholds: np.ndarray | None = None
+    companion: LoadedModel | None = None
 
     @classmethod
     def load(cls, model_dir: Path) -> LoadedModel:
         """Open ``model_dir``: its bank (built or repaired first when needed), else its speaker files."""
         stamp = directory_stamp(model_dir)
         recognizer = Recognizer.open(model_dir)
+        companion_dir = companion_of(model_dir)
+        # a calibrated model's scores are on another scale than its companion's: the main model scores all
+        companion = None
+        if companion_dir is not None and recognizer.calibrator is None:
+            companion = cls.load(companion_dir)
         # None: other scoring settings, or a read-only model whose bank needs repair (the speaker files)
         view = bank_or_none(recognizer, require_speakers=False)
         if view is not None:
-            return cls(stamp, recognizer, list(view.names), bank=view)
+            return cls(stamp, recognizer, list(view.names), bank=view, companion=companion)
         names = recognizer.store.speakers()
         if not names:
-            return cls(stamp, recognizer, names)
+            return cls(stamp, recognizer, names, companion=companion)
         models = recognizer.speakers(names)
         scorer = Scorer(recognizer.ubm, models, top_c=recognizer.score_config.top_c)
         model_stats = recognizer.normalizer.model_statistics(scorer)
-        return cls(stamp, recognizer, names, None, scorer, model_stats, recognizer.default_thresholds(models))
+        thresholds = recognizer.default_thresholds(models)
+        return cls(stamp, recognizer, names, None, scorer, model_stats, thresholds, companion)
+
+    def routes(
+        self, files: Sequence[Path], *, speaker: str | None = None
+    ) -> list[tuple[LoadedModel, list[int]]]:
+        """Which loaded model scores which of ``files`` (by index), as
+        :func:`spkid.recognizer.bands.route_recordings` decides for the CLI."""
+        everything = [(self, list(range(len(files))))]
+        companion = self.companion
+        if companion is None or not companion.names:
+            return everything
+        covered = (
+            speaker in companion.names if speaker is not None else set(companion.names) == set(self.names)
+        )
+        if not covered:
+            return everything
+        wide = [is_wideband(path) for path in files]
+        parts = (
+            (companion, [i for i, flag in enumerate(wide) if flag]),
+            (self, [i for i, flag in enumerate(wide) if not flag]),
+        )
+        return [(model, indices) for model, indices in parts if indices]
 
     def current(self, stamp: tuple) -> bool:
         """Whether a :func:`directory_stamp` taken now shows the state this model was loaded from.

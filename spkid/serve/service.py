@@ -186,16 +186,25 @@ class SpeakerService:
                 raise AudioError(shown, exc.reason) from None
 
     def _features(
-        self, uploads: Sequence[Upload], paths: Sequence[str], score: Callable[[LoadedModel, list], Result]
-    ) -> tuple[list[str], Result]:
-        """``score(model, features)`` of the recordings, with the names they are shown by."""
+        self,
+        uploads: Sequence[Upload],
+        paths: Sequence[str],
+        score: Callable[[LoadedModel, list], list[Result]],
+        *,
+        speaker: str | None = None,
+    ) -> tuple[list[str], list[Result]]:
+        """``score(model, features)`` (one result per recording) of the recordings, each scored by the model
+        the CLI would use (:meth:`LoadedModel.routes`), with the names they are shown by, in input order."""
         model = self.snapshot()
         if not model.names:
             raise NotFoundError(f"{self.model_dir}: no speakers enrolled; run spkid enroll first")
         with self._audio_files(uploads, paths) as files, self._computing_slot() as widen:
-            features = list(model.recognizer.extract([file for _, file in files]))
-            with widen():
-                return [shown for shown, _ in files], score(model, features)
+            results: dict[int, Result] = {}
+            for scoring, indices in model.routes([file for _, file in files], speaker=speaker):
+                features = list(scoring.recognizer.extract([files[i][1] for i in indices]))
+                with widen():
+                    results.update(zip(indices, score(scoring, features), strict=True))
+            return [shown for shown, _ in files], [results[i] for i in range(len(files))]
 
     # ------------------------------------------------------------------------------------------ requests
     def identify(
@@ -234,13 +243,16 @@ class SpeakerService:
         model = self.snapshot()
         if model.names and speaker not in model.names:
             self._not_found(lambda: model.recognizer.speakers([speaker]))  # the CLI's "not enrolled" error
-        shown, (scores, default) = self._features(
-            uploads, paths, lambda model, features: self._not_found(lambda: model.verify(speaker, features))
-        )
-        cutoff = default if threshold is None else float(threshold)
+
+        def score(model: LoadedModel, features: list) -> list[tuple[float, float]]:
+            scores, default = self._not_found(lambda: model.verify(speaker, features))
+            cutoff = default if threshold is None else float(threshold)
+            return [(float(value), cutoff) for value in scores]
+
+        shown, checked = self._features(uploads, paths, score, speaker=speaker)
         return [
-            Verification(recording, speaker, float(value), cutoff, bool(value >= cutoff))
-            for recording, value in zip(shown, scores, strict=True)
+            Verification(recording, speaker, value, cutoff, bool(value >= cutoff))
+            for recording, (value, cutoff) in zip(shown, checked, strict=True)
         ]
 
     def enroll(

@@ -20,6 +20,13 @@ CONFIGS = [
 ]
 
 
+def settings_before_bands(config: FeatureConfig) -> dict:
+    """The feature settings as keys held them before ``bands`` existed (it does not change extraction)."""
+    settings = dataclasses.asdict(config)
+    del settings["bands"]
+    return settings
+
+
 def key_as_written_before(cache_dir: Path, audio_path: Path, config: FeatureConfig) -> Path:
     """The entry path of the key extract_many built inline before cache_settings existed, spelt out."""
     status = audio_path.absolute().stat()
@@ -28,7 +35,7 @@ def key_as_written_before(cache_dir: Path, audio_path: Path, config: FeatureConf
         "size": status.st_size,
         "mtime_ns": status.st_mtime_ns,
         "frontend_version": CACHE_VERSION,
-        "features": dataclasses.asdict(config),
+        "features": settings_before_bands(config),
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
     return cache_dir / digest[:2] / f"{digest}.npy"
@@ -39,8 +46,8 @@ def test_cache_settings_keep_the_keys_of_existing_caches(tmp_path: Path, config:
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"not decoded: only the file's identity counts")
     settings = cache_settings(config, frontend_version=CACHE_VERSION)
-    assert settings == {"frontend_version": CACHE_VERSION, "features": config.to_dict()}
-    inline_before = {"frontend_version": CACHE_VERSION, "features": config.to_dict()}
+    assert settings == {"frontend_version": CACHE_VERSION, "features": settings_before_bands(config)}
+    inline_before = {"frontend_version": CACHE_VERSION, "features": settings_before_bands(config)}
     assert cache_file(tmp_path, audio, settings) == cache_file(tmp_path, audio, inline_before)
     assert cache_file(tmp_path, audio, settings) == key_as_written_before(tmp_path, audio, config)
     # A stored JSON copy compares equal, as FeatureStore's index check needs.
@@ -51,6 +58,8 @@ def test_cache_settings_change_with_the_config_and_the_version() -> None:
     default = cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION)
     assert cache_settings(FeatureConfig(n_ceps=13), frontend_version=CACHE_VERSION) != default
     assert cache_settings(FeatureConfig(), frontend_version=CACHE_VERSION + 1) != default
+    # which front-ends a model holds is not how one extracts: the same entries serve both
+    assert cache_settings(FeatureConfig(bands="auto"), frontend_version=CACHE_VERSION) == default
 
 
 def test_extract_many_and_the_feature_store_use_the_entry_of_the_old_key(

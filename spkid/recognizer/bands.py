@@ -1,0 +1,243 @@
+"""Two front-ends in one model directory: the wideband companion, and which one scores a comparison.
+
+With ``features.bands: auto``, ``train-ubm`` on a wideband pool (the front-end rate is 16 kHz) makes two
+models. The main one, in the model directory, starts at the telephone band's bottom
+(:data:`TELEPHONE_F_MIN_HZ`) and compares recordings of any bandwidth: below 300 Hz a telephone line holds
+nothing, and a wideband recording's energy there would be a difference between the two sides that is not
+the speaker. The companion, in :data:`COMPANION_DIR` inside it, reaches :data:`WIDEBAND_F_MAX_HZ` and holds
+the speakers enrolled on wideband recordings only. A recording is scored by the companion when it is wideband
+itself (native rate of 16 kHz or more) and every speaker it is compared with is in the companion; otherwise by
+the main model. Enrollment, removal, identification, verification, trial scoring (``spkid score``) and
+``spkid serve`` all follow this rule; a model with a companion is not calibrated (its scores come from two
+models). ``bench_accuracy.py --variants bands=auto`` measures it (README, "Defaults, and why").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import soundfile
+
+from spkid.features import FeatureConfig
+from spkid.metrics import Trial
+from spkid.store import MANIFEST_FILE, ModelStore
+
+__all__ = [
+    "COMPANION_DIR",
+    "TELEPHONE_F_MIN_HZ",
+    "WIDEBAND_F_MAX_HZ",
+    "band_configs",
+    "companion_of",
+    "in_input_order",
+    "is_wideband",
+    "route_recordings",
+    "route_trials",
+    "split_by_band",
+]
+
+#: The companion model's folder inside a model directory.
+COMPANION_DIR = "wideband"
+#: Bottom of the main model's band with ``bands: auto`` (a telephone line's high-pass).
+TELEPHONE_F_MIN_HZ = 300.0
+#: Top of the companion's band: 0.95 of the 8 kHz Nyquist frequency of 16 kHz audio.
+WIDEBAND_F_MAX_HZ = 7600.0
+#: Native rate from which a recording counts as wideband.
+WIDEBAND_RATE_HZ = 16000
+
+PathLike = str | os.PathLike[str]
+
+
+class _HasRecording(Protocol):
+    recording: str
+
+
+Result = TypeVar("Result", bound=_HasRecording)
+
+
+def band_configs(features: FeatureConfig) -> tuple[FeatureConfig, FeatureConfig | None]:
+    """The main and the companion front-ends of a resolved feature config.
+
+    Parameters
+    ----------
+    features : FeatureConfig
+        With a rate in Hz (``train-ubm`` resolves ``"auto"`` first).
+
+    Returns
+    -------
+    (FeatureConfig, FeatureConfig or None)
+        ``features`` itself and None with ``bands: single`` or below a 16 kHz rate; otherwise the main config
+        (``f_min_hz`` raised to :data:`TELEPHONE_F_MIN_HZ`) and the companion's (``f_max_hz``
+        :data:`WIDEBAND_F_MAX_HZ`, ``bands: single``).
+
+    Examples
+    --------
+    >>> main, companion = band_configs(FeatureConfig(bands="auto", f_max_hz=3800.0))
+    >>> (main.f_min_hz, main.f_max_hz), (companion.f_min_hz, companion.f_max_hz)
+    ((300.0, 3800.0), (20.0, 7600.0))
+    >>> band_configs(FeatureConfig(sample_rate=8000, f_max_hz=3800.0, bands="auto"))[1] is None
+    True
+    """
+    if features.bands != "auto" or not features.is_resolved or int(features.sample_rate) < WIDEBAND_RATE_HZ:
+        return features, None
+    main = dataclasses.replace(features, f_min_hz=max(features.f_min_hz, TELEPHONE_F_MIN_HZ))
+    companion = dataclasses.replace(
+        features, f_max_hz=max(features.f_max_hz, WIDEBAND_F_MAX_HZ), bands="single"
+    ).resolve(int(features.sample_rate))
+    return main, companion
+
+
+def companion_of(model_dir: PathLike) -> Path | None:
+    """The wideband companion model inside ``model_dir``, or None when it holds none.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> companion_of(tempfile.gettempdir()) is None
+    True
+    """
+    path = Path(model_dir) / COMPANION_DIR
+    return path if (path / MANIFEST_FILE).is_file() else None
+
+
+def is_wideband(path: PathLike) -> bool:
+    """Whether a recording's native rate holds the companion's band (16 kHz or more; header only).
+
+    An unreadable file counts as narrowband: the main model then reports its error.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, soundfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     soundfile.write(f"{folder}/a.wav", np.zeros(800), 8000)
+    ...     is_wideband(f"{folder}/a.wav")
+    False
+    """
+    try:
+        return soundfile.info(str(path)).samplerate >= WIDEBAND_RATE_HZ
+    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError):
+        return False
+
+
+def split_by_band(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``files`` as (wideband, the others), each in input order.
+
+    Examples
+    --------
+    >>> split_by_band([])
+    ([], [])
+    """
+    flags = [is_wideband(path) for path in files]
+    return [p for p, wide in zip(files, flags, strict=True) if wide], [
+        p for p, wide in zip(files, flags, strict=True) if not wide
+    ]
+
+
+def all_wideband(files: Iterable[Path]) -> bool:
+    """Whether every one of ``files`` is wideband (:func:`is_wideband`)."""
+    return all(is_wideband(path) for path in files)
+
+
+def drop_from_companion(model_dir: PathLike, names: Iterable[str]) -> None:
+    """Remove ``names`` from the companion of ``model_dir`` where it holds them (no companion: nothing)."""
+    companion = companion_of(model_dir)
+    if companion is None:
+        return
+    store = ModelStore.open(companion)
+    present = set(store.speakers())
+    for name in names:
+        if name in present:
+            store.remove_speaker(name)
+
+
+def remove_companion(model_dir: PathLike) -> None:
+    """Delete the companion folder of ``model_dir`` (before the model is retrained over)."""
+    shutil.rmtree(Path(model_dir) / COMPANION_DIR, ignore_errors=True)
+
+
+def route_recordings(
+    model_dir: PathLike, files: Sequence[Path], *, speaker: str | None = None
+) -> list[tuple[Path, list[Path]]]:
+    """Which model scores which recordings: ``[(model directory, its files), ...]``, the main model last.
+
+    The companion takes the wideband recordings when it holds every enrolled speaker (identification) or
+    ``speaker`` (verification), and the main model holds no calibration (its scores would then be on
+    another scale); everything else goes to the main model.
+
+    Examples
+    --------
+    >>> route_recordings("model", [])
+    [(PosixPath('model'), [])]
+    """
+    main = Path(model_dir)
+    companion = companion_of(main)
+    if companion is None or not files:
+        return [(main, list(files))]
+    store = ModelStore.open(main)
+    if store.load_calibration() is not None:
+        return [(main, list(files))]
+    in_companion = set(ModelStore.open(companion).speakers())
+    covered = speaker in in_companion if speaker is not None else in_companion == set(store.speakers())
+    if not covered or not in_companion:
+        return [(main, list(files))]
+    wide, other = split_by_band(files)
+    return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
+
+
+def in_input_order(files: Sequence[Path], results: Sequence[Result]) -> list[Result]:
+    """``results`` (each with a ``recording`` path string) sorted into the order of ``files``.
+
+    Examples
+    --------
+    >>> from spkid.recognizer.results import Verification
+    >>> found = [Verification("b.wav", "x", 1.0, 0.0, True), Verification("a.wav", "x", 0.5, 0.0, True)]
+    >>> [r.recording for r in in_input_order([Path("a.wav"), Path("b.wav")], found)]
+    ['a.wav', 'b.wav']
+    """
+    position = {str(path): index for index, path in enumerate(files)}
+    return sorted(results, key=lambda result: position.get(result.recording, len(position)))
+
+
+def route_trials(
+    model_dir: PathLike,
+    trials: Sequence[Trial],
+    enroll_recordings: Mapping[str, Sequence[Path]],
+    test_recordings: Mapping[str, Path],
+) -> list[tuple[Path, list[Trial]]]:
+    """Which model scores which trials, in trial order within each: ``[(model directory, trials), ...]``.
+
+    A trial goes to the companion when its test recording is wideband and its model side is too: an
+    enrolled speaker the companion holds, or recordings (an on-the-fly model) that are all wideband. As for
+    :func:`route_recordings`, a calibrated main model scores everything.
+
+    Examples
+    --------
+    >>> route_trials("model", [], {}, {})
+    [(PosixPath('model'), [])]
+    """
+    main = Path(model_dir)
+    companion = companion_of(main)
+    if companion is None or not trials or ModelStore.open(main).load_calibration() is not None:
+        return [(main, list(trials))]
+    in_companion = set(ModelStore.open(companion).speakers())
+    wide = {path: is_wideband(path) for path in {*test_recordings.values()}}
+    for paths in enroll_recordings.values():
+        wide.update((path, is_wideband(path)) for path in paths if path not in wide)
+
+    def wideband_trial(trial: Trial) -> bool:
+        if not wide[test_recordings[trial.test]]:
+            return False
+        if trial.enroll in enroll_recordings:
+            return all(wide[path] for path in enroll_recordings[trial.enroll])
+        return trial.enroll in in_companion
+
+    flags = [wideband_trial(trial) for trial in trials]
+    parts = (
+        (companion, [trial for trial, flag in zip(trials, flags, strict=True) if flag]),
+        (main, [trial for trial, flag in zip(trials, flags, strict=True) if not flag]),
+    )
+    return [(model, part) for model, part in parts if part]
