@@ -77,6 +77,8 @@ class ModelSummary:
     n_features: int
     sample_rate: int
     normalization: str
+    #: The speakers of the wideband companion (features.bands: auto); None when the model has none.
+    wideband_speakers: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         summary = asdict(self)
@@ -106,6 +108,7 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
     """
     store = ModelStore.open(model_dir)
     n_components, n_features = store.ubm_shape
+    companion = companion_of(model_dir)
     return ModelSummary(
         model_dir=Path(model_dir),
         speakers=store.speakers(),
@@ -113,6 +116,7 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
         n_features=n_features,
         sample_rate=int(store.feature_config.get("sample_rate", 0)),
         normalization=str(store.score_config.get("normalization", "none")),
+        wideband_speakers=None if companion is None else ModelStore.open(companion).speakers(),
     )
 
 

@@ -188,6 +188,20 @@ def test_trial_scoring_routes_each_trial_as_verification_does(
     np.testing.assert_allclose([float(score) for _, _, score in lines], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_list_shows_the_wideband_companion(tmp_path: Path, voices: dict) -> None:
+    from spkid.recognizer import describe_model
+
+    model = tmp_path / "model"
+    pool = [path for files in voices[16000].values() for path in files]
+    train_ubm_from_audio(model, pool, load_config(None, [*SMALL, "features.bands=auto"]))
+    enroll_from_audio(model, {"spk01": voices[16000]["spk01"][:2], "spk02": voices[8000]["spk02"][:2]})
+    assert describe_model(model).wideband_speakers == ["spk01"]
+    result = cli_invoke("list", model)
+    check_cli_ok(result)
+    assert "2 speakers (1 also in the wideband companion)" in result.stderr
+    assert describe_model(model / COMPANION_DIR).wideband_speakers is None
+
+
 def test_a_two_front_end_model_is_not_calibrated(tmp_path: Path, banded: Path) -> None:
     from spkid.errors import StoreError
     from spkid.recognizer import calibrate_model
