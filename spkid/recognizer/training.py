@@ -308,7 +308,13 @@ def train_ubm_from_audio(
         companion = train_ubm_from_audio(
             model_dir / COMPANION_DIR,
             files,
-            dataclasses.replace(config, features=companion_config),
+            dataclasses.replace(
+                config,
+                features=companion_config,
+                ubm=dataclasses.replace(
+                    config.ubm, n_components=min(config.ubm.n_components, config.ubm.wideband_components)
+                ),
+            ),
             n_jobs=n_jobs,
             skip_bad=skip_bad,
             progress=progress,

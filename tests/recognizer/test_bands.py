@@ -60,6 +60,14 @@ def test_a_wideband_pool_gets_a_telephone_band_main_model_and_a_wideband_compani
     assert sorted(ModelStore.open(banded / COMPANION_DIR).speakers()) == ["spk01", "spk02", "spk03"]
 
 
+def test_the_companion_has_at_most_wideband_components(tmp_path: Path, voices: dict) -> None:
+    pool = [path for files in voices[16000].values() for path in files]
+    settings = ["ubm.n_components=8", "ubm.wideband_components=4", "ubm.max_iter=2", "score.cohort_size=4"]
+    train_ubm_from_audio(tmp_path / "model", pool, load_config(None, [*settings, "features.bands=auto"]))
+    assert ModelStore.open(tmp_path / "model").ubm_shape[0] == 8
+    assert ModelStore.open(tmp_path / "model" / COMPANION_DIR).ubm_shape[0] == 4
+
+
 @pytest.mark.parametrize("settings", [["features.bands=auto"], ["features.bands=single"]])
 def test_no_companion_for_a_narrowband_pool_or_a_single_band(
     tmp_path: Path, voices: dict, settings: list[str]

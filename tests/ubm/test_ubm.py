@@ -173,6 +173,7 @@ class TestConfigs:
         config = UBMConfig()
         assert config.to_dict() == {
             "n_components": 512,
+            "wideband_components": 128,
             "max_iter": 10,
             "tol": 1e-4,
             "init": "kmeans++",
