@@ -14,8 +14,9 @@ Targets (issue #16): <= 1.5 s and <= 2 GB at 10,000 speakers; <= 5 s (bank in th
 100,000; <= 0.25 MB of disk per mean-only speaker, bank included.
 
 Usage: ``python benchmarks/bench_speakers.py [--speakers 1000 10000] [--root /work/bench-speakers] [--keep]
-[--reuse]`` (``--keep`` leaves the stores; ``--reuse`` times stores a previous ``--keep`` run left instead of
-building them again: the 100,000-speaker store takes ~8 minutes to build).
+[--reuse] [--bands]`` (``--bands``: models with a wideband companion, ``features.bands: auto``, whose disk
+per speaker counts both copies; ``--keep`` leaves the stores; ``--reuse`` times stores a previous ``--keep``
+run left instead of building them again: the 100,000-speaker store takes ~8 minutes to build).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 from spkid.corpora.synthetic import make_speakers
 from spkid.gmm import MixtureParameters, SufficientStats
 from spkid.recognizer import load_config
+from spkid.recognizer.bands import COMPANION_DIR
 from spkid.store import ModelStore
 
 N_COMPONENTS, N_FEATURES = 512, 60
@@ -55,17 +57,27 @@ app()
 """
 
 
-def build_store(model: Path, n_speakers: int) -> float:
-    """A model of ``n_speakers`` random speakers; returns the seconds it took."""
+def build_store(model: Path, n_speakers: int, *, bands: bool = False) -> float:
+    """A model of ``n_speakers`` random speakers; returns the seconds it took. With ``bands`` the model has
+    a wideband companion too (``features.bands: auto``), every speaker enrolled in both."""
     started = time.perf_counter()
+    _random_store(model, n_speakers, ["features.bands=auto"] if bands else [], N_COMPONENTS)
+    if bands:
+        main = load_config(None, ["features.sample_rate=16000"])
+        _random_store(model / COMPANION_DIR, n_speakers, [], main.ubm.wideband_components)
+    return time.perf_counter() - started
+
+
+def _random_store(model: Path, n_speakers: int, settings: list[str], n_components: int) -> None:
+    """A model of ``n_speakers`` random speakers under an ``n_components`` x 60 UBM."""
     rng = np.random.default_rng(0)
     config = load_config(
-        None, ["features.cmvn=utterance", "features.sample_rate=16000"]
+        None, ["features.cmvn=utterance", "features.sample_rate=16000", *settings]
     )  # no pool statistics to store
     ubm = MixtureParameters(
-        rng.dirichlet(np.full(N_COMPONENTS, 20.0)),
-        rng.normal(0, 1, (N_COMPONENTS, N_FEATURES)),
-        rng.uniform(0.5, 1.5, (N_COMPONENTS, N_FEATURES)),
+        rng.dirichlet(np.full(n_components, 20.0)),
+        rng.normal(0, 1, (n_components, N_FEATURES)),
+        rng.uniform(0.5, 1.5, (n_components, N_FEATURES)),
     )
     store = ModelStore.create(
         model,
@@ -79,10 +91,9 @@ def build_store(model: Path, n_speakers: int) -> float:
     names = [f"speaker{index:06d}" for index in range(n_speakers)]
     with store.bank_batch(names):
         for name in names:
-            zeroth = rng.gamma(2.0, 2.0, N_COMPONENTS)
+            zeroth = rng.gamma(2.0, 2.0, n_components)
             first = zeroth[:, None] * (ubm.means_ + rng.normal(0, 0.3, ubm.means_.shape))
             store.save_speaker_stats(name, SufficientStats(zeroth, first, np.zeros_like(first), 0.0, 1000))
-    return time.perf_counter() - started
 
 
 def run_identify(model: Path, wav: Path, *, per_file: bool, timings: bool = False) -> dict:
@@ -112,6 +123,12 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/work/bench-speakers"))
     parser.add_argument("--keep", action="store_true", help="Keep the stores afterwards.")
     parser.add_argument("--reuse", action="store_true", help="Time the stores a --keep run left, if any.")
+    parser.add_argument(
+        "--bands",
+        action="store_true",
+        help="Models with a wideband companion (features.bands: auto), every speaker in both; the test is "
+        "wideband, so the companion scores it.",
+    )
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     # Time an installed spkid: pip writes the bytecode at install; an editable checkout run with
@@ -123,9 +140,9 @@ def main() -> None:
     wav = next((args.root / "audio").rglob("*.wav"))
     rows = []
     for n_speakers in args.speakers:
-        model = args.root / f"model_{n_speakers}"
+        model = args.root / f"model_{n_speakers}{'_bands' if args.bands else ''}"
         reused = args.reuse and (model / "bank").is_dir()
-        build_s = None if reused else build_store(model, n_speakers)
+        build_s = None if reused else build_store(model, n_speakers, bands=args.bands)
         size = disk_mb(model)
         run_identify(model, wav, per_file=False)  # the bank into the page cache
         bank = min((run_identify(model, wav, per_file=False) for _ in range(3)), key=lambda r: r["wall_s"])
