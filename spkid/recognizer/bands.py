@@ -25,7 +25,7 @@ import soundfile
 
 from spkid.features import FeatureConfig
 from spkid.metrics import Trial
-from spkid.store import MANIFEST_FILE, ModelStore
+from spkid.store import MANIFEST_FILE, SPEAKERS_DIR, ModelStore
 
 __all__ = [
     "COMPANION_DIR",
@@ -177,15 +177,26 @@ def route_recordings(
     companion = companion_of(main)
     if companion is None or not files:
         return [(main, list(files))]
-    store = ModelStore.open(main)
-    if store.load_calibration() is not None:
+    if ModelStore.open(main).load_calibration() is not None:
         return [(main, list(files))]
-    in_companion = set(ModelStore.open(companion).speakers())
-    covered = speaker in in_companion if speaker is not None else in_companion == set(store.speakers())
-    if not covered or not in_companion:
+    # speaker files compared by name: both stores name a speaker's file the same way (a listing, no parsing)
+    in_companion = _speaker_files(companion)
+    if speaker is not None:
+        covered = ModelStore.open(companion).speaker_path(speaker).name in in_companion
+    else:
+        covered = bool(in_companion) and in_companion == _speaker_files(main)
+    if not covered:
         return [(main, list(files))]
     wide, other = split_by_band(files)
     return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
+
+
+def _speaker_files(model_dir: Path) -> set[str]:
+    """Names of the speaker files of a model directory (one directory listing)."""
+    try:
+        return {name for name in os.listdir(model_dir / SPEAKERS_DIR) if name.endswith(".npz")}
+    except FileNotFoundError:
+        return set()
 
 
 def in_input_order(files: Sequence[Path], results: Sequence[Result]) -> list[Result]:
