@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-import soundfile
-
+from spkid.audio import audio_info
+from spkid.errors import SpkidError
 from spkid.features import FeatureConfig
 from spkid.metrics import Trial
 from spkid.store import MANIFEST_FILE, SPEAKERS_DIR, ModelStore
@@ -34,9 +34,11 @@ __all__ = [
     "WIDEBAND_RATE_HZ",
     "all_wideband",
     "band_configs",
+    "companion_covers",
     "companion_of",
     "drop_from_companion",
     "in_input_order",
+    "join_routed",
     "is_wideband",
     "remove_companion",
     "route_recordings",
@@ -60,7 +62,14 @@ class _HasRecording(Protocol):
     recording: str
 
 
+class _RoutedResult(Protocol):
+    results: list
+    skipped: list
+    kind: str
+
+
 Result = TypeVar("Result", bound=_HasRecording)
+Routed = TypeVar("Routed", bound=_RoutedResult)
 
 
 def band_configs(features: FeatureConfig) -> tuple[FeatureConfig, FeatureConfig | None]:
@@ -122,8 +131,8 @@ def is_wideband(path: PathLike) -> bool:
     False
     """
     try:
-        return soundfile.info(str(path)).samplerate >= WIDEBAND_RATE_HZ
-    except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError):
+        return audio_info(path).sample_rate_hz >= WIDEBAND_RATE_HZ
+    except SpkidError:
         return False
 
 
@@ -152,9 +161,8 @@ def drop_from_companion(model_dir: PathLike, names: Iterable[str]) -> None:
     if companion is None:
         return
     store = ModelStore.open(companion)
-    present = set(store.speakers())
     for name in names:
-        if name in present:
+        if name in store:
             store.remove_speaker(name)
 
 
@@ -184,15 +192,49 @@ def route_recordings(
     if ModelStore.open(main).load_calibration() is not None:
         return [(main, list(files))]
     # speaker files compared by name: both stores name a speaker's file the same way (a listing, no parsing)
-    in_companion = _speaker_files(companion)
-    if speaker is not None:
-        covered = ModelStore.open(companion).speaker_path(speaker).name in in_companion
-    else:
-        covered = bool(in_companion) and in_companion == _speaker_files(main)
-    if not covered:
+    wanted = None if speaker is None else ModelStore.open(companion).speaker_path(speaker).name
+    if not companion_covers(_speaker_files(companion), lambda: _speaker_files(main), wanted):
         return [(main, list(files))]
     wide, other = split_by_band(files)
     return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
+
+
+def companion_covers(
+    in_companion: Set[str], in_main: Callable[[], Set[str]], speaker: str | None = None
+) -> bool:
+    """Whether the companion holds ``speaker`` (verification), or, with None, every speaker of the main
+    model (identification: one ranking stays on one scale); ``in_main`` is asked only then.
+
+    Examples
+    --------
+    >>> companion_covers({"a"}, lambda: {"a", "b"}), companion_covers({"a"}, lambda: {"a", "b"}, "a")
+    (False, True)
+    >>> companion_covers(set(), set)
+    False
+    """
+    if speaker is not None:
+        return speaker in in_companion
+    return bool(in_companion) and set(in_companion) == set(in_main())
+
+
+def join_routed(files: Sequence[Path], parts: Sequence[Routed]) -> Routed:
+    """Results of the parts :func:`route_recordings` made, as one: outcomes in the order of ``files``, the
+    skipped files of every part, and what the scores are (the main model's: the last part).
+
+    Examples
+    --------
+    >>> from spkid.recognizer.results import Verification, VerifyResult
+    >>> parts = [VerifyResult([Verification("b.wav", "x", 1.0, 0.0, True)]),
+    ...          VerifyResult([Verification("a.wav", "x", 0.5, 0.0, True)], kind="raw")]
+    >>> joined = join_routed([Path("a.wav"), Path("b.wav")], parts)
+    >>> [r.recording for r in joined.results], joined.kind
+    (['a.wav', 'b.wav'], 'raw')
+    """
+    return type(parts[-1])(
+        results=in_input_order(files, [outcome for part in parts for outcome in part.results]),
+        skipped=[skipped for part in parts for skipped in part.skipped],
+        kind=parts[-1].kind,
+    )
 
 
 def _speaker_files(model_dir: Path) -> set[str]:

@@ -159,11 +159,11 @@ def enroll_from_audio(
     companion = companion_of(store.path)
     wideband: dict[str, list[Path]] = {}
     if companion is not None:  # a speaker is in the companion while all its recordings are wideband
-        in_companion = set(ModelStore.open(companion).speakers())
+        companion_store = ModelStore.open(companion)
         wideband = {
             name: files
             for name, files in files_of.items()
-            if all_wideband(files) and (not add or name in in_companion)
+            if all_wideband(files) and (not add or name in companion_store)
         }
         # out before the main enrollment: an interruption leaves a speaker missing there, never stale
         drop_from_companion(store.path, [name for name in files_of if name not in wideband or not add])

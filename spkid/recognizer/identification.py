@@ -13,7 +13,7 @@ from pathlib import Path
 
 from spkid.audio import find_audio_files
 from spkid.errors import DataError, SpkidError
-from spkid.recognizer.bands import in_input_order, route_recordings
+from spkid.recognizer.bands import join_routed, route_recordings
 from spkid.recognizer.bank_search import bank_or_none
 from spkid.recognizer.batch import (
     Ranked,
@@ -125,11 +125,7 @@ def identify(
         "scheduler": scheduler,
     }
     parts = [_identify_with(model, part, **options) for model, part in route_recordings(model_dir, files)]
-    return IdentifyResult(
-        results=in_input_order(files, [found for part in parts for found in part.results]),
-        skipped=[skipped for part in parts for skipped in part.skipped],
-        kind=parts[-1].kind,
-    )
+    return join_routed(files, parts)
 
 
 def _identify_with(

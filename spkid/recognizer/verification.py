@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from spkid.audio import find_audio_files
-from spkid.recognizer.bands import in_input_order, route_recordings
+from spkid.recognizer.bands import join_routed, route_recordings
 from spkid.recognizer.bank_search import bank_or_none, verify_in_bank
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.recordings import StepClock, extract_usable
@@ -75,11 +75,7 @@ def verify(
         _verify_with(model, speaker, part, **options)
         for model, part in route_recordings(model_dir, files, speaker=speaker)
     ]
-    return VerifyResult(
-        results=in_input_order(files, [checked for part in parts for checked in part.results]),
-        skipped=[skipped for part in parts for skipped in part.skipped],
-        kind=parts[-1].kind,
-    )
+    return join_routed(files, parts)
 
 
 def _verify_with(

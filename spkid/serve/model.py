@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spkid.recognizer import Recognizer
-from spkid.recognizer.bands import companion_of, is_wideband
+from spkid.recognizer.bands import companion_covers, companion_of, is_wideband
 from spkid.recognizer.bank_search import bank_or_none, identify_in_bank, verify_in_bank
 from spkid.recognizer.results import Ranking, rank_rows
 from spkid.score import Scorer
@@ -132,12 +132,7 @@ class LoadedModel:
         :func:`spkid.recognizer.bands.route_recordings` decides for the CLI."""
         everything = [(self, list(range(len(files))))]
         companion = self.companion
-        if companion is None or not companion.names:
-            return everything
-        covered = (
-            speaker in companion.names if speaker is not None else set(companion.names) == set(self.names)
-        )
-        if not covered:
+        if companion is None or not companion_covers(set(companion.names), lambda: self.names, speaker):
             return everything
         wide = [is_wideband(path) for path in files]
         parts = (
