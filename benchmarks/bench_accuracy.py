@@ -244,13 +244,6 @@ class SpkidSystem:
         return result
 
 
-def is_wideband(path: Path) -> bool:
-    """Whether a recording's native rate holds the band up to 7.6 kHz (16 kHz or more)."""
-    import soundfile
-
-    return soundfile.info(str(path)).samplerate >= 16000
-
-
 class BandChoiceSystem:
     """What a front-end whose band follows each comparison would give, composed from two cached spkid systems.
 
@@ -269,11 +262,11 @@ class BandChoiceSystem:
         self.single = SpkidSystem("defaults", VARIANTS["defaults"], cache)
 
     def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
-        import soundfile
+        from spkid.features import FeatureConfig, resolve_sample_rate
+        from spkid.recognizer.bands import WIDEBAND_RATE_HZ, is_wideband
 
-        infos = [soundfile.info(str(path)) for path in pool_files]
-        wide_seconds = sum(info.duration for info in infos if info.samplerate >= 16000)
-        if wide_seconds <= sum(info.duration for info in infos) / 2:
+        pool = resolve_sample_rate(FeatureConfig(sample_rate="auto"), pool_files, skip_bad=True)
+        if int(pool.sample_rate) < WIDEBAND_RATE_HZ:  # as sample_rate: auto judges the pool
             return self.single.scores(condition, pool_files, seed)
         wide = self.wide.scores(condition, pool_files, seed)
         narrow = self.narrow.scores(condition, pool_files, seed)
