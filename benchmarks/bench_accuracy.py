@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy_conditions as conditions_module  # noqa: E402
@@ -124,11 +125,18 @@ def code_digest(path: Path) -> bytes:
 
 
 def source_fingerprint(root: Path) -> str:
-    """SHA-256 (16 hex digits) of the Python code under ``root``: cached results die with a code change."""
+    """SHA-256 (16 hex digits) of the code and packaged configs under ``root``.
+
+    Cached results die with a code change or a change of a default setting (the YAML files' parsed
+    content, so comment edits keep them).
+    """
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(code_digest(path))
+    for path in sorted(root.rglob("*.yaml")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(json.dumps(yaml.safe_load(path.read_text(encoding="utf-8")), sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from spkid.errors import StoreError
 from spkid.metrics import evaluate, labelled_scores
 from spkid.recognizer.bands import companion_of, drop_from_companion
 from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio, speakers_in_folder
@@ -164,13 +163,15 @@ def calibrate_model(
 
     From then on :func:`identify` and :func:`verify` report calibrated LLRs and decide at the Bayes
     threshold (p_target 0.01) unless a threshold is given. Fit it on scores the model itself produced
-    (``spkid score``) on development trials, not on the trials you evaluate.
+    (``spkid score``) on development trials, not on the trials you evaluate. A model with a wideband
+    companion (``features.bands: auto``) is calibrated as the system it is: the scores ``spkid score``
+    wrote come from the model each trial was routed to, so fit it on development trials with the
+    bandwidths it will meet; the calibration is stored in both models (the companion first).
 
     Raises
     ------
     StoreError
-        No model, or a model with a wideband companion (``features.bands: auto``). DataError: unlabelled
-        or one-sided scores.
+        No model. DataError: unlabelled or one-sided scores.
 
     Examples
     --------
@@ -199,15 +200,12 @@ def calibrate_model(
     >>> tmp.cleanup()
     """
     store = ModelStore.open(model_dir)
-    if companion_of(model_dir) is not None:  # its scores come from two models, on two scales
-        raise StoreError(
-            f"{model_dir}: holds two front-ends (features.bands: auto), whose scores one calibration cannot "
-            "map; train the model with features.bands=single to calibrate it"
-        )
     target, nontarget = labelled_scores(scores, trials)
     labels = np.concatenate([np.ones(target.size), np.zeros(nontarget.size)])
     calibrator = Calibrator(p_effective).fit(np.concatenate([target, nontarget]), labels)
-    store.save_calibration(
-        {"scale": calibrator.scale_, "offset": calibrator.offset_, "p_effective": calibrator.p_effective}
-    )
+    fitted = {"scale": calibrator.scale_, "offset": calibrator.offset_, "p_effective": calibrator.p_effective}
+    companion = companion_of(model_dir)
+    if companion is not None:  # first: until the main model holds the same, routing keeps to the main model
+        ModelStore.open(companion).save_calibration(fitted)
+    store.save_calibration(fitted)
     return calibrator

@@ -8,8 +8,10 @@ the speaker. The companion, in :data:`COMPANION_DIR` inside it, reaches :data:`W
 the speakers enrolled on wideband recordings only. A recording is scored by the companion when it is wideband
 itself (native rate of 16 kHz or more) and every speaker it is compared with is in the companion; otherwise by
 the main model. Enrollment, removal, identification, verification, trial scoring (``spkid score``) and
-``spkid serve`` all follow this rule; a model with a companion is not calibrated (its scores come from two
-models). ``bench_accuracy.py --variants bands=auto`` measures it (README, "Defaults, and why").
+``spkid serve`` all follow this rule. ``spkid calibrate`` stores one calibration in both models (the
+system as routed is calibrated on development trials routed the same way); while the two hold different
+calibrations (an interrupted calibrate) the main model scores everything. ``bench_accuracy.py`` measures
+it (README, "Defaults, and why").
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "WIDEBAND_RATE_HZ",
     "all_wideband",
     "band_configs",
+    "calibrations_agree",
     "companion_covers",
     "companion_of",
     "drop_from_companion",
@@ -177,8 +180,9 @@ def route_recordings(
     """Which model scores which recordings: ``[(model directory, its files), ...]``, the main model last.
 
     The companion takes the wideband recordings when it holds every enrolled speaker (identification) or
-    ``speaker`` (verification), and the main model holds no calibration (its scores would then be on
-    another scale); everything else goes to the main model.
+    ``speaker`` (verification), and both models hold the same calibration (:func:`calibrations_agree`);
+    everything else goes to the main model. When the companion takes every recording, the main model is
+    still opened, so a broken main model is the error it would be without a companion.
 
     Examples
     --------
@@ -189,14 +193,42 @@ def route_recordings(
     companion = companion_of(main)
     if companion is None or not files:
         return [(main, list(files))]
-    if ModelStore.open(main).load_calibration() is not None:
+    if not calibrations_agree(main, companion):
         return [(main, list(files))]
     # speaker files compared by name: both stores name a speaker's file the same way (a listing, no parsing)
     wanted = None if speaker is None else ModelStore.open(companion).speaker_path(speaker).name
     if not companion_covers(_speaker_files(companion), lambda: _speaker_files(main), wanted):
         return [(main, list(files))]
     wide, other = split_by_band(files)
+    if not other:
+        from spkid.recognizer.recognizer import Recognizer  # lazy: only a companion-only route needs it
+
+        Recognizer.open(main)  # its settings checked as when it scores
     return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
+
+
+def calibrations_agree(main: PathLike, companion: PathLike) -> bool:
+    """Whether the two models' scores are on one scale: both uncalibrated, or both holding one calibration.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> from spkid.recognizer import load_config, train_ubm_from_audio
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> _ = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=2, duration_s=1.0)
+    >>> config = load_config(None, ["ubm.n_components=4", "ubm.max_iter=1"])  # bands: auto, 16 kHz audio
+    >>> model = Path(tmp.name, "model")
+    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
+    >>> companion = companion_of(model)
+    >>> calibrations_agree(model, companion)
+    True
+    >>> ModelStore.open(model).save_calibration({"scale": 2.0, "offset": -1.0, "p_effective": 0.5})
+    >>> calibrations_agree(model, companion)
+    False
+    >>> tmp.cleanup()
+    """
+    return ModelStore.open(main).load_calibration() == ModelStore.open(companion).load_calibration()
 
 
 def companion_covers(
@@ -269,7 +301,7 @@ def route_trials(
 
     A trial goes to the companion when its test recording is wideband and its model side is too: an
     enrolled speaker the companion holds, or recordings (an on-the-fly model) that are all wideband. As for
-    :func:`route_recordings`, a calibrated main model scores everything.
+    :func:`route_recordings`, the main model scores everything while the two calibrations differ.
 
     Examples
     --------
@@ -278,7 +310,7 @@ def route_trials(
     """
     main = Path(model_dir)
     companion = companion_of(main)
-    if companion is None or not trials or ModelStore.open(main).load_calibration() is not None:
+    if companion is None or not trials or not calibrations_agree(main, companion):
         return [(main, list(trials))]
     in_companion = set(ModelStore.open(companion).speakers())
     wide = {path: is_wideband(path) for path in {*test_recordings.values()}}

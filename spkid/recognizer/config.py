@@ -46,9 +46,12 @@ SECTIONS: dict[str, type] = {
     "score": ScoreConfig,
 }
 #: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
-#: API's ``FeatureConfig()`` keeps an explicit rate and per-utterance CMVN, which need no pool; a config
-#: lets ``train-ubm`` choose the rate from the pool and store the pool statistics adaptive CMVN uses.
-CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {"features": {"sample_rate": "auto", "cmvn": "adaptive"}}
+#: API's ``FeatureConfig()`` keeps an explicit rate, per-utterance CMVN and one front-end, which need no pool;
+#: a config lets ``train-ubm`` choose the rate from the pool, store the pool statistics adaptive CMVN uses,
+#: and give a wideband pool's model its wideband companion.
+CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
+    "features": {"sample_rate": "auto", "cmvn": "adaptive", "bands": "auto"}
+}
 
 
 def section_to_dict(section: Any) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def training_header(
     n_held_out: int,
     *,
     frames_per_iteration: int | None = None,
+    model: str = "UBM",
 ) -> str:
     """What the UBM is trained on, said before EM starts: the frames EM sees and those held out.
 
@@ -96,6 +97,8 @@ def training_header(
         Files and speech frames of the pool, and the frames of it held out as the cohort's segments.
     frames_per_iteration : int, optional
         ``ubm.max_frames`` when it is below the frames EM trains on: each iteration's fresh subsample.
+    model : str
+        What is trained ("UBM", or "wideband companion UBM" for the second model of ``bands: auto``).
 
     Examples
     --------
@@ -114,7 +117,7 @@ def training_header(
         else ""
     )
     return (
-        f"UBM EM: {n_components} components on {n_trained:,} frames "
+        f"{model} EM: {n_components} components on {n_trained:,} frames "
         f"({n_frames:,} speech frames of {n_files:,} files{held_out}){subsample}"
     )
 
@@ -184,6 +187,7 @@ def train_ubm_from_audio(
     overwrite: bool = False,
     cache_dir: PathLike | None = None,
     iteration_log: bool = False,
+    em_label: str = "UBM",
 ) -> TrainResult:
     """Train a UBM on audio files/folders, pick the normalisation cohort, and create the model directory.
 
@@ -217,6 +221,8 @@ def train_ubm_from_audio(
         :func:`spkid.features.extract_many`'s cache): features are written there once and the UBM is trained
         from the memory-mapped files, so memory does not grow with the pool. With ``config.ubm.backend``
         "dask" on a remote cluster it must be on a filesystem the workers share. None: features in memory.
+    em_label : str
+        What the EM header calls the model ("UBM"; its wideband companion's is "wideband companion UBM").
 
     Raises
     ------
@@ -279,6 +285,7 @@ def train_ubm_from_audio(
             n_frames,
             n_held_out,
             frames_per_iteration=config.ubm.max_frames,
+            model=em_label,
         ),
     ):
         ubm = train_ubm(ubm_pool, config.ubm)
@@ -289,8 +296,6 @@ def train_ubm_from_audio(
         enroll_config=config.enroll,
         random_state=config.ubm.random_state,
     )
-    if overwrite:
-        remove_companion(model_dir)  # the model it belonged to is being replaced
     store = ModelStore.create(
         model_dir,
         feature_config=feature_config.to_dict(),
@@ -301,6 +306,8 @@ def train_ubm_from_audio(
         feature_stats=None if stats is None else stats.to_arrays(),
         overwrite=overwrite,
     )
+    if overwrite:  # only now: a model that could not be written keeps its companion
+        remove_companion(model_dir)  # the model it belonged to is replaced
     store.save_cohort(cohort.to_arrays(ubm))
     _write_skipped_list(model_dir, features.skipped)
     companion = None
@@ -321,6 +328,7 @@ def train_ubm_from_audio(
             overwrite=True,
             cache_dir=cache_dir,
             iteration_log=iteration_log,
+            em_label=f"wideband companion {em_label}",
         ).model_dir
     n_components, n_features = np.shape(ubm.means_)
     return TrainResult(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spkid.recognizer import Recognizer
-from spkid.recognizer.bands import companion_covers, companion_of, is_wideband
+from spkid.recognizer.bands import calibrations_agree, companion_covers, companion_of, is_wideband
 from spkid.recognizer.bank_search import bank_or_none, identify_in_bank, verify_in_bank
 from spkid.recognizer.results import Ranking, rank_rows
 from spkid.score import Scorer
@@ -108,9 +108,9 @@ class LoadedModel:
         stamp = directory_stamp(model_dir)
         recognizer = Recognizer.open(model_dir)
         companion_dir = companion_of(model_dir)
-        # a calibrated model's scores are on another scale than its companion's: the main model scores all
+        # two calibrations that differ (an interrupted calibrate) are two scales: the main model scores all
         companion = None
-        if companion_dir is not None and recognizer.calibrator is None:
+        if companion_dir is not None and calibrations_agree(model_dir, companion_dir):
             companion = cls.load(companion_dir)
         # None: other scoring settings, or a read-only model whose bank needs repair (the speaker files)
         view = bank_or_none(recognizer, require_speakers=False)

@@ -25,6 +25,7 @@ from spkid.audio import resample
 from spkid.errors import StoreError
 from spkid.features import FeatureConfig, GlobalStats, extract
 from spkid.recognizer import load_config
+from spkid.recognizer.bands import COMPANION_DIR, band_configs, route_recordings
 from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 
@@ -87,8 +88,11 @@ def test_train_ubm_reports_and_stores_every_config_section(trained_model: Path):
     store = ModelStore.open(trained_model)
     assert store.ubm_shape[0] == 16
     assert store.ubm_config["max_iter"] == 5 and store.score_config["cohort_size"] == 6
-    # The configs' defaults, the rate chosen from the 16 kHz pool.
-    assert store.feature_config == load_config(None).features.resolve(16000).to_dict()
+    # The configs' defaults, the rate chosen from the 16 kHz pool; bands: auto gives a wideband pool's
+    # main model the telephone band's bottom and a wideband companion.
+    main, companion = band_configs(load_config(None).features.resolve(16000))
+    assert store.feature_config == main.to_dict() and main.f_min_hz == 300.0
+    assert ModelStore.open(trained_model / COMPANION_DIR).feature_config == companion.to_dict()
     assert store.feature_config["cmvn"] == "adaptive" and (trained_model / "frontend.npz").is_file()
     assert store.has_cohort() and store.speakers() == []
 
@@ -200,7 +204,9 @@ def test_identify_json_matches_direct_scoring(enrolled_model: Path, split_corpus
     check_cli_ok(result)
     document = json.loads(result.stdout)  # one JSON document for all recordings
     assert [item["recording"] for item in document] == [str(path) for path in tests]
-    store = ModelStore.open(enrolled_model)
+    # wideband tests and speakers: the default model's wideband companion scores them (bands: auto)
+    assert route_recordings(enrolled_model, tests) == [(enrolled_model / COMPANION_DIR, tests)]
+    store = ModelStore.open(enrolled_model / COMPANION_DIR)
     speakers = store.load_speakers()
     scorer = Scorer(store.load_ubm(), speakers, top_c=ScoreConfig().top_c)  # the stored score setting
     config = FeatureConfig.from_dict(store.feature_config)
@@ -572,7 +578,8 @@ def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
     check_cli_ok(cli_invoke("enroll", model, split_corpus["enroll"], "-q"))
     wav = sorted((split_corpus["test"] / "spk05").glob("*.wav"))[0]
     document = json.loads(cli_invoke("identify", model, wav, "--json", "-k", "0").stdout)[0]
-    store = ModelStore.open(model)
+    assert route_recordings(model, [wav]) == [(model / COMPANION_DIR, [wav])]  # wideband: the companion's
+    store = ModelStore.open(model / COMPANION_DIR)
     ubm, speakers = store.load_ubm(), store.load_speakers()
     cohort = Cohort.from_arrays(store.load_cohort(), ubm)
     assert len(cohort.segments) == len(cohort.models) == 6  # score.cohort_size

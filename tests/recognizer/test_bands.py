@@ -4,11 +4,12 @@ and verification score each recording with the model whose band both sides have.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_cli_error, check_cli_ok, cli_invoke
+from conftest import check_cli_ok, cli_invoke
 
 from spkid.corpora.synthetic import make_speakers
 from spkid.recognizer import (
@@ -145,7 +146,8 @@ def test_cli_retrain_over_a_banded_model_replaces_its_companion(tmp_path: Path, 
     check_cli_ok(result)
     assert companion_of(tmp_path / "model") is not None
     assert f"wideband companion up to 7600 Hz in {tmp_path / 'model' / COMPANION_DIR}" in result.stdout
-    check_cli_ok(cli_invoke("train-ubm", tmp_path / "model", *pool, *small, "--overwrite"))
+    single = ("--set", "features.bands=single")
+    check_cli_ok(cli_invoke("train-ubm", tmp_path / "model", *pool, *small, *single, "--overwrite"))
     assert companion_of(tmp_path / "model") is None
 
 
@@ -210,13 +212,32 @@ def test_list_shows_the_wideband_companion(tmp_path: Path, voices: dict) -> None
     assert describe_model(model / COMPANION_DIR).wideband_speakers is None
 
 
-def test_a_two_front_end_model_is_not_calibrated(tmp_path: Path, banded: Path) -> None:
-    from spkid.errors import StoreError
-    from spkid.recognizer import calibrate_model
-
+def test_a_two_front_end_model_is_calibrated_as_one_system(
+    tmp_path: Path, banded: Path, voices: dict
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(banded, model)
+    mixed = [voices[16000]["spk01"][3], voices[8000]["spk01"][3]]
+    raw = _scores(identify(model, mixed, top_k=0))
     scores = tmp_path / "scores.txt"
-    scores.write_text("spk01 a 2.0 target\nspk01 b -1.0 nontarget\n")
-    with pytest.raises(StoreError, match="two front-ends"):
-        calibrate_model(banded, scores)
-    check_cli_error(cli_invoke("calibrate", banded, scores), "two front-ends", "features.bands=single")
-    assert ModelStore.open(banded).load_calibration() is None
+    scores.write_text(
+        "spk01 a 2.0 target\nspk01 b -1.0 nontarget\nspk01 c 0.5 target\nspk01 d 0.0 nontarget\n"
+    )
+    check_cli_ok(cli_invoke("calibrate", model, scores))
+    calibration = ModelStore.open(model).load_calibration()
+    assert calibration is not None
+    assert ModelStore.open(model / COMPANION_DIR).load_calibration() == calibration
+    # each recording is still scored by the model whose band both sides have, then mapped by one calibration
+    assert route_recordings(model, mixed) == [(model / COMPANION_DIR, mixed[:1]), (model, mixed[1:])]
+    calibrated = _scores(identify(model, mixed, top_k=0))
+    for recording, scores_before in raw.items():
+        expected = {
+            name: calibration["scale"] * score + calibration["offset"]
+            for name, score in scores_before.items()
+        }
+        assert calibrated[recording] == pytest.approx(expected, rel=1e-9)
+    # an interrupted calibrate (the companion holds another calibration): the main model scores everything
+    ModelStore.open(model / COMPANION_DIR).save_calibration(
+        {**calibration, "offset": calibration["offset"] + 1}
+    )
+    assert route_recordings(model, mixed) == [(model, mixed)]

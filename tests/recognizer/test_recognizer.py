@@ -19,6 +19,7 @@ from spkid.recognizer import (
     speakers_in_folder,
     train_ubm_from_audio,
 )
+from spkid.recognizer.bands import band_configs
 from spkid.score import (
     Cohort,
     Normalizer,
@@ -72,7 +73,8 @@ def test_train_ubm_from_audio_holds_the_cohort_segments_out(synthetic_corpus: Pa
     lengths = store.load_cohort()["segment_lengths"]
     assert len(lengths) == result.cohort_size == 4
     assert result.cohort_frames_held_out == lengths.sum() > 0
-    features, _ = extract_pool(files, resolve_sample_rate(config.features, files))
+    main_band, _ = band_configs(resolve_sample_rate(config.features, files))  # bands: auto's main model
+    features, _ = extract_pool(files, main_band)
     kept, _ = hold_out_cohort_segments(features, ubm_config=config.ubm, cohort_size=4)
     expected = train_ubm(kept, config.ubm)
     np.testing.assert_allclose(store.load_ubm().means_, expected.means_, rtol=1e-6, atol=1e-6)

@@ -113,8 +113,10 @@ def test_requests_share_the_cpu_budget(model: dict, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(service_module, "numba_threads", recording_limit)
     gates = {name: threading.Event() for name in ("A", "B")}
     extracting = {name: threading.Event() for name in ("A", "B")}
-    snapshot = service.snapshot()
-    real_extract = snapshot.recognizer.extract
+    paths = [str(model["tests"][0])]
+    # the model that scores this recording (a wideband companion for the default bands: auto)
+    [(scoring, _)] = service.snapshot().routes([Path(paths[0])])
+    real_extract = scoring.recognizer.extract
 
     def gated_extract(files, **kwargs):
         name = threading.current_thread().name
@@ -123,8 +125,7 @@ def test_requests_share_the_cpu_budget(model: dict, monkeypatch: pytest.MonkeyPa
             assert gates[name].wait(timeout=120)
         return real_extract(files, **kwargs)
 
-    monkeypatch.setattr(snapshot.recognizer, "extract", gated_extract)
-    paths = [str(model["tests"][0])]
+    monkeypatch.setattr(scoring.recognizer, "extract", gated_extract)
     expected = service.identify(paths=paths, top_k=2)
     results: dict[str, object] = {}
 
