@@ -36,6 +36,7 @@ from spkid.metrics.plots import plot_confusion
 from spkid.recipes.config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
 from spkid.recipes.reports import keep_report
 from spkid.recognizer import Recognizer, enroll_from_audio, score_recordings, train_ubm_from_audio
+from spkid.recognizer.bands import route_recordings, route_trials
 from spkid.store import ModelStore
 
 __all__ = ["STAGE_DEPENDENCIES", "STAGE_FUNCTIONS", "STAGE_PREFLIGHT", "read_report_metrics"]
@@ -139,27 +140,37 @@ def enroll_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, 
 
 
 def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, log: Log) -> None:
-    """Score every test against every speaker (identification) and every trial (verification)."""
+    """Score every test against every speaker (identification) and every trial (verification).
+
+    Each recording or trial is scored by the model the CLI would use: a model with a wideband companion
+    (``features.bands: auto``) sends the wideband ones there (:mod:`spkid.recognizer.bands`).
+    """
     protocol = _protocol(output_dir)
     stage_dir = output_dir / "score"
-    recognizer = Recognizer(
-        ModelStore.open(output_dir / "enroll" / "model"), score_config=settings.config.score
-    )
+    model_dir = output_dir / "enroll" / "model"
+
+    def recognizer_of(scoring_dir: Path) -> Recognizer:
+        return Recognizer(ModelStore.open(scoring_dir), score_config=settings.config.score)
+
+    extract_options = {
+        "n_jobs": settings.n_jobs,
+        "skip_bad": settings.skip_bad,
+        "progress": progress,
+        "cache_dir": _cache(output_dir),
+    }
     trials = list(protocol.trials)
     scored: list[ScoredTrial] = []
     if _speaker_models(protocol):
-        models = recognizer.speakers()
-        features = recognizer.extract(
-            [u.path for u in protocol.test],
-            n_jobs=settings.n_jobs,
-            skip_bad=settings.skip_bad,
-            progress=progress,
-            cache_dir=_cache(output_dir),
-        )
-        kept = set(features.paths)
-        tests = [u for u in protocol.test if u.path in kept]
-        matrix = recognizer.score_matrix(models, features, progress=progress)
-        names = list(models)
+        names = list(recognizer_of(model_dir).speakers())
+        rows: dict[Path, np.ndarray] = {}
+        for scoring_dir, paths in route_recordings(model_dir, [u.path for u in protocol.test]):
+            recognizer = recognizer_of(scoring_dir)
+            features = recognizer.extract(paths, **extract_options)
+            if features:
+                matrix = recognizer.score_matrix(recognizer.speakers(names), features, progress=progress)
+                rows.update(zip(features.paths, matrix, strict=True))
+        tests = [u for u in protocol.test if u.path in rows]
+        matrix = np.array([rows[u.path] for u in tests]).reshape(len(tests), len(names))
         np.savez(
             stage_dir / "identification.npz",
             scores=matrix,
@@ -176,16 +187,24 @@ def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, l
         ]
         log(f"  identification: {len(tests)} tests x {len(names)} speakers")
     elif trials:
-        scored, _ = score_recordings(
-            recognizer,
-            trials,
-            enroll_recordings={name: [u.path for u in items] for name, items in protocol.enroll.items()},
-            test_recordings={u.id: u.path for u in protocol.test},
-            n_jobs=settings.n_jobs,
-            skip_bad=settings.skip_bad,
-            progress=progress,
-            cache_dir=_cache(output_dir),
-        )
+        recordings = {
+            "enroll_recordings": {name: [u.path for u in items] for name, items in protocol.enroll.items()},
+            "test_recordings": {u.id: u.path for u in protocol.test},
+        }
+        by_pair: dict[tuple[str, str], ScoredTrial] = {}
+        routes = route_trials(model_dir, trials, **recordings)
+        for scoring_dir, part in routes:
+            enrolls, tests = {t.enroll for t in part}, {t.test for t in part}
+            scored_here, _ = score_recordings(
+                recognizer_of(scoring_dir),
+                part,
+                enroll_recordings={k: v for k, v in recordings["enroll_recordings"].items() if k in enrolls},
+                test_recordings={k: v for k, v in recordings["test_recordings"].items() if k in tests},
+                **extract_options,
+                allow_none=len(routes) > 1,
+            )
+            by_pair.update(((item.enroll, item.test), item) for item in scored_here)
+        scored = [by_pair[(t.enroll, t.test)] for t in trials if (t.enroll, t.test) in by_pair]
     if trials:
         write_scores(stage_dir / "scores.txt", scored)
         write_trials(stage_dir / "trials.txt", trials)

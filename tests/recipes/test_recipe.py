@@ -18,7 +18,8 @@ from spkid.corpora.protocol import Protocol
 from spkid.corpora.synthetic import make_speakers
 from spkid.errors import ConfigError
 from spkid.recipes import MARKER_NAME, STAGES, load_recipe, run_recipe, stage_hashes
-from spkid.recognizer import load_config
+from spkid.recognizer import identify, load_config
+from spkid.recognizer.bands import companion_of
 
 SMALL_MODEL = {
     "ubm": {"n_components": 16, "max_iter": 5},
@@ -73,6 +74,14 @@ def test_first_run_writes_every_stage_and_the_resolved_config(folders_recipe: Pa
     with np.load(output / "score" / "identification.npz") as stored:
         truth, names = list(stored["true_speakers"]), list(stored["model_names"])
         best = [names[i] for i in np.argmax(stored["scores"], axis=1)]
+        matrix, test_ids = stored["scores"], list(stored["test_ids"])
+    # every test scored by the model `spkid identify` uses (bands: auto: the wideband companion here)
+    model = output / "enroll" / "model"
+    assert companion_of(model) is not None
+    path_of = {u.id: u.path for u in protocol.test}
+    found = identify(model, [path_of[i] for i in test_ids], top_k=0).results
+    for row, result in zip(matrix, found, strict=True):
+        assert dict(zip(names, row.tolist(), strict=True)) == pytest.approx(dict(result.scores), abs=1e-5)
     assert metrics["identification_accuracy"] == pytest.approx(
         np.mean([a == b for a, b in zip(truth, best, strict=True)])
     )
