@@ -5,12 +5,15 @@ enrolled on ~1 min, 50 whole-utterance tests) and Speech Commands ("sc": 1-s wor
 devices, 53 speakers enrolled on 10 words, 2,132 one-word tests). From them, by code (telephone channel,
 cuts, swaps; only numpy/scipy/soundfile, so independent of spkid's front-end): narrowband versions with a
 narrowband UBM pool, clean enrollment with telephone tests and the reverse, 0.5/1/3-s tests, enrollment from
-3 short clips, and each corpus' speakers against the other corpus' UBM pool. Derived audio is written once
+3 short clips, each corpus' speakers against the other corpus' UBM pool, and LibriSpeech with every
+enrollment and test recording through a handset response of its own (a channel per recording, as calls
+give: the long-recording case utterance CMVN is for). Derived audio is written once
 under the cache folder and reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +56,10 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "ls-tel-tests": ("ls", "LibriSpeech, clean UBM and enrollment, telephone tests"),
     "ls-tel-enroll": ("ls", "LibriSpeech, clean UBM and tests, telephone enrollment"),
     "ls-tel-speakers": ("ls", "LibriSpeech, clean UBM, telephone enrollment and tests"),
+    "ls-handsets": (
+        "ls",
+        "LibriSpeech, clean UBM, each enrollment and test recording through a handset of its own",
+    ),
     "sc": ("sc", "Speech Commands reference protocol (1-s words, own device per clip)"),
     "sc-enroll-3clips": ("sc", "Speech Commands, enrollment from 3 words"),
     "sc-narrowband": ("sc", "Speech Commands through a telephone channel, UBM pool too"),
@@ -107,6 +114,10 @@ class Deriver:
         """Each file through :func:`condition_corpora.telephone` (300-3400 Hz, 8 kHz, mu-law)."""
         return [path for path in self._many("telephone", paths, keys, _telephone) if path is not None]
 
+    def handsets(self, paths: Sequence[Path], keys: Sequence[str]) -> list[Path]:
+        """Each file through a :func:`condition_corpora.handset` response of its own (seeded by its key)."""
+        return [path for path in self._many("handset", paths, keys, _handset) if path is not None]
+
     def chunks(self, paths: Sequence[Path], keys: Sequence[str], duration_s: float) -> list[Path | None]:
         """The most speech-active ``duration_s`` of each file (None where the file is shorter)."""
         return self._many(f"chunk-{duration_s:g}s", paths, keys, lambda p, t: _chunk(p, t, duration_s))
@@ -115,6 +126,12 @@ class Deriver:
 def _telephone(path: Path, target: Path) -> Path:
     signal, rate = degrade.read(path)
     return degrade.write(target, degrade.telephone(signal, rate), degrade.TELEPHONE_RATE_HZ)
+
+
+def _handset(path: Path, target: Path) -> Path:
+    signal, rate = degrade.read(path)
+    seed = int.from_bytes(hashlib.sha256(target.name.encode()).digest()[:8], "little")
+    return degrade.write(target, degrade.handset(signal, rate, np.random.default_rng(seed)), rate)
 
 
 def _chunk(path: Path, target: Path, duration_s: float) -> Path | None:
@@ -152,6 +169,9 @@ def build(
     def telephone_files(utterances: Sequence) -> list[Path]:
         return deriver.telephone([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
 
+    def handset_files(utterances: Sequence) -> list[Path]:
+        return deriver.handsets([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
+
     for name in names:
         protocol, prefix = protocol_of(name)
         description = CONDITIONS[name][1]
@@ -174,6 +194,9 @@ def build(
         elif name.endswith("-tel-speakers"):
             speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
             tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
+        elif name.endswith("-handsets"):
+            speakers = {spk: handset_files(items) for spk, items in protocol.enroll.items()}
+            tests = list(zip(handset_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.endswith("-enroll-3clips"):
             if prefix == "sc":
                 speakers = {spk: [u.path for u in items[:3]] for spk, items in protocol.enroll.items()}

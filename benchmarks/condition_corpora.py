@@ -74,6 +74,51 @@ def telephone(signal: np.ndarray, rate: int) -> np.ndarray:
     return mu_law(narrow)
 
 
+def _biquad(b: tuple[float, float, float], a: tuple[float, float, float]) -> np.ndarray:
+    """One second-order section (sos row) normalised by ``a[0]``."""
+    return np.array([*(np.array(b) / a[0]), 1.0, a[1] / a[0], a[2] / a[0]])
+
+
+def handset(signal: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A random handset or microphone response, as each call or device gives its recording.
+
+    A low cut (2nd-order Butterworth high-pass at 80-250 Hz), a spectral tilt (high shelf at 1 kHz,
+    -8..+8 dB) and two resonances (peaking filters at 400-3500 Hz, -9..+9 dB, Q 1-3), after the
+    RBJ audio-EQ cookbook; the level is kept (RMS) and the rate unchanged.
+    """
+    sections = [butter(2, rng.uniform(80.0, 250.0), btype="highpass", fs=rate, output="sos")[0]]
+    w0 = 2.0 * np.pi * 1000.0 / rate
+    gain = 10.0 ** (rng.uniform(-8.0, 8.0) / 40.0)
+    alpha, cos, root = np.sin(w0) / np.sqrt(2.0), np.cos(w0), np.sqrt(gain)
+    sections.append(
+        _biquad(
+            (
+                gain * ((gain + 1) + (gain - 1) * cos + 2 * root * alpha),
+                -2 * gain * ((gain - 1) + (gain + 1) * cos),
+                gain * ((gain + 1) + (gain - 1) * cos - 2 * root * alpha),
+            ),
+            (
+                (gain + 1) - (gain - 1) * cos + 2 * root * alpha,
+                2 * ((gain - 1) - (gain + 1) * cos),
+                (gain + 1) - (gain - 1) * cos - 2 * root * alpha,
+            ),
+        )
+    )
+    for _ in range(2):
+        w0 = 2.0 * np.pi * rng.uniform(400.0, 3500.0) / rate
+        gain = 10.0 ** (rng.uniform(-9.0, 9.0) / 40.0)
+        alpha = np.sin(w0) / (2.0 * rng.uniform(1.0, 3.0))
+        sections.append(
+            _biquad(
+                (1 + alpha * gain, -2 * np.cos(w0), 1 - alpha * gain),
+                (1 + alpha / gain, -2 * np.cos(w0), 1 - alpha / gain),
+            )
+        )
+    coloured = sosfilt(np.array(sections), signal.astype(np.float64))
+    rms_in, rms_out = np.sqrt(np.mean(np.square(signal, dtype=np.float64))), np.sqrt(np.mean(coloured**2))
+    return coloured * (rms_in / max(rms_out, 1e-12))
+
+
 def speech_chunk(signal: np.ndarray, rate: int, duration_s: float, start_s: float = 0.0) -> np.ndarray | None:
     """The ``duration_s`` window of ``signal[start_s:]`` with the most active 10 ms blocks (earliest on ties).
 
