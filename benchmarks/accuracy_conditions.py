@@ -5,7 +5,8 @@ enrolled on ~1 min, 50 whole-utterance tests) and Speech Commands ("sc": 1-s wor
 devices, 53 speakers enrolled on 10 words, 2,132 one-word tests). From them, by code (telephone channel,
 cuts, swaps; only numpy/scipy/soundfile, so independent of spkid's front-end): narrowband versions with a
 narrowband UBM pool, clean enrollment with telephone tests and the reverse, 0.5/1/3-s tests, enrollment from
-3 short clips, each corpus' speakers against the other corpus' UBM pool, and LibriSpeech with every
+3 short clips, each corpus' speakers against the other corpus' UBM pool, a telephone UBM pool meeting
+clean tests (with telephone or clean enrollment), and LibriSpeech with every
 enrollment and test recording through a handset response of its own (a channel per recording, as calls
 give: the long-recording case utterance CMVN is for). Derived audio is written once
 under the cache folder and reused.
@@ -56,6 +57,8 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "ls-tel-tests": ("ls", "LibriSpeech, clean UBM and enrollment, telephone tests"),
     "ls-tel-enroll": ("ls", "LibriSpeech, clean UBM and tests, telephone enrollment"),
     "ls-tel-speakers": ("ls", "LibriSpeech, clean UBM, telephone enrollment and tests"),
+    "ls-nb-ubm-wb-tests": ("ls", "LibriSpeech, telephone UBM pool and enrollment, clean tests"),
+    "ls-nb-ubm-wb-speakers": ("ls", "LibriSpeech, telephone UBM pool, clean enrollment and tests"),
     "ls-handsets": (
         "ls",
         "LibriSpeech, clean UBM, each enrollment and test recording through a handset of its own",
@@ -194,6 +197,12 @@ def build(
         elif name.endswith("-tel-speakers"):
             speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
             tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
+        elif name.startswith(f"{prefix}-nb-ubm-"):  # a telephone pool meets wideband recordings
+            pool = f"{prefix}-telephone"
+            if pool not in pools:
+                pools[pool] = telephone_files(protocol.train)
+            if name.endswith("-wb-tests"):
+                speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
         elif name.endswith("-handsets"):
             speakers = {spk: handset_files(items) for spk, items in protocol.enroll.items()}
             tests = list(zip(handset_files(protocol.test), [u.speaker for u in protocol.test], strict=True))

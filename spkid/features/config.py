@@ -132,7 +132,8 @@ class FeatureConfig:
         two front-ends: the main one starts at the telephone band's bottom (``f_min_hz`` at least 300 Hz)
         and compares recordings of any bandwidth; a companion in the model's ``wideband/`` folder reaches
         7600 Hz and scores a recording whose speaker was enrolled on wideband audio only, when the recording
-        is wideband too (:mod:`spkid.recognizer.bands`). It does not change extraction itself.
+        is wideband too (:mod:`spkid.recognizer.bands`). It does not change extraction itself. The
+        configs' default (``configs/default.yaml``, the CLI's) is "auto"; "single" here needs no pool.
     frontend_version : int = 3
         Front-end generation to reproduce: 3 (current) or 2 (models made before the VAD ignored silence
         around the speech). Models store it; there is no reason to set it by hand.
