@@ -220,7 +220,7 @@ class SpkidSystem:
 
     def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
         from spkid.recognizer import Recognizer, enroll_from_audio
-        from spkid.recognizer.bands import route_recordings
+        from spkid.recognizer.routing import route_recordings
 
         path = self.cache / "scores" / self.key / condition.name / f"seed{seed}.npz"
         if path.is_file():

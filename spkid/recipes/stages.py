@@ -36,7 +36,7 @@ from spkid.metrics.plots import plot_confusion
 from spkid.recipes.config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
 from spkid.recipes.reports import keep_report
 from spkid.recognizer import Recognizer, enroll_from_audio, score_recordings, train_ubm_from_audio
-from spkid.recognizer.bands import route_recordings, route_trials
+from spkid.recognizer.routing import route_recordings, route_trials
 from spkid.store import ModelStore
 
 __all__ = ["STAGE_DEPENDENCIES", "STAGE_FUNCTIONS", "STAGE_PREFLIGHT", "read_report_metrics"]
@@ -143,7 +143,7 @@ def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, l
     """Score every test against every speaker (identification) and every trial (verification).
 
     Each recording or trial is scored by the model the CLI would use: a model with a wideband companion
-    (``features.bands: auto``) sends the wideband ones there (:mod:`spkid.recognizer.bands`).
+    (``features.bands: auto``) sends the wideband ones there (:mod:`spkid.recognizer.routing`).
     """
     protocol = _protocol(output_dir)
     stage_dir = output_dir / "score"

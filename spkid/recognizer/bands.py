@@ -1,4 +1,4 @@
-"""Two front-ends in one model directory: the wideband companion, and which one scores a comparison.
+"""Two front-ends in one model directory: their bands, the wideband companion and who is in it.
 
 With ``features.bands: auto``, ``train-ubm`` on a wideband pool (the front-end rate is 16 kHz) makes two
 models. The main one, in the model directory, starts at the telephone band's bottom
@@ -7,8 +7,8 @@ nothing, and a wideband recording's energy there would be a difference between t
 the speaker. The companion, in :data:`COMPANION_DIR` inside it, reaches :data:`WIDEBAND_F_MAX_HZ` and holds
 the speakers enrolled on wideband recordings only. A recording is scored by the companion when it is wideband
 itself (native rate of 16 kHz or more) and every speaker it is compared with is in the companion; otherwise by
-the main model. Enrollment, removal, identification, verification, trial scoring (``spkid score``) and
-``spkid serve`` all follow this rule. ``spkid calibrate`` stores one calibration in both models (the
+the main model (:mod:`spkid.recognizer.routing`). Enrollment, removal, identification, verification, trial
+scoring (``spkid score``), ``spkid run`` and ``spkid serve`` all follow this rule. ``spkid calibrate`` stores one calibration in both models (the
 system as routed is calibrated on development trials routed the same way); while the two hold different
 calibrations (an interrupted calibrate) the main model scores everything. ``bench_accuracy.py`` measures
 it (README, "Defaults, and why").
@@ -17,35 +17,30 @@ it (README, "Defaults, and why").
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
 
 from spkid.audio import audio_info
-from spkid.errors import SpkidError
+from spkid.errors import SpkidError, StoreError
 from spkid.features import FeatureConfig
-from spkid.metrics import Trial
-from spkid.store import MANIFEST_FILE, SPEAKERS_DIR, ModelStore
+from spkid.gmm import SufficientStats
+from spkid.store import MANIFEST_FILE, ModelStore
 
 __all__ = [
     "COMPANION_DIR",
+    "Dropped",
     "TELEPHONE_F_MIN_HZ",
     "WIDEBAND_F_MAX_HZ",
     "WIDEBAND_RATE_HZ",
     "all_wideband",
     "band_configs",
-    "calibrations_agree",
-    "companion_covers",
     "companion_of",
     "drop_from_companion",
-    "in_input_order",
-    "join_routed",
     "is_wideband",
     "remove_companion",
-    "route_recordings",
-    "route_trials",
     "split_by_band",
 ]
 
@@ -59,20 +54,7 @@ WIDEBAND_F_MAX_HZ = 7600.0
 WIDEBAND_RATE_HZ = 16000
 
 PathLike = str | os.PathLike[str]
-
-
-class _HasRecording(Protocol):
-    recording: str
-
-
-class _RoutedResult(Protocol):
-    results: list
-    skipped: list
-    kind: str
-
-
-Result = TypeVar("Result", bound=_HasRecording)
-Routed = TypeVar("Routed", bound=_RoutedResult)
+logger = logging.getLogger(__name__)
 
 
 def band_configs(features: FeatureConfig) -> tuple[FeatureConfig, FeatureConfig | None]:
@@ -158,175 +140,83 @@ def all_wideband(files: Iterable[Path]) -> bool:
     return all(is_wideband(path) for path in files)
 
 
-def drop_from_companion(model_dir: PathLike, names: Iterable[str]) -> None:
-    """Remove ``names`` from the companion of ``model_dir`` where it holds them (no companion: nothing)."""
+@dataclasses.dataclass
+class Dropped:
+    """Speakers :func:`drop_from_companion` took out, kept in memory so that an enrollment that fails or
+    skips them can put them back (:meth:`put_back`)."""
+
+    companion: Path | None = None
+    #: name -> (its statistics, or its model when it kept none; its cohort statistics)
+    kept: dict[str, tuple[object, object]] = dataclasses.field(default_factory=dict)
+    #: name -> identity of the main model's file for it when it was dropped (inode, size, mtime; or None)
+    main_files: dict[str, tuple[int, int, int] | None] = dataclasses.field(default_factory=dict)
+    main: Path | None = None
+
+    def restore(self, names: Iterable[str] | None = None) -> None:
+        """Put back ``names`` (all when None) that the companion does not hold again.
+
+        Raises
+        ------
+        StoreError
+            The companion cannot be written (the speakers stay out of it: scored by the main model).
+        """
+        if self.companion is None:
+            return
+        store = ModelStore.open(self.companion)
+        for name in self.kept if names is None else names:
+            if name not in self.kept or name in store:
+                continue
+            stored, cohort_stats = self.kept[name]
+            if isinstance(stored, SufficientStats):
+                store.save_speaker_stats(name, stored, replace=True, cohort_stats=cohort_stats)
+            else:
+                store.save_speaker(name, stored, replace=True, cohort_stats=cohort_stats)
+
+    def put_back(self, names: Iterable[str] | None = None, *, where_main_unchanged: bool = False) -> None:
+        """:meth:`restore` that warns instead of raising; with ``where_main_unchanged`` only the speakers
+        whose main-model file is still the one it was (a failed enrollment may have written some)."""
+        chosen = list(self.kept if names is None else names)
+        if where_main_unchanged and self.main is not None:
+            main = ModelStore.open(self.main)
+            chosen = [name for name in chosen if _file_identity(main, name) == self.main_files.get(name)]
+        try:
+            self.restore(chosen)
+        except SpkidError as error:
+            logger.warning(
+                "%s: speakers not put back into the wideband companion (%s)", self.companion, error
+            )
+
+
+def _file_identity(store: ModelStore, name: str) -> tuple[int, int, int] | None:
+    """A speaker file's inode, size and mtime (None when absent): an atomic write replaces all three."""
+    try:
+        status = store.speaker_path(name).stat()
+    except OSError:
+        return None
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def drop_from_companion(model_dir: PathLike, names: Iterable[str]) -> Dropped:
+    """Remove ``names`` from the companion of ``model_dir`` where it holds them (no companion: nothing);
+    what was removed, to :meth:`Dropped.put_back` should the enrollment that follows fail."""
     companion = companion_of(model_dir)
     if companion is None:
-        return
-    store = ModelStore.open(companion)
+        return Dropped()
+    store, main = ModelStore.open(companion), ModelStore.open(model_dir)
+    dropped = Dropped(companion, main=Path(model_dir))
     for name in names:
         if name in store:
+            try:
+                stored: object = store.load_speaker_stats(name)
+            except StoreError:  # a model kept without statistics
+                stored = store.load_speaker(name)
+            store.load_speaker(name)  # reads its cohort statistics
+            dropped.kept[name] = (stored, store.cohort_stats.get(name))
+            dropped.main_files[name] = _file_identity(main, name)
             store.remove_speaker(name)
+    return dropped
 
 
 def remove_companion(model_dir: PathLike) -> None:
     """Delete the companion folder of ``model_dir`` (before the model is retrained over)."""
     shutil.rmtree(Path(model_dir) / COMPANION_DIR, ignore_errors=True)
-
-
-def route_recordings(
-    model_dir: PathLike, files: Sequence[Path], *, speaker: str | None = None
-) -> list[tuple[Path, list[Path]]]:
-    """Which model scores which recordings: ``[(model directory, its files), ...]``, the main model last.
-
-    The companion takes the wideband recordings when it holds every enrolled speaker (identification) or
-    ``speaker`` (verification), and both models hold the same calibration (:func:`calibrations_agree`);
-    everything else goes to the main model. When the companion takes every recording, the main model is
-    still opened, so a broken main model is the error it would be without a companion.
-
-    Examples
-    --------
-    >>> route_recordings("model", [])
-    [(PosixPath('model'), [])]
-    """
-    main = Path(model_dir)
-    companion = companion_of(main)
-    if companion is None or not files:
-        return [(main, list(files))]
-    if not calibrations_agree(main, companion):
-        return [(main, list(files))]
-    # speaker files compared by name: both stores name a speaker's file the same way (a listing, no parsing)
-    wanted = None if speaker is None else ModelStore.open(companion).speaker_path(speaker).name
-    if not companion_covers(_speaker_files(companion), lambda: _speaker_files(main), wanted):
-        return [(main, list(files))]
-    wide, other = split_by_band(files)
-    if not other:
-        from spkid.recognizer.recognizer import Recognizer  # lazy: only a companion-only route needs it
-
-        Recognizer.open(main)  # its settings checked as when it scores
-    return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
-
-
-def calibrations_agree(main: PathLike, companion: PathLike) -> bool:
-    """Whether the two models' scores are on one scale: both uncalibrated, or both holding one calibration.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from spkid.corpora.synthetic import make_speakers
-    >>> from spkid.recognizer import load_config, train_ubm_from_audio
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> _ = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=2, duration_s=1.0)
-    >>> config = load_config(None, ["ubm.n_components=4", "ubm.max_iter=1"])  # bands: auto, 16 kHz audio
-    >>> model = Path(tmp.name, "model")
-    >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
-    >>> companion = companion_of(model)
-    >>> calibrations_agree(model, companion)
-    True
-    >>> ModelStore.open(model).save_calibration({"scale": 2.0, "offset": -1.0, "p_effective": 0.5})
-    >>> calibrations_agree(model, companion)
-    False
-    >>> tmp.cleanup()
-    """
-    return ModelStore.open(main).load_calibration() == ModelStore.open(companion).load_calibration()
-
-
-def companion_covers(
-    in_companion: Set[str], in_main: Callable[[], Set[str]], speaker: str | None = None
-) -> bool:
-    """Whether the companion holds ``speaker`` (verification), or, with None, every speaker of the main
-    model (identification: one ranking stays on one scale); ``in_main`` is asked only then.
-
-    Examples
-    --------
-    >>> companion_covers({"a"}, lambda: {"a", "b"}), companion_covers({"a"}, lambda: {"a", "b"}, "a")
-    (False, True)
-    >>> companion_covers(set(), set)
-    False
-    """
-    if speaker is not None:
-        return speaker in in_companion
-    return bool(in_companion) and set(in_companion) == set(in_main())
-
-
-def join_routed(files: Sequence[Path], parts: Sequence[Routed]) -> Routed:
-    """Results of the parts :func:`route_recordings` made, as one: outcomes in the order of ``files``, the
-    skipped files of every part, and what the scores are (the main model's: the last part).
-
-    Examples
-    --------
-    >>> from spkid.recognizer.results import Verification, VerifyResult
-    >>> parts = [VerifyResult([Verification("b.wav", "x", 1.0, 0.0, True)]),
-    ...          VerifyResult([Verification("a.wav", "x", 0.5, 0.0, True)], kind="raw")]
-    >>> joined = join_routed([Path("a.wav"), Path("b.wav")], parts)
-    >>> [r.recording for r in joined.results], joined.kind
-    (['a.wav', 'b.wav'], 'raw')
-    """
-    return type(parts[-1])(
-        results=in_input_order(files, [outcome for part in parts for outcome in part.results]),
-        skipped=[skipped for part in parts for skipped in part.skipped],
-        kind=parts[-1].kind,
-    )
-
-
-def _speaker_files(model_dir: Path) -> set[str]:
-    """Names of the speaker files of a model directory (one directory listing)."""
-    try:
-        return {name for name in os.listdir(model_dir / SPEAKERS_DIR) if name.endswith(".npz")}
-    except FileNotFoundError:
-        return set()
-
-
-def in_input_order(files: Sequence[Path], results: Sequence[Result]) -> list[Result]:
-    """``results`` (each with a ``recording`` path string) sorted into the order of ``files``.
-
-    Examples
-    --------
-    >>> from spkid.recognizer.results import Verification
-    >>> found = [Verification("b.wav", "x", 1.0, 0.0, True), Verification("a.wav", "x", 0.5, 0.0, True)]
-    >>> [r.recording for r in in_input_order([Path("a.wav"), Path("b.wav")], found)]
-    ['a.wav', 'b.wav']
-    """
-    position = {str(path): index for index, path in enumerate(files)}
-    return sorted(results, key=lambda result: position.get(result.recording, len(position)))
-
-
-def route_trials(
-    model_dir: PathLike,
-    trials: Sequence[Trial],
-    enroll_recordings: Mapping[str, Sequence[Path]],
-    test_recordings: Mapping[str, Path],
-) -> list[tuple[Path, list[Trial]]]:
-    """Which model scores which trials, in trial order within each: ``[(model directory, trials), ...]``.
-
-    A trial goes to the companion when its test recording is wideband and its model side is too: an
-    enrolled speaker the companion holds, or recordings (an on-the-fly model) that are all wideband. As for
-    :func:`route_recordings`, the main model scores everything while the two calibrations differ.
-
-    Examples
-    --------
-    >>> route_trials("model", [], {}, {})
-    [(PosixPath('model'), [])]
-    """
-    main = Path(model_dir)
-    companion = companion_of(main)
-    if companion is None or not trials or not calibrations_agree(main, companion):
-        return [(main, list(trials))]
-    in_companion = set(ModelStore.open(companion).speakers())
-    wide = {path: is_wideband(path) for path in {*test_recordings.values()}}
-    for paths in enroll_recordings.values():
-        wide.update((path, is_wideband(path)) for path in paths if path not in wide)
-
-    def wideband_trial(trial: Trial) -> bool:
-        if not wide[test_recordings[trial.test]]:
-            return False
-        if trial.enroll in enroll_recordings:
-            return all(wide[path] for path in enroll_recordings[trial.enroll])
-        return trial.enroll in in_companion
-
-    flags = [wideband_trial(trial) for trial in trials]
-    parts = (
-        (companion, [trial for trial, flag in zip(trials, flags, strict=True) if flag]),
-        (main, [trial for trial, flag in zip(trials, flags, strict=True) if not flag]),
-    )
-    return [(model, part) for model, part in parts if part]

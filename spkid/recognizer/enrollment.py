@@ -18,7 +18,7 @@ from spkid.corpora.folders import list_speakers
 from spkid.errors import DataError, SpkidError, StoreError
 from spkid.features import SkippedFile
 from spkid.gmm import SufficientStats
-from spkid.recognizer.bands import all_wideband, companion_of, drop_from_companion
+from spkid.recognizer.bands import Dropped, all_wideband, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
@@ -158,6 +158,7 @@ def enroll_from_audio(
         files_of[name] = find_audio_files(list(paths))
     companion = companion_of(store.path)
     wideband: dict[str, list[Path]] = {}
+    dropped = Dropped()
     if companion is not None:  # a speaker is in the companion while all its recordings are wideband
         companion_store = ModelStore.open(companion)
         wideband = {
@@ -165,8 +166,60 @@ def enroll_from_audio(
             for name, files in files_of.items()
             if all_wideband(files) and (not add or name in companion_store)
         }
-        # out before the main enrollment: an interruption leaves a speaker missing there, never stale
-        drop_from_companion(store.path, [name for name in files_of if name not in wideband or not add])
+        # out before the main enrollment: an interruption leaves a speaker missing there, never stale; put
+        # back when the main enrollment fails (bad input loses nothing) or skips the speaker
+        dropped = drop_from_companion(
+            store.path, [name for name in files_of if name not in wideband or not add]
+        )
+    try:
+        enrolled, skipped = _enroll_main(
+            store,
+            files_of,
+            earlier,
+            replace=replace,
+            add=add,
+            n_jobs=n_jobs,
+            skip_bad=skip_bad,
+            progress=progress,
+            cache_dir=cache_dir,
+            backend=backend,
+            scheduler=scheduler,
+        )
+    except BaseException:  # back only where the main model's copy is still the one it had
+        dropped.put_back(where_main_unchanged=True)
+        raise
+    dropped.put_back([name for name in dropped.kept if name not in enrolled])
+    wideband = {name: files for name, files in wideband.items() if name in enrolled}
+    if companion is not None and wideband:
+        enroll_from_audio(
+            companion,
+            wideband,
+            add=add,
+            skip_bad=skip_bad,
+            n_jobs=n_jobs,
+            progress=progress,
+            cache_dir=cache_dir,
+            backend=backend,
+            scheduler=scheduler,
+        )
+    return EnrollResult(enrolled=enrolled, skipped=skipped)
+
+
+def _enroll_main(
+    store: ModelStore,
+    files_of: dict[str, list[Path]],
+    earlier: dict[str, SufficientStats],
+    *,
+    replace: bool,
+    add: bool,
+    n_jobs: int,
+    skip_bad: bool,
+    progress: bool,
+    cache_dir: PathLike | None,
+    backend: str,
+    scheduler: str | None,
+) -> tuple[list[str], list[SkippedFile]]:
+    """The speakers enrolled in ``store`` itself (its main model) and the files skipped."""
     recognizer = Recognizer(store)
     if wants_workers(backend, n_jobs, len(files_of)):
         enrolled, skipped = _enroll_on_workers(
@@ -193,20 +246,7 @@ def enroll_from_audio(
     if not enrolled:
         n_files = len(skipped) - len(files_of)  # one entry per speaker left without a usable file
         raise DataError(f"nothing enrolled: no speaker has a usable recording ({n_files} files skipped)")
-    wideband = {name: files for name, files in wideband.items() if name in enrolled}
-    if companion is not None and wideband:
-        enroll_from_audio(
-            companion,
-            wideband,
-            add=add,
-            skip_bad=skip_bad,
-            n_jobs=n_jobs,
-            progress=progress,
-            cache_dir=cache_dir,
-            backend=backend,
-            scheduler=scheduler,
-        )
-    return EnrollResult(enrolled=enrolled, skipped=skipped)
+    return enrolled, skipped
 
 
 def _enroll_here(

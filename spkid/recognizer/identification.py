@@ -13,7 +13,6 @@ from pathlib import Path
 
 from spkid.audio import find_audio_files
 from spkid.errors import DataError, SpkidError
-from spkid.recognizer.bands import join_routed, route_recordings
 from spkid.recognizer.bank_search import bank_or_none
 from spkid.recognizer.batch import (
     Ranked,
@@ -31,6 +30,7 @@ from spkid.recognizer.results import (
     IdentifyResult,
     score_kind,
 )
+from spkid.recognizer.routing import join_routed, route_recordings
 from spkid.score import start_kernels
 
 __all__ = [

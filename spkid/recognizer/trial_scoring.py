@@ -21,10 +21,10 @@ from spkid.errors import DataError, SpkidError
 from spkid.features import SkippedFile
 from spkid.gmm import MixtureParameters
 from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list, write_scores
-from spkid.recognizer.bands import route_trials
 from spkid.recognizer.batch import run_tasks, runs_of, wants_workers, worker_model
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.results import score_kind
+from spkid.recognizer.routing import route_trials
 
 __all__ = ["ScoreResult", "score_recordings", "score_task", "score_trials"]
 

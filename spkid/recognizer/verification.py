@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from spkid.audio import find_audio_files
-from spkid.recognizer.bands import join_routed, route_recordings
 from spkid.recognizer.bank_search import bank_or_none, verify_in_bank
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.recordings import StepClock, extract_usable
 from spkid.recognizer.results import Verification, VerifyResult, score_kind
+from spkid.recognizer.routing import join_routed, route_recordings
 from spkid.score import start_kernels
 
 __all__ = ["verify"]

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from spkid.recognizer import Recognizer
-from spkid.recognizer.bands import calibrations_agree, companion_covers, companion_of, is_wideband
+from spkid.recognizer.bands import companion_of, is_wideband
 from spkid.recognizer.bank_search import bank_or_none, identify_in_bank, verify_in_bank
 from spkid.recognizer.results import Ranking, rank_rows
+from spkid.recognizer.routing import calibrations_agree, companion_covers
 from spkid.score import Scorer
 from spkid.store.bank import BankView
 from spkid.store.layout import (
@@ -129,7 +130,7 @@ class LoadedModel:
         self, files: Sequence[Path], *, speaker: str | None = None
     ) -> list[tuple[LoadedModel, list[int]]]:
         """Which loaded model scores which of ``files`` (by index), as
-        :func:`spkid.recognizer.bands.route_recordings` decides for the CLI."""
+        :func:`spkid.recognizer.routing.route_recordings` decides for the CLI."""
         everything = [(self, list(range(len(files))))]
         companion = self.companion
         if companion is None or not companion_covers(set(companion.names), lambda: self.names, speaker):

@@ -25,7 +25,8 @@ from spkid.audio import resample
 from spkid.errors import StoreError
 from spkid.features import FeatureConfig, GlobalStats, extract
 from spkid.recognizer import load_config
-from spkid.recognizer.bands import COMPANION_DIR, band_configs, route_recordings
+from spkid.recognizer.bands import COMPANION_DIR, band_configs
+from spkid.recognizer.routing import route_recordings
 from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import check_cli_ok, cli_invoke
+from conftest import check_cli_error, check_cli_ok, cli_invoke
 
 from spkid.corpora.synthetic import make_speakers
 from spkid.recognizer import (
@@ -20,7 +20,8 @@ from spkid.recognizer import (
     train_ubm_from_audio,
     verify,
 )
-from spkid.recognizer.bands import COMPANION_DIR, companion_of, route_recordings
+from spkid.recognizer.bands import COMPANION_DIR, companion_of
+from spkid.recognizer.routing import route_recordings
 from spkid.store import ModelStore
 
 SMALL = ["ubm.n_components=8", "ubm.max_iter=3", "score.cohort_size=4"]
@@ -241,3 +242,28 @@ def test_a_two_front_end_model_is_calibrated_as_one_system(
         {**calibration, "offset": calibration["offset"] + 1}
     )
     assert route_recordings(model, mixed) == [(model, mixed)]
+
+
+def test_an_enrollment_that_fails_or_skips_a_speaker_keeps_its_companion_copy(
+    tmp_path: Path, banded: Path, voices: dict
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(banded, model)
+
+    def companion_means(name: str) -> np.ndarray:
+        return ModelStore.open(model / COMPANION_DIR).load_speaker(name).means_
+
+    before = {name: companion_means(name) for name in ("spk01", "spk02")}
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    # bad input: the error, and nothing stored lost (the speaker leaves the companion first, then comes back)
+    check_cli_error(cli_invoke("enroll", model, "--speaker", "spk01", bad, "--replace"), str(bad))
+    np.testing.assert_array_equal(companion_means("spk01"), before["spk01"])
+    # --skip-bad: spk01 is left without a usable file and keeps both copies; spk02 is replaced in both
+    enrolled = enroll_from_audio(
+        model, {"spk01": [bad], "spk02": voices[16000]["spk02"][2:4]}, replace=True, skip_bad=True
+    ).enrolled
+    assert list(enrolled) == ["spk02"]
+    assert sorted(ModelStore.open(model / COMPANION_DIR).speakers()) == ["spk01", "spk02", "spk03"]
+    np.testing.assert_array_equal(companion_means("spk01"), before["spk01"])
+    assert not np.array_equal(companion_means("spk02"), before["spk02"])
