@@ -3,15 +3,15 @@
 With ``features.bands: auto``, ``train-ubm`` on a wideband pool (the front-end rate is 16 kHz) makes two
 models. The main one, in the model directory, starts at the telephone band's bottom
 (:data:`TELEPHONE_F_MIN_HZ`) and compares recordings of any bandwidth: below 300 Hz a telephone line holds
-nothing, and a wideband recording's energy there would be a difference between the two sides that is not
-the speaker. The companion, in :data:`COMPANION_DIR` inside it, reaches :data:`WIDEBAND_F_MAX_HZ` and holds
-the speakers enrolled on wideband recordings only. A recording is scored by the companion when it is wideband
+nothing, and a wideband recording's energy there would be a difference between the two sides that is not the
+speaker. The companion, in :data:`COMPANION_DIR` inside it, reaches :data:`WIDEBAND_F_MAX_HZ` and holds the
+speakers enrolled on wideband recordings only. A recording is scored by the companion when it is wideband
 itself (native rate of 16 kHz or more) and every speaker it is compared with is in the companion; otherwise by
 the main model (:mod:`spkid.recognizer.routing`). Enrollment, removal, identification, verification, trial
-scoring (``spkid score``), ``spkid run`` and ``spkid serve`` all follow this rule. ``spkid calibrate`` stores one calibration in both models (the
-system as routed is calibrated on development trials routed the same way); while the two hold different
-calibrations (an interrupted calibrate) the main model scores everything. ``bench_accuracy.py`` measures
-it (README, "Defaults, and why").
+scoring (``spkid score``), ``spkid run`` and ``spkid serve`` all follow this rule. ``spkid calibrate`` stores
+one calibration in both models (the system as routed is calibrated on development trials routed the same way);
+while the two hold different calibrations (an interrupted calibrate) the main model scores everything.
+``bench_accuracy.py`` measures it (README, "Defaults, and why").
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from spkid.features import (
     resolve_sample_rate,
 )
 from spkid.progress import IterationDisplay
-from spkid.recognizer.bands import COMPANION_DIR, band_configs, remove_companion
+from spkid.recognizer.bands import COMPANION_DIR, band_configs, remove_companion, split_by_band
 from spkid.recognizer.config import Config, load_config
 from spkid.score import hold_out_cohort_segments, select_cohort
 from spkid.store import MANIFEST_FILE, ModelStore
@@ -196,7 +196,8 @@ def train_ubm_from_audio(
     un-normalised feature statistics are estimated and stored with the model. Files with too little speech
     (too short, silent) are skipped and listed in ``skipped_files.txt`` unless they are more than
     ``ubm.max_unusable_fraction`` of the pool. With ``features.bands: auto`` and a 16 kHz front-end, a
-    wideband companion model is trained on the same pool too (:mod:`spkid.recognizer.bands`).
+    wideband companion model is trained too, on the pool's wideband recordings (native rate 16 kHz or more;
+    none: no companion; :mod:`spkid.recognizer.bands`).
 
     Parameters
     ----------
@@ -311,10 +312,13 @@ def train_ubm_from_audio(
     store.save_cohort(cohort.to_arrays(ubm))
     _write_skipped_list(model_dir, features.skipped)
     companion = None
-    if companion_config is not None:  # the same pool through the wideband front-end (bands.py)
+    # the pool's wideband recordings (native rate 16 kHz or more) through the wideband front-end (bands.py):
+    # a mixed pool's 8 kHz files would teach the companion an empty top band
+    wideband_files = split_by_band(files)[0] if companion_config is not None else []
+    if wideband_files:
         companion = train_ubm_from_audio(
             model_dir / COMPANION_DIR,
-            files,
+            wideband_files,
             dataclasses.replace(
                 config,
                 features=companion_config,

@@ -81,6 +81,25 @@ def test_no_companion_for_a_narrowband_pool_or_a_single_band(
     assert ModelStore.open(tmp_path / "model").feature_config["f_min_hz"] == 20.0
 
 
+def test_a_mixed_pool_trains_the_companion_on_its_wideband_recordings_only(
+    tmp_path: Path, voices: dict
+) -> None:
+    wide = [path for files in voices[16000].values() for path in files]
+    narrow = [path for files in voices[8000].values() for path in files[:2]]  # less audio: a 16 kHz front-end
+    result = train_ubm_from_audio(tmp_path / "model", [*wide, *narrow], load_config(None, SMALL))
+    assert result.n_files == len(wide) + len(narrow) and result.sample_rate == 16000
+    assert result.companion == tmp_path / "model" / COMPANION_DIR
+    # the companion's EM saw the wideband files' frames only: its UBM is the one trained on them alone
+    alone = train_ubm_from_audio(tmp_path / "alone", wide, load_config(None, SMALL))
+    np.testing.assert_array_equal(
+        ModelStore.open(result.companion).load_ubm().means_,
+        ModelStore.open(alone.companion).load_ubm().means_,
+    )
+    # an 8 kHz pool forced to a 16 kHz front-end has no wideband recording: no companion
+    forced = load_config(None, [*SMALL, "features.sample_rate=16000"])
+    assert train_ubm_from_audio(tmp_path / "forced", narrow * 3, forced).companion is None
+
+
 def test_wideband_tests_are_scored_by_the_companion_and_narrowband_ones_by_the_main_model(
     banded: Path, voices: dict
 ) -> None:
