@@ -220,7 +220,7 @@ class SpkidSystem:
 
     def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
         from spkid.recognizer import Recognizer, enroll_from_audio
-        from spkid.recognizer.routing import route_recordings
+        from spkid.recognizer.routing import routed_score_rows
 
         path = self.cache / "scores" / self.key / condition.name / f"seed{seed}.npz"
         if path.is_file():
@@ -233,15 +233,8 @@ class SpkidSystem:
         enroll_from_audio(model_dir, condition.speakers, skip_bad=True, n_jobs=2, cache_dir=features)
         test_paths = [path for path, _ in condition.tests]
         names = sorted(Recognizer.open(model_dir).store.speakers())
-        rows: dict[Path, np.ndarray] = {}
         # each test scored by the model the CLI would use (a model with features.bands auto holds two)
-        for scoring_dir, paths in route_recordings(model_dir, test_paths):
-            recognizer = Recognizer.open(scoring_dir)
-            models = recognizer.speakers(names)
-            extracted = recognizer.extract(paths, skip_bad=True, n_jobs=2, cache_dir=features)
-            if extracted:
-                scores = recognizer.score_matrix(models, list(extracted))
-                rows.update(zip(extracted.paths, scores, strict=True))
+        rows = routed_score_rows(model_dir, test_paths, names, skip_bad=True, n_jobs=2, cache_dir=features)
         kept = [i for i, path in enumerate(test_paths) if path in rows]
         scored = np.array([rows[test_paths[i]] for i in kept]).reshape(len(kept), len(names))
         matrix = _with_failures(scored, kept, len(test_paths))

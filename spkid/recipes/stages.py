@@ -36,7 +36,7 @@ from spkid.metrics.plots import plot_confusion
 from spkid.recipes.config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
 from spkid.recipes.reports import keep_report
 from spkid.recognizer import Recognizer, enroll_from_audio, score_recordings, train_ubm_from_audio
-from spkid.recognizer.routing import route_recordings, route_trials
+from spkid.recognizer.routing import recordings_of, route_trials, routed_score_rows
 from spkid.store import ModelStore
 
 __all__ = ["STAGE_DEPENDENCIES", "STAGE_FUNCTIONS", "STAGE_PREFLIGHT", "read_report_metrics"]
@@ -149,9 +149,6 @@ def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, l
     stage_dir = output_dir / "score"
     model_dir = output_dir / "enroll" / "model"
 
-    def recognizer_of(scoring_dir: Path) -> Recognizer:
-        return Recognizer(ModelStore.open(scoring_dir), score_config=settings.config.score)
-
     extract_options = {
         "n_jobs": settings.n_jobs,
         "skip_bad": settings.skip_bad,
@@ -161,14 +158,14 @@ def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, l
     trials = list(protocol.trials)
     scored: list[ScoredTrial] = []
     if _speaker_models(protocol):
-        names = list(recognizer_of(model_dir).speakers())
-        rows: dict[Path, np.ndarray] = {}
-        for scoring_dir, paths in route_recordings(model_dir, [u.path for u in protocol.test]):
-            recognizer = recognizer_of(scoring_dir)
-            features = recognizer.extract(paths, **extract_options)
-            if features:
-                matrix = recognizer.score_matrix(recognizer.speakers(names), features, progress=progress)
-                rows.update(zip(features.paths, matrix, strict=True))
+        names = ModelStore.open(model_dir).speakers()
+        rows = routed_score_rows(
+            model_dir,
+            [u.path for u in protocol.test],
+            names,
+            score_config=settings.config.score,
+            **extract_options,
+        )
         tests = [u for u in protocol.test if u.path in rows]
         matrix = np.array([rows[u.path] for u in tests]).reshape(len(tests), len(names))
         np.savez(
@@ -194,12 +191,10 @@ def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, l
         by_pair: dict[tuple[str, str], ScoredTrial] = {}
         routes = route_trials(model_dir, trials, **recordings)
         for scoring_dir, part in routes:
-            enrolls, tests = {t.enroll for t in part}, {t.test for t in part}
             scored_here, _ = score_recordings(
-                recognizer_of(scoring_dir),
+                Recognizer(ModelStore.open(scoring_dir), score_config=settings.config.score),
                 part,
-                enroll_recordings={k: v for k, v in recordings["enroll_recordings"].items() if k in enrolls},
-                test_recordings={k: v for k, v in recordings["test_recordings"].items() if k in tests},
+                **recordings_of(part, recordings),
                 **extract_options,
                 allow_none=len(routes) > 1,
             )

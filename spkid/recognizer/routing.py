@@ -13,8 +13,12 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import numpy as np
+
 from spkid.metrics import Trial
 from spkid.recognizer.bands import companion_of, is_wideband, split_by_band
+from spkid.recognizer.recognizer import Recognizer
+from spkid.score import ScoreConfig
 from spkid.store import SPEAKERS_DIR, ModelStore
 
 __all__ = [
@@ -22,8 +26,10 @@ __all__ = [
     "companion_covers",
     "in_input_order",
     "join_routed",
+    "recordings_of",
     "route_recordings",
     "route_trials",
+    "routed_score_rows",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -70,8 +76,6 @@ def route_recordings(
         return [(main, list(files))]
     wide, other = split_by_band(files)
     if not other:
-        from spkid.recognizer.recognizer import Recognizer  # lazy: only a companion-only route needs it
-
         Recognizer.open(main)  # its settings checked as when it scores
     return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
 
@@ -199,3 +203,57 @@ def route_trials(
         (main, [trial for trial, flag in zip(trials, flags, strict=True) if not flag]),
     )
     return [(model, part) for model, part in parts if part]
+
+
+def recordings_of(trials: Sequence[Trial], recordings: Mapping[str, Mapping]) -> dict[str, dict]:
+    """The ``enroll_recordings`` and ``test_recordings`` that ``trials`` name, in the order of ``recordings``
+    (so a part of the trials scores as it would with the whole).
+
+    Examples
+    --------
+    >>> recordings = {"enroll_recordings": {"a": ["a.wav"], "b": ["b.wav"]},
+    ...               "test_recordings": {"t1": "t1.wav", "t2": "t2.wav"}}
+    >>> recordings_of([Trial("b", "t2")], recordings)
+    {'enroll_recordings': {'b': ['b.wav']}, 'test_recordings': {'t2': 't2.wav'}}
+    """
+    enrolls, tests = {t.enroll for t in trials}, {t.test for t in trials}
+    return {
+        "enroll_recordings": {k: v for k, v in recordings["enroll_recordings"].items() if k in enrolls},
+        "test_recordings": {k: v for k, v in recordings["test_recordings"].items() if k in tests},
+    }
+
+
+def routed_score_rows(
+    model_dir: PathLike,
+    paths: Sequence[Path],
+    names: Sequence[str],
+    *,
+    score_config: ScoreConfig | None = None,
+    n_jobs: int = 1,
+    skip_bad: bool = False,
+    progress: bool = False,
+    cache_dir: PathLike | None = None,
+) -> dict[Path, np.ndarray]:
+    """Each recording's scores against the enrolled speakers ``names``, from the model that scores it
+    (:func:`route_recordings`): ``{path: row of shape (len(names),)}``, no row for a file skipped as unusable.
+
+    ``score_config`` replaces the stored scoring settings (None: the stored ones); the other options are
+    :meth:`Recognizer.extract`'s.
+
+    Examples
+    --------
+    >>> routed_score_rows("model", [], [])
+    {}
+    """
+    rows: dict[Path, np.ndarray] = {}
+    for scoring_dir, part in route_recordings(model_dir, paths):
+        if not part:
+            continue
+        recognizer = Recognizer(ModelStore.open(scoring_dir), score_config=score_config)
+        features = recognizer.extract(
+            part, n_jobs=n_jobs, skip_bad=skip_bad, progress=progress, cache_dir=cache_dir
+        )
+        if features:
+            matrix = recognizer.score_matrix(recognizer.speakers(names), features, progress=progress)
+            rows.update(zip(features.paths, matrix, strict=True))
+    return rows

@@ -24,7 +24,7 @@ from spkid.metrics import RecordingResolver, ScoredTrial, Trial, read_trial_list
 from spkid.recognizer.batch import run_tasks, runs_of, wants_workers, worker_model
 from spkid.recognizer.recognizer import Recognizer
 from spkid.recognizer.results import score_kind
-from spkid.recognizer.routing import route_trials
+from spkid.recognizer.routing import recordings_of, route_trials
 
 __all__ = ["ScoreResult", "score_recordings", "score_task", "score_trials"]
 
@@ -235,7 +235,7 @@ def score_trials(
     routes = route_trials(model_dir, trial_list.trials, enroll_recordings, test_recordings)
     common = {"n_jobs": n_jobs, "skip_bad": skip_bad, "cache_dir": cache_dir, "allow_none": len(routes) > 1}
     for scoring_dir, trials_here in routes:  # one model, or a wideband companion's share first (bands.py)
-        recordings = _recordings_of(
+        recordings = recordings_of(
             trials_here, {"enroll_recordings": enroll_recordings, "test_recordings": test_recordings}
         )
         if wants_workers(backend, n_jobs, len(runs_of(list(recordings["test_recordings"])))):
@@ -286,7 +286,7 @@ def _score_on_workers(
     for run in runs_of(list(test_recordings)):
         in_run = set(run)
         run_trials = [trial for trial in trials if trial.test in in_run]
-        runs.append((run_trials, _recordings_of(run_trials, recordings)))
+        runs.append((run_trials, recordings_of(run_trials, recordings)))
     done = dict(
         run_tasks(
             score_task,
@@ -311,15 +311,6 @@ def _score_on_workers(
     if not scored and not allow_none:
         raise DataError(f"no trial can be scored: {len(skipped)} recordings were skipped")
     return scored, list(skipped.values())
-
-
-def _recordings_of(run: list[Trial], recordings: dict[str, dict]) -> dict[str, dict]:
-    """The recordings ``run`` names, in the order of ``recordings`` (so the run scores as it does here)."""
-    enrolls, tests = {t.enroll for t in run}, {t.test for t in run}
-    return {
-        "enroll_recordings": {k: v for k, v in recordings["enroll_recordings"].items() if k in enrolls},
-        "test_recordings": {k: v for k, v in recordings["test_recordings"].items() if k in tests},
-    }
 
 
 def score_task(
