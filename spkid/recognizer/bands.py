@@ -206,11 +206,11 @@ def drop_from_companion(model_dir: PathLike, names: Iterable[str]) -> Dropped:
     dropped = Dropped(companion, main=Path(model_dir))
     for name in names:
         if name in store:
+            model = store.load_speaker(name)  # also reads its cohort statistics
             try:
                 stored: object = store.load_speaker_stats(name)
             except StoreError:  # a model kept without statistics
-                stored = store.load_speaker(name)
-            store.load_speaker(name)  # reads its cohort statistics
+                stored = model
             dropped.kept[name] = (stored, store.cohort_stats.get(name))
             dropped.main_files[name] = _file_identity(main, name)
             store.remove_speaker(name)

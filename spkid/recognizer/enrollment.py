@@ -218,8 +218,9 @@ def _enroll_main(
     cache_dir: PathLike | None,
     backend: str,
     scheduler: str | None,
-) -> tuple[list[str], list[SkippedFile]]:
-    """The speakers enrolled in ``store`` itself (its main model) and the files skipped."""
+) -> tuple[dict[str, int], list[SkippedFile]]:
+    """The speakers enrolled in ``store`` itself (its main model), each with its count of usable files, and
+    the files skipped."""
     recognizer = Recognizer(store)
     if wants_workers(backend, n_jobs, len(files_of)):
         enrolled, skipped = _enroll_on_workers(

@@ -68,20 +68,23 @@ def route_recordings(
     companion = companion_of(main)
     if companion is None or not files:
         return [(main, list(files))]
-    if not calibrations_agree(main, companion):
+    main_store, companion_store = ModelStore.open(main), ModelStore.open(companion)
+    if not calibrations_agree(main_store, companion_store):
         return [(main, list(files))]
     # speaker files compared by name: both stores name a speaker's file the same way (a listing, no parsing)
-    wanted = None if speaker is None else ModelStore.open(companion).speaker_path(speaker).name
+    wanted = None if speaker is None else companion_store.speaker_path(speaker).name
     if not companion_covers(_speaker_files(companion), lambda: _speaker_files(main), wanted):
         return [(main, list(files))]
     wide, other = split_by_band(files)
     if not other:
-        Recognizer.open(main)  # its settings checked as when it scores
+        Recognizer(main_store)  # its settings checked as when it scores
     return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
 
 
-def calibrations_agree(main: PathLike, companion: PathLike) -> bool:
+def calibrations_agree(main: PathLike | ModelStore, companion: PathLike | ModelStore) -> bool:
     """Whether the two models' scores are on one scale: both uncalibrated, or both holding one calibration.
+
+    Either model is given by its directory or as an open store.
 
     Examples
     --------
@@ -101,7 +104,10 @@ def calibrations_agree(main: PathLike, companion: PathLike) -> bool:
     False
     >>> tmp.cleanup()
     """
-    return ModelStore.open(main).load_calibration() == ModelStore.open(companion).load_calibration()
+    main_store, companion_store = (
+        model if isinstance(model, ModelStore) else ModelStore.open(model) for model in (main, companion)
+    )
+    return main_store.load_calibration() == companion_store.load_calibration()
 
 
 def companion_covers(
@@ -183,9 +189,12 @@ def route_trials(
     """
     main = Path(model_dir)
     companion = companion_of(main)
-    if companion is None or not trials or not calibrations_agree(main, companion):
+    if companion is None or not trials:
         return [(main, list(trials))]
-    in_companion = set(ModelStore.open(companion).speakers())
+    companion_store = ModelStore.open(companion)
+    if not calibrations_agree(main, companion_store):
+        return [(main, list(trials))]
+    in_companion = set(companion_store.speakers())
     wide = {path: is_wideband(path) for path in {*test_recordings.values()}}
     for paths in enroll_recordings.values():
         wide.update((path, is_wideband(path)) for path in paths if path not in wide)

@@ -111,7 +111,7 @@ class LoadedModel:
         companion_dir = companion_of(model_dir)
         # two calibrations that differ (an interrupted calibrate) are two scales: the main model scores all
         companion = None
-        if companion_dir is not None and calibrations_agree(model_dir, companion_dir):
+        if companion_dir is not None and calibrations_agree(recognizer.store, companion_dir):
             companion = cls.load(companion_dir)
         # None: other scoring settings, or a read-only model whose bank needs repair (the speaker files)
         view = bank_or_none(recognizer, require_speakers=False)
