@@ -58,8 +58,9 @@ import spkid  # noqa: E402
 from spkid.metrics import eer, min_dcf  # noqa: E402
 
 #: spkid variants: name -> ``--set`` overrides applied on top of the CLI defaults. Each changes one default
-#: (the last restores every front-end default of the previous release), so the table shows what each
-#: default is worth on every condition.
+#: (the last restores every front-end default of the previous release; the ``cmvn_relevance`` and
+#: ``cmvn_variance`` ones apply to adaptive CMVN, so they set it too), so the table shows what each default is
+#: worth on every condition.
 VARIANTS: dict[str, tuple[str, ...]] = {
     "defaults": (),
     "f_max=7600": ("features.f_max_hz=7600",),
@@ -67,13 +68,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "vad=energy+threshold=0": ("features.vad=energy", "features.vad_threshold_fraction=0"),
     "cmvn=utterance": ("features.cmvn=utterance",),
     "cmvn=none": ("features.cmvn=none",),
-    "cmvn_relevance=100": ("features.cmvn_relevance_frames=100",),
-    "cmvn_relevance=1000": ("features.cmvn_relevance_frames=1000",),
-    "cmvn_relevance=3000": ("features.cmvn_relevance_frames=3000",),
+    "cmvn=adaptive": ("features.cmvn=adaptive",),
+    "cmvn=level": ("features.cmvn=level",),
+    "cmvn_relevance=100": ("features.cmvn=adaptive", "features.cmvn_relevance_frames=100"),
+    "cmvn_relevance=1000": ("features.cmvn=adaptive", "features.cmvn_relevance_frames=1000"),
+    "cmvn_relevance=3000": ("features.cmvn=adaptive", "features.cmvn_relevance_frames=3000"),
     "cmvn=global": ("features.cmvn=global",),
     "max_iter=20": ("ubm.max_iter=20",),
     "init=split": ("ubm.init=split",),
-    "cmvn_variance=false": ("features.cmvn_variance=false",),
+    "cmvn_variance=false": ("features.cmvn=adaptive", "features.cmvn_variance=false"),
     "sample_rate=16000": ("features.sample_rate=16000",),
     "top_c=exact": ("score.top_c=null",),
     "relevance=16": ("enroll.relevance_factor=16",),

@@ -46,6 +46,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "cmvn",
         "feature_warping",
         "global_cmvn",
+        "level_normalisation",
         "sliding_cmvn",
     ),
     "store": ("FeatureStore",),

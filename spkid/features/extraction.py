@@ -33,6 +33,7 @@ from spkid.features.normalization import (
     cmvn,
     feature_warping,
     global_cmvn,
+    level_normalisation,
     sliding_cmvn,
 )
 from spkid.features.vad import energy_band_weights, energy_vad, to_db
@@ -120,6 +121,8 @@ def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | 
         return sliding_cmvn(features, window_frames=config.cmvn_window_frames, variance=config.cmvn_variance)
     if method == "warping":
         return feature_warping(features, window_frames=config.cmvn_window_frames)
+    if method == "level":
+        return level_normalisation(features)
     return np.ascontiguousarray(features, dtype=np.float32)
 
 

@@ -1,5 +1,5 @@
 """Feature normalisation: cepstral mean (and variance) over the utterance, a sliding window, toward the
-pool's global statistics by duration, and feature warping.
+pool's global statistics by duration, feature warping, and the recording's level alone.
 
 Statistics accumulate in float64; output is float32. A dimension that does not vary maps to 0.
 """
@@ -17,6 +17,34 @@ import numpy as np
 from spkid.errors import FeatureError
 
 STD_FLOOR = 1e-5  # a (near-)constant dimension is centred, not blown up to unit variance
+
+
+def level_normalisation(features: np.ndarray) -> np.ndarray:
+    """Remove the recording's level: the utterance mean of the first coefficient (c0, or the log energy).
+
+    A gain on the signal adds the same constant to every frame's log mel energies, so to c0 alone (the log
+    mel floor follows the utterance's peak): this makes the features gain-invariant and keeps every other
+    cepstral mean, which on short recordings is mostly the speaker.
+
+    Parameters
+    ----------
+    features : ndarray of shape (n_frames, n_dims)
+        Column 0 is c0 or the log energy (``mfcc`` keeps c0 first).
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_dims), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> level_normalisation(np.array([[1.0, 5.0], [3.0, 6.0]])).tolist()
+    [[-1.0, 5.0], [1.0, 6.0]]
+    """
+    levelled = np.array(features, dtype=np.float64)
+    if levelled.shape[0]:
+        levelled[:, 0] -= levelled[:, 0].mean()
+    return levelled.astype(np.float32)
 
 
 def cmvn(features: np.ndarray, *, variance: bool = True) -> np.ndarray:

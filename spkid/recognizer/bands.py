@@ -68,21 +68,25 @@ def band_configs(features: FeatureConfig) -> tuple[FeatureConfig, FeatureConfig 
     Returns
     -------
     (FeatureConfig, FeatureConfig or None)
-        ``features`` itself and None with ``bands: single`` or below a 16 kHz rate; otherwise the main config
-        (``f_min_hz`` raised to :data:`TELEPHONE_F_MIN_HZ`) and the companion's (``f_max_hz``
-        :data:`WIDEBAND_F_MAX_HZ`, ``bands: single``).
+        ``features`` itself and None with ``bands: single``; otherwise the main config (``f_min_hz`` raised to
+        :data:`TELEPHONE_F_MIN_HZ`) and the companion's (``f_max_hz`` :data:`WIDEBAND_F_MAX_HZ`,
+        ``bands: single``), or None below a 16 kHz rate (a narrowband pool's one model starts at 300 Hz too:
+        a telephone pool then meets wideband recordings on the band both hold).
 
     Examples
     --------
     >>> main, companion = band_configs(FeatureConfig(bands="auto", f_max_hz=3800.0))
     >>> (main.f_min_hz, main.f_max_hz), (companion.f_min_hz, companion.f_max_hz)
     ((300.0, 3800.0), (20.0, 7600.0))
-    >>> band_configs(FeatureConfig(sample_rate=8000, f_max_hz=3800.0, bands="auto"))[1] is None
-    True
+    >>> narrow, none = band_configs(FeatureConfig(sample_rate=8000, f_max_hz=3800.0, bands="auto"))
+    >>> narrow.f_min_hz, none is None
+    (300.0, True)
     """
-    if features.bands != "auto" or not features.is_resolved or int(features.sample_rate) < WIDEBAND_RATE_HZ:
+    if features.bands != "auto" or not features.is_resolved:
         return features, None
     main = dataclasses.replace(features, f_min_hz=max(features.f_min_hz, TELEPHONE_F_MIN_HZ))
+    if int(features.sample_rate) < WIDEBAND_RATE_HZ:
+        return main, None
     companion = dataclasses.replace(
         features, f_max_hz=max(features.f_max_hz, WIDEBAND_F_MAX_HZ), bands="single"
     ).resolve(int(features.sample_rate))

@@ -94,7 +94,8 @@ def test_train_ubm_reports_and_stores_every_config_section(trained_model: Path):
     main, companion = band_configs(load_config(None).features.resolve(16000))
     assert store.feature_config == main.to_dict() and main.f_min_hz == 300.0
     assert ModelStore.open(trained_model / COMPANION_DIR).feature_config == companion.to_dict()
-    assert store.feature_config["cmvn"] == "adaptive" and (trained_model / "frontend.npz").is_file()
+    # No CMVN by default: the model needs (and stores) no pool statistics.
+    assert store.feature_config["cmvn"] == "none" and not (trained_model / "frontend.npz").exists()
     assert store.has_cohort() and store.speakers() == []
 
 
@@ -211,7 +212,8 @@ def test_identify_json_matches_direct_scoring(enrolled_model: Path, split_corpus
     speakers = store.load_speakers()
     scorer = Scorer(store.load_ubm(), speakers, top_c=ScoreConfig().top_c)  # the stored score setting
     config = FeatureConfig.from_dict(store.feature_config)
-    stats = GlobalStats.from_arrays(store.load_feature_stats())
+    stored = store.load_feature_stats()  # None: the defaults need no pool statistics
+    stats = None if stored is None else GlobalStats.from_arrays(stored)
     correct = 0
     for item, path in zip(document, tests, strict=True):
         assert set(item) == {"recording", "speaker", "accepted", "threshold", "scores", "score_kind"}
@@ -414,7 +416,8 @@ def test_8khz_round_trip(split_corpus, tmp_path: Path):
     store = ModelStore.open(model)
     scorer = Scorer(store.load_ubm(), store.load_speakers(), top_c=ScoreConfig().top_c)
     config = FeatureConfig.from_dict(store.feature_config)
-    stats = GlobalStats.from_arrays(store.load_feature_stats())
+    stored = store.load_feature_stats()  # None: the defaults need no pool statistics
+    stats = None if stored is None else GlobalStats.from_arrays(stored)
     assert config.sample_rate == 8000
     narrowband = dict(zip(scorer.names, scorer.llr(extract(wav, config, stats=stats)), strict=True))
     for entry in document[0]["scores"]:
@@ -584,7 +587,8 @@ def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
     ubm, speakers = store.load_ubm(), store.load_speakers()
     cohort = Cohort.from_arrays(store.load_cohort(), ubm)
     assert len(cohort.segments) == len(cohort.models) == 6  # score.cohort_size
-    stats = GlobalStats.from_arrays(store.load_feature_stats())
+    stored = store.load_feature_stats()  # None: the defaults need no pool statistics
+    stats = None if stored is None else GlobalStats.from_arrays(stored)
     features = extract(wav, FeatureConfig.from_dict(store.feature_config), stats=stats)
     raw = Scorer(ubm, speakers).llr(features)
     on_cohort = Scorer(ubm, speakers).llr_many(cohort.segments)  # (n_cohort, n_speakers): Z-norm statistics

@@ -1,4 +1,5 @@
-"""Feature normalisation: pool statistics, duration-aware (adaptive) CMVN, global CMVN, feature warping.
+"""Feature normalisation: pool statistics, duration-aware (adaptive) CMVN, global CMVN, feature warping, the
+recording's level.
 
 Checked against direct numpy/scipy computations: ``scipy.stats.rankdata`` and ``norm.ppf`` for warping.
 """
@@ -17,8 +18,10 @@ from spkid.features import (
     GlobalStats,
     adaptive_cmvn,
     cmvn,
+    extract,
     feature_warping,
     global_cmvn,
+    level_normalisation,
     normalise,
 )
 
@@ -162,6 +165,35 @@ def test_feature_warping_ignores_monotone_channel_changes(n_frames: int, gain: f
     )
 
 
+# -------------------------------------------------------------------------------------------------- level
+def test_level_normalisation_centres_c0_alone() -> None:
+    frames = _frames(40)
+    levelled = level_normalisation(frames)
+    assert abs(float(levelled[:, 0].mean())) < 1e-5
+    np.testing.assert_allclose(
+        levelled[:, 0], frames[:, 0] - frames[:, 0].astype(np.float64).mean(), atol=1e-5
+    )
+    np.testing.assert_array_equal(levelled[:, 1:], frames[:, 1:])
+    assert level_normalisation(frames[:0]).shape == (0, 4)
+
+
+def test_level_makes_features_of_real_audio_gain_invariant(tmp_path) -> None:
+    import soundfile
+
+    from spkid.corpora.synthetic import make_utterance
+
+    signal = make_utterance(1, 1)
+    signal = signal / np.abs(signal).max()
+    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
+    soundfile.write(loud, 0.9 * signal, 16000, subtype="FLOAT")
+    soundfile.write(quiet, 0.1 * signal, 16000, subtype="FLOAT")  # 19 dB quieter
+    raw = FeatureConfig(cmvn="none", vad="none")
+    assert np.abs(extract(loud, raw)[:, 0] - extract(quiet, raw)[:, 0]).min() > 10.0  # c0 holds the gain
+    np.testing.assert_allclose(extract(loud, raw)[:, 1:], extract(quiet, raw)[:, 1:], atol=0.05)
+    levelled = FeatureConfig(cmvn="level", vad="none")
+    np.testing.assert_allclose(extract(loud, levelled), extract(quiet, levelled), atol=0.05)
+
+
 # ----------------------------------------------------------------------------------------------- dispatch
 def test_normalise_dispatches_every_method() -> None:
     frames = _frames(30)
@@ -176,6 +208,7 @@ def test_normalise_dispatches_every_method() -> None:
         adaptive_cmvn(frames, stats, relevance_frames=50.0),
     )
     np.testing.assert_array_equal(normalise(frames, FeatureConfig(cmvn="none")), frames)
+    np.testing.assert_array_equal(normalise(frames, FeatureConfig(cmvn="level")), level_normalisation(frames))
     with pytest.raises(FeatureError, match="needs the UBM pool's statistics"):
         normalise(frames, FeatureConfig(cmvn="adaptive"))
     with pytest.raises(FeatureError, match="3 dimensions, the features 4"):
