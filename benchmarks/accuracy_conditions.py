@@ -8,7 +8,8 @@ narrowband UBM pool, clean enrollment with telephone tests and the reverse, 0.5/
 3 short clips, each corpus' speakers against the other corpus' UBM pool, a telephone UBM pool meeting
 clean tests (with telephone or clean enrollment), and LibriSpeech with every
 enrollment and test recording through a handset response of its own (a channel per recording, as calls
-give: the long-recording case utterance CMVN is for). Derived audio is written once
+give: the long-recording case utterance CMVN is for), and each corpus with every enrollment and test recording
+at a random level of its own (what a cepstral mean kept whole must survive). Derived audio is written once
 under the cache folder and reused.
 """
 
@@ -63,6 +64,8 @@ CONDITIONS: dict[str, tuple[str, str]] = {
         "ls",
         "LibriSpeech, clean UBM, each enrollment and test recording through a handset of its own",
     ),
+    "ls-levels": ("ls", "LibriSpeech, each enrollment and test recording at a level of its own (-24..0 dB)"),
+    "sc-levels": ("sc", "Speech Commands, each enrollment and test word at a level of its own (-24..0 dB)"),
     "sc": ("sc", "Speech Commands reference protocol (1-s words, own device per clip)"),
     "sc-enroll-3clips": ("sc", "Speech Commands, enrollment from 3 words"),
     "sc-narrowband": ("sc", "Speech Commands through a telephone channel, UBM pool too"),
@@ -121,6 +124,10 @@ class Deriver:
         """Each file through a :func:`condition_corpora.handset` response of its own (seeded by its key)."""
         return [path for path in self._many("handset", paths, keys, _handset) if path is not None]
 
+    def levels(self, paths: Sequence[Path], keys: Sequence[str]) -> list[Path]:
+        """Each file at a :func:`condition_corpora.level` of its own (seeded by its key)."""
+        return [path for path in self._many("level", paths, keys, _level) if path is not None]
+
     def chunks(self, paths: Sequence[Path], keys: Sequence[str], duration_s: float) -> list[Path | None]:
         """The most speech-active ``duration_s`` of each file (None where the file is shorter)."""
         return self._many(f"chunk-{duration_s:g}s", paths, keys, lambda p, t: _chunk(p, t, duration_s))
@@ -135,6 +142,12 @@ def _handset(path: Path, target: Path) -> Path:
     signal, rate = degrade.read(path)
     seed = int.from_bytes(hashlib.sha256(target.name.encode()).digest()[:8], "little")
     return degrade.write(target, degrade.handset(signal, rate, np.random.default_rng(seed)), rate)
+
+
+def _level(path: Path, target: Path) -> Path:
+    signal, rate = degrade.read(path)
+    seed = int.from_bytes(hashlib.sha256(target.name.encode()).digest()[:8], "little")
+    return degrade.write(target, degrade.level(signal, np.random.default_rng(seed)), rate)
 
 
 def _chunk(path: Path, target: Path, duration_s: float) -> Path | None:
@@ -172,6 +185,9 @@ def build(
     def telephone_files(utterances: Sequence) -> list[Path]:
         return deriver.telephone([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
 
+    def level_files(utterances: Sequence) -> list[Path]:
+        return deriver.levels([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
+
     def handset_files(utterances: Sequence) -> list[Path]:
         return deriver.handsets([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
 
@@ -206,6 +222,9 @@ def build(
         elif name.endswith("-handsets"):
             speakers = {spk: handset_files(items) for spk, items in protocol.enroll.items()}
             tests = list(zip(handset_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
+        elif name.endswith("-levels"):
+            speakers = {spk: level_files(items) for spk, items in protocol.enroll.items()}
+            tests = list(zip(level_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.endswith("-enroll-3clips"):
             if prefix == "sc":
                 speakers = {spk: [u.path for u in items[:3]] for spk, items in protocol.enroll.items()}

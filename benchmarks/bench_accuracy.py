@@ -3,7 +3,8 @@
 Conditions (``accuracy_conditions.py``): the LibriSpeech and Speech Commands reference protocols of
 ``../shared/data`` and conditions derived from them by code: narrowband (8 kHz mu-law telephone, UBM pool
 too), clean enrollment with telephone tests and the reverse, 0.5/1/3-s tests, enrollment from 3 short clips,
-and each corpus' speakers against the other corpus' UBM pool.
+a handset response or a level of its own per recording, and each corpus' speakers against the other corpus'
+UBM pool.
 
 Systems: ``defaults`` is exactly what the CLI does with no option (``spkid train-ubm``, ``enroll``,
 ``identify``, through the same API calls, with ``ubm.random_state`` set per seed); ``textbook`` is the peer

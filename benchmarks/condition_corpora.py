@@ -119,6 +119,12 @@ def handset(signal: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarr
     return coloured * (rms_in / max(rms_out, 1e-12))
 
 
+def level(signal: np.ndarray, rng: np.random.Generator, low_db: float = -24.0) -> np.ndarray:
+    """The recording at a random level between ``low_db`` and 0 dB of its own (a microphone's distance or
+    gain setting): the same spectrum, only the loudness changes."""
+    return signal * 10.0 ** (rng.uniform(low_db, 0.0) / 20.0)
+
+
 def speech_chunk(signal: np.ndarray, rate: int, duration_s: float, start_s: float = 0.0) -> np.ndarray | None:
     """The ``duration_s`` window of ``signal[start_s:]`` with the most active 10 ms blocks (earliest on ties).
 

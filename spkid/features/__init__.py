@@ -6,7 +6,7 @@ The public face of the feature stage; its modules, one job each (imports point d
 - :mod:`~spkid.features.config` :class:`FeatureConfig`, every setting of the front-end;
 - :mod:`~spkid.features.frontend` framing, power spectrum, log-mel, cepstra;
 - :mod:`~spkid.features.vad`, :mod:`~spkid.features.derivatives` (Δ, ΔΔ), :mod:`~spkid.features.normalization`
-  (CMVN, feature warping, :class:`GlobalStats`);
+  (CMVN, :class:`GlobalStats`), :mod:`~spkid.features.warping` (feature warping);
 - :mod:`~spkid.features.files` feature files on disk; :mod:`~spkid.features.cache` the extraction cache;
   :mod:`~spkid.features.jobs` worker processes;
 - :mod:`~spkid.features.extraction` :func:`extract` (one utterance); :mod:`~spkid.features.batch`
@@ -43,14 +43,15 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "normalization": (
         "GlobalStats",
         "adaptive_cmvn",
+        "adaptive_level_cmvn",
         "cmvn",
-        "feature_warping",
         "global_cmvn",
         "level_normalisation",
         "sliding_cmvn",
     ),
     "store": ("FeatureStore",),
     "vad": ("energy_vad", "frame_energy_db"),
+    "warping": ("feature_warping",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

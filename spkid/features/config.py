@@ -16,14 +16,23 @@ from spkid.errors import ConfigError
 from spkid.features.filterbanks import WINDOWS
 
 VAD_METHODS: tuple[str, ...] = ("energy", "none")
-CMVN_METHODS: tuple[str, ...] = ("utterance", "sliding", "warping", "adaptive", "global", "level", "none")
+CMVN_METHODS: tuple[str, ...] = (
+    "utterance",
+    "sliding",
+    "warping",
+    "adaptive",
+    "adaptive_level",
+    "global",
+    "level",
+    "none",
+)
 #: Which frames CMVN statistics come from: the speech frames (after VAD) or every frame of the recording.
 CMVN_FRAMES: tuple[str, ...] = ("speech", "all")
 #: ``bands``: one front-end, or a wideband companion beside a telephone-band main model
 #: (:mod:`spkid.recognizer.bands`).
 BANDS: tuple[str, ...] = ("single", "auto")
 #: CMVN methods that normalise toward statistics of the UBM pool, stored in the model.
-GLOBAL_STATS_METHODS: tuple[str, ...] = ("adaptive", "global")
+GLOBAL_STATS_METHODS: tuple[str, ...] = ("adaptive", "adaptive_level", "global")
 #: The front-end generation :func:`spkid.features.extract` reproduces: 2 is every model made before the
 #: energy VAD became independent of silence around the speech (3). Stored with every model, so a model keeps
 #: the features it was trained on.
@@ -111,14 +120,14 @@ class FeatureConfig:
         Least speech worth scoring; when the threshold keeps less (a short word), the loudest frames up to
         this length are kept instead, so only clips shorter than ~0.1 s or silent ones are rejected.
     cmvn : str = "utterance"
-        The API's default; configs and the CLI default to "none" (raw cepstra: with the band split of
-        ``bands: auto`` a recording's cepstral mean is more speaker than channel; README "Defaults, and
-        why"). Mean (and variance) normalisation over the utterance removes the channel; "sliding"
+        The API's default needs no pool (configs and the CLI default to "adaptive_level", whose statistics
+        train-ubm stores). Mean (and variance) normalisation over the utterance removes the channel; "sliding"
         uses a running window for long recordings; "warping" maps each value to the normal quantile of its
         rank in a 3-s window (Pelecanos & Sridharan 2001); "adaptive" shrinks the utterance's statistics
         toward the UBM pool's by its length (``cmvn_relevance_frames``), so a short word keeps its mean;
         "global" uses the pool's statistics alone; "level" removes only the recording's level (c0's mean, so
-        a gain changes nothing); "none" keeps raw cepstra.
+        a gain changes nothing); "adaptive_level" is "adaptive" with c0's mean removed whole (gain-invariant);
+        "none" keeps raw cepstra.
     cmvn_window_frames : int = 300
         Sliding-window and warping window length (3 s), the Kaldi and Pelecanos default.
     cmvn_variance : bool = True

@@ -30,13 +30,14 @@ from spkid.features.frontend import (
 from spkid.features.normalization import (
     GlobalStats,
     adaptive_cmvn,
+    adaptive_level_cmvn,
     cmvn,
-    feature_warping,
     global_cmvn,
     level_normalisation,
     sliding_cmvn,
 )
 from spkid.features.vad import energy_band_weights, energy_vad, to_db
+from spkid.features.warping import feature_warping
 
 __all__ = ["FileExtractor", "extract", "normalise"]
 
@@ -103,7 +104,7 @@ def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | 
     [[-1.0, 0.0], [1.0, 0.0]]
     """
     method = config.cmvn
-    if method in ("adaptive", "global"):
+    if method in ("adaptive", "adaptive_level", "global"):
         if stats is None:
             raise FeatureError(f"cmvn={method!r} needs the UBM pool's statistics (stored by train-ubm)")
         if stats.mean.shape[0] != features.shape[1]:
@@ -112,7 +113,8 @@ def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | 
             )
         if method == "global":
             return global_cmvn(features, stats, variance=config.cmvn_variance)
-        return adaptive_cmvn(
+        adapt = adaptive_level_cmvn if method == "adaptive_level" else adaptive_cmvn
+        return adapt(
             features, stats, relevance_frames=config.cmvn_relevance_frames, variance=config.cmvn_variance
         )
     if method == "utterance":

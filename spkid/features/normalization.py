@@ -1,5 +1,5 @@
 """Feature normalisation: cepstral mean (and variance) over the utterance, a sliding window, toward the
-pool's global statistics by duration, feature warping, and the recording's level alone.
+pool's global statistics by duration, and the recording's level (feature warping: :mod:`.warping`).
 
 Statistics accumulate in float64; output is float32. A dimension that does not vary maps to 0.
 """
@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from statistics import NormalDist
 
 import numpy as np
 
@@ -274,39 +272,21 @@ def adaptive_cmvn(
     return _scaled(centred, mixed)
 
 
-@lru_cache(maxsize=64)
-def _normal_quantiles(n_values: int) -> np.ndarray:
-    """``Phi^-1((r - 0.5) / n)`` for ranks ``r = 1, 1.5, ..., n`` (half ranks for ties), read-only."""
-    ranks = np.arange(2, 2 * n_values + 1) / 2.0
-    inverse_cdf = NormalDist().inv_cdf
-    table = np.array([inverse_cdf((rank - 0.5) / n_values) for rank in ranks])
-    table.setflags(write=False)
-    return table
+def adaptive_level_cmvn(
+    features: np.ndarray, stats: GlobalStats, *, relevance_frames: float = 300.0, variance: bool = True
+) -> np.ndarray:
+    """:func:`adaptive_cmvn`, then the first coefficient (c0: the recording's level) centred on its own mean.
 
-
-def _warp_block(values: np.ndarray, windows: np.ndarray, n_window: int) -> np.ndarray:
-    """Warped values of ``values`` (m, d) within their ``windows`` (m, n_window, d)."""
-    below = np.count_nonzero(windows < values[:, None, :], axis=1)
-    equal = np.count_nonzero(windows == values[:, None, :], axis=1)
-    # Rank r = below + (equal + 1) / 2 in 1..n (ties share their mean rank); the table steps by halves.
-    return _normal_quantiles(n_window)[2 * below + equal - 1]
-
-
-def feature_warping(features: np.ndarray, *, window_frames: int = 300, block_frames: int = 256) -> np.ndarray:
-    """Map each feature to the standard-normal value of its rank within a window of frames around it.
-
-    Feature warping (Pelecanos & Sridharan, 2001): in a window of ``window_frames`` frames centred on a
-    frame (shifted to stay inside the utterance, as :func:`sliding_cmvn`; the whole utterance when it is
-    shorter), the frame's value of each dimension has rank ``r`` of ``n``; it becomes ``Phi^-1((r - 0.5) /
-    n)``, so every dimension is standard normal over the window whatever the channel did to its distribution.
+    A short recording keeps most of its cepstral means under :func:`adaptive_cmvn`, its loudness among them;
+    here c0's is removed whole (:func:`level_normalisation`), so a gain on the signal no longer shifts it
+    (c0's scale still follows :func:`adaptive_cmvn`'s mixed variance).
 
     Parameters
     ----------
     features : ndarray of shape (n_frames, n_dims)
-    window_frames : int, default 300
-        3 s at 100 frames/s, as in the original paper.
-    block_frames : int, default 256
-        Frames ranked per vectorised step (bounds the temporary memory to ``block * window * n_dims``).
+    stats : GlobalStats
+    relevance_frames : float, default 300
+    variance : bool, default True
 
     Returns
     -------
@@ -315,19 +295,11 @@ def feature_warping(features: np.ndarray, *, window_frames: int = 300, block_fra
     Examples
     --------
     >>> import numpy as np
-    >>> feature_warping(np.array([[3.0], [1.0], [2.0]])).ravel().astype(float).round(3).tolist()
-    [0.967, -0.967, 0.0]
+    >>> stats = GlobalStats(np.zeros(2), np.ones(2), 1000)
+    >>> short = np.array([[5.0, 5.0], [7.0, 5.0]])
+    >>> levelled = adaptive_level_cmvn(short, stats, variance=False)
+    >>> levelled[:, 0].round(3).tolist(), levelled[:, 1].round(3).tolist()  # c0 centred, c1 keeps its mean
+    ([-1.0, 1.0], [4.967, 4.967])
     """
-    frames = np.asarray(features, dtype=np.float32)
-    n_frames, n_dims = frames.shape
-    if n_frames == 0:
-        return frames.copy()
-    n_window = min(int(window_frames), n_frames)
-    starts = np.clip(np.arange(n_frames) - n_window // 2, 0, n_frames - n_window)
-    windows = np.lib.stride_tricks.sliding_window_view(frames, n_window, axis=0)  # (n - w + 1, d, w)
-    warped = np.empty((n_frames, n_dims), dtype=np.float32)
-    for first in range(0, n_frames, block_frames):
-        last = min(first + block_frames, n_frames)
-        block_windows = np.swapaxes(windows[starts[first:last]], 1, 2)  # (m, w, d)
-        warped[first:last] = _warp_block(frames[first:last], block_windows, n_window)
-    return warped
+    adapted = adaptive_cmvn(features, stats, relevance_frames=relevance_frames, variance=variance)
+    return level_normalisation(adapted)

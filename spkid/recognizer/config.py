@@ -47,10 +47,10 @@ SECTIONS: dict[str, type] = {
 }
 #: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
 #: API's ``FeatureConfig()`` keeps an explicit rate, per-utterance CMVN and one front-end, which need no pool;
-#: a config lets ``train-ubm`` choose the rate from the pool and split the band (no CMVN: with the band split,
-#: each recording's cepstral mean is more speaker than channel; README "Defaults, and why").
+#: a config lets ``train-ubm`` choose the rate from the pool, split the band and store the pool statistics
+#: adaptive CMVN uses (with the recording's level removed whole; README "Defaults, and why").
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
-    "features": {"sample_rate": "auto", "cmvn": "none", "bands": "auto"}
+    "features": {"sample_rate": "auto", "cmvn": "adaptive_level", "bands": "auto"}
 }
 
 
@@ -81,7 +81,7 @@ class Config:
     >>> from spkid.recognizer import load_config
     >>> config = load_config(None)
     >>> config.ubm.n_components, config.features.cmvn, config.score.normalization
-    (512, 'none', 'none')
+    (512, 'adaptive_level', 'none')
     >>> sorted(config.to_dict())
     ['enroll', 'features', 'score', 'ubm']
     """

@@ -80,8 +80,7 @@ class LoadedModel:
     >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
     >>> tmp = tempfile.TemporaryDirectory()
     >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=3, duration_s=2.0)
-    >>> settings = ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"]
-    >>> config = load_config(None, [*settings, "features.cmvn=level"])  # voices at random levels
+    >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
     >>> _ = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
     >>> _ = enroll_from_audio(f"{tmp.name}/model", {name: files[:2] for name, files in corpus.items()})
     >>> model = LoadedModel.load(Path(tmp.name, "model"))

@@ -94,8 +94,8 @@ def test_train_ubm_reports_and_stores_every_config_section(trained_model: Path):
     main, companion = band_configs(load_config(None).features.resolve(16000))
     assert store.feature_config == main.to_dict() and main.f_min_hz == 300.0
     assert ModelStore.open(trained_model / COMPANION_DIR).feature_config == companion.to_dict()
-    # No CMVN by default: the model needs (and stores) no pool statistics.
-    assert store.feature_config["cmvn"] == "none" and not (trained_model / "frontend.npz").exists()
+    # adaptive CMVN (with the level removed) by default: the model stores the pool's statistics.
+    assert store.feature_config["cmvn"] == "adaptive_level" and (trained_model / "frontend.npz").is_file()
     assert store.has_cohort() and store.speakers() == []
 
 

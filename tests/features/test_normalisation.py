@@ -194,6 +194,35 @@ def test_level_makes_features_of_real_audio_gain_invariant(tmp_path) -> None:
     np.testing.assert_allclose(extract(loud, levelled), extract(quiet, levelled), atol=0.05)
 
 
+def test_adaptive_level_is_adaptive_cmvn_with_c0_centred_on_its_own_mean(tmp_path) -> None:
+    frames = _frames(40)
+    stats = GlobalStats.from_features([_frames(500, seed=3, offset=0.0)])
+    config = FeatureConfig(cmvn="adaptive_level", cmvn_relevance_frames=100.0)
+    adapted = adaptive_cmvn(frames, stats, relevance_frames=100.0)
+    levelled = normalise(frames, config, stats)
+    np.testing.assert_array_equal(levelled[:, 1:], adapted[:, 1:])  # every other coefficient: adaptive
+    centred = adapted[:, 0] - adapted[:, 0].mean(dtype=np.float64)
+    np.testing.assert_allclose(levelled[:, 0], centred, atol=1e-5)
+    assert abs(float(adapted[:, 0].mean())) > 0.5  # adaptive alone keeps most of a short input's mean
+    # On audio: a 1-s word 8 dB quieter shifts adaptive's c0 mean; adaptive_level's stays at 0.
+    import soundfile
+
+    from spkid.corpora.synthetic import make_utterance
+
+    signal = make_utterance(2, 1, duration_s=1.0)
+    signal = signal / np.abs(signal).max()
+    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
+    soundfile.write(loud, 0.9 * signal, 16000, subtype="FLOAT")
+    soundfile.write(quiet, 0.36 * signal, 16000, subtype="FLOAT")
+    pool = GlobalStats.from_features([extract(loud, FeatureConfig(cmvn="none", vad="none"))])
+    c0_means = {}
+    for method in ("adaptive", "adaptive_level"):
+        config = FeatureConfig(cmvn=method, vad="none")
+        c0_means[method] = [float(extract(path, config, stats=pool)[:, 0].mean()) for path in (loud, quiet)]
+    assert abs(c0_means["adaptive"][0] - c0_means["adaptive"][1]) > 0.3
+    assert max(abs(mean) for mean in c0_means["adaptive_level"]) < 1e-5
+
+
 # ----------------------------------------------------------------------------------------------- dispatch
 def test_normalise_dispatches_every_method() -> None:
     frames = _frames(30)

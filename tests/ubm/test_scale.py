@@ -335,9 +335,9 @@ def test_cli_trains_from_a_feature_store_with_joblib(synthetic_corpus, tmp_path)
     )
     assert result.exit_code == 0, result.output
     assert "trained UBM (8 components" in result.output
-    # one index per front-end (no CMVN: the stored features are the UBM's); bands: auto trains the wideband
-    # companion's UBM on this wideband pool too
-    assert len(list((tmp_path / "features" / "index").glob("*.json"))) == 2
+    # two indexes per front-end: the un-normalised features, then those normalised toward their statistics
+    # (adaptive CMVN); bands: auto trains the wideband companion's UBM on this wideband pool too
+    assert len(list((tmp_path / "features" / "index").glob("*.json"))) == 4
     assert ModelStore.open(tmp_path / "model").load_ubm().n_components == 8
     result = CliRunner().invoke(
         app, ["train-ubm", str(tmp_path / "m2"), str(synthetic_corpus), "--backend", "spark"]
