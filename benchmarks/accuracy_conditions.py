@@ -138,16 +138,19 @@ def _telephone(path: Path, target: Path) -> Path:
     return degrade.write(target, degrade.telephone(signal, rate), degrade.TELEPHONE_RATE_HZ)
 
 
+def _rng_of(target: Path) -> np.random.Generator:
+    """A generator seeded by the derived file's name: the same draw for a file on every run."""
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(target.name.encode()).digest()[:8], "little"))
+
+
 def _handset(path: Path, target: Path) -> Path:
     signal, rate = degrade.read(path)
-    seed = int.from_bytes(hashlib.sha256(target.name.encode()).digest()[:8], "little")
-    return degrade.write(target, degrade.handset(signal, rate, np.random.default_rng(seed)), rate)
+    return degrade.write(target, degrade.handset(signal, rate, _rng_of(target)), rate)
 
 
 def _level(path: Path, target: Path) -> Path:
     signal, rate = degrade.read(path)
-    seed = int.from_bytes(hashlib.sha256(target.name.encode()).digest()[:8], "little")
-    return degrade.write(target, degrade.level(signal, np.random.default_rng(seed)), rate)
+    return degrade.write(target, degrade.level(signal, _rng_of(target)), rate)
 
 
 def _chunk(path: Path, target: Path, duration_s: float) -> Path | None:
@@ -219,12 +222,10 @@ def build(
                 pools[pool] = telephone_files(protocol.train)
             if name.endswith("-wb-tests"):
                 speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
-        elif name.endswith("-handsets"):
-            speakers = {spk: handset_files(items) for spk, items in protocol.enroll.items()}
-            tests = list(zip(handset_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
-        elif name.endswith("-levels"):
-            speakers = {spk: level_files(items) for spk, items in protocol.enroll.items()}
-            tests = list(zip(level_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
+        elif name.endswith(("-handsets", "-levels")):  # a degradation of its own per recording
+            derive = handset_files if name.endswith("-handsets") else level_files
+            speakers = {spk: derive(items) for spk, items in protocol.enroll.items()}
+            tests = list(zip(derive(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.endswith("-enroll-3clips"):
             if prefix == "sc":
                 speakers = {spk: [u.path for u in items[:3]] for spk, items in protocol.enroll.items()}

@@ -126,8 +126,8 @@ class FeatureConfig:
         rank in a 3-s window (Pelecanos & Sridharan 2001); "adaptive" shrinks the utterance's statistics
         toward the UBM pool's by its length (``cmvn_relevance_frames``), so a short word keeps its mean;
         "global" uses the pool's statistics alone; "level" removes only the recording's level (c0's mean, so
-        a gain changes nothing); "adaptive_level" is "adaptive" with c0's mean removed whole (gain-invariant);
-        "none" keeps raw cepstra.
+        a gain changes nothing); "adaptive_level" is "adaptive" with c0's mean then removed whole (a gain no
+        longer shifts it); "none" keeps raw cepstra.
     cmvn_window_frames : int = 300
         Sliding-window and warping window length (3 s), the Kaldi and Pelecanos default.
     cmvn_variance : bool = True

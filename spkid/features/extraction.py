@@ -104,7 +104,7 @@ def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | 
     [[-1.0, 0.0], [1.0, 0.0]]
     """
     method = config.cmvn
-    if method in ("adaptive", "adaptive_level", "global"):
+    if config.needs_global_stats:
         if stats is None:
             raise FeatureError(f"cmvn={method!r} needs the UBM pool's statistics (stored by train-ubm)")
         if stats.mean.shape[0] != features.shape[1]:

@@ -177,16 +177,22 @@ def test_level_normalisation_centres_c0_alone() -> None:
     assert level_normalisation(frames[:0]).shape == (0, 4)
 
 
-def test_level_makes_features_of_real_audio_gain_invariant(tmp_path) -> None:
+def _loud_and_quiet(folder, quiet_gain: float, duration_s: float = 3.0):
+    """A synthetic recording peaking at 0.9, and a copy ``quiet_gain`` / 0.9 as loud (float WAV files)."""
     import soundfile
 
     from spkid.corpora.synthetic import make_utterance
 
-    signal = make_utterance(1, 1)
+    signal = make_utterance(1, 1, duration_s=duration_s)
     signal = signal / np.abs(signal).max()
-    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
+    loud, quiet = folder / "loud.wav", folder / "quiet.wav"
     soundfile.write(loud, 0.9 * signal, 16000, subtype="FLOAT")
-    soundfile.write(quiet, 0.1 * signal, 16000, subtype="FLOAT")  # 19 dB quieter
+    soundfile.write(quiet, quiet_gain * signal, 16000, subtype="FLOAT")
+    return loud, quiet
+
+
+def test_level_makes_features_of_real_audio_gain_invariant(tmp_path) -> None:
+    loud, quiet = _loud_and_quiet(tmp_path, 0.1)  # 19 dB quieter
     raw = FeatureConfig(cmvn="none", vad="none")
     assert np.abs(extract(loud, raw)[:, 0] - extract(quiet, raw)[:, 0]).min() > 10.0  # c0 holds the gain
     np.testing.assert_allclose(extract(loud, raw)[:, 1:], extract(quiet, raw)[:, 1:], atol=0.05)
@@ -205,15 +211,7 @@ def test_adaptive_level_is_adaptive_cmvn_with_c0_centred_on_its_own_mean(tmp_pat
     np.testing.assert_allclose(levelled[:, 0], centred, atol=1e-5)
     assert abs(float(adapted[:, 0].mean())) > 0.5  # adaptive alone keeps most of a short input's mean
     # On audio: a 1-s word 8 dB quieter shifts adaptive's c0 mean; adaptive_level's stays at 0.
-    import soundfile
-
-    from spkid.corpora.synthetic import make_utterance
-
-    signal = make_utterance(2, 1, duration_s=1.0)
-    signal = signal / np.abs(signal).max()
-    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
-    soundfile.write(loud, 0.9 * signal, 16000, subtype="FLOAT")
-    soundfile.write(quiet, 0.36 * signal, 16000, subtype="FLOAT")
+    loud, quiet = _loud_and_quiet(tmp_path, 0.36, duration_s=1.0)
     pool = GlobalStats.from_features([extract(loud, FeatureConfig(cmvn="none", vad="none"))])
     c0_means = {}
     for method in ("adaptive", "adaptive_level"):
