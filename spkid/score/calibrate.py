@@ -1,7 +1,10 @@
 """Score calibration: raw scores -> calibrated log-likelihood ratios, Bayes thresholds, open-set decisions.
 
 A :class:`Calibrator` is an affine map ``llr = scale * score + offset`` fitted by prior-weighted logistic
-regression (scikit-learn) on a development trial set (Brümmer's linear calibration, as in BOSARIS/FoCal).
+regression (scikit-learn) on a development trial set (Brümmer's linear calibration, as in BOSARIS/FoCal),
+with Platt's targets: a target trial counts as ``(N+ + 1) / (N+ + 2)`` of a target, a non-target as
+``1 / (N- + 2)`` of one (Platt 1999), so a small development set that happens to separate targets from
+non-targets gives a finite, count-aware slope instead of an arbitrarily steep one.
 Because its output is an LLR, the threshold for any target prior follows from Bayes' rule,
 ``-logit(p_target)``, with no threshold tuning.
 """
@@ -19,8 +22,8 @@ from spkid.errors import DataError, ModelError
 
 __all__ = ["Calibrator", "bayes_threshold"]
 
-# Inverse L2 strength of the logistic regression: negligible for real score sets, but it keeps the scale
-# finite when the development targets and non-targets happen to be perfectly separated.
+# Inverse L2 strength of the logistic regression: negligible for real score sets (Platt's targets already
+# keep the slope finite on separable ones); it only keeps the solver well-posed.
 _INVERSE_REGULARISATION = 1e4
 
 
@@ -106,13 +109,21 @@ class Calibrator:
             np.where(is_target, self.p_effective / n_target, (1.0 - self.p_effective) / n_nontarget)
             * scores.size
         )
+        # Platt's targets: each trial enters twice, as a target with weight ``weight * t`` and as a non-target
+        # with ``weight * (1 - t)``.
+        soft_target = np.where(is_target, (n_target + 1.0) / (n_target + 2.0), 1.0 / (n_nontarget + 2.0))
         # Standardise the input so the solver sees a well-conditioned problem whatever the score range.
         centre, spread = float(scores.mean()), float(max(scores.std(), 1e-12))
         # Imported here: scikit-learn costs ~2 s of start-up that identify/verify never need.
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=_INVERSE_REGULARISATION, solver="lbfgs", max_iter=1000)
-        model.fit(((scores - centre) / spread)[:, None], is_target, sample_weight=weights)
+        standardised = ((scores - centre) / spread)[:, None]
+        model.fit(
+            np.concatenate([standardised, standardised]),
+            np.repeat([True, False], scores.size),
+            sample_weight=np.concatenate([weights * soft_target, weights * (1.0 - soft_target)]),
+        )
         slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
         self.scale_ = slope / spread
         self.offset_ = intercept - slope * centre / spread - _log_odds(self.p_effective)
