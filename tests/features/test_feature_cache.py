@@ -91,3 +91,73 @@ def test_read_cached_rejects_entries_of_another_shape_or_type(tmp_path: Path) ->
     assert read_cached(entry, 3) is None
     assert read_cached(tmp_path / "missing.npy", 3) is None
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+#: Which extraction code each CACHE_VERSION caches features of: a digest of the code (docstrings and
+#: comments left out) of the modules that decide the numbers extract() gives.
+EXTRACTION_MODULES = (
+    "spkid/audio.py",
+    *(
+        f"spkid/features/{name}.py"
+        for name in (
+            "config",
+            "derivatives",
+            "extraction",
+            "filterbanks",
+            "frontend",
+            "normalization",
+            "vad",
+            "warping",
+        )
+    ),
+)
+EXTRACTION_CODE = {3: "1393f577a3aeb739"}
+
+
+def _canonical(node: object) -> object:
+    """A syntax tree as nested lists of node names and set fields (stable across Python versions, which add
+    fields that are empty by default and change ``ast.dump``'s format)."""
+    import ast
+
+    if isinstance(node, ast.AST):
+        fields = [(name, getattr(node, name, None)) for name in node._fields]
+        return [
+            type(node).__name__,
+            [(name, _canonical(value)) for name, value in fields if value not in (None, [])],
+        ]
+    if isinstance(node, list):
+        return [_canonical(item) for item in node]
+    return repr(node)
+
+
+def extraction_code_digest() -> str:
+    """sha256 (first 16 hex digits) of the extraction modules' syntax trees without their docstrings."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for name in EXTRACTION_MODULES:
+        tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(body, list)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(name.encode() + repr(_canonical(tree)).encode())
+    return digest.hexdigest()[:16]
+
+
+def test_cache_version_moves_with_the_extraction_code():
+    """Cached features are keyed by settings and CACHE_VERSION, not by the code: a change to how a setting
+    extracts, without a new CACHE_VERSION, would silently reuse features of the old code."""
+    found = extraction_code_digest()
+    assert EXTRACTION_CODE.get(CACHE_VERSION) == found, (
+        f"the feature extraction code changed (digest {found}). If extract() now gives different numbers "
+        f"for some config, bump spkid.features.cache.CACHE_VERSION and pin {{new version: {found!r}}} here; "
+        f"if not (a refactor), pin {found!r} under CACHE_VERSION {CACHE_VERSION}."
+    )
