@@ -48,9 +48,15 @@ SECTIONS: dict[str, type] = {
 #: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
 #: API's ``FeatureConfig()`` keeps an explicit rate, per-utterance CMVN and one front-end, which need no pool;
 #: a config lets ``train-ubm`` choose the rate from the pool, split the band and store the pool statistics
-#: adaptive CMVN uses (with the recording's level removed whole; README "Defaults, and why").
+#: adaptive CMVN uses (with the recording's level removed whole, and a recording's own statistics weighing
+#: as much as the pool's only at 30 s; README "Defaults, and why").
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
-    "features": {"sample_rate": "auto", "cmvn": "adaptive_level", "bands": "auto"}
+    "features": {
+        "sample_rate": "auto",
+        "cmvn": "adaptive_level",
+        "cmvn_relevance_frames": 3000.0,
+        "bands": "auto",
+    }
 }
 
 
