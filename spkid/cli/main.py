@@ -185,10 +185,12 @@ def train_ubm(
         + f"; cohort of {result.cohort_size}; model in {model_dir}"
     )
     if result.companion is not None:
+        band = result.companion.name  # "wideband" (up to 7600 Hz) or "narrowband" (from 20 Hz)
+        reach = "up to 7600 Hz" if band == "wideband" else "from 20 Hz"
         typer.echo(
             f"features.bands auto: this model's band starts at 300 Hz (recordings of any bandwidth); a "
-            f"wideband companion up to 7600 Hz in {result.companion} scores wideband recordings of speakers "
-            "enrolled on wideband audio"
+            f"{band} companion {reach} in {result.companion} scores {band} recordings of speakers "
+            f"enrolled on {band} audio"
         )
 
 

@@ -123,13 +123,17 @@ def list_speakers(
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return
-    wideband = summary.wideband_speakers
+    band, in_companion = (
+        ("wideband", summary.wideband_speakers)
+        if summary.wideband_speakers is not None
+        else ("narrowband", summary.narrowband_speakers)
+    )
     info(
         ctx,
         f"{model_dir}: UBM {summary.n_components} x {summary.n_features}, "
         f"{summary.sample_rate} Hz, normalization {summary.normalization}, "
         f"{len(summary.speakers)} speakers"
-        + ("" if wideband is None else f" ({len(wideband)} also in the wideband companion)"),
+        + ("" if in_companion is None else f" ({len(in_companion)} also in the {band} companion)"),
     )
     for name in summary.speakers:
         typer.echo(name)

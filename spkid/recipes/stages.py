@@ -142,8 +142,8 @@ def enroll_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, 
 def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, log: Log) -> None:
     """Score every test against every speaker (identification) and every trial (verification).
 
-    Each recording or trial is scored by the model the CLI would use: a model with a wideband companion
-    (``features.bands: auto``) sends the wideband ones there (:mod:`spkid.recognizer.routing`).
+    Each recording or trial is scored by the model the CLI would use: a model with a companion
+    (``features.bands: auto``) sends those of its band there (:mod:`spkid.recognizer.routing`).
     """
     protocol = _protocol(output_dir)
     stage_dir = output_dir / "score"

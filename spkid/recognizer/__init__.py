@@ -11,7 +11,7 @@ The public face of the recognizer; its modules, one job each (imports point down
 - :mod:`~spkid.recognizer.batch` batch work on joblib or Dask workers (enroll, identify, score), each worker
   holding the model and its bank open;
 - :mod:`~spkid.recognizer.bands` a model's two front-ends (``features.bands: auto``): their bands, the
-  wideband companion and who is in it;
+  companion (wideband or narrowband) and who is in it;
 - :mod:`~spkid.recognizer.routing` which of the two scores a recording or a trial;
 - :mod:`~spkid.recognizer.recordings` usable features of the recordings to identify or verify;
 - :mod:`~spkid.recognizer.identification` and :mod:`~spkid.recognizer.verification` identify and verify

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from spkid.metrics import evaluate, labelled_scores
-from spkid.recognizer.bands import companion_of, drop_from_companion
+from spkid.recognizer.bands import COMPANION_DIR, companion_of, drop_from_companion
 from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio, speakers_in_folder
 from spkid.recognizer.identification import Identification, IdentifyResult, identify
 from spkid.recognizer.results import Verification, VerifyResult
@@ -76,8 +76,10 @@ class ModelSummary:
     n_features: int
     sample_rate: int
     normalization: str
-    #: The speakers of the wideband companion (features.bands: auto); None when the model has none.
+    #: The speakers of the wideband companion (features.bands: auto on a wideband pool); None without one.
     wideband_speakers: list[str] | None = None
+    #: The speakers of the narrowband companion (features.bands: auto on a narrowband pool); None without one.
+    narrowband_speakers: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         summary = asdict(self)
@@ -108,6 +110,8 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
     store = ModelStore.open(model_dir)
     n_components, n_features = store.ubm_shape
     companion = companion_of(model_dir)
+    in_companion = None if companion is None else ModelStore.open(companion).speakers()
+    wideband = companion is not None and companion.name == COMPANION_DIR
     return ModelSummary(
         model_dir=Path(model_dir),
         speakers=store.speakers(),
@@ -115,7 +119,8 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
         n_features=n_features,
         sample_rate=int(store.feature_config.get("sample_rate", 0)),
         normalization=str(store.score_config.get("normalization", "none")),
-        wideband_speakers=None if companion is None else ModelStore.open(companion).speakers(),
+        wideband_speakers=in_companion if wideband else None,
+        narrowband_speakers=None if wideband else in_companion,
     )
 
 
@@ -163,7 +168,7 @@ def calibrate_model(
 
     From then on :func:`identify` and :func:`verify` report calibrated LLRs and decide at the Bayes
     threshold (p_target 0.01) unless a threshold is given. Fit it on scores the model itself produced
-    (``spkid score``) on development trials, not on the trials you evaluate. A model with a wideband
+    (``spkid score``) on development trials, not on the trials you evaluate. A model with a
     companion (``features.bands: auto``) is calibrated as the system it is: the scores ``spkid score``
     wrote come from the model each trial was routed to, so fit it on development trials with the
     bandwidths it will meet; the calibration is stored in both models (the companion first).

@@ -1,13 +1,19 @@
-"""Two front-ends in one model directory: their bands, the wideband companion and who is in it.
+"""Two front-ends in one model directory: their bands, the companion and who is in it.
 
-With ``features.bands: auto``, ``train-ubm`` on a wideband pool (the front-end rate is 16 kHz) makes two
-models. The main one, in the model directory, starts at the telephone band's bottom
-(:data:`TELEPHONE_F_MIN_HZ`) and compares recordings of any bandwidth: below 300 Hz a telephone line holds
-nothing, and a wideband recording's energy there would be a difference between the two sides that is not the
-speaker. The companion, in :data:`COMPANION_DIR` inside it, reaches :data:`WIDEBAND_F_MAX_HZ` and holds the
-speakers enrolled on wideband recordings only. A recording is scored by the companion when it is wideband
-itself (native rate of 16 kHz or more) and every speaker it is compared with is in the companion; otherwise by
-the main model (:mod:`spkid.recognizer.routing`). Enrollment, removal, identification, verification, trial
+With ``features.bands: auto``, ``train-ubm`` makes two models. The main one, in the model directory, starts
+at the telephone band's bottom (:data:`TELEPHONE_F_MIN_HZ`) and compares recordings of any bandwidth: below
+300 Hz a telephone line holds nothing, and a wideband recording's energy there would be a difference between
+the two sides that is not the speaker. The companion holds the pool's whole band, for comparisons whose
+recordings all have the pool's bandwidth:
+
+- on a wideband pool (front-end at 16 kHz), in :data:`COMPANION_DIR` (``wideband/``): 20 Hz up to
+  :data:`WIDEBAND_F_MAX_HZ`, for wideband recordings (native rate of 16 kHz or more);
+- on a narrowband pool (front-end at 8 kHz), in :data:`NARROWBAND_COMPANION_DIR` (``narrowband/``): from the
+  configured bottom (20 Hz), for narrowband recordings (native rate under 16 kHz).
+
+It holds the speakers enrolled on recordings of its band only. A recording is scored by the companion when it
+is of that band itself and every speaker it is compared with is in the companion; otherwise by the main model
+(:mod:`spkid.recognizer.routing`). Enrollment, removal, identification, verification, trial
 scoring (``spkid score``), ``spkid run`` and ``spkid serve`` all follow this rule. ``spkid calibrate`` stores
 one calibration in both models (the system as routed is calibrated on development trials routed the same way);
 while the two hold different calibrations (an interrupted calibrate) the main model scores everything.
@@ -31,21 +37,30 @@ from spkid.store import MANIFEST_FILE, ModelStore
 
 __all__ = [
     "COMPANION_DIR",
+    "COMPANION_DIRS",
     "Dropped",
+    "NARROWBAND_COMPANION_DIR",
     "TELEPHONE_F_MIN_HZ",
     "WIDEBAND_F_MAX_HZ",
     "WIDEBAND_RATE_HZ",
+    "all_in_band",
     "all_wideband",
     "band_configs",
+    "companion_dir_name",
     "companion_of",
     "drop_from_companion",
+    "in_band",
     "is_wideband",
     "remove_companion",
     "split_by_band",
 ]
 
-#: The companion model's folder inside a model directory.
+#: The companion model's folder inside a model directory, on a wideband pool.
 COMPANION_DIR = "wideband"
+#: The companion model's folder on a narrowband pool (its whole band, from 20 Hz).
+NARROWBAND_COMPANION_DIR = "narrowband"
+#: Every folder a companion may have.
+COMPANION_DIRS: tuple[str, ...] = (COMPANION_DIR, NARROWBAND_COMPANION_DIR)
 #: Bottom of the main model's band with ``bands: auto`` (a telephone line's high-pass).
 TELEPHONE_F_MIN_HZ = 300.0
 #: Top of the companion's band: 0.95 of the 8 kHz Nyquist frequency of 16 kHz audio.
@@ -69,32 +84,45 @@ def band_configs(features: FeatureConfig) -> tuple[FeatureConfig, FeatureConfig 
     -------
     (FeatureConfig, FeatureConfig or None)
         ``features`` itself and None with ``bands: single``; otherwise the main config (``f_min_hz`` raised to
-        :data:`TELEPHONE_F_MIN_HZ`) and the companion's (``f_max_hz`` :data:`WIDEBAND_F_MAX_HZ`,
-        ``bands: single``), or None below a 16 kHz rate (a narrowband pool's one model starts at 300 Hz too:
-        a telephone pool then meets wideband recordings on the band both hold).
+        :data:`TELEPHONE_F_MIN_HZ`) and the companion's (``bands: single``): at 16 kHz and above, ``f_max_hz``
+        :data:`WIDEBAND_F_MAX_HZ`; below, the configured band from its own bottom (None when that bottom is
+        already the main model's: the companion would be the main model again).
 
     Examples
     --------
     >>> main, companion = band_configs(FeatureConfig(bands="auto", f_max_hz=3800.0))
     >>> (main.f_min_hz, main.f_max_hz), (companion.f_min_hz, companion.f_max_hz)
     ((300.0, 3800.0), (20.0, 7600.0))
-    >>> narrow, none = band_configs(FeatureConfig(sample_rate=8000, f_max_hz=3800.0, bands="auto"))
-    >>> narrow.f_min_hz, none is None
-    (300.0, True)
+    >>> narrow, whole = band_configs(FeatureConfig(sample_rate=8000, f_max_hz=3800.0, bands="auto"))
+    >>> (narrow.f_min_hz, narrow.f_max_hz), (whole.f_min_hz, whole.f_max_hz)
+    ((300.0, 3800.0), (20.0, 3800.0))
     """
     if features.bands != "auto" or not features.is_resolved:
         return features, None
     main = dataclasses.replace(features, f_min_hz=max(features.f_min_hz, TELEPHONE_F_MIN_HZ))
     if int(features.sample_rate) < WIDEBAND_RATE_HZ:
-        return main, None
+        if features.f_min_hz >= main.f_min_hz:
+            return main, None
+        return main, dataclasses.replace(features, bands="single")
     companion = dataclasses.replace(
         features, f_max_hz=max(features.f_max_hz, WIDEBAND_F_MAX_HZ), bands="single"
     ).resolve(int(features.sample_rate))
     return main, companion
 
 
+def companion_dir_name(companion: FeatureConfig) -> str:
+    """The folder of a companion front-end (:func:`band_configs`) inside its model directory.
+
+    Examples
+    --------
+    >>> [companion_dir_name(FeatureConfig(sample_rate=rate)) for rate in (16000, 8000)]
+    ['wideband', 'narrowband']
+    """
+    return COMPANION_DIR if int(companion.sample_rate) >= WIDEBAND_RATE_HZ else NARROWBAND_COMPANION_DIR
+
+
 def companion_of(model_dir: PathLike) -> Path | None:
-    """The wideband companion model inside ``model_dir``, or None when it holds none.
+    """The companion model inside ``model_dir`` (``wideband/`` or ``narrowband/``); None when it has none.
 
     Examples
     --------
@@ -102,8 +130,11 @@ def companion_of(model_dir: PathLike) -> Path | None:
     >>> companion_of(tempfile.gettempdir()) is None
     True
     """
-    path = Path(model_dir) / COMPANION_DIR
-    return path if (path / MANIFEST_FILE).is_file() else None
+    for name in COMPANION_DIRS:
+        path = Path(model_dir) / name
+        if (path / MANIFEST_FILE).is_file():
+            return path
+    return None
 
 
 def is_wideband(path: PathLike) -> bool:
@@ -125,23 +156,46 @@ def is_wideband(path: PathLike) -> bool:
         return False
 
 
-def split_by_band(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """``files`` as (wideband, the others), each in input order.
+def in_band(path: PathLike, companion: PathLike = COMPANION_DIR) -> bool:
+    """Whether a recording has the band of the companion in folder ``companion`` (its name says which):
+    wideband (:func:`is_wideband`) for ``wideband/``, narrowband for ``narrowband/``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, soundfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     soundfile.write(f"{folder}/a.wav", np.zeros(800), 8000)
+    ...     in_band(f"{folder}/a.wav", "model/wideband"), in_band(f"{folder}/a.wav", "model/narrowband")
+    (False, True)
+    """
+    wide = is_wideband(path)
+    return wide if Path(companion).name == COMPANION_DIR else not wide
+
+
+def split_by_band(
+    files: Sequence[Path], companion: PathLike = COMPANION_DIR
+) -> tuple[list[Path], list[Path]]:
+    """``files`` as (those of the band of ``companion``, the others), each in input order (:func:`in_band`).
 
     Examples
     --------
     >>> split_by_band([])
     ([], [])
     """
-    flags = [is_wideband(path) for path in files]
-    return [p for p, wide in zip(files, flags, strict=True) if wide], [
-        p for p, wide in zip(files, flags, strict=True) if not wide
+    flags = [in_band(path, companion) for path in files]
+    return [p for p, inside in zip(files, flags, strict=True) if inside], [
+        p for p, inside in zip(files, flags, strict=True) if not inside
     ]
+
+
+def all_in_band(files: Iterable[Path], companion: PathLike = COMPANION_DIR) -> bool:
+    """Whether every one of ``files`` has the band of ``companion`` (:func:`in_band`)."""
+    return all(in_band(path, companion) for path in files)
 
 
 def all_wideband(files: Iterable[Path]) -> bool:
     """Whether every one of ``files`` is wideband (:func:`is_wideband`)."""
-    return all(is_wideband(path) for path in files)
+    return all_in_band(files, COMPANION_DIR)
 
 
 @dataclasses.dataclass
@@ -186,9 +240,7 @@ class Dropped:
         try:
             self.restore(chosen)
         except SpkidError as error:
-            logger.warning(
-                "%s: speakers not put back into the wideband companion (%s)", self.companion, error
-            )
+            logger.warning("%s: speakers not put back into the companion (%s)", self.companion, error)
 
 
 def _file_identity(store: ModelStore, name: str) -> tuple[int, int, int] | None:
@@ -223,4 +275,5 @@ def drop_from_companion(model_dir: PathLike, names: Iterable[str]) -> Dropped:
 
 def remove_companion(model_dir: PathLike) -> None:
     """Delete the companion folder of ``model_dir`` (before the model is retrained over)."""
-    shutil.rmtree(Path(model_dir) / COMPANION_DIR, ignore_errors=True)
+    for name in COMPANION_DIRS:
+        shutil.rmtree(Path(model_dir) / name, ignore_errors=True)

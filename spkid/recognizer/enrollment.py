@@ -18,7 +18,7 @@ from spkid.corpora.folders import list_speakers
 from spkid.errors import DataError, SpkidError, StoreError
 from spkid.features import SkippedFile
 from spkid.gmm import SufficientStats
-from spkid.recognizer.bands import Dropped, all_wideband, companion_of, drop_from_companion
+from spkid.recognizer.bands import Dropped, all_in_band, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
@@ -85,8 +85,8 @@ def enroll_from_audio(
     """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
 
     Speakers are saved one by one as they are done, so an interruption keeps those already enrolled. A model
-    with a wideband companion (``features.bands: auto``) enrolls a speaker there too when all its recordings
-    are wideband (:mod:`spkid.recognizer.bands`).
+    with a companion (``features.bands: auto``) enrolls a speaker there too when all its recordings have the
+    companion's band, wideband or narrowband (:mod:`spkid.recognizer.bands`).
 
     Parameters
     ----------
@@ -157,19 +157,19 @@ def enroll_from_audio(
             )
         files_of[name] = find_audio_files(list(paths))
     companion = companion_of(store.path)
-    wideband: dict[str, list[Path]] = {}
+    in_companion: dict[str, list[Path]] = {}
     dropped = Dropped()
-    if companion is not None:  # a speaker is in the companion while all its recordings are wideband
+    if companion is not None:  # a speaker is in the companion while all its recordings have its band
         companion_store = ModelStore.open(companion)
-        wideband = {
+        in_companion = {
             name: files
             for name, files in files_of.items()
-            if all_wideband(files) and (not add or name in companion_store)
+            if all_in_band(files, companion) and (not add or name in companion_store)
         }
         # out before the main enrollment: an interruption leaves a speaker missing there, never stale; put
         # back when the main enrollment fails (bad input loses nothing) or skips the speaker
         dropped = drop_from_companion(
-            store.path, [name for name in files_of if name not in wideband or not add]
+            store.path, [name for name in files_of if name not in in_companion or not add]
         )
     try:
         enrolled, skipped = _enroll_main(
@@ -189,11 +189,11 @@ def enroll_from_audio(
         dropped.put_back(where_main_unchanged=True)
         raise
     dropped.put_back([name for name in dropped.kept if name not in enrolled])
-    wideband = {name: files for name, files in wideband.items() if name in enrolled}
-    if companion is not None and wideband:
+    in_companion = {name: files for name, files in in_companion.items() if name in enrolled}
+    if companion is not None and in_companion:
         enroll_from_audio(
             companion,
-            wideband,
+            in_companion,
             add=add,
             skip_bad=skip_bad,
             n_jobs=n_jobs,

@@ -1,9 +1,10 @@
 """Which of a model's two front-ends scores a comparison (``features.bands: auto``, :mod:`.bands`).
 
-A recording is scored by the wideband companion when it is wideband itself and every speaker it is compared
-with (identification), or the claimed speaker (verification), is in the companion, and both models hold the
-same calibration; otherwise by the main model. Identification, verification, trial scoring, ``spkid run``
-and ``spkid serve`` ask these functions, then join the parts in input order.
+A recording is scored by the companion (wideband or narrowband) when it has the companion's band itself and
+every speaker it is compared with (identification), or the claimed speaker (verification), is in the
+companion, and both models hold the same calibration; otherwise by the main model. Identification,
+verification, trial scoring, ``spkid run`` and ``spkid serve`` ask these functions, then join the parts in
+input order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from spkid.metrics import Trial
-from spkid.recognizer.bands import companion_of, is_wideband, split_by_band
+from spkid.recognizer.bands import companion_of, in_band, split_by_band
 from spkid.recognizer.recognizer import Recognizer
 from spkid.score import ScoreConfig
 from spkid.store import SPEAKERS_DIR, ModelStore
@@ -54,7 +55,7 @@ def route_recordings(
 ) -> list[tuple[Path, list[Path]]]:
     """Which model scores which recordings: ``[(model directory, its files), ...]``, the main model last.
 
-    The companion takes the wideband recordings when it holds every enrolled speaker (identification) or
+    The companion takes the recordings of its band when it holds every enrolled speaker (identification) or
     ``speaker`` (verification), and both models hold the same calibration (:func:`calibrations_agree`);
     everything else goes to the main model. When the companion takes every recording, the main model is
     still opened, so a broken main model is the error it would be without a companion.
@@ -75,10 +76,10 @@ def route_recordings(
     wanted = None if speaker is None else companion_store.speaker_path(speaker).name
     if not companion_covers(_speaker_files(companion), lambda: _speaker_files(main), wanted):
         return [(main, list(files))]
-    wide, other = split_by_band(files)
+    inside, other = split_by_band(files, companion)
     if not other:
         Recognizer(main_store)  # its settings checked as when it scores
-    return [(model, part) for model, part in ((companion, wide), (main, other)) if part]
+    return [(model, part) for model, part in ((companion, inside), (main, other)) if part]
 
 
 def calibrations_agree(main: PathLike | ModelStore, companion: PathLike | ModelStore) -> bool:
@@ -178,8 +179,8 @@ def route_trials(
 ) -> list[tuple[Path, list[Trial]]]:
     """Which model scores which trials, in trial order within each: ``[(model directory, trials), ...]``.
 
-    A trial goes to the companion when its test recording is wideband and its model side is too: an
-    enrolled speaker the companion holds, or recordings (an on-the-fly model) that are all wideband. As for
+    A trial goes to the companion when its test recording has the companion's band and its model side does
+    too: an enrolled speaker the companion holds, or recordings (an on-the-fly model) all of its band. As for
     :func:`route_recordings`, the main model scores everything while the two calibrations differ.
 
     Examples
@@ -195,18 +196,18 @@ def route_trials(
     if not calibrations_agree(main, companion_store):
         return [(main, list(trials))]
     in_companion = set(companion_store.speakers())
-    wide = {path: is_wideband(path) for path in {*test_recordings.values()}}
+    inside = {path: in_band(path, companion) for path in {*test_recordings.values()}}
     for paths in enroll_recordings.values():
-        wide.update((path, is_wideband(path)) for path in paths if path not in wide)
+        inside.update((path, in_band(path, companion)) for path in paths if path not in inside)
 
-    def wideband_trial(trial: Trial) -> bool:
-        if not wide[test_recordings[trial.test]]:
+    def companion_trial(trial: Trial) -> bool:
+        if not inside[test_recordings[trial.test]]:
             return False
         if trial.enroll in enroll_recordings:
-            return all(wide[path] for path in enroll_recordings[trial.enroll])
+            return all(inside[path] for path in enroll_recordings[trial.enroll])
         return trial.enroll in in_companion
 
-    flags = [wideband_trial(trial) for trial in trials]
+    flags = [companion_trial(trial) for trial in trials]
     parts = (
         (companion, [trial for trial, flag in zip(trials, flags, strict=True) if flag]),
         (main, [trial for trial, flag in zip(trials, flags, strict=True) if not flag]),

@@ -29,7 +29,7 @@ from spkid.features import (
     resolve_sample_rate,
 )
 from spkid.progress import IterationDisplay
-from spkid.recognizer.bands import COMPANION_DIR, band_configs, remove_companion, split_by_band
+from spkid.recognizer.bands import band_configs, companion_dir_name, remove_companion, split_by_band
 from spkid.recognizer.config import Config, load_config
 from spkid.score import hold_out_cohort_segments, select_cohort
 from spkid.store import MANIFEST_FILE, ModelStore
@@ -69,7 +69,7 @@ class TrainResult:
     cohort_frames_held_out: int = 0  # of n_frames: the cohort's test segments, not used to train the UBM
     sample_rate: int = 0  # of the front-end (chosen from the pool with features.sample_rate: auto)
     cmvn: str = "utterance"
-    companion: Path | None = None  # the wideband companion model (features.bands: auto on a wideband pool)
+    companion: Path | None = None  # the companion model (features.bands: auto): wideband/ or narrowband/
 
 
 #: Where train-ubm lists the pool files it left out (one ``path<TAB>reason`` line each).
@@ -98,7 +98,8 @@ def training_header(
     frames_per_iteration : int, optional
         ``ubm.max_frames`` when it is below the frames EM trains on: each iteration's fresh subsample.
     model : str
-        What is trained ("UBM", or "wideband companion UBM" for the second model of ``bands: auto``).
+        What is trained ("UBM", or "wideband companion UBM" / "narrowband companion UBM" for the second
+        model of ``bands: auto``).
 
     Examples
     --------
@@ -195,9 +196,10 @@ def train_ubm_from_audio(
     (:func:`spkid.features.resolve_sample_rate`); with ``features.cmvn`` "adaptive" or "global" the pool's
     un-normalised feature statistics are estimated and stored with the model. Files with too little speech
     (too short, silent) are skipped and listed in ``skipped_files.txt`` unless they are more than
-    ``ubm.max_unusable_fraction`` of the pool. With ``features.bands: auto`` and a 16 kHz front-end, a
-    wideband companion model is trained too, on the pool's wideband recordings (native rate 16 kHz or more;
-    none: no companion; :mod:`spkid.recognizer.bands`).
+    ``ubm.max_unusable_fraction`` of the pool. With ``features.bands: auto`` a companion model is trained too,
+    on the pool's recordings of its band: with a 16 kHz front-end a wideband one on the wideband recordings
+    (native rate 16 kHz or more), with an 8 kHz front-end a narrowband one (from 20 Hz) on the others (none:
+    no companion; :mod:`spkid.recognizer.bands`).
 
     Parameters
     ----------
@@ -223,7 +225,8 @@ def train_ubm_from_audio(
         from the memory-mapped files, so memory does not grow with the pool. With ``config.ubm.backend``
         "dask" on a remote cluster it must be on a filesystem the workers share. None: features in memory.
     em_label : str
-        What the EM header calls the model ("UBM"; its wideband companion's is "wideband companion UBM").
+        What the EM header calls the model ("UBM"; its companion's is "wideband companion UBM" or
+        "narrowband companion UBM").
 
     Raises
     ------
@@ -312,13 +315,15 @@ def train_ubm_from_audio(
     store.save_cohort(cohort.to_arrays(ubm))
     _write_skipped_list(model_dir, features.skipped)
     companion = None
-    # the pool's wideband recordings (native rate 16 kHz or more) through the wideband front-end (bands.py):
-    # a mixed pool's 8 kHz files would teach the companion an empty top band
-    wideband_files = split_by_band(files)[0] if companion_config is not None else []
-    if wideband_files:
+    # the pool's recordings of the companion's band through its front-end (bands.py): a mixed pool's 8 kHz
+    # files would teach a wideband companion an empty top band, its 16 kHz files a narrowband one a full
+    # bottom band
+    companion_name = None if companion_config is None else companion_dir_name(companion_config)
+    companion_files = [] if companion_name is None else split_by_band(files, companion_name)[0]
+    if companion_files:
         companion = train_ubm_from_audio(
-            model_dir / COMPANION_DIR,
-            wideband_files,
+            model_dir / str(companion_name),
+            companion_files,
             dataclasses.replace(
                 config,
                 features=companion_config,
@@ -332,7 +337,7 @@ def train_ubm_from_audio(
             overwrite=True,
             cache_dir=cache_dir,
             iteration_log=iteration_log,
-            em_label=f"wideband companion {em_label}",
+            em_label=f"{companion_name} companion {em_label}",
         ).model_dir
     n_components, n_features = np.shape(ubm.means_)
     return TrainResult(

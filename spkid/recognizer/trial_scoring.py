@@ -234,7 +234,7 @@ def score_trials(
     skipped: list[SkippedFile] = []
     routes = route_trials(model_dir, trial_list.trials, enroll_recordings, test_recordings)
     common = {"n_jobs": n_jobs, "skip_bad": skip_bad, "cache_dir": cache_dir, "allow_none": len(routes) > 1}
-    for scoring_dir, trials_here in routes:  # one model, or a wideband companion's share first (bands.py)
+    for scoring_dir, trials_here in routes:  # one model, or the companion's share first (bands.py)
         recordings = recordings_of(
             trials_here, {"enroll_recordings": enroll_recordings, "test_recordings": test_recordings}
         )

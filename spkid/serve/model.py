@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from spkid.recognizer import Recognizer
-from spkid.recognizer.bands import companion_of, is_wideband
+from spkid.recognizer.bands import companion_of, in_band
 from spkid.recognizer.bank_search import bank_or_none, identify_in_bank, verify_in_bank
 from spkid.recognizer.results import Ranking, rank_rows
 from spkid.recognizer.routing import calibrations_agree, companion_covers
@@ -70,8 +70,8 @@ class LoadedModel:
         Without the bank: the resident scorer of every speaker, its normalisation statistics and each
         speaker's default threshold.
     companion : LoadedModel or None
-        The wideband companion (``features.bands: auto``), loaded with the model; :meth:`routes` says
-        which recordings it scores.
+        The companion, wideband or narrowband (``features.bands: auto``), loaded with the model;
+        :meth:`routes` says which recordings it scores.
 
     Examples
     --------
@@ -135,10 +135,10 @@ class LoadedModel:
         companion = self.companion
         if companion is None or not companion_covers(set(companion.names), lambda: self.names, speaker):
             return everything
-        wide = [is_wideband(path) for path in files]
+        inside = [in_band(path, companion.recognizer.store.path) for path in files]
         parts = (
-            (companion, [i for i, flag in enumerate(wide) if flag]),
-            (self, [i for i, flag in enumerate(wide) if not flag]),
+            (companion, [i for i, flag in enumerate(inside) if flag]),
+            (self, [i for i, flag in enumerate(inside) if not flag]),
         )
         return [(model, indices) for model, indices in parts if indices]
 

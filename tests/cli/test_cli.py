@@ -556,8 +556,14 @@ def test_calibrate_then_identify_reports_calibrated_llrs(model_copy: Path, split
     labels = [line.split()[2] == "target" for line in (tmp_path / "trials.txt").read_text().splitlines()]
     x = np.array(list(values.values()))
     y = np.array(labels, dtype=int)
-    weights = np.where(y == 1, 0.5 / y.sum(), 0.5 / (1 - y).sum())
-    fit = LogisticRegression(C=1e6).fit(x[:, None], y, sample_weight=weights * len(y))
+    weights = np.where(y == 1, 0.5 / y.sum(), 0.5 / (1 - y).sum()) * len(y)
+    # Platt's targets: a target trial is (N+ + 1) / (N+ + 2) of a target, a non-target 1 / (N- + 2) of one
+    soft = np.where(y == 1, (y.sum() + 1) / (y.sum() + 2), 1 / ((1 - y).sum() + 2))
+    fit = LogisticRegression(C=1e6).fit(
+        np.r_[x, x][:, None],
+        np.r_[np.ones_like(y), np.zeros_like(y)],
+        sample_weight=np.r_[weights * soft, weights * (1 - soft)],
+    )
     calibrated = json.loads(cli_invoke("identify", model_copy, wav, "--json", "-k", "0").stdout)[0]["scores"]
     before = {entry["speaker"]: entry["score"] for entry in raw}
     after = {entry["speaker"]: entry["score"] for entry in calibrated}

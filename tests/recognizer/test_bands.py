@@ -13,6 +13,7 @@ from conftest import check_cli_error, check_cli_ok, cli_invoke
 
 from spkid.corpora.synthetic import make_speakers
 from spkid.recognizer import (
+    describe_model,
     enroll_from_audio,
     identify,
     load_config,
@@ -20,7 +21,7 @@ from spkid.recognizer import (
     train_ubm_from_audio,
     verify,
 )
-from spkid.recognizer.bands import COMPANION_DIR, companion_of
+from spkid.recognizer.bands import COMPANION_DIR, NARROWBAND_COMPANION_DIR, companion_of
 from spkid.recognizer.routing import route_recordings
 from spkid.store import ModelStore
 
@@ -70,17 +71,55 @@ def test_the_companion_has_at_most_wideband_components(tmp_path: Path, voices: d
     assert ModelStore.open(tmp_path / "model" / COMPANION_DIR).ubm_shape[0] == 4
 
 
-@pytest.mark.parametrize("settings", [["features.bands=auto"], ["features.bands=single"]])
-def test_no_companion_for_a_narrowband_pool_or_a_single_band(
-    tmp_path: Path, voices: dict, settings: list[str]
-) -> None:
-    rate = 8000 if settings == ["features.bands=auto"] else 16000
-    pool = [path for files in voices[rate].values() for path in files]
-    result = train_ubm_from_audio(tmp_path / "model", pool, load_config(None, [*SMALL, *settings]))
+def test_no_companion_for_a_single_band(tmp_path: Path, voices: dict) -> None:
+    pool = [path for files in voices[16000].values() for path in files]
+    result = train_ubm_from_audio(
+        tmp_path / "model", pool, load_config(None, [*SMALL, "features.bands=single"])
+    )
     assert result.companion is None and companion_of(tmp_path / "model") is None
-    # bands: auto starts a narrowband pool's one model at the telephone band's bottom too
-    expected_f_min = 300.0 if settings == ["features.bands=auto"] else 20.0
-    assert ModelStore.open(tmp_path / "model").feature_config["f_min_hz"] == expected_f_min
+    assert ModelStore.open(tmp_path / "model").feature_config["f_min_hz"] == 20.0
+
+
+def test_a_narrowband_pool_gets_a_telephone_band_main_model_and_a_narrowband_companion(
+    tmp_path: Path, voices: dict
+) -> None:
+    model = tmp_path / "model"
+    pool = [path for files in voices[8000].values() for path in files]
+    result = train_ubm_from_audio(model, pool, load_config(None, SMALL))
+    assert result.sample_rate == 8000 and result.companion == model / NARROWBAND_COMPANION_DIR
+    assert companion_of(model) == model / NARROWBAND_COMPANION_DIR and not (model / COMPANION_DIR).exists()
+    main = ModelStore.open(model).feature_config
+    companion = ModelStore.open(result.companion).feature_config
+    assert (main["f_min_hz"], main["f_max_hz"], main["bands"]) == (300.0, 3800.0, "auto")
+    assert (companion["f_min_hz"], companion["f_max_hz"], companion["bands"]) == (20.0, 3800.0, "single")
+    assert main["sample_rate"] == companion["sample_rate"] == 8000
+    # a bottom already at 300 Hz leaves nothing for a companion to add
+    raised = load_config(None, [*SMALL, "features.f_min_hz=300"])
+    assert train_ubm_from_audio(tmp_path / "raised", pool, raised).companion is None
+
+
+def test_narrowband_comparisons_are_scored_by_the_narrowband_companion(tmp_path: Path, voices: dict) -> None:
+    model = tmp_path / "model"
+    train_ubm_from_audio(
+        model, [path for files in voices[8000].values() for path in files], load_config(None, SMALL)
+    )
+    enroll_from_audio(model, {name: files[:2] for name, files in voices[8000].items()})
+    companion = model / NARROWBAND_COMPANION_DIR
+    assert sorted(ModelStore.open(companion).speakers()) == ["spk01", "spk02", "spk03"]
+    narrow_test, wide_test = voices[8000]["spk01"][3], voices[16000]["spk01"][3]
+    assert route_recordings(model, [narrow_test, wide_test]) == [
+        (companion, [narrow_test]),
+        (model, [wide_test]),
+    ]
+    routed = _scores(identify(model, [narrow_test], top_k=0))[str(narrow_test)]
+    assert routed == _scores(identify(companion, [narrow_test], top_k=0))[str(narrow_test)]
+    assert describe_model(model).narrowband_speakers == ["spk01", "spk02", "spk03"]
+    assert describe_model(model).wideband_speakers is None
+    # a speaker enrolled on wideband audio is not in the narrowband companion: everyone on the main model
+    enroll_from_audio(model, {"spk03": voices[16000]["spk03"][:2]}, replace=True)
+    assert sorted(ModelStore.open(companion).speakers()) == ["spk01", "spk02"]
+    assert route_recordings(model, [narrow_test]) == [(model, [narrow_test])]
+    assert route_recordings(model, [narrow_test], speaker="spk01") == [(companion, [narrow_test])]
 
 
 def test_a_mixed_pool_trains_the_companion_on_its_wideband_recordings_only(
@@ -221,7 +260,6 @@ def test_trial_scoring_routes_each_trial_as_verification_does(
 
 
 def test_list_shows_the_wideband_companion(tmp_path: Path, voices: dict) -> None:
-    from spkid.recognizer import describe_model
 
     model = tmp_path / "model"
     pool = [path for files in voices[16000].values() for path in files]

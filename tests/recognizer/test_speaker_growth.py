@@ -46,11 +46,11 @@ def test_enroll_add_equals_enrolling_all_at_once(trained: Path, synthetic_corpus
     check_cli_ok(cli_invoke("-q", "enroll", grown, "--speaker", name, "--add", *files[3:5]))
     one, two = ModelStore.open(at_once), ModelStore.open(grown)
     stats_one, stats_two = one.load_speaker_stats(name), two.load_speaker_stats(name)
-    # Float32 E-steps over other batches of frames: counts agree to 1e-5 frames, first-order sums to 1e-5 of
+    # Float32 E-steps over other batches of frames: counts agree to 1e-4 frames, first-order sums to 1e-5 of
     # the largest sum and the adapted means to 1e-4 (a statistic counted twice or lost would be off by whole
-    # frames; un-normalised cepstra, cmvn: none, come within these too).
+    # frames; cepstra normalised mostly by the pool's statistics, or not at all, come within these too).
     scale = np.abs(stats_one.first).max()
-    np.testing.assert_allclose(stats_two.zeroth, stats_one.zeroth, rtol=1e-6, atol=1e-5)  # frame counts
+    np.testing.assert_allclose(stats_two.zeroth, stats_one.zeroth, rtol=1e-5, atol=1e-4)  # frame counts
     np.testing.assert_allclose(stats_two.first, stats_one.first, rtol=1e-5, atol=1e-5 * scale)
     np.testing.assert_allclose(
         two.load_speaker(name).means_, one.load_speaker(name).means_, rtol=1e-4, atol=1e-4
