@@ -6,11 +6,10 @@ devices, 53 speakers enrolled on 10 words, 2,132 one-word tests). From them, by 
 cuts, swaps; only numpy/scipy/soundfile, so independent of spkid's front-end): narrowband versions with a
 narrowband UBM pool, clean enrollment with telephone tests and the reverse, 0.5/1/3-s tests, enrollment from
 3 short clips, each corpus' speakers against the other corpus' UBM pool, a telephone UBM pool meeting
-clean tests (with telephone or clean enrollment), and LibriSpeech with every
-enrollment and test recording through a handset response of its own (a channel per recording, as calls
-give: the long-recording case utterance CMVN is for), and each corpus with every enrollment and test recording
-at a random level of its own (what a cepstral mean kept whole must survive). Derived audio is written once
-under the cache folder and reused.
+clean tests (with telephone or clean enrollment), and each corpus with every enrollment and test recording
+through a handset response of its own (a channel per recording, as calls give: the case utterance CMVN is
+for, on long recordings and on words) or at a random level of its own (what a cepstral mean kept whole must
+survive). Derived audio is written once under the cache folder and reused.
 """
 
 from __future__ import annotations
@@ -66,6 +65,10 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     ),
     "ls-levels": ("ls", "LibriSpeech, each enrollment and test recording at a level of its own (-24..0 dB)"),
     "sc-levels": ("sc", "Speech Commands, each enrollment and test word at a level of its own (-24..0 dB)"),
+    "sc-handsets": (
+        "sc",
+        "Speech Commands, clean UBM, each enrollment and test word through a handset of its own",
+    ),
     "sc": ("sc", "Speech Commands reference protocol (1-s words, own device per clip)"),
     "sc-enroll-3clips": ("sc", "Speech Commands, enrollment from 3 words"),
     "sc-narrowband": ("sc", "Speech Commands through a telephone channel, UBM pool too"),
