@@ -97,15 +97,14 @@ def identify(
     >>> from spkid.corpora.synthetic import make_speakers
     >>> from spkid.recognizer import enroll_from_audio, identify, load_config, train_ubm_from_audio
     >>> tmp = tempfile.TemporaryDirectory()
-    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=4, duration_s=3.0)
     >>> # one front-end: these synthetic voices differ below 4 kHz only (features.bands: auto adds 4-7.6 kHz)
     >>> settings = ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2", "features.bands=single"]
-    >>> settings.append("features.cmvn=adaptive")  # 2-s voices at random levels: their loudness helps here
     >>> config = load_config(None, settings)
     >>> model = f"{tmp.name}/model"
     >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
-    >>> _ = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
-    >>> result = identify(model, [files[2] for files in corpus.values()], top_k=2)
+    >>> _ = enroll_from_audio(model, {name: files[:3] for name, files in corpus.items()})
+    >>> result = identify(model, [files[3] for files in corpus.values()], top_k=2)
     >>> [found.speaker for found in result.results]
     ['spk01', 'spk02', 'spk03']
     >>> len(result.results[0].scores)

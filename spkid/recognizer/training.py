@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from spkid.atomic import atomic_write_bytes
 from spkid.audio import find_audio_files
-from spkid.errors import DataError, StoreError
+from spkid.errors import StoreError
 from spkid.features import (
     ExtractResult,
     FeatureConfig,
@@ -31,6 +30,12 @@ from spkid.features import (
 from spkid.progress import IterationDisplay
 from spkid.recognizer.bands import band_configs, companion_dir_name, remove_companion, split_by_band
 from spkid.recognizer.config import Config, load_config
+from spkid.recognizer.pool_files import (
+    SKIPPED_LIST_FILE,
+    check_unusable_share,
+    no_usable_audio,
+    write_skipped_list,
+)
 from spkid.score import hold_out_cohort_segments, select_cohort
 from spkid.store import MANIFEST_FILE, ModelStore
 from spkid.ubm import effective_components, train_ubm
@@ -70,10 +75,6 @@ class TrainResult:
     sample_rate: int = 0  # of the front-end (chosen from the pool with features.sample_rate: auto)
     cmvn: str = "utterance"
     companion: Path | None = None  # the companion model (features.bands: auto): wideband/ or narrowband/
-
-
-#: Where train-ubm lists the pool files it left out (one ``path<TAB>reason`` line each).
-SKIPPED_LIST_FILE = "skipped_files.txt"
 
 
 def training_header(
@@ -123,22 +124,6 @@ def training_header(
     )
 
 
-def _no_usable_audio(n_files: int, skipped: Sequence[SkippedFile]) -> DataError:
-    first = f"; first: {skipped[0].reason}" if skipped else ""
-    return DataError(f"no usable audio: all {n_files} files were skipped{first}")
-
-
-def _check_unusable_share(n_files: int, skipped: Sequence[SkippedFile], max_fraction: float) -> None:
-    """DataError when more than ``max_fraction`` of the pool holds too little speech to use."""
-    unusable = [item for item in skipped if item.unusable]
-    if n_files and len(unusable) > max_fraction * n_files:
-        raise DataError(
-            f"UBM pool: {len(unusable)} of {n_files} files ({len(unusable) / n_files:.0%}) hold too little "
-            f"speech, more than ubm.max_unusable_fraction={max_fraction:g}; check the pool "
-            f"(first: {unusable[0].reason})"
-        )
-
-
 def _stored_pool(
     store: FeatureStore,
     files: list[Path],
@@ -163,18 +148,6 @@ def _stored_pool(
     features = store.build(raw.paths, config, n_jobs=n_jobs, progress=progress, stats=stats)
     features.skipped = list(raw.skipped)
     return features, stats
-
-
-def _write_skipped_list(model_dir: Path, skipped: Sequence[SkippedFile]) -> None:
-    target = model_dir / SKIPPED_LIST_FILE
-    if not skipped:
-        target.unlink(missing_ok=True)
-        return
-    lines = "".join(f"{item.path}\t{' '.join(item.reason.split())}\n" for item in skipped)
-    try:
-        atomic_write_bytes(target, lines.encode("utf-8"))
-    except OSError as exc:
-        raise StoreError(f"{target}: cannot write ({exc.strerror or exc})") from None
 
 
 def train_ubm_from_audio(
@@ -272,9 +245,9 @@ def train_ubm_from_audio(
             skip_bad=skip_bad,
             progress=progress,
         )
-    _check_unusable_share(len(files), features.skipped, config.ubm.max_unusable_fraction)
+    check_unusable_share(len(files), features.skipped, config.ubm.max_unusable_fraction)
     if not features:
-        raise _no_usable_audio(len(files), features.skipped)
+        raise no_usable_audio(len(files), features.skipped)
     n_frames = features.n_frames if isinstance(features, StoredFeatures) else sum(len(f) for f in features)
     # The cohort's impostor test segments stay out of UBM training (see spkid.score.cohort), pool size
     # permitting.
@@ -313,7 +286,7 @@ def train_ubm_from_audio(
     if overwrite:  # only now: a model that could not be written keeps its companion
         remove_companion(model_dir)  # the model it belonged to is replaced
     store.save_cohort(cohort.to_arrays(ubm))
-    _write_skipped_list(model_dir, features.skipped)
+    write_skipped_list(model_dir, features.skipped)
     companion = None
     # the pool's recordings of the companion's band through its front-end (bands.py): a mixed pool's 8 kHz
     # files would teach a wideband companion an empty top band, its 16 kHz files a narrowband one a full

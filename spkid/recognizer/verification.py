@@ -51,15 +51,15 @@ def verify(
     >>> from spkid.corpora.synthetic import make_speakers
     >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
     >>> tmp = tempfile.TemporaryDirectory()
-    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=3, duration_s=2.0)
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=3, n_utterances=4, duration_s=3.0)
     >>> # one front-end: these synthetic voices differ below 4 kHz only (features.bands: auto adds 4-7.6 kHz)
     >>> settings = ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2", "features.bands=single"]
     >>> config = load_config(None, settings)
     >>> model = f"{tmp.name}/model"
     >>> _ = train_ubm_from_audio(model, [f"{tmp.name}/audio"], config)
-    >>> _ = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
+    >>> _ = enroll_from_audio(model, {name: files[:3] for name, files in corpus.items()})
     >>> from spkid.recognizer import verify
-    >>> result = verify(model, "spk01", [corpus["spk01"][2], corpus["spk02"][2]], threshold=-2.0)
+    >>> result = verify(model, "spk01", [corpus["spk01"][3], corpus["spk02"][3]], threshold=-2.0)
     >>> [(checked.speaker, checked.accepted) for checked in result.results]
     [('spk01', True), ('spk01', False)]
     >>> tmp.cleanup()

@@ -79,14 +79,14 @@ class LoadedModel:
     >>> from spkid.corpora.synthetic import make_speakers
     >>> from spkid.recognizer import enroll_from_audio, load_config, train_ubm_from_audio
     >>> tmp = tempfile.TemporaryDirectory()
-    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=3, duration_s=2.0)
+    >>> corpus = make_speakers(f"{tmp.name}/audio", n_speakers=2, n_utterances=4, duration_s=3.0)
     >>> config = load_config(None, ["ubm.n_components=16", "ubm.max_iter=3", "score.cohort_size=2"])
     >>> _ = train_ubm_from_audio(f"{tmp.name}/model", [f"{tmp.name}/audio"], config)
-    >>> _ = enroll_from_audio(f"{tmp.name}/model", {name: files[:2] for name, files in corpus.items()})
+    >>> _ = enroll_from_audio(f"{tmp.name}/model", {name: files[:3] for name, files in corpus.items()})
     >>> model = LoadedModel.load(Path(tmp.name, "model"))
     >>> model.names, model.bank is not None  # top-C scoring (10 of 16 components) reads the bank
     (['spk01', 'spk02'], True)
-    >>> features = model.recognizer.extract([corpus["spk02"][2]])
+    >>> features = model.recognizer.extract([corpus["spk02"][3]])
     >>> [best for best, ranked, accepted, cutoff in model.identify(features, top_k=1)]
     ['spk02']
     >>> model.current(directory_stamp(Path(tmp.name, "model")))
