@@ -185,12 +185,20 @@ def train_ubm(
         + f"; cohort of {result.cohort_size}; model in {model_dir}"
     )
     if result.companion is not None:
-        band = result.companion.name  # "wideband" (up to 7600 Hz) or "narrowband" (from 20 Hz)
-        reach = "up to 7600 Hz" if band == "wideband" else "from 20 Hz"
+        from spkid.store import ModelStore
+
+        # the bands as stored: the main model's bottom and the companion's edge follow the configured band
+        main, companion = (ModelStore.open(path).feature_config for path in (model_dir, result.companion))
+        band = result.companion.name  # "wideband": reaches above the main model; "narrowband": below it
+        reach = (
+            f"up to {companion['f_max_hz']:g} Hz"
+            if band == "wideband"
+            else f"from {companion['f_min_hz']:g} Hz"
+        )
         typer.echo(
-            f"features.bands auto: this model's band starts at 300 Hz (recordings of any bandwidth); a "
-            f"{band} companion {reach} in {result.companion} scores {band} recordings of speakers "
-            f"enrolled on {band} audio"
+            f"features.bands auto: this model's band starts at {main['f_min_hz']:g} Hz (recordings of any "
+            f"bandwidth); a {band} companion {reach} in {result.companion} scores {band} recordings of "
+            f"speakers enrolled on {band} audio"
         )
 
 

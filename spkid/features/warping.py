@@ -31,9 +31,10 @@ def feature_warping(features: np.ndarray, *, window_frames: int = 300, block_fra
     """Map each feature to the standard-normal value of its rank within a window of frames around it.
 
     Feature warping (Pelecanos & Sridharan, 2001): in a window of ``window_frames`` frames centred on a
-    frame (shifted to stay inside the utterance, as :func:`sliding_cmvn`; the whole utterance when it is
-    shorter), the frame's value of each dimension has rank ``r`` of ``n``; it becomes ``Phi^-1((r - 0.5) /
-    n)``, so every dimension is standard normal over the window whatever the channel did to its distribution.
+    frame (shifted to stay inside the utterance, as :func:`~.normalization.sliding_cmvn`; the whole
+    utterance when it is shorter), the frame's value of each dimension has rank ``r`` of ``n``; it becomes
+    ``Phi^-1((r - 0.5) / n)``, so every dimension is standard normal over the window whatever the channel did
+    to its distribution.
 
     Parameters
     ----------

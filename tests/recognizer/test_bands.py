@@ -212,6 +212,18 @@ def test_cli_retrain_over_a_banded_model_replaces_its_companion(tmp_path: Path, 
     assert companion_of(tmp_path / "model") is None
 
 
+def test_cli_names_the_bands_the_models_were_given(tmp_path: Path, voices: dict) -> None:
+    pool = [str(path) for files in voices[8000].values() for path in files]
+    small = [arg for setting in SMALL for arg in ("--set", setting)]
+    result = cli_invoke("train-ubm", tmp_path / "model", *pool, *small, "--set", "features.f_min_hz=100")
+    check_cli_ok(result)
+    assert "this model's band starts at 300 Hz" in result.stdout
+    assert (
+        f"narrowband companion from 100 Hz in {tmp_path / 'model' / NARROWBAND_COMPANION_DIR}"
+        in result.stdout
+    )
+
+
 def test_the_service_scores_each_recording_with_the_model_the_cli_uses(banded: Path, voices: dict) -> None:
     from spkid.serve.service import SpeakerService
 
