@@ -185,16 +185,14 @@ def train_ubm(
         + f"; cohort of {result.cohort_size}; model in {model_dir}"
     )
     if result.companion is not None:
+        from spkid.recognizer.bands import is_wideband_companion
         from spkid.store import ModelStore
 
         # the bands as stored: the main model's bottom and the companion's edge follow the configured band
         main, companion = (ModelStore.open(path).feature_config for path in (model_dir, result.companion))
-        band = result.companion.name  # "wideband": reaches above the main model; "narrowband": below it
-        reach = (
-            f"up to {companion['f_max_hz']:g} Hz"
-            if band == "wideband"
-            else f"from {companion['f_min_hz']:g} Hz"
-        )
+        wideband = is_wideband_companion(result.companion)
+        band = "wideband" if wideband else "narrowband"
+        reach = f"up to {companion['f_max_hz']:g} Hz" if wideband else f"from {companion['f_min_hz']:g} Hz"
         typer.echo(
             f"features.bands auto: this model's band starts at {main['f_min_hz']:g} Hz (recordings of any "
             f"bandwidth); a {band} companion {reach} in {result.companion} scores {band} recordings of "

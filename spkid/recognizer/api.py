@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from spkid.metrics import evaluate, labelled_scores
-from spkid.recognizer.bands import COMPANION_DIR, companion_of, drop_from_companion
+from spkid.recognizer.bands import companion_of, drop_from_companion, is_wideband_companion
 from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio, speakers_in_folder
 from spkid.recognizer.identification import Identification, IdentifyResult, identify
 from spkid.recognizer.results import Verification, VerifyResult
@@ -111,7 +111,7 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
     n_components, n_features = store.ubm_shape
     companion = companion_of(model_dir)
     in_companion = None if companion is None else ModelStore.open(companion).speakers()
-    wideband = companion is not None and companion.name == COMPANION_DIR
+    wideband = companion is not None and is_wideband_companion(companion)
     return ModelSummary(
         model_dir=Path(model_dir),
         speakers=store.speakers(),

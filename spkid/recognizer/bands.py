@@ -156,6 +156,18 @@ def is_wideband(path: PathLike) -> bool:
         return False
 
 
+def is_wideband_companion(companion: PathLike) -> bool:
+    """Whether the companion in folder ``companion`` is the wideband one (``wideband/``, reaching above the
+    main model) rather than the narrowband one (``narrowband/``, reaching below it): its folder says which.
+
+    Examples
+    --------
+    >>> is_wideband_companion("model/wideband"), is_wideband_companion("model/narrowband")
+    (True, False)
+    """
+    return Path(companion).name == COMPANION_DIR
+
+
 def in_band(path: PathLike, companion: PathLike = COMPANION_DIR) -> bool:
     """Whether a recording has the band of the companion in folder ``companion`` (its name says which):
     wideband (:func:`is_wideband`) for ``wideband/``, narrowband for ``narrowband/``.
@@ -168,8 +180,7 @@ def in_band(path: PathLike, companion: PathLike = COMPANION_DIR) -> bool:
     ...     in_band(f"{folder}/a.wav", "model/wideband"), in_band(f"{folder}/a.wav", "model/narrowband")
     (False, True)
     """
-    wide = is_wideband(path)
-    return wide if Path(companion).name == COMPANION_DIR else not wide
+    return is_wideband(path) == is_wideband_companion(companion)
 
 
 def split_by_band(
