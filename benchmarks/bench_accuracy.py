@@ -9,8 +9,9 @@ UBM pool.
 Systems: ``defaults`` is exactly what the CLI does with no option (``spkid train-ubm``, ``enroll``,
 ``identify``, through the same API calls, with ``ubm.random_state`` set per seed); ``textbook`` is the peer
 (``textbook_recipe.py``: librosa MFCC + scikit-learn 256-component UBM, MAP r=16); every other system is the
-defaults with ``--set`` overrides (:data:`VARIANTS`). Each is run with the UBM seeds asked (0 by
-default, 0 1 2 with ``--full``).
+defaults with ``--set`` overrides (:data:`VARIANTS`); ``loudness-fusion`` is a measurement, not a
+setting: the defaults' scores fused with a small ``cmvn: none`` system's (:class:`LoudnessFusionSystem`).
+Each is run with the UBM seeds asked (0 by default, 0 1 2 with ``--full``).
 
 Printed: one table, condition x system -> top-1 identification (mean %, and correct/total summed over
 seeds), EER and minDCF (p_target 0.01) of all test x speaker pairs, means over seeds; then per condition
@@ -249,38 +250,36 @@ class SpkidSystem:
         return result
 
 
-class BandChoiceSystem:
-    """What a front-end whose band follows each comparison would give, composed from two cached spkid systems.
+class LoudnessFusionSystem:
+    """spkid's defaults fused with a small GMM-UBM system that keeps loudness and spectral mean.
 
-    Not a spkid setting yet: the rule a model holding two front-ends would apply. Where the UBM pool is mostly
-    narrowband (8 kHz audio, as ``sample_rate: auto`` judges it), spkid's defaults. Otherwise each test is
-    scored by the wideband system (``f_max_hz`` 7600) when it and every enrolled speaker's recordings are
-    wideband, and by the telephone-band system (``f_min_hz`` 300) when any of them is not: one system per
-    test, so a test's scores rank speakers on one scale.
+    Not a spkid setting: a measurement of what a model holding a second front-end would give. The defaults
+    remove each recording's level (``adaptive_level`` CMVN), which wins where a recording's level is its own
+    (``ls-levels``, ``sc-levels``) and loses where a speaker's loudness and channel are consistent (short
+    tests, Speech Commands words: one device per speaker), where ``cmvn: none`` wins. The partner is ``cmvn:
+    none`` with 64 Gaussians in both bands; each system scores every comparison by its own routing (the
+    same rule for both), and the score is their weighted sum (:data:`WEIGHTS`, one pair for every condition).
     """
 
-    name = "band-per-comparison"
+    name = "loudness-fusion"
+    PARTNER = ("features.cmvn=none", "ubm.n_components=64", "ubm.wideband_components=64")
+    #: weights of the defaults' and the partner's scores
+    WEIGHTS = (0.6, 0.4)
 
     def __init__(self, cache: Path) -> None:
-        self.wide = SpkidSystem("f_max=7600", VARIANTS["f_max=7600"], cache)
-        self.narrow = SpkidSystem("features.f_min_hz=300", ("features.f_min_hz=300",), cache)
-        self.single = SpkidSystem("defaults", VARIANTS["defaults"], cache)
+        self.main = SpkidSystem("defaults", VARIANTS["defaults"], cache)
+        self.partner = SpkidSystem("+".join(self.PARTNER), self.PARTNER, cache)
 
     def scores(self, condition: conditions_module.Condition, pool_files: list[Path], seed: int) -> Scores:
-        from spkid.features import FeatureConfig, resolve_sample_rate
-        from spkid.recognizer.bands import WIDEBAND_RATE_HZ, is_wideband
-
-        pool = resolve_sample_rate(FeatureConfig(sample_rate="auto"), pool_files, skip_bad=True)
-        if int(pool.sample_rate) < WIDEBAND_RATE_HZ:  # as sample_rate: auto judges the pool
-            return self.single.scores(condition, pool_files, seed)
-        wide = self.wide.scores(condition, pool_files, seed)
-        narrow = self.narrow.scores(condition, pool_files, seed)
-        if wide.names != narrow.names or wide.truths != narrow.truths:
+        main = self.main.scores(condition, pool_files, seed)
+        partner = self.partner.scores(condition, pool_files, seed)
+        if main.names != partner.names or main.truths != partner.truths:
             raise RuntimeError(f"{condition.name}: the two systems scored different speakers or tests")
-        speakers_wide = all(is_wideband(path) for paths in condition.speakers.values() for path in paths)
-        use_wide = np.array([speakers_wide and is_wideband(path) for path, _ in condition.tests])
-        matrix = np.where(use_wide[:, None], wide.matrix, narrow.matrix)
-        return Scores(matrix, wide.names, wide.truths, max(wide.n_failed, narrow.n_failed))
+        own, other = self.WEIGHTS
+        matrix = own * main.matrix + other * partner.matrix
+        failed = (main.matrix <= FAILED_SCORE) | (partner.matrix <= FAILED_SCORE)
+        matrix[failed] = FAILED_SCORE
+        return Scores(matrix, main.names, main.truths, max(main.n_failed, partner.n_failed))
 
 
 # ----------------------------------------------------------------------------------------------- textbook
@@ -416,7 +415,7 @@ def main() -> int:
         "--variants",
         default="defaults",
         help=f"comma-separated spkid systems, or 'all': {', '.join(VARIANTS)}; or --set overrides joined by "
-        f"'+' (features.f_max_hz=7600+features.cmvn=none); or {BandChoiceSystem.name}",
+        f"'+' (features.f_max_hz=7600+features.cmvn=none); or {LoudnessFusionSystem.name}",
     )
     parser.add_argument("--no-textbook", action="store_true", help="leave the textbook recipe out")
     parser.add_argument("--seeds", type=int, nargs="+", help="UBM seeds (default: 0; with --full 0 1 2)")
@@ -435,7 +434,7 @@ def main() -> int:
     wanted = [name.strip() for name in args.conditions.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in conditions_module.CONDITIONS]
     variants = list(VARIANTS) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
-    composed = {BandChoiceSystem.name: BandChoiceSystem}
+    composed = {LoudnessFusionSystem.name: LoudnessFusionSystem}
     catalogue = {
         **VARIANTS,
         **{name: overrides_of(name) for name in variants if name not in VARIANTS and name not in composed},
