@@ -27,9 +27,10 @@ the textbook's two 256-component UBMs). ``--full`` is the whole matrix (every co
 empty cache about 7 minutes for spkid's defaults and 40 minutes per seed for the textbook recipe (2026-12-06,
 sharing the machine with other jobs). Once one run has built the derived audio and spkid's features in
 ``--cache``, the textbook's seeds can run as separate processes (``--full --seeds 1``, ``--full --seeds 2``)
-sharing it, one per core. Each spkid variant takes 60-95 s per seed on the full matrix once the derived audio
-is cached (2026-12-06, machine otherwise quiet); ``--variants all`` runs the catalogue. A variant that is not
-in the catalogue is written as its ``--set`` overrides joined by ``+``, e.g.
+sharing it, one per core. A spkid variant of the defaults' size takes 78-102 s per seed on the full matrix
+once the derived audio and its features are cached (2026-12-06, machine otherwise quiet; a new front-end
+setting adds its features' extraction once, about 45 s); ``--variants all`` runs the catalogue. A variant
+that is not in the catalogue is written as its ``--set`` overrides joined by ``+``, e.g.
 ``--variants defaults,features.f_max_hz=7600+features.cmvn=none``.
 
 Usage: ``python benchmarks/bench_accuracy.py [--full] [--conditions ls,sc,...] [--variants NAME,...|all]
