@@ -5,9 +5,12 @@ Also finds the audio files under folders, the way every command that takes folde
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Iterable
+import os
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +88,37 @@ def _check_readable_file(path: Path) -> None:
         raise AudioError(path, "is a directory, expected an audio file")
 
 
+#: Suffixes libsndfile hands to libmpg123, which writes notes on a damaged file straight to file descriptor 2.
+_MPEG_SUFFIXES = frozenset({".mp1", ".mp2", ".mp3", ".mpa", ".mpeg", ".mpga"})
+#: What libsndfile says of a regular file with an MPEG suffix that is not MPEG audio.
+_MPEG_MISLEADING = "File does not exist or is not a regular file"
+
+
+@contextlib.contextmanager
+def _quiet_decoder(path: Path) -> Iterator[None]:
+    """Silence file descriptor 2 while libsndfile decodes an MPEG file, in the main thread.
+
+    libmpg123 prints "Note: Illegal Audio-MPEG-Header ..." lines of its own on a damaged MP3, before spkid's
+    one-line error. A service's other threads write their log to the same descriptor, so it is left alone
+    outside the main thread (worker processes read in their main thread).
+    """
+    if path.suffix.lower() not in _MPEG_SUFFIXES or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decode_error(path: Path, error: Exception) -> AudioError:
     if isinstance(error, PermissionError):
         return AudioError(path, "permission denied")
@@ -93,6 +127,8 @@ def _decode_error(path: Path, error: Exception) -> AudioError:
     detail = str(error).splitlines()[0] if str(error) else type(error).__name__
     # libsndfile says "Error opening '<path>': <reason>"; the path is already in front of the message.
     detail = detail.replace(str(path), "").replace("Error opening '':", "").strip(" :'\"")
+    if detail.startswith(_MPEG_MISLEADING) and path.is_file():  # libsndfile's words for a file that is no MP3
+        detail = "Format not recognised."
     return AudioError(path, f"not a readable audio file ({detail or type(error).__name__})")
 
 
@@ -115,7 +151,8 @@ def audio_info(path: str | Path) -> AudioInfo:
     path = Path(path)
     _check_readable_file(path)
     try:
-        info = soundfile.info(str(path))
+        with _quiet_decoder(path):
+            info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError) as error:
         raise _decode_error(path, error) from error
     return AudioInfo(
@@ -189,7 +226,7 @@ def load(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         raise AudioError(path, f"sample_rate must be a positive number of Hz, got {sample_rate}")
     _check_readable_file(path)
     try:
-        with soundfile.SoundFile(str(path)) as handle:
+        with _quiet_decoder(path), soundfile.SoundFile(str(path)) as handle:
             samples = handle.read(dtype="float32", always_2d=True)
             native_rate_hz, subtype = handle.samplerate, handle.subtype
     except (soundfile.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as error:

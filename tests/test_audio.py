@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +224,27 @@ def test_corrupt_file_is_an_error(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(AudioError, match=r"truncated\.flac"):
         load(path)
+
+
+@pytest.mark.parametrize("loader", ["audio_info", "load"])
+def test_a_damaged_mp3_is_one_line_that_says_what_is_wrong(tmp_path: Path, loader: str) -> None:
+    """libsndfile called a regular file with an .mp3 suffix that is no MP3 "File does not exist or is not a
+    regular file", and libmpg123 wrote notes of its own on file descriptor 2 (out of pytest's reach, hence a
+    child process)."""
+    path = write_text(tmp_path / "damaged.mp3", "garbage")
+    script = (
+        "import sys\n"
+        f"from spkid.audio import {loader}\n"
+        "from spkid.errors import AudioError\n"
+        "try:\n"
+        f"    {loader}(sys.argv[1])\n"
+        "except AudioError as error:\n"
+        "    print(error)\n"
+    )
+    command = [sys.executable, "-c", script, str(path)]
+    child = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == f"{path}: not a readable audio file (Format not recognised.)"
+    assert child.stderr == ""
 
 
 @pytest.mark.parametrize("bad_value", [np.nan, np.inf])

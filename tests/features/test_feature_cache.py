@@ -111,7 +111,7 @@ EXTRACTION_MODULES = (
         )
     ),
 )
-EXTRACTION_CODE = {3: "1393f577a3aeb739"}
+EXTRACTION_CODE = {3: "746c6bfd7af4fe27"}
 
 
 def _canonical(node: object) -> object:
