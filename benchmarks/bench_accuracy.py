@@ -15,8 +15,10 @@ Each is run with the UBM seeds asked (0 by default, 0 1 2 with ``--full``).
 
 Printed: one table, condition x system -> top-1 identification (mean %, and correct/total summed over
 seeds), EER and minDCF (p_target 0.01) of all test x speaker pairs, means over seeds; then per condition
-the best spkid system, the defaults' spread between seeds and their distance to the best; then the mean EER
-over conditions and its ratio to the textbook's. Tests that yield no features (too short, silent) count as
+the best spkid system, the defaults' spread between seeds and their distance to the best; with several spkid
+systems, each one's largest EER loss to the best of the others and the conditions where it loses by more than
+its own seed spread (:func:`worst_cases`: the rule that chose the defaults); then the mean EER over conditions
+and its ratio to the textbook's. Tests that yield no features (too short, silent) count as
 misidentified and as missed targets.
 
 Features, models and scores are cached under ``--cache`` (keyed by settings and the source code), so a re-run
@@ -340,6 +342,41 @@ class TextbookSystem:
 
 
 # ----------------------------------------------------------------------------------------------- report
+def worst_cases(results: dict, systems: list[str], condition_names: list[str]) -> dict[str, dict]:
+    """How each spkid system fares against the best of the others, condition by condition: the rule that
+    chooses the defaults where conditions disagree (the smallest largest loss).
+
+    Returns ``{system: {"worst": points, "where": condition, "beaten": [conditions]}}``: its largest mean-EER
+    loss to the best other system of ``systems`` (0 where it is the best everywhere), the condition of that
+    loss, and the conditions where its loss exceeds its own spread between seeds (max-min EER).
+
+    Examples
+    --------
+    >>> runs = lambda *eers: {seed: {"eer": eer} for seed, eer in enumerate(eers)}
+    >>> results = {
+    ...     "a": {"x": runs(0.10, 0.12), "y": runs(0.05, 0.05)},
+    ...     "b": {"x": runs(0.2, 0.2), "y": runs(0.3, 0.3)},
+    ... }
+    >>> cases = worst_cases(results, ["x", "y"], ["a", "b"])
+    >>> [(round(case["worst"], 2), case["where"], case["beaten"]) for case in cases.values()]
+    [(6.0, 'a', ['a']), (10.0, 'b', ['b'])]
+    """
+    cases: dict[str, dict] = {}
+    for system in systems:
+        others = [name for name in systems if name != system]
+        case: dict = {"worst": 0.0, "where": None, "beaten": []}
+        for condition in condition_names:
+            eers = [run["eer"] for run in results[condition][system].values()]
+            best_other = min(np.mean([r["eer"] for r in results[condition][o].values()]) for o in others)
+            loss = 100 * (np.mean(eers) - best_other)
+            if loss > case["worst"]:
+                case["worst"], case["where"] = float(loss), condition
+            if loss > 100 * (max(eers) - min(eers)) + 1e-9:
+                case["beaten"].append(condition)
+        cases[system] = case
+    return cases
+
+
 def summarise(results: dict, systems: list[str], condition_names: list[str]) -> str:
     """The printed report from ``results[condition][system][seed] -> metrics``."""
     lines = []
@@ -393,6 +430,20 @@ def summarise(results: dict, systems: list[str], condition_names: list[str]) -> 
                 gaps = [100 * (ours[seed]["eer"] - base[seed]["eer"]) for seed in seeds]
                 row += f"{np.mean(gaps):+8.2f} ({min(gaps):+.1f}..{max(gaps):+.1f})".rjust(22)
             lines.append(row)
+    if len(spkid_systems) > 1:
+        lines += [
+            "",
+            "largest EER loss of each spkid system to the best of the others (points), and the conditions"
+            " where it loses by more than its own seed spread:",
+        ]
+        for system, case in sorted(
+            worst_cases(results, spkid_systems, condition_names).items(), key=lambda item: item[1]["worst"]
+        ):
+            where = f" ({case['where']})" if case["where"] else ""
+            beaten = f"{len(case['beaten'])} of {len(condition_names)}"
+            listed = f": {', '.join(case['beaten'])}" if case["beaten"] else ""
+            loss = f"{case['worst']:5.2f}{where}"
+            lines.append(f"  {system:<{width}} {loss}; beyond its spread on {beaten}{listed}")
     lines.append("")
     for system in systems:
         mean_eer = np.mean([means[c, system]["eer"] for c in condition_names])
