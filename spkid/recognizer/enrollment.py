@@ -166,8 +166,10 @@ def enroll_from_audio(
             for name, files in files_of.items()
             if all_in_band(files, companion) and (not add or name in companion_store)
         }
-        # out before the main enrollment: an interruption leaves a speaker missing there, never stale; put
-        # back when the main enrollment fails (bad input loses nothing) or skips the speaker
+        # out before the main enrollment: an interruption leaves a speaker missing there, not stale; put back
+        # when the main enrollment fails (bad input loses nothing) or skips the speaker. --add keeps a speaker
+        # the companion holds (its statistics are needed there): interrupted between the two models, the
+        # companion's copy lacks the added recordings until the next --add or re-enrollment
         dropped = drop_from_companion(
             store.path, [name for name in files_of if name not in in_companion or not add]
         )
