@@ -9,6 +9,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -105,6 +106,8 @@ def _quiet_decoder(path: Path) -> Iterator[None]:
     if path.suffix.lower() not in _MPEG_SUFFIXES or threading.current_thread() is not threading.main_thread():
         yield
         return
+    if sys.stderr is not None:
+        sys.stderr.flush()  # what Python has buffered goes out before the descriptor is silenced
     try:
         saved = os.dup(2)
     except OSError:

@@ -111,7 +111,7 @@ EXTRACTION_MODULES = (
         )
     ),
 )
-EXTRACTION_CODE = {3: "746c6bfd7af4fe27"}
+EXTRACTION_CODE = {3: "8f40c706ac520e72"}
 
 
 def _canonical(node: object) -> object:
