@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -83,8 +84,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     OSError
         When the temporary file cannot be created, written, synced or renamed (read-only directory, disk
         full, ...). The target is then untouched and the temporary file removed.
+
+    Notes
+    -----
+    A target that exists and is not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is written
+    through, not replaced: renaming over it would put a regular file where the device or pipe was.
     """
     path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # no such file yet (or unreachable: the rename below says why)
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return
     temp = write_temp_file(path.parent, data, suffix=path.suffix)
     try:
         os.replace(temp, path)

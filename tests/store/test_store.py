@@ -11,6 +11,7 @@ import os
 import pickle
 import random
 import signal
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 
 import spkid
 import spkid.atomic
-from spkid.atomic import encode_npz
+from spkid.atomic import atomic_write_bytes, encode_npz
 from spkid.errors import StoreError
 from spkid.gmm import DiagonalGMM
 from spkid.store import (
@@ -619,3 +620,25 @@ def test_sigkill_during_enrolls_never_loses_speakers(tmp_path):
         next_index = interrupted + 1
     store.save_speaker("after", make_gmm(7, n_components=64, n_features=60))  # stale temp files are cleaned
     assert temp_files(store.path) == []
+
+
+def test_an_output_that_is_a_pipe_or_device_is_written_through_not_replaced(tmp_path: Path):
+    """``spkid score -o /dev/null`` (or a named pipe) once renamed a regular file over the device."""
+    fifo = tmp_path / "scores.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so the writer's open does not block
+    try:
+        atomic_write_bytes(fifo, b"alice utt1 1.5\n")
+        assert os.read(reader, 100) == b"alice utt1 1.5\n"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert [entry.name for entry in tmp_path.iterdir()] == ["scores.fifo"]  # no temporary file left
+
+
+def test_a_regular_output_is_still_replaced_atomically(tmp_path: Path):
+    target = tmp_path / "scores.txt"
+    target.write_text("old\n")
+    inode = target.stat().st_ino
+    atomic_write_bytes(target, b"new\n")
+    assert target.read_bytes() == b"new\n" and target.stat().st_ino != inode  # a new file renamed over it
