@@ -154,6 +154,56 @@ def calibrate(
     )
 
 
+def fuse(
+    scores: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="SCORES...", help="Score files of the same trials, one per system.", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Fused score file to write.", show_default=False)
+    ],
+    trials: Annotated[
+        Path | None,
+        typer.Option("--trials", help="Labelled trial list to fit the weights on (development trials)."),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="Comma-separated weights, one per score file, instead of fitting."),
+    ] = None,
+    offset: Annotated[
+        float, typer.Option("--offset", help="Added to the weighted sum with --weights.")
+    ] = 0.0,
+) -> None:
+    """Fuse the score files of several systems into one: llr = w1 * score1 + w2 * score2 + ... + offset.
+
+    With --trials the weights are fitted by logistic regression on its labelled trials (Brummer's linear
+    fusion, as BOSARIS/FoCal): the fused scores are calibrated LLRs, and the formula printed can be given
+    back with --weights/--offset to fuse evaluation trials the same way. Each file must score the same
+    trials (spkid score of one trial list with different models or settings).
+
+    Example: spkid fuse dev_a.txt dev_b.txt --trials dev_trials.txt -o dev_fused.txt
+    """
+    from spkid.metrics import fuse_score_files
+
+    if offset and weights is None:
+        raise typer.BadParameter("goes with --weights (a fitted fusion finds its own)", param_hint="--offset")
+    values = None
+    if weights is not None:
+        try:
+            values = [float(item) for item in weights.split(",")]
+        except ValueError:
+            raise typer.BadParameter(
+                f"{weights!r} is not comma-separated numbers", param_hint="--weights"
+            ) from None
+    result = fuse_score_files(scores, output, trials=trials, weights=values, offset=offset)
+    how = f"fitted on {result.n_labelled} labelled trials" if values is None else "given weights"
+    typer.echo(
+        f"fused {result.n_trials} trials ({how}): {result.formula([p.name for p in scores])} -> {output}"
+    )
+
+
 def run(
     ctx: typer.Context,
     recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="The recipe YAML.", show_default=False)],

@@ -7,7 +7,9 @@ The public face of the metrics stage; its modules, one job each (imports point d
 - :mod:`~spkid.metrics.trials` trial lists as ``spkid score`` reads them, and the recordings they name;
 - :mod:`~spkid.metrics.identification` identification results read back from ``spkid identify --json``;
 - :mod:`~spkid.metrics.plots` DET and confusion plots (matplotlib: loaded on first use of a plot name);
-- :mod:`~spkid.metrics.evaluation` a score file in, the metrics (and a DET plot) out.
+- :mod:`~spkid.metrics.evaluation` a score file in, the metrics (and a DET plot) out;
+- :mod:`~spkid.metrics.fused_scores` several systems' score files in, one fused score file out (loaded on
+  first use of its names: it brings in the scoring package).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from spkid.metrics.trials import RecordingResolver, TrialList, read_trial_list
 #: Names of :mod:`spkid.metrics.plots`, imported when first used: matplotlib costs ~1.5 s of every command
 #: that never plots.
 _PLOTS = ("confusion_figure", "det_figure", "plot_confusion", "plot_det")
+#: Names of :mod:`spkid.metrics.fused_scores`, imported when first used (it loads :mod:`spkid.score`).
+_FUSION = ("FusedScores", "aligned_scores", "fuse_score_files")
 
 __all__ = [
     "actual_dcf",
@@ -84,12 +88,15 @@ __all__ = [
     "TrialList",
     "read_trial_list",
     *_PLOTS,
+    *_FUSION,
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name in _PLOTS:
         return getattr(importlib.import_module("spkid.metrics.plots"), name)
+    if name in _FUSION:
+        return getattr(importlib.import_module("spkid.metrics.fused_scores"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

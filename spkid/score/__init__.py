@@ -5,6 +5,7 @@ The public face of the scoring stage; its modules, one job each (imports point d
 - :mod:`~spkid.score.normalize` Z-, T-, ZT-, S- and adaptive S-norm on score arrays (its dispatcher by
   method name, :func:`spkid.score.normalize.normalize`, is not re-exported: the name is the module's);
 - :mod:`~spkid.score.calibrate` linear calibration of scores to LLRs, Bayes thresholds, open-set decisions;
+- :mod:`~spkid.score.fusion` linear fusion of several systems' scores into one LLR;
 - :mod:`~spkid.score._bank` (private) the stacked, quantised speaker parameters;
   :mod:`~spkid.score._kernels` (private) the compiled top-C scoring steps (:func:`start_kernels`
   starts their runtime);
@@ -15,7 +16,7 @@ The public face of the scoring stage; its modules, one job each (imports point d
 """
 
 from spkid.score._kernels import start_kernels
-from spkid.score.calibrate import Calibrator, bayes_threshold
+from spkid.score.calibrate import Calibrator, bayes_threshold, fit_llr
 from spkid.score.cohort import (
     SEGMENT_FRAMES,
     Cohort,
@@ -24,6 +25,7 @@ from spkid.score.cohort import (
     select_cohort,
 )
 from spkid.score.config import ScoreConfig
+from spkid.score.fusion import Fusion
 from spkid.score.normalize import METHODS, asnorm, snorm, tnorm, znorm, znorm_statistics, ztnorm
 from spkid.score.normalizer import Normalizer
 from spkid.score.scorer import Scorer
@@ -33,12 +35,14 @@ __all__ = [
     "SEGMENT_FRAMES",
     "Calibrator",
     "Cohort",
+    "Fusion",
     "Normalizer",
     "ScoreConfig",
     "Scorer",
     "asnorm",
     "bayes_threshold",
     "cohort_segment_rows",
+    "fit_llr",
     "hold_out_cohort_segments",
     "select_cohort",
     "snorm",

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 
 from spkid.errors import DataError, ModelError
 
-__all__ = ["Calibrator", "bayes_threshold"]
+__all__ = ["Calibrator", "bayes_threshold", "fit_llr"]
 
 # Inverse L2 strength of the logistic regression: negligible for real score sets (Platt's targets already
 # keep the slope finite on separable ones); it only keeps the solver well-posed.
@@ -45,6 +45,75 @@ def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> 
 def _log_odds(probability: float) -> float:
     """``logit(p) = log(p / (1 - p))`` of a probability strictly between 0 and 1 (no scipy.special import)."""
     return math.log(probability) - math.log1p(-probability)
+
+
+def fit_llr(
+    columns: np.ndarray, labels: np.ndarray, p_effective: float, *, what: str = "calibration"
+) -> tuple[np.ndarray, float]:
+    """Weights and offset of ``llr = columns @ weights + offset`` by prior-weighted logistic regression.
+
+    Brümmer's linear calibration and fusion (BOSARIS/FoCal): the classes weigh ``p_effective`` and
+    ``1 - p_effective`` in total, whatever their counts, with Platt's targets (see the module docstring), and
+    the prior log-odds ``logit(p_effective)`` is removed so the output is an LLR. One column calibrates a
+    system; several fuse systems.
+
+    Parameters
+    ----------
+    columns : ndarray of shape (n_trials, n_systems)
+        Finite scores, one column per system.
+    labels : ndarray of shape (n_trials,)
+        True (or 1) for target trials.
+    p_effective : float
+        Target prior the objective is weighted at, strictly between 0 and 1.
+    what : str, default "calibration"
+        What the caller fits, for error messages.
+
+    Returns
+    -------
+    weights : ndarray of shape (n_systems,)
+    offset : float
+
+    Raises
+    ------
+    DataError
+        No target or no non-target trial.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat([True, False], 500)
+    >>> scores = np.where(labels, 2.0, 0.0) + rng.normal(0.0, 1.0, 1000)  # true LLR: 2 x - 2
+    >>> weights, offset = fit_llr(scores[:, None], labels, 0.5)
+    >>> round(float(weights[0]), 1), round(offset, 1)
+    (2.1, -2.0)
+    """
+    is_target = labels.astype(bool)
+    n_target, n_nontarget = int(is_target.sum()), int((~is_target).sum())
+    if n_target == 0 or n_nontarget == 0:
+        raise DataError(f"{what} needs target and non-target trials, got {n_target} and {n_nontarget}")
+    n_trials = is_target.size
+    # Weights sum to n_trials, split p_effective : 1 - p_effective between the two classes.
+    weights = np.where(is_target, p_effective / n_target, (1.0 - p_effective) / n_nontarget) * n_trials
+    # Platt's targets: each trial enters twice, as a target with weight ``weight * t`` and as a non-target
+    # with ``weight * (1 - t)``.
+    soft_target = np.where(is_target, (n_target + 1.0) / (n_target + 2.0), 1.0 / (n_nontarget + 2.0))
+    # Standardise each column so the solver sees a well-conditioned problem whatever the score ranges.
+    centre = columns.mean(axis=0)
+    spread = np.maximum(columns.std(axis=0), 1e-12)
+    # Imported here: scikit-learn costs ~2 s of start-up that identify/verify never need.
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=_INVERSE_REGULARISATION, solver="lbfgs", max_iter=1000)
+    standardised = (columns - centre) / spread
+    model.fit(
+        np.concatenate([standardised, standardised]),
+        np.repeat([True, False], n_trials),
+        sample_weight=np.concatenate([weights * soft_target, weights * (1.0 - soft_target)]),
+    )
+    slopes, intercept = model.coef_[0].astype(np.float64), float(model.intercept_[0])
+    coefficients = slopes / spread
+    return coefficients, float(intercept - np.dot(coefficients, centre) - _log_odds(p_effective))
 
 
 class Calibrator:
@@ -98,35 +167,8 @@ class Calibrator:
             raise DataError("calibration: scores contain NaN or infinite values")
         if not np.all(np.isin(labels, [0, 1])):
             raise DataError("calibration: labels must be 0/1 or False/True (1 = target trial)")
-        is_target = labels.astype(bool)
-        n_target, n_nontarget = int(is_target.sum()), int((~is_target).sum())
-        if n_target == 0 or n_nontarget == 0:
-            raise DataError(
-                f"calibration needs target and non-target trials, got {n_target} and {n_nontarget}"
-            )
-        # Weights sum to n_trials, split p_effective : 1 - p_effective between the two classes.
-        weights = (
-            np.where(is_target, self.p_effective / n_target, (1.0 - self.p_effective) / n_nontarget)
-            * scores.size
-        )
-        # Platt's targets: each trial enters twice, as a target with weight ``weight * t`` and as a non-target
-        # with ``weight * (1 - t)``.
-        soft_target = np.where(is_target, (n_target + 1.0) / (n_target + 2.0), 1.0 / (n_nontarget + 2.0))
-        # Standardise the input so the solver sees a well-conditioned problem whatever the score range.
-        centre, spread = float(scores.mean()), float(max(scores.std(), 1e-12))
-        # Imported here: scikit-learn costs ~2 s of start-up that identify/verify never need.
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=_INVERSE_REGULARISATION, solver="lbfgs", max_iter=1000)
-        standardised = ((scores - centre) / spread)[:, None]
-        model.fit(
-            np.concatenate([standardised, standardised]),
-            np.repeat([True, False], scores.size),
-            sample_weight=np.concatenate([weights * soft_target, weights * (1.0 - soft_target)]),
-        )
-        slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
-        self.scale_ = slope / spread
-        self.offset_ = intercept - slope * centre / spread - _log_odds(self.p_effective)
+        (slope,), self.offset_ = fit_llr(scores[:, None], labels, self.p_effective, what="calibration")
+        self.scale_ = float(slope)
         return self
 
     def _check_fitted(self) -> None:

@@ -1,0 +1,178 @@
+"""Score files of several systems -> one fused score file (``spkid fuse``).
+
+Each file scores the same trials (``spkid score`` of one trial list with different models); the fused file
+holds ``scores @ weights + offset`` for every trial, in the first file's order, with weights fitted on a
+labelled trial list (:class:`spkid.score.fusion.Fusion`) or given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spkid.errors import DataError
+from spkid.metrics.protocol import read_scores, write_scores
+from spkid.metrics.trials import read_trial_list
+from spkid.score.fusion import Fusion
+
+__all__ = ["FusedScores", "aligned_scores", "fuse_score_files"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class FusedScores:
+    """What :func:`fuse_score_files` wrote: the fusion, the trial count, the labelled trials the weights
+    were fitted on (0: given weights), and the output file.
+
+    Examples
+    --------
+    >>> result = FusedScores(Fusion.with_weights([0.6, 0.4], -1.5), 2, 0, Path("fused.txt"))
+    >>> result.formula(["a.txt", "b.txt"])
+    'llr = 0.6 * a.txt + 0.4 * b.txt - 1.5'
+    """
+
+    fusion: Fusion
+    n_trials: int
+    n_labelled: int
+    output: Path
+
+    def formula(self, names: Sequence[str]) -> str:
+        """``llr = w1 * name1 + w2 * name2 + offset`` with the fitted or given numbers."""
+        pairs = zip(self.fusion.weights_, names, strict=True)
+        terms = " + ".join(f"{weight:.4g} * {name}" for weight, name in pairs)
+        return f"llr = {terms} {'-' if self.fusion.offset_ < 0 else '+'} {abs(self.fusion.offset_):.4g}"
+
+
+def aligned_scores(paths: Sequence[PathLike]) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The trials of the first score file (its order) and every file's score of each.
+
+    Returns
+    -------
+    trials : list of (enroll, test)
+    columns : ndarray of shape (n_trials, len(paths))
+
+    Raises
+    ------
+    DataError
+        Fewer than two files, a trial scored twice in one file, or files that score different trials
+        (naming the file and the first trial that differs).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     a, b = Path(folder) / "a.txt", Path(folder) / "b.txt"
+    ...     _ = a.write_text("alice utt1 1.0\\nbob utt1 -2.0\\n")
+    ...     _ = b.write_text("# another system\\nbob utt1 -1.0\\nalice utt1 3.0\\n")
+    ...     trials, columns = aligned_scores([a, b])
+    >>> trials, columns.tolist()
+    ([('alice', 'utt1'), ('bob', 'utt1')], [[1.0, 3.0], [-2.0, -1.0]])
+    """
+    if len(paths) < 2:
+        raise DataError(f"fusion needs the score files of at least two systems, got {len(paths)}")
+    keyed: list[dict[tuple[str, str], float]] = []
+    for path in paths:
+        scores: dict[tuple[str, str], float] = {}
+        for item in read_scores(path):
+            if (item.enroll, item.test) in scores:
+                raise DataError(f"{path}: trial {item.enroll} {item.test} is scored twice")
+            scores[item.enroll, item.test] = item.score
+        if not scores:
+            raise DataError(f"{path}: no scores")
+        keyed.append(scores)
+    trials = list(keyed[0])
+    for path, scores in zip(paths[1:], keyed[1:], strict=True):
+        missing = next((trial for trial in trials if trial not in scores), None)
+        if missing is not None:
+            raise DataError(f"{path}: no score for trial {missing[0]} {missing[1]} (scored in {paths[0]})")
+        if len(scores) != len(trials):
+            extra = next(trial for trial in scores if trial not in keyed[0])
+            raise DataError(f"{path}: trial {extra[0]} {extra[1]} is not scored in {paths[0]}")
+    columns = np.array([[scores[trial] for scores in keyed] for trial in trials], dtype=np.float64)
+    return trials, columns
+
+
+def fuse_score_files(
+    paths: Sequence[PathLike],
+    output: PathLike,
+    *,
+    trials: PathLike | None = None,
+    weights: Sequence[float] | None = None,
+    offset: float = 0.0,
+) -> FusedScores:
+    """Fuse the score files ``paths`` (one per system, the same trials) into ``output``.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        ``enroll test score`` files, at least two.
+    output : path
+        The fused score file (written atomically; its ``#`` first line gives the formula).
+    trials : path, optional
+        A labelled trial list: the weights are fitted on its trials (each must be scored in every file).
+    weights : sequence of float, optional
+        One weight per file instead of fitting (with ``offset``).
+    offset : float, default 0
+        Added to the weighted sum when ``weights`` are given.
+
+    Returns
+    -------
+    FusedScores
+
+    Raises
+    ------
+    DataError
+        Files that do not align (:func:`aligned_scores`), neither or both of ``trials`` and ``weights``, a
+        weight count other than the file count, unlabelled trials, or a labelled trial with no score.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     a, b, out = Path(folder) / "a.txt", Path(folder) / "b.txt", Path(folder) / "fused.txt"
+    ...     _ = a.write_text("alice utt1 1.0\\nbob utt1 -2.0\\n")
+    ...     _ = b.write_text("alice utt1 3.0\\nbob utt1 -1.0\\n")
+    ...     result = fuse_score_files([a, b], out, weights=[0.6, 0.4])
+    ...     print(out.read_text(), end="")
+    # fused LLR of a.txt, b.txt (spkid fuse, given weights): llr = 0.6 * a.txt + 0.4 * b.txt + 0
+    alice utt1 1.8
+    bob utt1 -1.6
+    """
+    if (trials is None) == (weights is None):
+        given = "both" if trials is not None else "neither"
+        raise DataError(
+            f"fusion needs a labelled trial list to fit the weights on (--trials) or the weights "
+            f"(--weights): {given} given"
+        )
+    scored, columns = aligned_scores(paths)
+    names = [Path(path).name for path in paths]
+    if weights is not None:
+        if len(weights) != len(paths):
+            raise DataError(f"fusion: {len(weights)} weight(s) for {len(paths)} score files")
+        fusion, n_labelled, how = Fusion.with_weights(weights, offset), 0, "given weights"
+    else:
+        row_of = {trial: row for row, trial in enumerate(scored)}
+        rows, labels = [], []
+        for trial in read_trial_list(trials).trials:
+            if trial.target is None:
+                raise DataError(f"{trials}: trials carry no target/nontarget labels; nothing to fit on")
+            row = row_of.get((trial.enroll, trial.test))
+            if row is None:
+                raise DataError(f"{paths[0]}: no score for trial {trial.enroll} {trial.test} of {trials}")
+            rows.append(row)
+            labels.append(trial.target)
+        fusion = Fusion().fit(columns[rows], np.asarray(labels))
+        n_labelled, how = len(rows), f"fitted on {len(rows)} labelled trials"
+    fused = fusion.transform(columns)
+    result = FusedScores(fusion, len(scored), n_labelled, Path(output))
+    header = f"fused LLR of {', '.join(names)} (spkid fuse, {how}): {result.formula(names)}"
+    lines = [(enroll, test, value) for (enroll, test), value in zip(scored, fused, strict=True)]
+    write_scores(output, lines, header=header)
+    return result
