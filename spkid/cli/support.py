@@ -138,9 +138,28 @@ def _no_placeholder(ctx: click.Context) -> None:
     return None
 
 
+def _one_line_paragraphs(text: str | None) -> str | None:
+    r"""Each paragraph of a command's docstring on one line, for the terminal to wrap: the rich help of the
+    installed typer keeps a docstring's line breaks, so an 80-column terminal wrapped every line twice.
+
+    Examples
+    --------
+    >>> _one_line_paragraphs("Score a list.\n\nTrials are Kaldi lines\nor VoxCeleb lines.")
+    'Score a list.\n\nTrials are Kaldi lines or VoxCeleb lines.'
+    """
+    if not text:
+        return text
+    paragraphs = text.split("\n\n")
+    return "\n\n".join(
+        paragraph if paragraph.startswith("\b") else " ".join(line.strip() for line in paragraph.splitlines())
+        for paragraph in paragraphs
+    )
+
+
 def _tidy_help(command: click.Command | None) -> None:
     if command is None or getattr(command, "_spkid_tidy", False):
         return
+    command.help = _one_line_paragraphs(command.help)
     for param in command.params:
         if type(param) is TyperArgument:
             param.__class__ = _Argument

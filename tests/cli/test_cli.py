@@ -79,10 +79,18 @@ def test_version_and_help_of_every_command():
         "run",
         "demo",
     ]
-    for command in [*commands, "download", "calibrate"]:
+    for command in [*commands, "download", "calibrate", "fuse"]:
         result = cli_invoke(command, "--help")
         check_cli_ok(result)
         assert "Example" in result.stdout and f"spkid {command}" in result.stdout, command
+
+
+def test_help_paragraphs_wrap_at_the_terminal_width_not_at_the_docstring_lines(monkeypatch):
+    """The docstring breaks 'enroll = an enrolled speaker or a recording,' / 'test = ...' across lines; on a
+    wide terminal the paragraph is one line."""
+    monkeypatch.setenv("COLUMNS", "250")
+    lines = cli_invoke("score", "--help").stdout.splitlines()
+    assert any("speaker or a recording, test = a recording path" in line for line in lines)
 
 
 def test_train_ubm_reports_and_stores_every_config_section(trained_model: Path):
