@@ -199,9 +199,7 @@ def fuse(
             ) from None
     result = fuse_score_files(scores, output, trials=trials, weights=values, offset=offset)
     how = f"fitted on {result.n_labelled} labelled trials" if values is None else "given weights"
-    typer.echo(
-        f"fused {result.n_trials} trials ({how}): {result.formula([p.name for p in scores])} -> {output}"
-    )
+    typer.echo(f"fused {result.n_trials} trials ({how}): {result.formula()} -> {output}")
 
 
 def run(

@@ -26,24 +26,25 @@ PathLike = str | os.PathLike[str]
 
 @dataclass(frozen=True)
 class FusedScores:
-    """What :func:`fuse_score_files` wrote: the fusion, the trial count, the labelled trials the weights
-    were fitted on (0: given weights), and the output file.
+    """What :func:`fuse_score_files` wrote: the fusion, the names of the fused files (in weight order), the
+    trial count, the labelled trials the weights were fitted on (0: given weights), and the output file.
 
     Examples
     --------
-    >>> result = FusedScores(Fusion.with_weights([0.6, 0.4], -1.5), 2, 0, Path("fused.txt"))
-    >>> result.formula(["a.txt", "b.txt"])
+    >>> result = FusedScores(Fusion.with_weights([0.6, 0.4], -1.5), ["a.txt", "b.txt"], 2, 0, Path("f.txt"))
+    >>> result.formula()
     'llr = 0.6 * a.txt + 0.4 * b.txt - 1.5'
     """
 
     fusion: Fusion
+    names: list[str]
     n_trials: int
     n_labelled: int
     output: Path
 
-    def formula(self, names: Sequence[str]) -> str:
+    def formula(self) -> str:
         """``llr = w1 * name1 + w2 * name2 + offset`` with the fitted or given numbers."""
-        pairs = zip(self.fusion.weights_, names, strict=True)
+        pairs = zip(self.fusion.weights_, self.names, strict=True)
         terms = " + ".join(f"{weight:.4g} * {name}" for weight, name in pairs)
         return f"llr = {terms} {'-' if self.fusion.offset_ < 0 else '+'} {abs(self.fusion.offset_):.4g}"
 
@@ -171,8 +172,8 @@ def fuse_score_files(
         fusion = Fusion().fit(columns[rows], np.asarray(labels))
         n_labelled, how = len(rows), f"fitted on {len(rows)} labelled trials"
     fused = fusion.transform(columns)
-    result = FusedScores(fusion, len(scored), n_labelled, Path(output))
-    header = f"fused LLR of {', '.join(names)} (spkid fuse, {how}): {result.formula(names)}"
+    result = FusedScores(fusion, names, len(scored), n_labelled, Path(output))
+    header = f"fused LLR of {', '.join(names)} (spkid fuse, {how}): {result.formula()}"
     lines = [(enroll, test, value) for (enroll, test), value in zip(scored, fused, strict=True)]
     write_scores(output, lines, header=header)
     return result

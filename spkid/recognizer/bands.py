@@ -44,7 +44,6 @@ __all__ = [
     "WIDEBAND_F_MAX_HZ",
     "WIDEBAND_RATE_HZ",
     "all_in_band",
-    "all_wideband",
     "band_configs",
     "companion_dir_name",
     "companion_of",
@@ -202,11 +201,6 @@ def split_by_band(
 def all_in_band(files: Iterable[Path], companion: PathLike = COMPANION_DIR) -> bool:
     """Whether every one of ``files`` has the band of ``companion`` (:func:`in_band`)."""
     return all(in_band(path, companion) for path in files)
-
-
-def all_wideband(files: Iterable[Path]) -> bool:
-    """Whether every one of ``files`` is wideband (:func:`is_wideband`)."""
-    return all_in_band(files, COMPANION_DIR)
 
 
 @dataclasses.dataclass

@@ -48,7 +48,7 @@ def _log_odds(probability: float) -> float:
 
 
 def fit_llr(
-    columns: np.ndarray, labels: np.ndarray, p_effective: float, *, what: str = "calibration"
+    columns: np.ndarray, labels: ArrayLike, p_effective: float, *, what: str = "calibration"
 ) -> tuple[np.ndarray, float]:
     """Weights and offset of ``llr = columns @ weights + offset`` by prior-weighted logistic regression.
 
@@ -61,8 +61,8 @@ def fit_llr(
     ----------
     columns : ndarray of shape (n_trials, n_systems)
         Finite scores, one column per system.
-    labels : ndarray of shape (n_trials,)
-        True (or 1) for target trials.
+    labels : array-like of shape (n_trials,)
+        True (or 1) for target trials, False (or 0) for the others.
     p_effective : float
         Target prior the objective is weighted at, strictly between 0 and 1.
     what : str, default "calibration"
@@ -76,7 +76,8 @@ def fit_llr(
     Raises
     ------
     DataError
-        No target or no non-target trial.
+        Labels of another length than the scores, labels other than 0/1, or no target or no non-target
+        trial (messages start with ``what``).
 
     Examples
     --------
@@ -88,6 +89,11 @@ def fit_llr(
     >>> round(float(weights[0]), 1), round(offset, 1)
     (2.1, -2.0)
     """
+    labels = np.asarray(labels)
+    if labels.shape != (columns.shape[0],):
+        raise DataError(f"{what}: {columns.shape[0]} trials of scores but labels of shape {labels.shape}")
+    if not np.all(np.isin(labels, [0, 1])):
+        raise DataError(f"{what}: labels must be 0/1 or False/True (1 = target trial)")
     is_target = labels.astype(bool)
     n_target, n_nontarget = int(is_target.sum()), int((~is_target).sum())
     if n_target == 0 or n_nontarget == 0:
@@ -165,8 +171,6 @@ class Calibrator:
             raise DataError(f"calibration: scores {scores.shape} and labels {labels.shape} must be equal 1-D")
         if not np.all(np.isfinite(scores)):
             raise DataError("calibration: scores contain NaN or infinite values")
-        if not np.all(np.isin(labels, [0, 1])):
-            raise DataError("calibration: labels must be 0/1 or False/True (1 = target trial)")
         (slope,), self.offset_ = fit_llr(scores[:, None], labels, self.p_effective, what="calibration")
         self.scale_ = float(slope)
         return self

@@ -74,11 +74,6 @@ class Fusion:
             Shapes that disagree, non-finite scores, labels other than 0/1, or a single class.
         """
         columns = _score_columns(scores, "fusion")
-        labels = np.asarray(labels)
-        if labels.shape != (columns.shape[0],):
-            raise DataError(f"fusion: {columns.shape[0]} trials of scores but labels of shape {labels.shape}")
-        if not np.all(np.isin(labels, [0, 1])):
-            raise DataError("fusion: labels must be 0/1 or False/True (1 = target trial)")
         self.weights_, self.offset_ = fit_llr(columns, labels, self.p_effective, what="fusion")
         return self
 
