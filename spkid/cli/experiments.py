@@ -166,7 +166,11 @@ def fuse(
     ],
     trials: Annotated[
         Path | None,
-        typer.Option("--trials", help="Labelled trial list to fit the weights on (development trials)."),
+        typer.Option(
+            "--trials",
+            help="Labelled trial list to fit the weights on (development trials); without it, the labels "
+            "the score files' lines carry.",
+        ),
     ] = None,
     weights: Annotated[
         str | None,
@@ -178,10 +182,12 @@ def fuse(
 ) -> None:
     """Fuse the score files of several systems into one: llr = w1 * score1 + w2 * score2 + ... + offset.
 
-    With --trials the weights are fitted by logistic regression on its labelled trials (Brummer's linear
-    fusion, as BOSARIS/FoCal): the fused scores are calibrated LLRs, and the formula printed can be given
-    back with --weights/--offset to fuse evaluation trials the same way. Each file must score the same
-    trials (spkid score of one trial list with different models or settings).
+    The weights are fitted by logistic regression on labelled trials (Brummer's linear fusion, as
+    BOSARIS/FoCal): those of --trials, or, without it, those whose lines in the score files end in
+    target|nontarget (the form spkid evaluate reads). The fused scores are calibrated LLRs, labelled as the
+    input files label them, and the formula printed can be given back with --weights/--offset to fuse
+    evaluation trials the same way. Each file must score the same trials (spkid score of one trial list
+    with different models or settings).
 
     Example: spkid fuse dev_a.txt dev_b.txt --trials dev_trials.txt -o dev_fused.txt
     """
@@ -198,7 +204,7 @@ def fuse(
                 f"{weights!r} is not comma-separated numbers", param_hint="--weights"
             ) from None
     result = fuse_score_files(scores, output, trials=trials, weights=values, offset=offset)
-    how = f"fitted on {result.n_labelled} labelled trials" if values is None else "given weights"
+    how = "given weights" if values is not None else f"fitted on {result.n_labelled} labelled trials"
     typer.echo(f"fused {result.n_trials} trials ({how}): {result.formula()} -> {output}")
 
 

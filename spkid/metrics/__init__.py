@@ -54,7 +54,7 @@ from spkid.metrics.trials import RecordingResolver, TrialList, read_trial_list
 #: that never plots.
 _PLOTS = ("confusion_figure", "det_figure", "plot_confusion", "plot_det")
 #: Names of :mod:`spkid.metrics.fused_scores`, imported when first used (it loads :mod:`spkid.score`).
-_FUSION = ("FusedScores", "aligned_scores", "fuse_score_files")
+_FUSION = ("AlignedScores", "FusedScores", "aligned_scores", "fuse_score_files")
 
 __all__ = [
     "actual_dcf",

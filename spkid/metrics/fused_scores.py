@@ -1,8 +1,10 @@
 """Score files of several systems -> one fused score file (``spkid fuse``).
 
 Each file scores the same trials (``spkid score`` of one trial list with different models); the fused file
-holds ``scores @ weights + offset`` for every trial, in the first file's order, with weights fitted on a
-labelled trial list (:class:`spkid.score.fusion.Fusion`) or given.
+holds ``scores @ weights + offset`` for every trial, in the first file's order, with weights fitted
+(:class:`spkid.score.fusion.Fusion`) on a labelled trial list or on the labels the score files' lines carry
+(``enroll test score target|nontarget``, as ``spkid evaluate`` reads them), or given. Labels the files carry
+are written into the fused file too, so it can be evaluated without a trial list.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from spkid.errors import DataError
-from spkid.metrics.protocol import read_scores, write_scores
+from spkid.metrics.protocol import ScoredTrial, read_scores, write_scores
 from spkid.metrics.trials import read_trial_list
 from spkid.score.fusion import Fusion
 
-__all__ = ["FusedScores", "aligned_scores", "fuse_score_files"]
+__all__ = ["AlignedScores", "FusedScores", "aligned_scores", "fuse_score_files"]
 
 PathLike = str | os.PathLike[str]
 
@@ -34,6 +37,8 @@ class FusedScores:
     >>> result = FusedScores(Fusion.with_weights([0.6, 0.4], -1.5), ["a.txt", "b.txt"], 2, 0, Path("f.txt"))
     >>> result.formula()
     'llr = 0.6 * a.txt + 0.4 * b.txt - 1.5'
+    >>> FusedScores(Fusion.with_weights([-0.5, 2.0], 0.25), ["a.txt", "b.txt"], 2, 0, Path("f.txt")).formula()
+    'llr = -0.5 * a.txt + 2 * b.txt + 0.25'
     """
 
     fusion: Fusion
@@ -44,24 +49,46 @@ class FusedScores:
 
     def formula(self) -> str:
         """``llr = w1 * name1 + w2 * name2 + offset`` with the fitted or given numbers."""
-        pairs = zip(self.fusion.weights_, self.names, strict=True)
-        terms = " + ".join(f"{weight:.4g} * {name}" for weight, name in pairs)
-        return f"llr = {terms} {'-' if self.fusion.offset_ < 0 else '+'} {abs(self.fusion.offset_):.4g}"
+        numbers = [*self.fusion.weights_, self.fusion.offset_]
+        terms = [f"{abs(weight):.4g} * {name}" for weight, name in zip(numbers, self.names, strict=False)]
+        terms.append(f"{abs(self.fusion.offset_):.4g}")
+        signs = ["-" if number < 0 else "+" for number in numbers]
+        text = " ".join(f"{sign} {term}" for sign, term in zip(signs, terms, strict=True))
+        return "llr = " + (text[2:] if signs[0] == "+" else "-" + text[2:])
 
 
-def aligned_scores(paths: Sequence[PathLike]) -> tuple[list[tuple[str, str]], np.ndarray]:
-    """The trials of the first score file (its order) and every file's score of each.
+class AlignedScores(NamedTuple):
+    """The trials of several score files, each file's score of each, and the trials' labels.
+
+    Attributes
+    ----------
+    trials : list of (enroll, test)
+        In the first file's order.
+    columns : ndarray of shape (n_trials, n_files)
+    labels : list of bool or None
+        Per trial, ``target`` (True) or ``nontarget`` (False) as some file's line says; None when no line
+        carries a label.
+    """
+
+    trials: list[tuple[str, str]]
+    columns: np.ndarray
+    labels: list[bool | None]
+
+
+def aligned_scores(paths: Sequence[PathLike]) -> AlignedScores:
+    """The trials of the first score file (its order), every file's score of each, and their labels.
+
+    Lines are ``enroll test score`` or ``enroll test score target|nontarget``.
 
     Returns
     -------
-    trials : list of (enroll, test)
-    columns : ndarray of shape (n_trials, len(paths))
+    AlignedScores
 
     Raises
     ------
     DataError
-        Fewer than two files, a trial scored twice in one file, or files that score different trials
-        (naming the file and the first trial that differs).
+        Fewer than two files, a trial scored twice in one file, files that score different trials (naming
+        the file and the first trial that differs), or a trial labelled differently in two files.
 
     Examples
     --------
@@ -70,20 +97,30 @@ def aligned_scores(paths: Sequence[PathLike]) -> tuple[list[tuple[str, str]], np
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     a, b = Path(folder) / "a.txt", Path(folder) / "b.txt"
     ...     _ = a.write_text("alice utt1 1.0\\nbob utt1 -2.0\\n")
-    ...     _ = b.write_text("# another system\\nbob utt1 -1.0\\nalice utt1 3.0\\n")
-    ...     trials, columns = aligned_scores([a, b])
-    >>> trials, columns.tolist()
-    ([('alice', 'utt1'), ('bob', 'utt1')], [[1.0, 3.0], [-2.0, -1.0]])
+    ...     _ = b.write_text("# another system\\nbob utt1 -1.0 nontarget\\nalice utt1 3.0\\n")
+    ...     trials, columns, labels = aligned_scores([a, b])
+    >>> trials, columns.tolist(), labels
+    ([('alice', 'utt1'), ('bob', 'utt1')], [[1.0, 3.0], [-2.0, -1.0]], [None, False])
     """
     if len(paths) < 2:
         raise DataError(f"fusion needs the score files of at least two systems, got {len(paths)}")
     keyed: list[dict[tuple[str, str], float]] = []
+    labelled: dict[tuple[str, str], tuple[bool, PathLike]] = {}
     for path in paths:
         scores: dict[tuple[str, str], float] = {}
-        for item in read_scores(path):
-            if (item.enroll, item.test) in scores:
+        for item in read_scores(path, labels=True):
+            trial = (item.enroll, item.test)
+            if trial in scores:
                 raise DataError(f"{path}: trial {item.enroll} {item.test} is scored twice")
-            scores[item.enroll, item.test] = item.score
+            scores[trial] = item.score
+            if item.target is not None:
+                label, first = labelled.setdefault(trial, (item.target, path))
+                if label != item.target:
+                    words = ("target" if item.target else "nontarget", "target" if label else "nontarget")
+                    raise DataError(
+                        f"{path}: trial {item.enroll} {item.test} is labelled {words[0]} here and "
+                        f"{words[1]} in {first}"
+                    )
         if not scores:
             raise DataError(f"{path}: no scores")
         keyed.append(scores)
@@ -96,7 +133,8 @@ def aligned_scores(paths: Sequence[PathLike]) -> tuple[list[tuple[str, str]], np
             extra = next(trial for trial in scores if trial not in keyed[0])
             raise DataError(f"{path}: trial {extra[0]} {extra[1]} is not scored in {paths[0]}")
     columns = np.array([[scores[trial] for scores in keyed] for trial in trials], dtype=np.float64)
-    return trials, columns
+    labels = [labelled[trial][0] if trial in labelled else None for trial in trials]
+    return AlignedScores(trials, columns, labels)
 
 
 def fuse_score_files(
@@ -112,11 +150,13 @@ def fuse_score_files(
     Parameters
     ----------
     paths : sequence of path
-        ``enroll test score`` files, at least two.
+        ``enroll test score`` files, at least two; lines may end in ``target|nontarget``.
     output : path
-        The fused score file (written atomically; its ``#`` first line gives the formula).
+        The fused score file (written atomically; its ``#`` first line gives the formula), each line
+        labelled as the input files label it.
     trials : path, optional
         A labelled trial list: the weights are fitted on its trials (each must be scored in every file).
+        Without it (and without ``weights``), they are fitted on the trials the files' lines label.
     weights : sequence of float, optional
         One weight per file instead of fitting (with ``offset``).
     offset : float, default 0
@@ -129,8 +169,9 @@ def fuse_score_files(
     Raises
     ------
     DataError
-        Files that do not align (:func:`aligned_scores`), neither or both of ``trials`` and ``weights``, a
-        weight count other than the file count, unlabelled trials, or a labelled trial with no score.
+        Files that do not align (:func:`aligned_scores`), both ``trials`` and ``weights``, neither of them
+        with no labelled line in the files, a weight count other than the file count, an unlabelled trial
+        list, or a labelled trial with no score.
 
     Examples
     --------
@@ -146,18 +187,27 @@ def fuse_score_files(
     alice utt1 1.8
     bob utt1 -1.6
     """
-    if (trials is None) == (weights is None):
-        given = "both" if trials is not None else "neither"
+    if trials is not None and weights is not None:
         raise DataError(
-            f"fusion needs a labelled trial list to fit the weights on (--trials) or the weights "
-            f"(--weights): {given} given"
+            "fusion needs a labelled trial list to fit the weights on (--trials) or the weights "
+            "(--weights): both given"
         )
-    scored, columns = aligned_scores(paths)
+    scored, columns, file_labels = aligned_scores(paths)
     names = [Path(path).name for path in paths]
     if weights is not None:
         if len(weights) != len(paths):
             raise DataError(f"fusion: {len(weights)} weight(s) for {len(paths)} score files")
         fusion, n_labelled, how = Fusion.with_weights(weights, offset), 0, "given weights"
+    elif trials is None:
+        rows = [row for row, label in enumerate(file_labels) if label is not None]
+        if not rows:
+            raise DataError(
+                "fusion needs labelled trials to fit the weights on (--trials, or score files whose lines "
+                "end in target|nontarget) or the weights (--weights): neither given, and no line of "
+                f"{', '.join(names)} carries a label"
+            )
+        fusion = Fusion().fit(columns[rows], np.asarray([file_labels[row] for row in rows]))
+        n_labelled, how = len(rows), f"fitted on {len(rows)} labelled trials of the score files"
     else:
         row_of = {trial: row for row, trial in enumerate(scored)}
         rows, labels = [], []
@@ -174,6 +224,9 @@ def fuse_score_files(
     fused = fusion.transform(columns)
     result = FusedScores(fusion, names, len(scored), n_labelled, Path(output))
     header = f"fused LLR of {', '.join(names)} (spkid fuse, {how}): {result.formula()}"
-    lines = [(enroll, test, value) for (enroll, test), value in zip(scored, fused, strict=True)]
+    lines = [
+        ScoredTrial(enroll, test, float(value), label)
+        for (enroll, test), value, label in zip(scored, fused, file_labels, strict=True)
+    ]
     write_scores(output, lines, header=header)
     return result

@@ -50,18 +50,20 @@ class Trial:
 
 @dataclass(frozen=True)
 class ScoredTrial:
-    """A line of a score file: model id, test utterance id, score (higher means more likely the same).
+    """A line of a score file: model id, test utterance id, score (higher means more likely the same), and
+    the trial's label when the line carries one (``target``: None when unlabelled).
 
     Examples
     --------
     >>> trial = ScoredTrial("alice", "test-01.wav", 1.25)
-    >>> trial.score > 0
-    True
+    >>> trial.score > 0, trial.target
+    (True, None)
     """
 
     enroll: str
     test: str
     score: float
+    target: bool | None = None
 
 
 # --------------------------------------------------------------------------------------------- list files
@@ -134,8 +136,11 @@ def write_trials(path: str | Path, trials: Iterable[Trial]) -> None:
     atomic_write_bytes(path, "".join(lines).encode())
 
 
-def read_scores(path: str | Path) -> list[ScoredTrial]:
+def read_scores(path: str | Path, *, labels: bool = False) -> list[ScoredTrial]:
     r"""Read a score file of ``enroll_id test_id score`` lines (finite scores only).
+
+    With ``labels``, lines may also be ``enroll_id test_id score target|nontarget`` (the form
+    ``spkid evaluate`` reads without a trial list); the label is the item's ``target``.
 
     Examples
     --------
@@ -143,28 +148,35 @@ def read_scores(path: str | Path) -> list[ScoredTrial]:
     >>> from pathlib import Path
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     path = Path(folder) / "scores.txt"
-    ...     _ = path.write_text("alice utt1 1.5\nalice utt2 -0.25\n")
-    ...     [item.score for item in read_scores(path)]
-    [1.5, -0.25]
+    ...     _ = path.write_text("alice utt1 1.5\nalice utt2 -0.25 nontarget\n")
+    ...     [(item.score, item.target) for item in read_scores(path, labels=True)]
+    [(1.5, None), (-0.25, False)]
     """
     scores = []
     for number, fields in _lines(path):
-        if len(fields) != 3:
-            raise DataError(f"{path}:{number}: expected 'enroll_id test_id score', got {fields}")
+        if len(fields) != 3 and not (labels and len(fields) == 4):
+            form = "enroll_id test_id score [target|nontarget]" if labels else "enroll_id test_id score"
+            raise DataError(f"{path}:{number}: expected '{form}', got {fields}")
         try:
             score = float(fields[2])
         except ValueError:
             raise DataError(f"{path}:{number}: score {fields[2]!r} is not a number") from None
         if not math.isfinite(score):
             raise DataError(f"{path}:{number}: score {fields[2]!r} is not finite")
-        scores.append(ScoredTrial(_decode_id(fields[0]), _decode_id(fields[1]), score))
+        target = None
+        if len(fields) == 4:
+            if fields[3] not in ("target", "nontarget"):
+                raise DataError(f"{path}:{number}: label must be 'target' or 'nontarget', got {fields[3]!r}")
+            target = fields[3] == "target"
+        scores.append(ScoredTrial(_decode_id(fields[0]), _decode_id(fields[1]), score, target))
     return scores
 
 
 def write_scores(
     path: str | Path, scores: Iterable[ScoredTrial | tuple[str, str, float]], *, header: str | None = None
 ) -> None:
-    """Write a score file, one ``enroll_id test_id score`` line per trial (scores at full precision).
+    """Write a score file, one ``enroll_id test_id score`` line per trial (scores at full precision), with
+    ``target|nontarget`` after the score for a :class:`ScoredTrial` that carries its label.
 
     ``header``, when given, is written first as a ``# header`` comment line (say what the scores are);
     every reader of spkid's score files skips ``#`` lines, and so do Kaldi-style three-column readers
@@ -175,19 +187,20 @@ def write_scores(
     >>> import tempfile
     >>> from pathlib import Path
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     scores = [ScoredTrial("alice", "utt1", 1.5), ("bob", "utt1", -0.25)]  # or plain tuples
+    ...     scores = [ScoredTrial("alice", "utt1", 1.5, target=True), ("bob", "utt1", -0.25)]  # or tuples
     ...     write_scores(Path(folder) / "scores.txt", scores)
     ...     print(Path(folder, "scores.txt").read_text(), end="")
-    alice utt1 1.5
+    alice utt1 1.5 target
     bob utt1 -0.25
     """
     if header is not None and "\n" in header:
         raise DataError(f"{path}: a score-file header must be one line, got {header!r}")
     lines = [] if header is None else [f"# {header}\n"]
-    for enroll, test, score in (
-        (item.enroll, item.test, item.score) if isinstance(item, ScoredTrial) else item for item in scores
-    ):
-        lines.append(f"{_encode_id(enroll, path)} {_encode_id(test, path)} {float(score)!r}\n")
+    for item in scores:
+        enroll, test, score = (item.enroll, item.test, item.score) if isinstance(item, ScoredTrial) else item
+        target = item.target if isinstance(item, ScoredTrial) else None
+        label = "" if target is None else (" target" if target else " nontarget")
+        lines.append(f"{_encode_id(enroll, path)} {_encode_id(test, path)} {float(score)!r}{label}\n")
     atomic_write_bytes(path, "".join(lines).encode())
 
 

@@ -68,6 +68,22 @@ def test_score_file_round_trip_and_split(tmp_path):
         split_scores(loaded, [Trial("a", "t1")])
 
 
+def test_labelled_score_lines_round_trip_only_where_labels_are_read(tmp_path):
+    write_scores(
+        tmp_path / "scores", [ScoredTrial("a", "t 1", 0.25, True), ScoredTrial("b", "t1", -1.0, False)]
+    )
+    assert (tmp_path / "scores").read_text() == "a t%201 0.25 target\nb t1 -1.0 nontarget\n"
+    assert read_scores(tmp_path / "scores", labels=True) == [
+        ScoredTrial("a", "t 1", 0.25, True),
+        ScoredTrial("b", "t1", -1.0, False),
+    ]
+    with pytest.raises(DataError, match=r"scores:1: expected 'enroll_id test_id score', got"):
+        read_scores(tmp_path / "scores")  # where labels are not read, a fourth field is an error, as before
+    (tmp_path / "scores").write_text("a t1 0.25 yes\n")
+    with pytest.raises(DataError, match=r"scores:1: label must be 'target' or 'nontarget', got 'yes'"):
+        read_scores(tmp_path / "scores", labels=True)
+
+
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [

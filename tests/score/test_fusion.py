@@ -92,9 +92,21 @@ def write(path: Path, lines: list[str]) -> Path:
 def test_score_files_align_by_trial_whatever_their_order(tmp_path: Path) -> None:
     a = write(tmp_path / "a.txt", ["# raw", "alice u1 1.0", "bob u1 -2.0", "alice u2 0.5"])
     b = write(tmp_path / "b.txt", ["alice u2 5.0", "alice u1 3.0", "bob u1 -1.0"])
-    trials, columns = aligned_scores([a, b])
+    trials, columns, labels = aligned_scores([a, b])
     assert trials == [("alice", "u1"), ("bob", "u1"), ("alice", "u2")]
     assert columns.tolist() == [[1.0, 3.0], [-2.0, -1.0], [0.5, 5.0]]
+    assert labels == [None, None, None]
+
+
+def test_labels_the_score_files_carry_are_joined_by_trial(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.txt", ["alice u1 1.0 target", "bob u1 -2.0", "alice u2 0.5"])
+    b = write(tmp_path / "b.txt", ["alice u2 5.0 nontarget", "alice u1 3.0 target", "bob u1 -1.0"])
+    assert aligned_scores([a, b]).labels == [True, None, False]
+    c = write(tmp_path / "c.txt", ["alice u1 3.0 nontarget", "bob u1 -1.0", "alice u2 5.0"])
+    with pytest.raises(
+        DataError, match=re.escape("c.txt: trial alice u1 is labelled nontarget here and target in")
+    ):
+        aligned_scores([a, c])
 
 
 @pytest.mark.parametrize(
@@ -144,6 +156,32 @@ def test_spkid_fuse_fits_on_labelled_trials_and_beats_each_system(tmp_path: Path
     assert metrics["fused"]["cllr"] < 0.95 * metrics["system0"]["cllr"]
 
 
+def test_spkid_fuse_fits_on_the_labels_the_score_files_carry(tmp_path: Path) -> None:
+    scores, labels = gaussian_systems(400, (1.0, 1.5), seed=9)
+    names = [(f"spk{i % 5}", f"utt{i}") for i in range(len(labels))]
+    kinds = ["target" if label else "nontarget" for label in labels]
+    trials = write(tmp_path / "trials.txt", [f"{e} {t} {k}" for (e, t), k in zip(names, kinds, strict=True)])
+    plain, labelled = [], []
+    for column in range(2):
+        rows = list(zip(names, scores[:, column], kinds, strict=True))
+        plain.append(write(tmp_path / f"plain{column}.txt", [f"{e} {t} {v}" for (e, t), v, _ in rows]))
+        labelled.append(
+            write(tmp_path / f"labelled{column}.txt", [f"{e} {t} {v} {k}" for (e, t), v, k in rows])
+        )
+    by_list = fuse_score_files(plain, tmp_path / "by_list.txt", trials=trials)
+    result = cli_invoke("fuse", *labelled, "-o", tmp_path / "fused.txt")
+    check_cli_ok(result)
+    assert "fused 400 trials (fitted on 400 labelled trials): llr = " in result.stdout
+    fused = read_scores(tmp_path / "fused.txt", labels=True)
+    assert [item.target for item in fused] == labels.tolist()  # the labels travel into the fused file
+    expected = {(item.enroll, item.test): item.score for item in read_scores(tmp_path / "by_list.txt")}
+    assert {(item.enroll, item.test): item.score for item in fused} == pytest.approx(expected)
+    assert by_list.n_labelled == 400
+    evaluated = cli_invoke("evaluate", tmp_path / "fused.txt", "--json")  # no --trials needed
+    check_cli_ok(evaluated)
+    assert json.loads(evaluated.stdout)["metrics"]["n_target"] == int(labels.sum())
+
+
 def test_spkid_fuse_bad_input_is_one_line(tmp_path: Path) -> None:
     a = write(tmp_path / "a.txt", ["alice u1 1.0", "bob u1 -2.0"])
     b = write(tmp_path / "b.txt", ["alice u1 3.0"])
@@ -151,7 +189,13 @@ def test_spkid_fuse_bad_input_is_one_line(tmp_path: Path) -> None:
     check_cli_error(
         cli_invoke("fuse", a, b, "--weights", "1,1", "-o", out), "b.txt: no score for trial bob u1"
     )
-    check_cli_error(cli_invoke("fuse", a, a, "-o", out), "--trials", "--weights", "neither given")
+    check_cli_error(
+        cli_invoke("fuse", a, a, "-o", out), "--trials", "--weights", "neither given", "a.txt carries a label"
+    )
+    labelled = write(tmp_path / "l.txt", ["alice u1 1.0 target", "bob u1 -2.0 maybe"])
+    check_cli_error(
+        cli_invoke("fuse", a, labelled, "-o", out), "l.txt:2: label must be 'target' or 'nontarget'"
+    )
     check_cli_error(cli_invoke("fuse", a, a, "--weights", "1", "-o", out), "1 weight(s) for 2 score files")
     assert not out.exists()  # nothing written on an error
     usage = cli_invoke("fuse", a, a, "--weights", "1,x", "-o", out)
