@@ -68,6 +68,13 @@ class AlignedScores(NamedTuple):
     labels : list of bool or None
         Per trial, ``target`` (True) or ``nontarget`` (False) as some file's line says; None when no line
         carries a label.
+
+    Examples
+    --------
+    >>> aligned = AlignedScores([("alice", "utt1")], np.array([[1.0, 3.0]]), [True])
+    >>> trials, columns, labels = aligned  # unpacks as a tuple
+    >>> columns.shape, labels
+    ((1, 2), [True])
     """
 
     trials: list[tuple[str, str]]
