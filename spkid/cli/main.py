@@ -184,6 +184,11 @@ def train_ubm(
         + (f" ({result.n_frames:,} speech frames, {held_out:,} held out for the cohort)" if held_out else "")
         + f"; cohort of {result.cohort_size}; model in {model_dir}"
     )
+    if result.level_kept is not None:
+        typer.echo(
+            f"features.cmvn auto: a second model without CMVN in {result.level_kept}; the first enrollment "
+            "keeps it if the speakers' recordings keep their level, this one (loudness removed) otherwise"
+        )
     if result.companion is not None:
         from spkid.recognizer.bands import is_wideband_companion
         from spkid.store import ModelStore

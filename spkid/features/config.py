@@ -25,6 +25,7 @@ CMVN_METHODS: tuple[str, ...] = (
     "global",
     "level",
     "none",
+    "auto",
 )
 #: Which frames CMVN statistics come from: the speech frames (after VAD) or every frame of the recording.
 CMVN_FRAMES: tuple[str, ...] = ("speech", "all")
@@ -127,7 +128,9 @@ class FeatureConfig:
         toward the UBM pool's by its length (``cmvn_relevance_frames``), so a short word keeps its mean;
         "global" uses the pool's statistics alone; "level" removes only the recording's level (c0's mean, so
         a gain changes nothing); "adaptive_level" is "adaptive" with c0's mean then removed whole (a gain no
-        longer shifts it); "none" keeps raw cepstra.
+        longer shifts it); "none" keeps raw cepstra. "auto" is chosen per model: ``train-ubm`` trains an
+        "adaptive_level" model and a "none" one, and the first enrollment keeps the one its recordings call
+        for (:mod:`spkid.recognizer.level_choice`); features are never extracted with "auto" itself.
     cmvn_window_frames : int = 300
         Sliding-window and warping window length (3 s), the Kaldi and Pelecanos default.
     cmvn_variance : bool = True

@@ -104,6 +104,11 @@ def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | 
     [[-1.0, 0.0], [1.0, 0.0]]
     """
     method = config.cmvn
+    if method == "auto":
+        raise FeatureError(
+            "features.cmvn='auto' is settled by train-ubm and the first enrollment; extract with a model's "
+            "stored settings or name a method"
+        )
     if config.needs_global_stats:
         if stats is None:
             raise FeatureError(f"cmvn={method!r} needs the UBM pool's statistics (stored by train-ubm)")

@@ -20,9 +20,10 @@ import numpy as np
 
 from spkid.metrics import evaluate, labelled_scores
 from spkid.recognizer.bands import companion_of, drop_from_companion, is_wideband_companion
-from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio, speakers_in_folder
+from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio
 from spkid.recognizer.identification import Identification, IdentifyResult, identify
 from spkid.recognizer.results import Verification, VerifyResult
+from spkid.recognizer.speaker_folders import speakers_in_folder
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
 from spkid.recognizer.trial_scoring import ScoreResult, score_trials
 from spkid.recognizer.verification import verify

@@ -1,7 +1,7 @@
 """Enrolling speakers from audio: whole folders of speakers, named speakers, and sessions added to one.
 
-:func:`enroll_from_audio` is what ``spkid enroll`` calls; :func:`speakers_in_folder` reads a folder of
-speakers (one sub-folder each).
+:func:`enroll_from_audio` is what ``spkid enroll`` calls (a folder of speakers is read by
+:func:`spkid.recognizer.speaker_folders.speakers_in_folder`).
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spkid.audio import find_audio_files
-from spkid.corpora.folders import list_speakers
 from spkid.errors import DataError, SpkidError, StoreError
 from spkid.features import SkippedFile
 from spkid.gmm import SufficientStats
 from spkid.recognizer.bands import Dropped, all_in_band, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
+from spkid.recognizer.level_choice import LevelChoice, settle_level_choice
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
 
-__all__ = ["EnrollResult", "enroll_from_audio", "speakers_in_folder"]
+__all__ = ["EnrollResult", "enroll_from_audio"]
 
 PathLike = str | os.PathLike[str]
 logger = logging.getLogger(__name__)  # per-step detail, shown by spkid --verbose
@@ -31,42 +31,20 @@ logger = logging.getLogger(__name__)  # per-step detail, shown by spkid --verbos
 
 @dataclass(frozen=True)
 class EnrollResult:
-    """Speakers enrolled (name -> number of recordings used) and the files skipped.
+    """Speakers enrolled (name -> number of recordings used), the files skipped, and what the first
+    enrollment of a ``cmvn: auto`` model chose (:mod:`spkid.recognizer.level_choice`).
 
     Examples
     --------
     >>> from spkid.recognizer import EnrollResult
     >>> result = EnrollResult(enrolled={"spk01": 2, "spk02": 3})
-    >>> sum(result.enrolled.values()), result.skipped
-    (5, [])
+    >>> sum(result.enrolled.values()), result.skipped, result.level_choice
+    (5, [], None)
     """
 
     enrolled: dict[str, int]
     skipped: list[SkippedFile] = field(default_factory=list)
-
-
-def speakers_in_folder(speakers_dir: PathLike) -> dict[str, list[Path]]:
-    """``{sub-folder name: its audio files}`` for every non-hidden sub-folder of ``speakers_dir`` with audio.
-
-    Raises
-    ------
-    DataError
-        The folder is missing or no sub-folder holds audio.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from spkid.corpora.synthetic import make_speakers
-    >>> from spkid.recognizer import speakers_in_folder
-    >>> tmp = tempfile.TemporaryDirectory()
-    >>> _ = make_speakers(tmp.name, n_speakers=2, n_utterances=2, duration_s=0.5)
-    >>> {name: [file.name for file in files] for name, files in speakers_in_folder(tmp.name).items()}
-    {'spk01': ['spk01_01.wav', 'spk01_02.wav'], 'spk02': ['spk02_01.wav', 'spk02_02.wav']}
-    >>> tmp.cleanup()
-    """
-    return {
-        name: [utterance.path for utterance in items] for name, items in list_speakers(speakers_dir).items()
-    }
+    level_choice: LevelChoice | None = None
 
 
 def enroll_from_audio(
@@ -86,7 +64,8 @@ def enroll_from_audio(
 
     Speakers are saved one by one as they are done, so an interruption keeps those already enrolled. A model
     with a companion (``features.bands: auto``) enrolls a speaker there too when all its recordings have the
-    companion's band, wideband or narrowband (:mod:`spkid.recognizer.bands`).
+    companion's band, wideband or narrowband (:mod:`spkid.recognizer.bands`). The first enrollment of a
+    ``cmvn: auto`` model first keeps one of its two models (:mod:`spkid.recognizer.level_choice`).
 
     Parameters
     ----------
@@ -156,6 +135,8 @@ def enroll_from_audio(
                 "or --add to add these recordings"
             )
         files_of[name] = find_audio_files(list(paths))
+    choice = settle_level_choice(store.path, files_of, skip_bad=skip_bad, n_jobs=n_jobs, cache_dir=cache_dir)
+    store = store if choice is None else ModelStore.open(store.path)  # it may now be the no-CMVN model
     companion = companion_of(store.path)
     in_companion: dict[str, list[Path]] = {}
     dropped = Dropped()
@@ -204,7 +185,7 @@ def enroll_from_audio(
             backend=backend,
             scheduler=scheduler,
         )
-    return EnrollResult(enrolled=enrolled, skipped=skipped)
+    return EnrollResult(enrolled=enrolled, skipped=skipped, level_choice=choice)
 
 
 def _enroll_main(

@@ -30,6 +30,7 @@ from spkid.features import (
 from spkid.progress import IterationDisplay
 from spkid.recognizer.bands import band_configs, companion_dir_name, remove_companion, split_by_band
 from spkid.recognizer.config import Config, load_config
+from spkid.recognizer.level_choice import LEVEL_KEPT_DIR, remove_level_kept
 from spkid.recognizer.pool_files import (
     SKIPPED_LIST_FILE,
     check_unusable_share,
@@ -75,6 +76,7 @@ class TrainResult:
     sample_rate: int = 0  # of the front-end (chosen from the pool with features.sample_rate: auto)
     cmvn: str = "utterance"
     companion: Path | None = None  # the companion model (features.bands: auto): wideband/ or narrowband/
+    level_kept: Path | None = None  # the no-CMVN model of features.cmvn: auto, until the first enrollment
 
 
 def training_header(
@@ -150,6 +152,10 @@ def _stored_pool(
     return features, stats
 
 
+def _with_cmvn(config: Config, cmvn: str) -> Config:
+    return dataclasses.replace(config, features=dataclasses.replace(config.features, cmvn=cmvn))
+
+
 def train_ubm_from_audio(
     model_dir: PathLike,
     audio_paths: Iterable[PathLike],
@@ -172,7 +178,9 @@ def train_ubm_from_audio(
     ``ubm.max_unusable_fraction`` of the pool. With ``features.bands: auto`` a companion model is trained too,
     on the pool's recordings of its band: with a 16 kHz front-end a wideband one on the wideband recordings
     (native rate 16 kHz or more), with an 8 kHz front-end a narrowband one (from 20 Hz) on the others (none:
-    no companion; :mod:`spkid.recognizer.bands`).
+    no companion; :mod:`spkid.recognizer.bands`). With ``features.cmvn: auto`` the model is trained with
+    "adaptive_level" and a second one with no CMVN in ``level-kept/``, for the first enrollment to choose
+    (:mod:`spkid.recognizer.level_choice`).
 
     Parameters
     ----------
@@ -188,18 +196,15 @@ def train_ubm_from_audio(
         Also skip unreadable files (returned in ``skipped``) instead of stopping at the first.
     progress : bool
         Progress bars on stderr, and a live display of the EM iterations (for a terminal).
-    iteration_log : bool
-        Without ``progress``: one timestamped line per EM iteration on stderr (for a log file).
-    overwrite : bool
-        Replace an existing model and its enrolled speakers.
+    iteration_log, overwrite : bool
+        Without ``progress``: a line per EM iteration on stderr (a log). Replace an existing model.
     cache_dir : path, optional
         Feature store (:class:`spkid.features.FeatureStore`, the same folder as
         :func:`spkid.features.extract_many`'s cache): features are written there once and the UBM is trained
         from the memory-mapped files, so memory does not grow with the pool. With ``config.ubm.backend``
         "dask" on a remote cluster it must be on a filesystem the workers share. None: features in memory.
     em_label : str
-        What the EM header calls the model ("UBM"; its companion's is "wideband companion UBM" or
-        "narrowband companion UBM").
+        What the EM header calls the model ("UBM", "wideband companion UBM", "UBM without CMVN", ...).
 
     Raises
     ------
@@ -227,7 +232,23 @@ def train_ubm_from_audio(
     model_dir = Path(model_dir)
     if (model_dir / MANIFEST_FILE).is_file() and not overwrite:
         raise StoreError(f"{model_dir}: a model already exists here; pass --overwrite to replace it")
-    files = find_audio_files(list(audio_paths))
+    audio_paths = list(audio_paths)
+    if config.features.cmvn == "auto":  # two models, for the first enrollment to choose (level_choice)
+        options = {"n_jobs": n_jobs, "skip_bad": skip_bad, "progress": progress, "cache_dir": cache_dir}
+        options |= {"iteration_log": iteration_log}
+        result = train_ubm_from_audio(
+            model_dir, audio_paths, _with_cmvn(config, "adaptive_level"), overwrite=overwrite, **options
+        )
+        kept = train_ubm_from_audio(
+            model_dir / LEVEL_KEPT_DIR,
+            audio_paths,
+            _with_cmvn(config, "none"),
+            overwrite=True,
+            **options,
+            em_label=f"{em_label} without CMVN",
+        )
+        return dataclasses.replace(result, level_kept=kept.model_dir)
+    files = find_audio_files(audio_paths)
     feature_config, companion_config = band_configs(
         resolve_sample_rate(config.features, files, skip_bad=skip_bad)
     )
@@ -285,6 +306,7 @@ def train_ubm_from_audio(
     )
     if overwrite:  # only now: a model that could not be written keeps its companion
         remove_companion(model_dir)  # the model it belonged to is replaced
+        remove_level_kept(model_dir)
     store.save_cohort(cohort.to_arrays(ubm))
     write_skipped_list(model_dir, features.skipped)
     companion = None

@@ -111,7 +111,7 @@ EXTRACTION_MODULES = (
         )
     ),
 )
-EXTRACTION_CODE = {3: "8f40c706ac520e72"}
+EXTRACTION_CODE = {3: "1a6d4aaa39e8ada0"}
 
 
 def _canonical(node: object) -> object:
