@@ -105,7 +105,7 @@ def enroll(
         )
     report_skipped(ctx, result.skipped)
     if result.level_choice is not None:  # the first enrollment of a cmvn: auto model
-        typer.echo(f"features.cmvn auto: {result.level_choice.describe()}")
+        info(ctx, f"features.cmvn auto: {result.level_choice.describe()}")
     for name, n_files in result.enrolled.items():
         typer.echo(f"enrolled {name} ({n_files} file{'' if n_files == 1 else 's'})")
 

@@ -81,11 +81,12 @@ def features_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool
     protocol = _protocol(output_dir)
     utterances = [*protocol.train, *(u for items in protocol.enroll.values() for u in items), *protocol.test]
     paths = list(dict.fromkeys(utterance.path for utterance in utterances))
-    # The rate train-ubm will choose; normalisations toward pool statistics cache the raw features here.
+    # The rate train-ubm will choose; normalisations toward pool statistics (and cmvn auto's model without
+    # CMVN) cache the raw features here.
     config = resolve_sample_rate(
         settings.config.features, [u.path for u in protocol.train], skip_bad=settings.skip_bad
     )
-    if config.needs_global_stats:
+    if config.needs_global_stats or config.cmvn == "auto":
         config = dataclasses.replace(config, cmvn="none")
     result = extract_many(
         paths,

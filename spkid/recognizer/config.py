@@ -47,13 +47,14 @@ SECTIONS: dict[str, type] = {
 }
 #: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
 #: API's ``FeatureConfig()`` keeps an explicit rate, per-utterance CMVN and one front-end, which need no pool;
-#: a config lets ``train-ubm`` choose the rate from the pool, split the band and store the pool statistics
-#: adaptive CMVN uses (with the recording's level removed whole, and a recording's own statistics weighing
-#: as much as the pool's only at 30 s; README "Defaults, and why").
+#: a config lets ``train-ubm`` choose the rate from the pool, split the band, and train a model that keeps
+#: the recordings' loudness beside one that removes it for the first enrollment to choose (``cmvn: auto``;
+#: the latter's adaptive CMVN weighs a recording's own statistics as much as the pool's only at 30 s;
+#: README "Defaults, and why").
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
     "features": {
         "sample_rate": "auto",
-        "cmvn": "adaptive_level",
+        "cmvn": "auto",
         "cmvn_relevance_frames": 3000.0,
         "bands": "auto",
     }
@@ -87,7 +88,7 @@ class Config:
     >>> from spkid.recognizer import load_config
     >>> config = load_config(None)
     >>> config.ubm.n_components, config.features.cmvn, config.score.normalization
-    (512, 'adaptive_level', 'none')
+    (512, 'auto', 'none')
     >>> sorted(config.to_dict())
     ['enroll', 'features', 'score', 'ubm']
     """

@@ -135,7 +135,7 @@ def enroll_from_audio(
                 "or --add to add these recordings"
             )
         files_of[name] = find_audio_files(list(paths))
-    choice = settle_level_choice(store.path, files_of, skip_bad=skip_bad, n_jobs=n_jobs, cache_dir=cache_dir)
+    choice = settle_level_choice(store.path, files_of, n_jobs=n_jobs, cache_dir=cache_dir)
     store = store if choice is None else ModelStore.open(store.path)  # it may now be the no-CMVN model
     companion = companion_of(store.path)
     in_companion: dict[str, list[Path]] = {}

@@ -129,7 +129,6 @@ def settle_level_choice(
     model_dir: PathLike,
     speakers: Mapping[str, Sequence[PathLike]],
     *,
-    skip_bad: bool = False,
     n_jobs: int = 1,
     cache_dir: PathLike | None = None,
 ) -> LevelChoice | None:
@@ -142,8 +141,9 @@ def settle_level_choice(
     model_dir : path
     speakers : mapping of str to sequence of path
         The speakers about to be enrolled (their files or folders).
-    skip_bad, n_jobs, cache_dir
-        As for the enrollment: the levels come from the no-CMVN model's features of the same files.
+    n_jobs, cache_dir
+        As for the enrollment: the levels come from the no-CMVN model's features of the same files (those
+        that cannot be read or hold too little speech left out: the enrollment reports them).
 
     Returns
     -------
@@ -159,7 +159,7 @@ def settle_level_choice(
     elif ModelStore.open(model_dir).speakers():
         choice = None
     else:
-        choice = _choose(kept_dir, speakers, skip_bad=skip_bad, n_jobs=n_jobs, cache_dir=cache_dir)
+        choice = _choose(kept_dir, speakers, n_jobs=n_jobs, cache_dir=cache_dir)
     record = None if choice is None else json.dumps(choice.__dict__).encode()
     if choice is not None and choice.kept:
         atomic_write_bytes(kept_dir / _SWITCHING, record or b"")
@@ -180,7 +180,6 @@ def _choose(
     kept_dir: Path,
     speakers: Mapping[str, Sequence[PathLike]],
     *,
-    skip_bad: bool,
     n_jobs: int,
     cache_dir: PathLike | None,
 ) -> LevelChoice:
@@ -190,7 +189,7 @@ def _choose(
     kept = ModelStore.open(kept_dir)
     wideband_pool = int(kept.feature_config["sample_rate"]) >= WIDEBAND_RATE_HZ
     other_band = 2 * sum(is_wideband(file) != wideband_pool for file in unique) > len(unique)
-    extracted = Recognizer(kept).extract(unique, n_jobs=n_jobs, skip_bad=skip_bad, cache_dir=cache_dir)
+    extracted = Recognizer(kept).extract(unique, n_jobs=n_jobs, skip_bad=True, cache_dir=cache_dir)
     level_of = {
         path: float(np.mean(frames[:, 0])) for path, frames in zip(extracted.paths, extracted, strict=True)
     }

@@ -26,6 +26,7 @@ from spkid.errors import StoreError
 from spkid.features import FeatureConfig, GlobalStats, extract
 from spkid.recognizer import load_config
 from spkid.recognizer.bands import COMPANION_DIR, band_configs
+from spkid.recognizer.level_choice import LEVEL_KEPT_DIR
 from spkid.recognizer.routing import route_recordings
 from spkid.score import ScoreConfig, Scorer
 from spkid.store import ModelStore
@@ -98,12 +99,17 @@ def test_train_ubm_reports_and_stores_every_config_section(trained_model: Path):
     assert store.ubm_shape[0] == 16
     assert store.ubm_config["max_iter"] == 5 and store.score_config["cohort_size"] == 6
     # The configs' defaults, the rate chosen from the 16 kHz pool; bands: auto gives a wideband pool's
-    # main model the telephone band's bottom and a wideband companion.
-    main, companion = band_configs(load_config(None).features.resolve(16000))
-    assert store.feature_config == main.to_dict() and main.f_min_hz == 300.0
-    assert ModelStore.open(trained_model / COMPANION_DIR).feature_config == companion.to_dict()
-    # adaptive CMVN (with the level removed) by default: the model stores the pool's statistics.
-    assert store.feature_config["cmvn"] == "adaptive_level" and (trained_model / "frontend.npz").is_file()
+    # main model the telephone band's bottom and a wideband companion; cmvn: auto makes the model
+    # adaptive_level (it stores the pool's statistics) and a second one without CMVN, until enrollment.
+    defaults = load_config(None).features
+    assert defaults.cmvn == "auto"
+    for folder, cmvn in ((trained_model, "adaptive_level"), (trained_model / LEVEL_KEPT_DIR, "none")):
+        main, companion = band_configs(dataclasses.replace(defaults, cmvn=cmvn).resolve(16000))
+        assert ModelStore.open(folder).feature_config == main.to_dict() and main.f_min_hz == 300.0
+        assert ModelStore.open(folder / COMPANION_DIR).feature_config == companion.to_dict()
+    assert (trained_model / "frontend.npz").is_file() and not (
+        trained_model / LEVEL_KEPT_DIR / "frontend.npz"
+    ).exists()
     assert store.has_cohort() and store.speakers() == []
 
 

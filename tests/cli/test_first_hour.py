@@ -164,12 +164,21 @@ def test_train_ubm_logs_one_timestamped_line_per_iteration_when_stderr_is_a_file
     done = run_cli("train-ubm", tmp_path / "m", corpus["enroll"], *settings, stderr_file=log)
     assert done.returncode == 0, done.stderr
     lines = log.read_text().splitlines()
-    # bands: auto on this wideband pool trains a second, wideband companion UBM after the main one
-    companion = next(
-        i for i, line in enumerate(lines) if "wideband companion UBM EM: 8 components on" in line
+    # bands: auto on this wideband pool trains a wideband companion UBM after the main one, and cmvn: auto
+    # both again without CMVN: four models, each with its header and its 4 iteration lines
+    headers = [i for i, line in enumerate(lines) if " EM: 8 components on" in line]
+    models = [
+        "UBM EM",
+        "wideband companion UBM EM",
+        "UBM without CMVN EM",
+        "wideband companion UBM without CMVN EM",
+    ]
+    assert len(headers) == 4 and all(
+        f" {model}: " in lines[i] for model, i in zip(models, headers, strict=True)
     )
-    assert len([line for line in lines[companion:] if " EM iteration " in line]) == 4
-    lines = lines[:companion]
+    for start, end in zip(headers, [*headers[1:], len(lines)], strict=True):
+        assert len([line for line in lines[start:end] if " EM iteration " in line]) == 4
+    lines = lines[: headers[1]]
     iterations = [LOG_LINE.match(line) for line in lines if " EM iteration " in line]
     assert len(iterations) == 4 and all(iterations), lines
     assert [int(m.group(1)) for m in iterations] == [1, 2, 3, 4] and {m.group(2) for m in iterations} == {"4"}

@@ -74,8 +74,10 @@ def test_train_ubm_shows_a_live_em_display_in_a_terminal(synthetic_corpus: Path,
     # The header says up front what EM trains on; the live bar ends on the last iteration with its figures.
     header = next(HEADER.match(line) for line in screen if HEADER.match(line))
     live = [LIVE_EM.match(line) for line in screen if line.startswith("EM ")]
-    assert len(live) == 2 and all(live), screen  # the UBM's, then its wideband companion's (bands: auto)
-    assert any(line.startswith("wideband companion UBM EM: 8 components") for line in screen), screen
+    # the UBM's, its wideband companion's (bands: auto), then both again without CMVN (cmvn: auto)
+    assert len(live) == 4 and all(live), screen
+    for model in ("wideband companion UBM", "UBM without CMVN", "wideband companion UBM without CMVN"):
+        assert any(line.startswith(f"{model} EM: 8 components") for line in screen), (model, screen)
     iteration, max_iter, log_likelihood, gain, frames = live[0].groups()
     assert (iteration, max_iter) == ("4", "4") and float(gain) > 0 and float(log_likelihood) < 0
     # Every frame count of the run agrees: the header, the live display and the summary on stdout.
@@ -106,7 +108,7 @@ def test_train_ubm_frame_counts_agree_with_a_subsample_and_a_reduced_ubm(
     assert header, header_line
     assert header_line.endswith(", a random 3,000 of them per iteration"), header_line
     per_iteration = [int(m.group(1)) for m in (re.search(r", (\d+) frames, ", x) for x in lines) if m]
-    assert per_iteration == [3000, 3000, 3000, 3000], lines  # the UBM, then its wideband companion
+    assert per_iteration == [3000] * 8, lines  # the UBM, its wideband companion, both without CMVN
     summary = SUMMARY.match(done.stdout)
     assert summary, done.stdout
     assert header.group(1) == summary.group(1) == "512"  # the reduced size, said before EM and after

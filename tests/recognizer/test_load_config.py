@@ -196,7 +196,7 @@ def test_real_feature_config_section(tmp_path):
     classes = {**SECTIONS, "features": FeatureConfig}
     config = load_config(None, ["features.sample_rate=8000", "features.n_fft=512"], section_classes=classes)
     assert config.features == FeatureConfig(
-        sample_rate=8000, n_fft=512, cmvn="adaptive_level", cmvn_relevance_frames=3000.0, bands="auto"
+        sample_rate=8000, n_fft=512, cmvn="auto", cmvn_relevance_frames=3000.0, bands="auto"
     )
     with pytest.raises(ConfigError, match=r"features.frame_shift_ms=30.0: is larger than frame_length_ms"):
         load_config(None, ["features.frame_shift_ms=30"], section_classes=classes)
