@@ -133,7 +133,7 @@ def list_speakers(
     info(
         ctx,
         f"{model_dir}: UBM {summary.n_components} x {summary.n_features}, "
-        f"{summary.sample_rate} Hz, normalization {summary.normalization}, "
+        f"{summary.sample_rate} Hz, CMVN {summary.cmvn}, normalization {summary.normalization}, "
         f"{len(summary.speakers)} speakers"
         + ("" if in_companion is None else f" ({len(in_companion)} also in the {band} companion)"),
     )

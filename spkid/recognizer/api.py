@@ -22,6 +22,7 @@ from spkid.metrics import evaluate, labelled_scores
 from spkid.recognizer.bands import companion_of, drop_from_companion, is_wideband_companion
 from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio
 from spkid.recognizer.identification import Identification, IdentifyResult, identify
+from spkid.recognizer.level_choice import LEVEL_KEPT_DIR
 from spkid.recognizer.results import Verification, VerifyResult
 from spkid.recognizer.speaker_folders import speakers_in_folder
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
@@ -81,6 +82,8 @@ class ModelSummary:
     wideband_speakers: list[str] | None = None
     #: The speakers of the narrowband companion (features.bands: auto on a narrowband pool); None without one.
     narrowband_speakers: list[str] | None = None
+    #: The features' CMVN ("pending" while a ``cmvn: auto`` model awaits its first enrollment).
+    cmvn: str = "utterance"
 
     def to_dict(self) -> dict[str, Any]:
         summary = asdict(self)
@@ -104,8 +107,8 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
     >>> _ = enroll_from_audio(model, {name: files[:2] for name, files in corpus.items()})
     >>> from spkid.recognizer import describe_model
     >>> summary = describe_model(model)
-    >>> summary.speakers, summary.n_components, summary.sample_rate, summary.normalization
-    (['spk01', 'spk02', 'spk03'], 16, 16000, 'none')
+    >>> summary.speakers, summary.n_components, summary.sample_rate, summary.normalization, summary.cmvn
+    (['spk01', 'spk02', 'spk03'], 16, 16000, 'none', 'adaptive_level')
     >>> tmp.cleanup()
     """
     store = ModelStore.open(model_dir)
@@ -122,6 +125,7 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
         normalization=str(store.score_config.get("normalization", "none")),
         wideband_speakers=in_companion if wideband else None,
         narrowband_speakers=None if wideband else in_companion,
+        cmvn="pending" if (store.path / LEVEL_KEPT_DIR).is_dir() else str(store.feature_config.get("cmvn")),
     )
 
 

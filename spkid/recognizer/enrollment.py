@@ -19,7 +19,7 @@ from spkid.features import SkippedFile
 from spkid.gmm import SufficientStats
 from spkid.recognizer.bands import Dropped, all_in_band, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
-from spkid.recognizer.level_choice import LevelChoice, settle_level_choice
+from spkid.recognizer.level_choice import LevelChoice, resume_level_choice, settle_level_choice
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
 
@@ -110,6 +110,7 @@ def enroll_from_audio(
     ({'spk01': 2, 'spk02': 2, 'spk03': 2}, [])
     >>> tmp.cleanup()
     """
+    resumed = resume_level_choice(model_dir)  # a cmvn: auto switch an interrupted enrollment left half done
     store = ModelStore.open(model_dir)
     if not speakers:
         raise DataError("no speakers to enroll")
@@ -135,7 +136,7 @@ def enroll_from_audio(
                 "or --add to add these recordings"
             )
         files_of[name] = find_audio_files(list(paths))
-    choice = settle_level_choice(store.path, files_of, n_jobs=n_jobs, cache_dir=cache_dir)
+    choice = settle_level_choice(store.path, files_of, n_jobs=n_jobs, cache_dir=cache_dir) or resumed
     store = store if choice is None else ModelStore.open(store.path)  # it may now be the no-CMVN model
     companion = companion_of(store.path)
     in_companion: dict[str, list[Path]] = {}

@@ -22,6 +22,7 @@ folder, written before it starts, lets the next enrollment finish an interrupted
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ __all__ = [
     "LevelChoice",
     "level_consistency",
     "remove_level_kept",
+    "resume_level_choice",
     "settle_level_choice",
 ]
 
@@ -150,25 +152,46 @@ def settle_level_choice(
     LevelChoice or None
     """
     model_dir = Path(model_dir)
-    shutil.rmtree(model_dir / _LEFTOVER, ignore_errors=True)
+    resumed = resume_level_choice(model_dir)
     kept_dir = model_dir / LEVEL_KEPT_DIR
-    if not (kept_dir / MANIFEST_FILE).is_file():
-        return None
-    if (kept_dir / _SWITCHING).is_file():  # an interrupted switch: the choice was made
-        choice = LevelChoice(**json.loads((kept_dir / _SWITCHING).read_text(encoding="utf-8")))
-    elif ModelStore.open(model_dir).speakers():
-        choice = None
-    else:
+    if resumed is not None or not (kept_dir / MANIFEST_FILE).is_file():
+        return resumed
+    choice = None
+    if not ModelStore.open(model_dir).speakers():
         choice = _choose(kept_dir, speakers, n_jobs=n_jobs, cache_dir=cache_dir)
-    record = None if choice is None else json.dumps(choice.__dict__).encode()
-    if choice is not None and choice.kept:
-        atomic_write_bytes(kept_dir / _SWITCHING, record or b"")
-        _switch(model_dir, kept_dir)
-    if record is not None:
-        atomic_write_bytes(model_dir / LEVEL_CHOICE_FILE, record)
-    os.rename(kept_dir, model_dir / _LEFTOVER)  # one step: what is left is never half a model
-    shutil.rmtree(model_dir / _LEFTOVER, ignore_errors=True)
+    _apply(model_dir, kept_dir, choice)
     return choice
+
+
+def resume_level_choice(model_dir: PathLike) -> LevelChoice | None:
+    """Finish the switch to the no-CMVN model that an interrupted enrollment started (None: there was none).
+
+    Called before the model is opened: a switch interrupted while the model directory was being rewritten
+    leaves it without a manifest until then.
+    """
+    kept_dir = Path(model_dir) / LEVEL_KEPT_DIR
+    marker = kept_dir / _SWITCHING
+    if not marker.is_file():
+        return None
+    choice = LevelChoice(**json.loads(marker.read_text(encoding="utf-8")))
+    _apply(Path(model_dir), kept_dir, choice)
+    return choice
+
+
+def _apply(model_dir: Path, kept_dir: Path, choice: LevelChoice | None) -> None:
+    """Keep the model ``choice`` says (None: the main one), record the choice, delete the other model."""
+    shutil.rmtree(model_dir / _LEFTOVER, ignore_errors=True)
+    if choice is not None:
+        record = json.dumps(dataclasses.asdict(choice)).encode()
+        if choice.kept:
+            atomic_write_bytes(kept_dir / _SWITCHING, record)
+            _switch(model_dir, kept_dir)
+        atomic_write_bytes(model_dir / LEVEL_CHOICE_FILE, record)
+    try:
+        os.rename(kept_dir, model_dir / _LEFTOVER)  # one step: what is left is never half a model
+    except FileNotFoundError:  # another enrollment settled it first
+        return
+    shutil.rmtree(model_dir / _LEFTOVER, ignore_errors=True)
 
 
 def remove_level_kept(model_dir: PathLike) -> None:

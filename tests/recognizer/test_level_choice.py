@@ -16,7 +16,7 @@ from scipy.stats import f_oneway
 from spkid.corpora.synthetic import make_speakers
 from spkid.errors import FeatureError
 from spkid.features import FeatureConfig, extract
-from spkid.recognizer import enroll_from_audio, identify, load_config, train_ubm_from_audio
+from spkid.recognizer import describe_model, enroll_from_audio, identify, load_config, train_ubm_from_audio
 from spkid.recognizer.bands import COMPANION_DIR
 from spkid.recognizer.level_choice import (
     LEVEL_CHOICE_FILE,
@@ -87,6 +87,7 @@ def test_train_ubm_with_auto_trains_a_model_with_and_one_without_loudness(traine
     assert ModelStore.open(trained / COMPANION_DIR).feature_config["cmvn"] == "adaptive_level"
     assert ModelStore.open(trained / LEVEL_KEPT_DIR).feature_config["cmvn"] == "none"
     assert ModelStore.open(trained / LEVEL_KEPT_DIR / COMPANION_DIR).feature_config["cmvn"] == "none"
+    assert describe_model(trained).cmvn == "pending"  # what spkid list says until the first enrollment
 
 
 def _direct_model(tmp_path: Path, voices: dict, cmvn: str) -> Path:
@@ -115,6 +116,7 @@ def test_the_first_enrollment_keeps_the_model_its_recordings_call_for(
     assert json.loads((model / LEVEL_CHOICE_FILE).read_text())["kept"] is kept
     assert ModelStore.open(model).feature_config["cmvn"] == cmvn
     assert ModelStore.open(model / COMPANION_DIR).feature_config["cmvn"] == cmvn
+    assert describe_model(model).cmvn == cmvn
     # the model left is the one trained with that setting: same UBMs, same scores
     direct = _direct_model(tmp_path, voices, cmvn)
     enroll_from_audio(direct, speakers)
@@ -172,6 +174,7 @@ def test_an_interrupted_switch_is_finished_by_the_next_enrollment(
     monkeypatch.undo()
     assert calls and (model / LEVEL_KEPT_DIR).is_dir()
     assert ModelStore.open(model / COMPANION_DIR).feature_config["cmvn"] == "adaptive_level"  # not yet
+    (model / "manifest.json").unlink()  # as if interrupted while ModelStore.create rewrote the directory
     result = enroll_from_audio(model, speakers)
     assert result.level_choice is not None and result.level_choice.kept
     assert not (model / LEVEL_KEPT_DIR).exists()
