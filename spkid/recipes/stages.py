@@ -138,6 +138,8 @@ def enroll_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, 
         cache_dir=_cache(output_dir),
     )
     log(f"  enrolled {len(result.enrolled)} speakers")
+    if result.level_choice is not None:  # the first enrollment of a features.cmvn: auto model
+        log(f"  features.cmvn auto: {result.level_choice.describe()}")
 
 
 def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, log: Log) -> None:
