@@ -156,8 +156,10 @@ class Scores:
     names: list[str]
     truths: list[str]
     n_failed: int
+    #: what ``features.cmvn: auto`` chose at enrollment ("kept 0.84", "removed 0.43", ...); "" without it
+    loudness: str = ""
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, float | str]:
         names = np.asarray(self.names)
         truths = np.asarray(self.truths)
         correct = int(np.sum(names[np.argmax(self.matrix, axis=1)] == truths))
@@ -170,6 +172,7 @@ class Scores:
             "eer": float(eer(tar, non)),
             "min_dcf": float(min_dcf(tar, non, p_target=P_TARGET)),
             "failed": self.n_failed,
+            **({"loudness": self.loudness} if self.loudness else {}),
         }
 
     def save(self, path: Path) -> None:
@@ -181,13 +184,39 @@ class Scores:
             names=np.asarray(self.names),
             truths=np.asarray(self.truths),
             n_failed=self.n_failed,
+            loudness=np.asarray(self.loudness),
         )
         os.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> Scores:
         with np.load(path) as data:
-            return cls(data["matrix"], data["names"].tolist(), data["truths"].tolist(), int(data["n_failed"]))
+            loudness = str(data["loudness"]) if "loudness" in data.files else ""
+            return cls(
+                data["matrix"],
+                data["names"].tolist(),
+                data["truths"].tolist(),
+                int(data["n_failed"]),
+                loudness,
+            )
+
+
+def loudness_choice(choice: object) -> str:
+    """``features.cmvn: auto``'s choice in a few words: "kept 0.84", "removed 0.43", "removed 0.83 (band)".
+
+    Examples
+    --------
+    >>> from spkid.recognizer.level_choice import LevelChoice
+    >>> choice = LevelChoice(kept=False, consistency=0.83, n_speakers=10, n_recordings=50, other_band=True)
+    >>> loudness_choice(choice)
+    'removed 0.83 (band)'
+    >>> loudness_choice(None)
+    ''
+    """
+    if choice is None:
+        return ""
+    measured = "n/a" if choice.consistency is None else f"{choice.consistency:.2f}"
+    return f"{'kept' if choice.kept else 'removed'} {measured}{' (band)' if choice.other_band else ''}"
 
 
 def _with_failures(matrix: np.ndarray, kept: list[int], n_tests: int) -> np.ndarray:
@@ -238,7 +267,9 @@ class SpkidSystem:
         shutil.rmtree(model_dir, ignore_errors=True)
         shutil.copytree(ubm_dir, model_dir)
         features = self.cache / "features"
-        enroll_from_audio(model_dir, condition.speakers, skip_bad=True, n_jobs=2, cache_dir=features)
+        enrolled = enroll_from_audio(
+            model_dir, condition.speakers, skip_bad=True, n_jobs=2, cache_dir=features
+        )
         test_paths = [path for path, _ in condition.tests]
         names = sorted(Recognizer.open(model_dir).store.speakers())
         # each test scored by the model the CLI would use (a model with features.bands auto holds two)
@@ -247,7 +278,9 @@ class SpkidSystem:
         scored = np.array([rows[test_paths[i]] for i in kept]).reshape(len(kept), len(names))
         matrix = _with_failures(scored, kept, len(test_paths))
         truths = [speaker for _, speaker in condition.tests]
-        result = Scores(matrix, names, truths, len(test_paths) - len(kept))
+        result = Scores(
+            matrix, names, truths, len(test_paths) - len(kept), loudness_choice(enrolled.level_choice)
+        )
         result.save(path)
         shutil.rmtree(model_dir, ignore_errors=True)
         return result
@@ -444,6 +477,14 @@ def summarise(results: dict, systems: list[str], condition_names: list[str]) -> 
             listed = f": {', '.join(case['beaten'])}" if case["beaten"] else ""
             loss = f"{case['worst']:5.2f}{where}"
             lines.append(f"  {system:<{width}} {loss}; beyond its spread on {beaten}{listed}")
+    for system in spkid_systems:
+        choices = {
+            c: sorted({run.get("loudness", "") for run in results[c][system].values()})
+            for c in condition_names
+        }
+        if any(any(made) for made in choices.values()):
+            lines += ["", f"{system}: what features.cmvn auto chose at enrollment (level consistency):"]
+            lines += [f"  {c:<18} {' / '.join(made)}" for c, made in choices.items()]
     lines.append("")
     for system in systems:
         mean_eer = np.mean([means[c, system]["eer"] for c in condition_names])

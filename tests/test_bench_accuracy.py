@@ -6,6 +6,7 @@ import doctest
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -44,3 +45,20 @@ def test_the_report_lists_every_spkid_system_once_best_worst_case_first() -> Non
 
 def test_the_docstring_examples_hold() -> None:
     assert doctest.testmod(bench_accuracy).failed == 0
+
+
+def test_the_report_says_what_cmvn_auto_chose_per_condition(tmp_path: Path) -> None:
+    chosen = {seed: {**run, "loudness": "kept 0.84"} for seed, run in runs(0.1, 0.1).items()}
+    results = {
+        "c": {"defaults": chosen, "none": runs(0.2, 0.2)},
+        "d": {"defaults": runs(0.1), "none": runs(0.1)},
+    }
+    report = bench_accuracy.summarise(results, ["defaults", "none"], ["c", "d"])
+    block = report.split("defaults: what features.cmvn auto chose at enrollment (level consistency):")[1]
+    assert block.splitlines()[1].split() == ["c", "kept", "0.84"]
+    assert "none: what features.cmvn auto chose" not in report  # a system without the choice has no block
+    scores = bench_accuracy.Scores(np.zeros((1, 1)), ["a"], ["a"], 0, "removed 0.43")
+    scores.save(tmp_path / "s.npz")  # the choice survives the cache; an old cached file reads as ""
+    assert bench_accuracy.Scores.load(tmp_path / "s.npz").loudness == "removed 0.43"
+    np.savez(tmp_path / "old.npz", matrix=np.zeros((1, 1)), names=["a"], truths=["a"], n_failed=0)
+    assert bench_accuracy.Scores.load(tmp_path / "old.npz").loudness == ""
