@@ -25,7 +25,14 @@ from typing import Any
 
 #: Public name -> the module of this package that defines it.
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "batch": ("ExtractResult", "choose_sample_rate", "extract_many", "extract_pool", "resolve_sample_rate"),
+    "batch": (
+        "ExtractResult",
+        "choose_sample_rate",
+        "extract_many",
+        "extract_pool",
+        "resolve_sample_rate",
+        "reusing_raw_pools",
+    ),
     "cache": ("CACHE_VERSION",),
     "config": ("FeatureConfig",),
     "derivatives": ("deltas", "with_deltas"),

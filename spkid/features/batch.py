@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,34 @@ from spkid.features.jobs import run_batches
 from spkid.features.normalization import GlobalStats
 from spkid.progress import Progress
 
-__all__ = ["ExtractResult", "choose_sample_rate", "extract_many", "resolve_sample_rate"]
+__all__ = ["ExtractResult", "choose_sample_rate", "extract_many", "resolve_sample_rate", "reusing_raw_pools"]
+
+#: The un-normalised pool features decoded inside a :func:`reusing_raw_pools` block, by front-end and files.
+_RAW_POOLS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("spkid_raw_pools", default=None)
+
+
+@contextlib.contextmanager
+def reusing_raw_pools() -> Iterator[None]:
+    """Within the block, :func:`extract_pool` decodes a pool once per front-end: the un-normalised features
+    it extracts for pool statistics are kept (in memory, for the block) and are the features of a later call
+    with ``cmvn="none"`` on the same files. ``train-ubm`` with ``cmvn: auto`` trains its two models so.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from spkid.corpora.synthetic import make_speakers
+    >>> with tempfile.TemporaryDirectory() as folder, reusing_raw_pools():
+    ...     files = make_speakers(folder, n_speakers=1, n_utterances=2, duration_s=1.0)["spk01"]
+    ...     normalised, stats = extract_pool(files, FeatureConfig(cmvn="adaptive"))
+    ...     raw, _ = extract_pool(files, FeatureConfig(cmvn="none"))  # not decoded again
+    >>> bool(np.allclose(stats.mean, np.concatenate(raw).mean(axis=0), atol=1e-4))
+    True
+    """
+    token = _RAW_POOLS.set({})
+    try:
+        yield
+    finally:
+        _RAW_POOLS.reset(token)
 
 
 class ExtractResult(list):
@@ -208,9 +238,19 @@ def extract_pool(
     (2, True)
     """
     options = {"n_jobs": n_jobs, "skip_bad": skip_bad, "progress": progress, "skip_unusable": True}
-    if not config.needs_global_stats:
+    pools = _RAW_POOLS.get()
+    if not config.needs_global_stats and (pools is None or config.cmvn != "none"):
         return extract_many(paths, config, **options), None
-    raw = extract_many(paths, dataclasses.replace(config, cmvn="none"), **options)
+    paths = list(paths)
+    raw_config = dataclasses.replace(config, cmvn="none")
+    key = (json.dumps(raw_config.to_dict(), sort_keys=True), tuple(map(str, paths)), skip_bad)
+    raw = None if pools is None else pools.get(key)
+    if raw is None:
+        raw = extract_many(paths, raw_config, **options)
+        if pools is not None:
+            pools[key] = raw
+    if not config.needs_global_stats:  # cmvn "none" in a reusing_raw_pools block
+        return raw, None
     if not raw:
         return raw, None
     stats = GlobalStats.from_features(raw)

@@ -26,6 +26,7 @@ from spkid.features import (
     StoredFeatures,
     extract_pool,
     resolve_sample_rate,
+    reusing_raw_pools,
 )
 from spkid.progress import IterationDisplay
 from spkid.recognizer.bands import band_configs, companion_dir_name, remove_companion, split_by_band
@@ -178,9 +179,8 @@ def train_ubm_from_audio(
     ``ubm.max_unusable_fraction`` of the pool. With ``features.bands: auto`` a companion model is trained too,
     on the pool's recordings of its band: with a 16 kHz front-end a wideband one on the wideband recordings
     (native rate 16 kHz or more), with an 8 kHz front-end a narrowband one (from 20 Hz) on the others (none:
-    no companion; :mod:`spkid.recognizer.bands`). With ``features.cmvn: auto`` the model is trained with
-    "adaptive_level" and a second one with no CMVN in ``level-kept/``, for the first enrollment to choose
-    (:mod:`spkid.recognizer.level_choice`).
+    no companion; :mod:`spkid.recognizer.bands`). ``features.cmvn: auto`` trains it "adaptive_level" and
+    one without CMVN in ``level-kept/`` for the first enrollment to choose (:mod:`.level_choice`).
 
     Parameters
     ----------
@@ -199,10 +199,9 @@ def train_ubm_from_audio(
     iteration_log, overwrite : bool
         Without ``progress``: a line per EM iteration on stderr (a log). Replace an existing model.
     cache_dir : path, optional
-        Feature store (:class:`spkid.features.FeatureStore`, the same folder as
-        :func:`spkid.features.extract_many`'s cache): features are written there once and the UBM is trained
-        from the memory-mapped files, so memory does not grow with the pool. With ``config.ubm.backend``
-        "dask" on a remote cluster it must be on a filesystem the workers share. None: features in memory.
+        Feature store (:class:`spkid.features.FeatureStore`): features written once, the UBM trained from
+        the memory-mapped files (memory does not grow with the pool; with Dask on a remote cluster, on a
+        filesystem the workers share). None: features in memory.
     em_label : str
         What the EM header calls the model ("UBM", "wideband companion UBM", "UBM without CMVN", ...).
 
@@ -236,17 +235,18 @@ def train_ubm_from_audio(
     if config.features.cmvn == "auto":  # two models, for the first enrollment to choose (level_choice)
         options = {"n_jobs": n_jobs, "skip_bad": skip_bad, "progress": progress, "cache_dir": cache_dir}
         options |= {"iteration_log": iteration_log}
-        result = train_ubm_from_audio(
-            model_dir, audio_paths, _with_cmvn(config, "adaptive_level"), overwrite=overwrite, **options
-        )
-        kept = train_ubm_from_audio(
-            model_dir / LEVEL_KEPT_DIR,
-            audio_paths,
-            _with_cmvn(config, "none"),
-            overwrite=True,
-            **options,
-            em_label=f"{em_label} without CMVN",
-        )
+        with reusing_raw_pools():  # the pool is decoded once for both (without a feature store)
+            result = train_ubm_from_audio(
+                model_dir, audio_paths, _with_cmvn(config, "adaptive_level"), overwrite=overwrite, **options
+            )
+            kept = train_ubm_from_audio(
+                model_dir / LEVEL_KEPT_DIR,
+                audio_paths,
+                _with_cmvn(config, "none"),
+                overwrite=True,
+                **options,
+                em_label=f"{em_label} without CMVN",
+            )
         return dataclasses.replace(result, level_kept=kept.model_dir)
     files = find_audio_files(audio_paths)
     feature_config, companion_config = band_configs(

@@ -209,3 +209,23 @@ def test_the_cli_says_what_train_ubm_made_and_what_the_first_enrollment_chose(
     check_cli_ok(enrolled)
     assert "features.cmvn auto: loudness kept (no CMVN): " in enrolled.stderr  # stdout: one line per speaker
     assert [line.split()[0] for line in enrolled.stdout.splitlines()] == ["enrolled"] * 5
+
+
+def test_train_ubm_with_auto_decodes_the_pool_once_per_front_end(
+    tmp_path: Path, voices: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spkid.features.batch as batch
+
+    decoded = []
+    real = batch.extract_many
+
+    def counting(paths, config, **options):  # noqa: ANN001, ANN003, ANN202 - a spy on the real function
+        paths = list(paths)
+        decoded.append((config.f_min_hz, config.f_max_hz, config.cmvn, len(paths)))
+        return real(paths, config, **options)
+
+    monkeypatch.setattr(batch, "extract_many", counting)
+    pool = [file for files in voices.values() for file in files]
+    train_ubm_from_audio(tmp_path / "model", pool, load_config(None, [*SMALL, "features.cmvn=auto"]))
+    # the main band and the wideband companion, each decoded once (un-normalised) for both models
+    assert sorted(decoded) == [(20.0, 7600.0, "none", 20), (300.0, 3800.0, "none", 20)]
