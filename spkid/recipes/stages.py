@@ -36,6 +36,7 @@ from spkid.metrics.plots import plot_confusion
 from spkid.recipes.config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
 from spkid.recipes.reports import keep_report
 from spkid.recognizer import Recognizer, enroll_from_audio, score_recordings, train_ubm_from_audio
+from spkid.recognizer.level_choice import LEVEL_KEPT_DIR, remove_level_kept
 from spkid.recognizer.routing import recordings_of, route_trials, routed_score_rows
 from spkid.store import ModelStore
 
@@ -128,6 +129,11 @@ def enroll_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, 
     shutil.copytree(output_dir / "ubm" / "model", model_dir, ignore=shutil.ignore_patterns(".lock", ".tmp-*"))
     if not _speaker_models(protocol):
         log(f"  {len(protocol.enroll)} single-utterance models: adapted on the fly in the score stage")
+        if (model_dir / LEVEL_KEPT_DIR).is_dir():  # cmvn auto: no enrollment to measure the level on
+            remove_level_kept(model_dir)
+            log(
+                "  features.cmvn auto: loudness removed (cmvn adaptive_level): no enrollment to measure it on"
+            )
         return
     result = enroll_from_audio(
         model_dir,

@@ -249,6 +249,10 @@ def test_voxceleb1_recipe_verification_on_the_official_layout(voxceleb1_root: Pa
     assert 0.0 <= result.metrics["eer"] <= 0.5
     assert "identification_accuracy" not in result.metrics  # single-utterance models: verification only
     assert not list((tmp_path / "exp" / "enroll" / "model" / "speakers").glob("*.npz"))
+    # the defaults' cmvn auto has no enrollment to measure the level on: the loudness is removed, the
+    # model without CMVN deleted
+    assert not (tmp_path / "exp" / "enroll" / "model" / "level-kept").exists()
+    assert (tmp_path / "exp" / "ubm" / "model" / "level-kept").is_dir()  # the ubm stage's output is kept
 
 
 def test_voxceleb1_recipe_identification(voxceleb1_root: Path, tmp_path: Path):
