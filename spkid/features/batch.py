@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -243,15 +242,13 @@ def extract_pool(
         return extract_many(paths, config, **options), None
     paths = list(paths)
     raw_config = dataclasses.replace(config, cmvn="none")
-    key = (json.dumps(raw_config.to_dict(), sort_keys=True), tuple(map(str, paths)), skip_bad)
+    key = (raw_config, tuple(paths), skip_bad)
     raw = None if pools is None else pools.get(key)
     if raw is None:
         raw = extract_many(paths, raw_config, **options)
         if pools is not None:
             pools[key] = raw
-    if not config.needs_global_stats:  # cmvn "none" in a reusing_raw_pools block
-        return raw, None
-    if not raw:
+    if not config.needs_global_stats or not raw:  # cmvn "none" in a reusing_raw_pools block, or no file
         return raw, None
     stats = GlobalStats.from_features(raw)
     return ExtractResult([normalise(frames, config, stats) for frames in raw], raw.paths, raw.skipped), stats

@@ -17,7 +17,7 @@ import numpy as np
 
 from spkid.errors import DataError
 from spkid.metrics.measures import verification_report
-from spkid.metrics.protocol import read_scores, split_scores
+from spkid.metrics.protocol import parse_label, read_scores, split_scores
 from spkid.metrics.trials import read_trial_list
 
 __all__ = [
@@ -61,12 +61,6 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         metrics = {key: int(value) if key.startswith("n_") else value for key, value in self.metrics.items()}
         return {"metrics": metrics, "plot": None if self.plot is None else str(self.plot)}
-
-
-def _label(word: str, where: str) -> bool:
-    if word not in ("target", "nontarget"):
-        raise DataError(f"{where}: label must be 'target' or 'nontarget', got {word!r}")
-    return word == "target"
 
 
 def _score(word: str, where: str) -> float:
@@ -119,7 +113,7 @@ def read_labelled_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             raise DataError(
                 f"{where}: expected 'enroll test score target|nontarget' or 'score target|nontarget'"
             )
-        (target if _label(fields[-1], where) else nontarget).append(_score(fields[-2], where))
+        (target if parse_label(fields[-1], where) else nontarget).append(_score(fields[-2], where))
     return np.asarray(target, dtype=np.float64), np.asarray(nontarget, dtype=np.float64)
 
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from spkid.errors import DataError
-from spkid.metrics.protocol import ScoredTrial, read_scores, write_scores
+from spkid.metrics.protocol import ScoredTrial, label_word, read_scores, write_scores
 from spkid.metrics.trials import read_trial_list
 from spkid.score.fusion import Fusion
 
@@ -123,10 +123,9 @@ def aligned_scores(paths: Sequence[PathLike]) -> AlignedScores:
             if item.target is not None:
                 label, first = labelled.setdefault(trial, (item.target, path))
                 if label != item.target:
-                    words = ("target" if item.target else "nontarget", "target" if label else "nontarget")
                     raise DataError(
-                        f"{path}: trial {item.enroll} {item.test} is labelled {words[0]} here and "
-                        f"{words[1]} in {first}"
+                        f"{path}: trial {item.enroll} {item.test} is labelled {label_word(item.target)} here "
+                        f"and {label_word(label)} in {first}"
                     )
         if not scores:
             raise DataError(f"{path}: no scores")

@@ -28,6 +28,8 @@ __all__ = [
     "read_scores",
     "write_scores",
     "split_scores",
+    "parse_label",
+    "label_word",
 ]
 
 
@@ -64,6 +66,30 @@ class ScoredTrial:
     test: str
     score: float
     target: bool | None = None
+
+
+def parse_label(word: str, where: str) -> bool:
+    """``target`` -> True, ``nontarget`` -> False; anything else a DataError naming ``where`` (file:line).
+
+    Examples
+    --------
+    >>> parse_label("target", "trials:1"), parse_label("nontarget", "trials:2")
+    (True, False)
+    """
+    if word not in ("target", "nontarget"):
+        raise DataError(f"{where}: label must be 'target' or 'nontarget', got {word!r}")
+    return word == "target"
+
+
+def label_word(target: bool) -> str:
+    """The word a trial list or score file writes for a label (``target`` or ``nontarget``).
+
+    Examples
+    --------
+    >>> label_word(True), label_word(False)
+    ('target', 'nontarget')
+    """
+    return "target" if target else "nontarget"
 
 
 # --------------------------------------------------------------------------------------------- list files
@@ -107,11 +133,7 @@ def read_trials(path: str | Path) -> list[Trial]:
         if labelled is not None and labelled != (len(fields) == 3):
             raise DataError(f"{path}:{number}: mixes labelled and unlabelled trials")
         labelled = len(fields) == 3
-        target = None
-        if labelled:
-            if fields[2] not in ("target", "nontarget"):
-                raise DataError(f"{path}:{number}: label must be 'target' or 'nontarget', got {fields[2]!r}")
-            target = fields[2] == "target"
+        target = parse_label(fields[2], f"{path}:{number}") if labelled else None
         trials.append(Trial(_decode_id(fields[0]), _decode_id(fields[1]), target))
     return trials
 
@@ -131,7 +153,7 @@ def write_trials(path: str | Path, trials: Iterable[Trial]) -> None:
     """
     lines = []
     for trial in trials:
-        label = "" if trial.target is None else (" target" if trial.target else " nontarget")
+        label = "" if trial.target is None else f" {label_word(trial.target)}"
         lines.append(f"{_encode_id(trial.enroll, path)} {_encode_id(trial.test, path)}{label}\n")
     atomic_write_bytes(path, "".join(lines).encode())
 
@@ -163,11 +185,7 @@ def read_scores(path: str | Path, *, labels: bool = False) -> list[ScoredTrial]:
             raise DataError(f"{path}:{number}: score {fields[2]!r} is not a number") from None
         if not math.isfinite(score):
             raise DataError(f"{path}:{number}: score {fields[2]!r} is not finite")
-        target = None
-        if len(fields) == 4:
-            if fields[3] not in ("target", "nontarget"):
-                raise DataError(f"{path}:{number}: label must be 'target' or 'nontarget', got {fields[3]!r}")
-            target = fields[3] == "target"
+        target = parse_label(fields[3], f"{path}:{number}") if len(fields) == 4 else None
         scores.append(ScoredTrial(_decode_id(fields[0]), _decode_id(fields[1]), score, target))
     return scores
 
@@ -199,7 +217,7 @@ def write_scores(
     for item in scores:
         enroll, test, score = (item.enroll, item.test, item.score) if isinstance(item, ScoredTrial) else item
         target = item.target if isinstance(item, ScoredTrial) else None
-        label = "" if target is None else (" target" if target else " nontarget")
+        label = "" if target is None else f" {label_word(target)}"
         lines.append(f"{_encode_id(enroll, path)} {_encode_id(test, path)} {float(score)!r}{label}\n")
     atomic_write_bytes(path, "".join(lines).encode())
 

@@ -36,7 +36,7 @@ from spkid.atomic import atomic_write_bytes
 from spkid.audio import find_audio_files
 from spkid.recognizer.bands import COMPANION_DIRS, WIDEBAND_RATE_HZ, is_wideband
 from spkid.recognizer.recognizer import Recognizer
-from spkid.store import MANIFEST_FILE, ModelStore
+from spkid.store import COHORT_FILE, MANIFEST_FILE, ModelStore
 
 __all__ = [
     "KEEP_LEVEL_CONSISTENCY",
@@ -237,7 +237,7 @@ def _switch(model_dir: Path, kept_dir: Path) -> None:
     store = ModelStore.create(
         model_dir, **configs, score_config=kept.manifest["score_config"], ubm=kept.load_ubm(), overwrite=True
     )
-    if (kept_dir / "cohort.npz").is_file():
+    if (kept_dir / COHORT_FILE).is_file():
         store.save_cohort(kept.load_cohort())
     for name in COMPANION_DIRS:  # the rename is the commit: a finished one is not redone
         if (kept_dir / name).is_dir():

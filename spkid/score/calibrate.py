@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 
 from spkid.errors import DataError, ModelError
 
-__all__ = ["Calibrator", "bayes_threshold", "fit_llr"]
+__all__ = ["Calibrator", "bayes_threshold", "checked_p_effective", "fit_llr"]
 
 # Inverse L2 strength of the logistic regression: negligible for real score sets (Platt's targets already
 # keep the slope finite on separable ones); it only keeps the solver well-posed.
@@ -45,6 +45,19 @@ def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> 
 def _log_odds(probability: float) -> float:
     """``logit(p) = log(p / (1 - p))`` of a probability strictly between 0 and 1 (no scipy.special import)."""
     return math.log(probability) - math.log1p(-probability)
+
+
+def checked_p_effective(p_effective: float) -> float:
+    """``p_effective`` as a float, when strictly between 0 and 1 (else a DataError).
+
+    Examples
+    --------
+    >>> checked_p_effective(0.5)
+    0.5
+    """
+    if not 0.0 < p_effective < 1.0:
+        raise DataError(f"p_effective={p_effective}: must be strictly between 0 and 1")
+    return float(p_effective)
 
 
 def fit_llr(
@@ -152,9 +165,7 @@ class Calibrator:
     """
 
     def __init__(self, p_effective: float = 0.5) -> None:
-        if not 0.0 < p_effective < 1.0:
-            raise DataError(f"p_effective={p_effective}: must be strictly between 0 and 1")
-        self.p_effective = float(p_effective)
+        self.p_effective = checked_p_effective(p_effective)
 
     def fit(self, scores: ArrayLike, labels: ArrayLike) -> Calibrator:
         """Fit on a development trial set.

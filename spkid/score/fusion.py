@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spkid.errors import DataError, ModelError
-from spkid.score.calibrate import fit_llr
+from spkid.score.calibrate import checked_p_effective, fit_llr
 
 __all__ = ["Fusion"]
 
@@ -55,9 +55,7 @@ class Fusion:
     """
 
     def __init__(self, p_effective: float = 0.5) -> None:
-        if not 0.0 < p_effective < 1.0:
-            raise DataError(f"p_effective={p_effective}: must be strictly between 0 and 1")
-        self.p_effective = float(p_effective)
+        self.p_effective = checked_p_effective(p_effective)
 
     def fit(self, scores: ArrayLike, labels: ArrayLike) -> Fusion:
         """Fit on development trials.
