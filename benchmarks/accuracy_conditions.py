@@ -73,7 +73,10 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "sc-enroll-3clips": ("sc", "Speech Commands, enrollment from 3 words"),
     "sc-narrowband": ("sc", "Speech Commands through a telephone channel, UBM pool too"),
     "sc-tel-tests": ("sc", "Speech Commands, clean UBM and enrollment, telephone tests"),
+    "sc-tel-enroll": ("sc", "Speech Commands, clean UBM and tests, telephone enrollment"),
     "sc-tel-speakers": ("sc", "Speech Commands, clean UBM, telephone enrollment and tests"),
+    "sc-nb-ubm-wb-tests": ("sc", "Speech Commands, telephone UBM pool and enrollment, clean tests"),
+    "sc-nb-ubm-wb-speakers": ("sc", "Speech Commands, telephone UBM pool, clean enrollment and tests"),
     "ls-spk-sc-ubm": ("ls+sc", "LibriSpeech speakers, UBM pool of Speech Commands words"),
     "sc-spk-ls-ubm": ("ls+sc", "Speech Commands speakers, UBM pool of LibriSpeech read speech"),
 }

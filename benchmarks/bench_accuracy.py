@@ -202,7 +202,8 @@ class Scores:
 
 
 def loudness_choice(choice: object) -> str:
-    """``features.cmvn: auto``'s choice in a few words: "kept 0.84", "removed 0.43", "removed 0.83 (band)".
+    """``features.cmvn: auto``'s choice in a few words: "kept 0.84", "removed 0.43", "removed 0.83 (band)"
+    (another band than the pool's, long recordings), "kept 0.65 (band, short)".
 
     Examples
     --------
@@ -215,8 +216,11 @@ def loudness_choice(choice: object) -> str:
     """
     if choice is None:
         return ""
+    if getattr(choice, "pending", False):
+        return "pending"
     measured = "n/a" if choice.consistency is None else f"{choice.consistency:.2f}"
-    return f"{'kept' if choice.kept else 'removed'} {measured}{' (band)' if choice.other_band else ''}"
+    band = (" (band, short)" if choice.kept else " (band)") if choice.other_band else ""
+    return f"{'kept' if choice.kept else 'removed'} {measured}{band}"
 
 
 def _with_failures(matrix: np.ndarray, kept: list[int], n_tests: int) -> np.ndarray:

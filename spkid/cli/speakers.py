@@ -104,7 +104,7 @@ def enroll(
             scheduler=scheduler,
         )
     report_skipped(ctx, result.skipped)
-    if result.level_choice is not None:  # the first enrollment of a cmvn: auto model
+    if result.level_choice is not None:  # a cmvn: auto model, not yet settled
         info(ctx, f"features.cmvn auto: {result.level_choice.describe()}")
     for name, n_files in result.enrolled.items():
         typer.echo(f"enrolled {name} ({n_files} file{'' if n_files == 1 else 's'})")

@@ -129,7 +129,7 @@ class FeatureConfig:
         "global" uses the pool's statistics alone; "level" removes only the recording's level (c0's mean, so
         a gain changes nothing); "adaptive_level" is "adaptive" with c0's mean then removed whole (a gain no
         longer shifts it); "none" keeps raw cepstra. "auto" is chosen per model: ``train-ubm`` trains an
-        "adaptive_level" model and a "none" one, and the first enrollment keeps the one its recordings call
+        "adaptive_level" model and a "none" one, and the enrollment keeps the one its recordings call
         for (:mod:`spkid.recognizer.level_choice`); features are never extracted with "auto" itself.
     cmvn_window_frames : int = 300
         Sliding-window and warping window length (3 s), the Kaldi and Pelecanos default.

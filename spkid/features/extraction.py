@@ -106,7 +106,7 @@ def normalise(features: np.ndarray, config: FeatureConfig, stats: GlobalStats | 
     method = config.cmvn
     if method == "auto":
         raise FeatureError(
-            "features.cmvn='auto' is settled by train-ubm and the first enrollment; extract with a model's "
+            "features.cmvn='auto' is settled by train-ubm and the enrollment; extract with a model's "
             "stored settings or name a method"
         )
     if config.needs_global_stats:

@@ -144,7 +144,7 @@ def enroll_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, 
         cache_dir=_cache(output_dir),
     )
     log(f"  enrolled {len(result.enrolled)} speakers")
-    if result.level_choice is not None:  # the first enrollment of a features.cmvn: auto model
+    if result.level_choice is not None:  # a features.cmvn: auto model, not yet settled
         log(f"  features.cmvn auto: {result.level_choice.describe()}")
 
 

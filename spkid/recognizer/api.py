@@ -82,7 +82,7 @@ class ModelSummary:
     wideband_speakers: list[str] | None = None
     #: The speakers of the narrowband companion (features.bands: auto on a narrowband pool); None without one.
     narrowband_speakers: list[str] | None = None
-    #: The features' CMVN ("pending" while a ``cmvn: auto`` model awaits its first enrollment).
+    #: The features' CMVN ("pending" while a ``cmvn: auto`` model awaits the enrollment that chooses).
     cmvn: str = "utterance"
 
     def to_dict(self) -> dict[str, Any]:

@@ -48,7 +48,7 @@ SECTIONS: dict[str, type] = {
 #: Where the defaults of configs (the CLI's, ``default.yaml``'s) differ from the section classes' own: the
 #: API's ``FeatureConfig()`` keeps an explicit rate, per-utterance CMVN and one front-end, which need no pool;
 #: a config lets ``train-ubm`` choose the rate from the pool, split the band, and train a model that keeps
-#: the recordings' loudness beside one that removes it for the first enrollment to choose (``cmvn: auto``;
+#: the recordings' loudness beside one that removes it for the enrollment to choose (``cmvn: auto``;
 #: the latter's adaptive CMVN weighs a recording's own statistics as much as the pool's only at 30 s;
 #: README "Defaults, and why").
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {

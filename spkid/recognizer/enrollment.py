@@ -19,7 +19,13 @@ from spkid.features import SkippedFile
 from spkid.gmm import SufficientStats
 from spkid.recognizer.bands import Dropped, all_in_band, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
-from spkid.recognizer.level_choice import LevelChoice, resume_level_choice, settle_level_choice
+from spkid.recognizer.level_choice import (
+    LEVEL_KEPT_DIR,
+    LevelChoice,
+    record_levels,
+    resume_level_choice,
+    settle_level_choice,
+)
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
 
@@ -31,8 +37,8 @@ logger = logging.getLogger(__name__)  # per-step detail, shown by spkid --verbos
 
 @dataclass(frozen=True)
 class EnrollResult:
-    """Speakers enrolled (name -> number of recordings used), the files skipped, and what the first
-    enrollment of a ``cmvn: auto`` model chose (:mod:`spkid.recognizer.level_choice`).
+    """Speakers enrolled (name -> number of recordings used), the files skipped, and what an enrollment
+    of a ``cmvn: auto`` model chose, or that the choice waits (:mod:`spkid.recognizer.level_choice`).
 
     Examples
     --------
@@ -64,8 +70,9 @@ def enroll_from_audio(
 
     Speakers are saved one by one as they are done, so an interruption keeps those already enrolled. A model
     with a companion (``features.bands: auto``) enrolls a speaker there too when all its recordings have the
-    companion's band, wideband or narrowband (:mod:`spkid.recognizer.bands`). The first enrollment of a
-    ``cmvn: auto`` model first keeps one of its two models (:mod:`spkid.recognizer.level_choice`).
+    companion's band, wideband or narrowband (:mod:`spkid.recognizer.bands`). A ``cmvn: auto`` model keeps
+    one of its two models once 3 speakers with two recordings are enrolled, both until then
+    (:mod:`spkid.recognizer.level_choice`).
 
     Parameters
     ----------
@@ -136,8 +143,8 @@ def enroll_from_audio(
                 "or --add to add these recordings"
             )
         files_of[name] = find_audio_files(list(paths))
-    choice = settle_level_choice(store.path, files_of, n_jobs=n_jobs, cache_dir=cache_dir) or resumed
-    store = store if choice is None else ModelStore.open(store.path)  # it may now be the no-CMVN model
+    choice = settle_level_choice(store.path, files_of, add=add, n_jobs=n_jobs, cache_dir=cache_dir) or resumed
+    store = store if choice is None or choice.pending else ModelStore.open(store.path)  # maybe no-CMVN now
     companion = companion_of(store.path)
     in_companion: dict[str, list[Path]] = {}
     dropped = Dropped()
@@ -174,18 +181,16 @@ def enroll_from_audio(
         raise
     dropped.put_back([name for name in dropped.kept if name not in enrolled])
     in_companion = {name: files for name, files in in_companion.items() if name in enrolled}
+    options = {"skip_bad": skip_bad, "n_jobs": n_jobs, "cache_dir": cache_dir, "backend": backend}
     if companion is not None and in_companion:
-        enroll_from_audio(
-            companion,
-            in_companion,
-            add=add,
-            skip_bad=skip_bad,
-            n_jobs=n_jobs,
-            progress=progress,
-            cache_dir=cache_dir,
-            backend=backend,
-            scheduler=scheduler,
-        )
+        enroll_from_audio(companion, in_companion, add=add, progress=progress, scheduler=scheduler, **options)
+    if choice is not None and choice.pending:  # into the no-CMVN model too, for the enrollment that chooses
+        kept_dir = store.path / LEVEL_KEPT_DIR
+        both = [name for name in enrolled if not add or name in ModelStore.open(kept_dir)]
+        if both:
+            mirrored = {name: files_of[name] for name in both}
+            enroll_from_audio(kept_dir, mirrored, replace=not add, add=add, scheduler=scheduler, **options)
+        record_levels(store.path, both, add=add)
     return EnrollResult(enrolled=enrolled, skipped=skipped, level_choice=choice)
 
 

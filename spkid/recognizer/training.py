@@ -77,7 +77,7 @@ class TrainResult:
     sample_rate: int = 0  # of the front-end (chosen from the pool with features.sample_rate: auto)
     cmvn: str = "utterance"
     companion: Path | None = None  # the companion model (features.bands: auto): wideband/ or narrowband/
-    level_kept: Path | None = None  # the no-CMVN model of features.cmvn: auto, until the first enrollment
+    level_kept: Path | None = None  # the no-CMVN model of features.cmvn: auto, until the enrollment chooses
 
 
 def training_header(
@@ -180,7 +180,7 @@ def train_ubm_from_audio(
     on the pool's recordings of its band: with a 16 kHz front-end a wideband one on the wideband recordings
     (native rate 16 kHz or more), with an 8 kHz front-end a narrowband one (from 20 Hz) on the others (none:
     no companion; :mod:`spkid.recognizer.bands`). ``features.cmvn: auto`` trains it "adaptive_level" and
-    one without CMVN in ``level-kept/`` for the first enrollment to choose (:mod:`.level_choice`).
+    one without CMVN in ``level-kept/`` for the enrollment to choose (:mod:`.level_choice`).
 
     Parameters
     ----------
@@ -232,7 +232,7 @@ def train_ubm_from_audio(
     if (model_dir / MANIFEST_FILE).is_file() and not overwrite:
         raise StoreError(f"{model_dir}: a model already exists here; pass --overwrite to replace it")
     audio_paths = list(audio_paths)
-    if config.features.cmvn == "auto":  # two models, for the first enrollment to choose (level_choice)
+    if config.features.cmvn == "auto":  # two models, for the enrollment to choose (level_choice)
         options = {"n_jobs": n_jobs, "skip_bad": skip_bad, "progress": progress, "cache_dir": cache_dir}
         options |= {"iteration_log": iteration_log}
         with reusing_raw_pools():  # the pool is decoded once for both (without a feature store)

@@ -111,7 +111,7 @@ EXTRACTION_MODULES = (
         )
     ),
 )
-EXTRACTION_CODE = {3: "1a6d4aaa39e8ada0"}
+EXTRACTION_CODE = {3: "fb9938734c5e2900"}
 
 
 def _canonical(node: object) -> object:

@@ -16,7 +16,14 @@ from scipy.stats import f_oneway
 from spkid.corpora.synthetic import make_speakers
 from spkid.errors import FeatureError
 from spkid.features import FeatureConfig, extract
-from spkid.recognizer import describe_model, enroll_from_audio, identify, load_config, train_ubm_from_audio
+from spkid.recognizer import (
+    describe_model,
+    enroll_from_audio,
+    identify,
+    load_config,
+    remove_speaker,
+    train_ubm_from_audio,
+)
 from spkid.recognizer.bands import COMPANION_DIR
 from spkid.recognizer.level_choice import (
     LEVEL_CHOICE_FILE,
@@ -130,30 +137,75 @@ def test_the_first_enrollment_keeps_the_model_its_recordings_call_for(
     assert enroll_from_audio(model, {"late": voices["spk01"][3:]}).level_choice is None
 
 
-def test_telephone_recordings_with_a_wideband_pool_remove_the_loudness(
-    tmp_path: Path, voices: dict, trained: Path
+@pytest.mark.parametrize(("n_joined", "kept"), [(1, True), (4, False)])
+def test_telephone_recordings_with_a_wideband_pool_keep_the_loudness_only_when_short(
+    tmp_path: Path, voices: dict, trained: Path, n_joined: int, kept: bool
 ) -> None:
-    narrowband = {}
+    narrowband = {}  # 8 kHz recordings of 2 s (n_joined 1) or 8 s (4 utterances joined), a level per speaker
     for i, (name, files) in enumerate(voices.items()):
         (tmp_path / name).mkdir()
         narrowband[name] = []
-        for file in files[:3]:
-            samples, rate = soundfile.read(file)
-            narrowband[name].append(tmp_path / name / file.name)
-            soundfile.write(narrowband[name][-1], samples[::2] * 10 ** (-9.0 * i / 20), rate // 2)
+        for j in range(3):
+            joined = [soundfile.read(files[(j + k) % len(files)])[0] for k in range(n_joined)]
+            narrowband[name].append(tmp_path / name / f"{j}.wav")
+            soundfile.write(narrowband[name][-1], np.concatenate(joined)[::2] * 10 ** (-9.0 * i / 20), 8000)
     shutil.copytree(trained, tmp_path / "model")
     choice = enroll_from_audio(tmp_path / "model", narrowband).level_choice
-    assert choice is not None and choice.other_band and not choice.kept
-    assert "another band than the UBM pool's" in choice.describe()
+    assert choice is not None and choice.other_band and choice.kept is kept
+    assert choice.median_s == pytest.approx(2.0 * n_joined, abs=0.05)
+    assert ("but are short" if kept else "and are long") in choice.describe()
 
 
-def test_too_few_speakers_to_measure_remove_the_loudness(tmp_path: Path, voices: dict, trained: Path) -> None:
-    shutil.copytree(trained, tmp_path / "model")
-    two = {name: files for name, files in list(voices.items())[:2]}
-    choice = enroll_from_audio(tmp_path / "model", two).level_choice
-    assert choice is not None and choice.consistency is None and not choice.kept
-    assert "too few speakers" in choice.describe()
-    assert ModelStore.open(tmp_path / "model").feature_config["cmvn"] == "adaptive_level"
+def test_one_speaker_at_a_time_ends_where_all_at_once_does(
+    tmp_path: Path, voices: dict, trained: Path
+) -> None:
+    four = {name: voices[name] for name in list(voices)[:4]}
+    speakers = at_levels(four, tmp_path / "audio", lambda speaker, recording: 15.0 - 15.0 * speaker)
+    at_once, one_by_one = tmp_path / "at_once", tmp_path / "one_by_one"
+    shutil.copytree(trained, at_once)
+    shutil.copytree(trained, one_by_one)
+    assert enroll_from_audio(at_once, speakers).level_choice.kept
+    a, b, c, d = speakers
+    choices = [enroll_from_audio(one_by_one, {"gone": speakers[d]}).level_choice]
+    remove_speaker(one_by_one, "gone")  # removed before the choice: stays out
+    choices.append(enroll_from_audio(one_by_one, {a: speakers[a][:1]}).level_choice)
+    choices.append(enroll_from_audio(one_by_one, {a: speakers[a][1:]}, add=True).level_choice)
+    choices += [enroll_from_audio(one_by_one, {name: speakers[name]}).level_choice for name in (b, c)]
+    assert [choice.pending for choice in choices] == [True, True, True, True, False] and choices[-1].kept
+    assert choices[-1].n_speakers == 3 and choices[-1].n_recordings == 9
+    assert "choice waits for 3 speakers" in choices[0].describe()
+    assert describe_model(one_by_one).cmvn == "none" and not (one_by_one / LEVEL_KEPT_DIR).exists()
+    enroll_from_audio(one_by_one, {d: speakers[d]})
+    assert ModelStore.open(one_by_one).speakers() == ModelStore.open(at_once).speakers() == [a, b, c, d]
+    tests = [files[3] for files in four.values()]
+    scores = [identify(path, tests).results for path in (one_by_one, at_once)]
+    for ours, theirs in zip(*scores, strict=True):
+        assert dict(ours.scores) == pytest.approx(dict(theirs.scores), rel=1e-5)
+
+
+def test_ten_speakers_without_three_to_measure_stop_the_wait(
+    tmp_path: Path, voices: dict, trained: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    singles = [file for files in voices.values() for file in files[:2]]  # 10 speakers of one recording
+    choice = enroll_from_audio(model, {f"s{i:02d}": [file] for i, file in enumerate(singles)}).level_choice
+    assert choice is not None and not choice.pending and not choice.kept and choice.consistency is None
+    assert "too few speakers with two recordings" in choice.describe()
+    assert not (model / LEVEL_KEPT_DIR).exists() and describe_model(model).cmvn == "adaptive_level"
+
+
+def test_a_speaker_missing_from_the_second_model_settles_on_the_main_one(
+    tmp_path: Path, voices: dict, trained: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    first = enroll_from_audio(model, {"spk01": voices["spk01"][:2]}).level_choice
+    assert first is not None and first.pending and (model / LEVEL_KEPT_DIR).is_dir()
+    assert describe_model(model).cmvn == "pending"
+    ModelStore.open(model / LEVEL_KEPT_DIR).remove_speaker("spk01")  # as if interrupted between the models
+    assert enroll_from_audio(model, {"spk02": voices["spk02"][:2]}).level_choice is None
+    assert not (model / LEVEL_KEPT_DIR).exists() and describe_model(model).cmvn == "adaptive_level"
 
 
 def test_an_interrupted_switch_is_finished_by_the_next_enrollment(
