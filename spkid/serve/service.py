@@ -263,12 +263,19 @@ class SpeakerService:
         *,
         replace: bool = False,
     ) -> dict[str, Any]:
-        """Enroll ``speaker`` from the recordings (``spkid enroll --speaker``); seen by the next request."""
+        """Enroll ``speaker`` from the recordings (``spkid enroll --speaker``); seen by the next request.
+
+        With ``features.cmvn: auto`` the answer also says what the enrollment chose, or that the choice waits
+        (``"cmvn_auto"``, the line ``spkid enroll`` prints).
+        """
         with self._audio_files(uploads, paths) as files, self._computing_slot():  # one CPU
             result = enroll_from_audio(
                 self.model_dir, {speaker: [file for _, file in files]}, replace=replace
             )
-        return {"speaker": speaker, "files": result.enrolled.get(speaker, 0)}
+        answer: dict[str, Any] = {"speaker": speaker, "files": result.enrolled.get(speaker, 0)}
+        if result.level_choice is not None:
+            answer["cmvn_auto"] = result.level_choice.describe()
+        return answer
 
     def remove(self, speaker: str) -> dict[str, Any]:
         """Remove an enrolled speaker (``spkid remove``)."""

@@ -92,6 +92,25 @@ def test_service_follows_enroll_and_remove_by_others(model: dict, tmp_path: Path
     assert service.snapshot() is service.snapshot()  # nothing changed: no reload
 
 
+def test_speakers_enrolled_one_by_one_through_the_service_settle_cmvn_auto(
+    synthetic_corpus: Path, tmp_path: Path
+) -> None:
+    speakers = {p.name: sorted(p.glob("*.wav")) for p in sorted(synthetic_corpus.iterdir()) if p.is_dir()}
+    model_dir = tmp_path / "model"
+    train_ubm_from_audio(model_dir, [synthetic_corpus], load_config(None, SETTINGS["bank"]))
+    service = SpeakerService(model_dir, allow_paths=True)
+    tests = [str(files[3]) for files in speakers.values()]
+    for name in sorted(speakers)[:4]:
+        answer = service.enroll(name, paths=[str(file) for file in speakers[name][:3]])
+        assert answer["files"] == 3 and "cmvn_auto" in answer
+        served = [found.to_dict() for found in service.identify(paths=tests, top_k=0)]
+        assert served == [found.to_dict() for found in identify(model_dir, tests, top_k=0).results]
+        if "waits" not in answer["cmvn_auto"]:
+            break
+    assert "waits" not in answer["cmvn_auto"] and name == sorted(speakers)[2]  # the third speaker chose
+    assert service.speakers()["cmvn"] in ("none", "adaptive_level") and len(served[0]["scores"]) == 3
+
+
 def test_requests_share_the_cpu_budget(model: dict, monkeypatch: pytest.MonkeyPatch):
     """A request holds one CPU to extract and scores on the CPUs nobody waits for: never over budget."""
     import contextlib
