@@ -183,7 +183,8 @@ def settle_level_choice(
         return resumed
     enrolled = set(ModelStore.open(model_dir).speakers())
     earlier = _read_levels(kept_dir).get("speakers", {})
-    if not _mirrored(model_dir, kept_dir, enrolled):  # speakers the no-CMVN model lacks: the main one stays
+    redone = set() if add else set(speakers)  # re-enrolled in both: a copy missing there does not matter
+    if not _mirrored(model_dir, kept_dir, enrolled - redone):  # lacking in the no-CMVN model: main stays
         _apply(model_dir, kept_dir, None)
         return None
     measured = _measure(kept_dir, speakers, n_jobs=n_jobs, cache_dir=cache_dir)
@@ -192,7 +193,9 @@ def settle_level_choice(
         records[name] = records.get(name, []) + new if add else new
     choice = _choose(records)
     if choice.pending:
-        _write_levels(kept_dir, {"speakers": earlier, "measured": measured})
+        atomic_write_bytes(
+            kept_dir / LEVELS_FILE, json.dumps({"speakers": earlier, "measured": measured}).encode()
+        )
     else:
         _apply(model_dir, kept_dir, choice)
     return choice
@@ -207,7 +210,7 @@ def record_levels(model_dir: PathLike, names: Sequence[str], *, add: bool = Fals
     for name in names:
         if name in measured:
             earlier[name] = earlier.get(name, []) + measured[name] if add else measured[name]
-    _write_levels(kept_dir, {"speakers": earlier})
+    atomic_write_bytes(kept_dir / LEVELS_FILE, json.dumps({"speakers": earlier}).encode())
 
 
 def resume_level_choice(model_dir: PathLike) -> LevelChoice | None:
@@ -259,10 +262,6 @@ def _read_levels(kept_dir: Path) -> dict:
     except (OSError, ValueError):  # none yet (or damaged: the speakers it listed count as not measured)
         return {}
     return levels if isinstance(levels, dict) else {}
-
-
-def _write_levels(kept_dir: Path, levels: dict) -> None:
-    atomic_write_bytes(kept_dir / LEVELS_FILE, json.dumps(levels).encode())
 
 
 def _mirrored(model_dir: Path, kept_dir: Path, enrolled: set[str]) -> bool:

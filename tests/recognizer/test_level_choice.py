@@ -204,6 +204,9 @@ def test_a_speaker_missing_from_the_second_model_settles_on_the_main_one(
     assert first is not None and first.pending and (model / LEVEL_KEPT_DIR).is_dir()
     assert describe_model(model).cmvn == "pending"
     ModelStore.open(model / LEVEL_KEPT_DIR).remove_speaker("spk01")  # as if interrupted between the models
+    again = enroll_from_audio(model, {"spk01": voices["spk01"][:2]}, replace=True).level_choice
+    assert again is not None and again.pending  # re-enrolled into both: the choice still waits
+    ModelStore.open(model / LEVEL_KEPT_DIR).remove_speaker("spk01")
     assert enroll_from_audio(model, {"spk02": voices["spk02"][:2]}).level_choice is None
     assert not (model / LEVEL_KEPT_DIR).exists() and describe_model(model).cmvn == "adaptive_level"
 
