@@ -110,9 +110,8 @@ class LevelChoice:
         if not self.other_band:
             return line
         length = "" if self.median_s is None else f" (median {self.median_s:.1f} s)"
-        if self.kept:
-            return line + f"; most recordings have another band than the UBM pool's, but are short{length}"
-        return line + f", but most recordings have another band than the UBM pool's and are long{length}"
+        but = ("; most", ", but are short") if self.kept else (", but most", " and are long")
+        return line + f"{but[0]} recordings have another band than the UBM pool's{but[1]}{length}"
 
 
 def level_consistency(levels: Mapping[str, Sequence[float]]) -> float | None:
@@ -157,9 +156,8 @@ def settle_level_choice(
 ) -> LevelChoice | None:
     """Before an enrollment: choose between the two models of a ``cmvn: auto`` directory, keep one.
 
-    Nothing to do (None) for any other model. With too few speakers to measure, counting those enrolled
-    while the choice waited, the choice is ``pending``: the caller enrolls the speakers into the main model,
-    then into :data:`LEVEL_KEPT_DIR` too, then calls :func:`record_levels`.
+    None for any other model. With too few speakers to measure (with those enrolled while it waited) the
+    choice is ``pending``: the caller enrolls into both models, then calls :func:`record_levels`.
 
     Parameters
     ----------
@@ -172,9 +170,10 @@ def settle_level_choice(
         As for the enrollment: the levels come from the no-CMVN model's features of the same files (those
         that cannot be read or hold too little speech left out: the enrollment reports them).
 
-    Returns
-    -------
-    LevelChoice or None
+    Raises
+    ------
+    StoreError
+        The no-CMVN model cannot be read (the message says how to settle on the main one).
     """
     model_dir = Path(model_dir)
     resumed = resume_level_choice(model_dir)
@@ -207,9 +206,8 @@ def record_levels(model_dir: PathLike, names: Sequence[str], *, add: bool = Fals
     kept_dir = Path(model_dir) / LEVEL_KEPT_DIR
     levels = _read_levels(kept_dir)
     earlier, measured = levels.get("speakers", {}), levels.get("measured", {})
-    for name in names:
-        if name in measured:
-            earlier[name] = earlier.get(name, []) + measured[name] if add else measured[name]
+    for name in set(names) & set(measured):
+        earlier[name] = earlier.get(name, []) + measured[name] if add else measured[name]
     atomic_write_bytes(kept_dir / LEVELS_FILE, json.dumps({"speakers": earlier}).encode())
 
 
@@ -267,7 +265,10 @@ def _read_levels(kept_dir: Path) -> dict:
 def _mirrored(model_dir: Path, kept_dir: Path, enrolled: set[str]) -> bool:
     """Whether the no-CMVN model holds every speaker of the main one from the same frames (an enrollment
     interrupted between the two models leaves a speaker missing there, or stale)."""
-    main, kept = ModelStore.open(model_dir), ModelStore.open(kept_dir)
+    try:
+        main, kept = ModelStore.open(model_dir), ModelStore.open(kept_dir)
+    except StoreError as exc:
+        raise StoreError(f"{exc}; delete {kept_dir} to settle features.cmvn auto on the main model") from None
     for name in enrolled:
         if name not in kept:
             return False

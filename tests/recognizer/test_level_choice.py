@@ -14,7 +14,7 @@ from conftest import check_cli_ok, cli_invoke
 from scipy.stats import f_oneway
 
 from spkid.corpora.synthetic import make_speakers
-from spkid.errors import FeatureError
+from spkid.errors import FeatureError, StoreError
 from spkid.features import FeatureConfig, extract
 from spkid.recognizer import (
     describe_model,
@@ -209,6 +209,21 @@ def test_a_speaker_missing_from_the_second_model_settles_on_the_main_one(
     ModelStore.open(model / LEVEL_KEPT_DIR).remove_speaker("spk01")
     assert enroll_from_audio(model, {"spk02": voices["spk02"][:2]}).level_choice is None
     assert not (model / LEVEL_KEPT_DIR).exists() and describe_model(model).cmvn == "adaptive_level"
+
+
+def test_a_damaged_second_model_stops_the_enrollment_with_a_way_out(
+    tmp_path: Path, voices: dict, trained: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    enroll_from_audio(model, {"spk01": voices["spk01"][:2]})
+    (model / LEVEL_KEPT_DIR / "manifest.json").write_text("{broken")
+    with pytest.raises(StoreError, match=r"level-kept/manifest.json: unreadable model manifest .*; delete "):
+        enroll_from_audio(model, {"spk02": voices["spk02"][:2]})
+    assert ModelStore.open(model).speakers() == ["spk01"]  # nothing stored is lost
+    shutil.rmtree(model / LEVEL_KEPT_DIR)  # the way out the message gives
+    assert enroll_from_audio(model, {"spk02": voices["spk02"][:2]}).level_choice is None
+    assert ModelStore.open(model).speakers() == ["spk01", "spk02"]
 
 
 def test_an_interrupted_switch_is_finished_by_the_next_enrollment(
