@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from spkid.gmm import SufficientStats
 from spkid.recognizer.bands import Dropped, all_in_band, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
 from spkid.recognizer.level_choice import (
+    ENROLLING_LOCK,
     LEVEL_KEPT_DIR,
     LevelChoice,
     record_levels,
@@ -28,6 +31,7 @@ from spkid.recognizer.level_choice import (
 )
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import ModelStore, validate_speaker_name
+from spkid.store.locking import writer_lock
 
 __all__ = ["EnrollResult", "enroll_from_audio"]
 
@@ -53,6 +57,24 @@ class EnrollResult:
     level_choice: LevelChoice | None = None
 
 
+def _one_at_a_time_while_waiting(enroll: Callable[..., EnrollResult]) -> Callable[..., EnrollResult]:
+    """Enrollments of a model whose ``cmvn: auto`` choice waits run one at a time (a lock in its second
+    model's folder: the enrollment that settles the choice deletes it, so later ones run free)."""
+
+    @functools.wraps(enroll)
+    def serialised(
+        model_dir: PathLike, speakers: Mapping[str, Sequence[PathLike]], **options
+    ) -> EnrollResult:
+        with contextlib.ExitStack() as stack:
+            if (Path(model_dir) / LEVEL_KEPT_DIR).is_dir():
+                with contextlib.suppress(OSError):  # settled meanwhile (or unwritable: the enrollment says)
+                    stack.enter_context(writer_lock(Path(model_dir) / LEVEL_KEPT_DIR / ENROLLING_LOCK))
+            return enroll(model_dir, speakers, **options)
+
+    return serialised
+
+
+@_one_at_a_time_while_waiting
 def enroll_from_audio(
     model_dir: PathLike,
     speakers: Mapping[str, Sequence[PathLike]],
@@ -162,34 +184,25 @@ def enroll_from_audio(
         dropped = drop_from_companion(
             store.path, [name for name in files_of if name not in in_companion or not add]
         )
+    options = {"skip_bad": skip_bad, "n_jobs": n_jobs, "cache_dir": cache_dir, "backend": backend}
+    options["scheduler"] = scheduler
     try:
         enrolled, skipped = _enroll_main(
-            store,
-            files_of,
-            earlier,
-            replace=replace,
-            add=add,
-            n_jobs=n_jobs,
-            skip_bad=skip_bad,
-            progress=progress,
-            cache_dir=cache_dir,
-            backend=backend,
-            scheduler=scheduler,
+            store, files_of, earlier, replace=replace, add=add, progress=progress, **options
         )
     except BaseException:  # back only where the main model's copy is still the one it had
         dropped.put_back(where_main_unchanged=True)
         raise
     dropped.put_back([name for name in dropped.kept if name not in enrolled])
     in_companion = {name: files for name, files in in_companion.items() if name in enrolled}
-    options = {"skip_bad": skip_bad, "n_jobs": n_jobs, "cache_dir": cache_dir, "backend": backend}
     if companion is not None and in_companion:
-        enroll_from_audio(companion, in_companion, add=add, progress=progress, scheduler=scheduler, **options)
+        enroll_from_audio(companion, in_companion, add=add, progress=progress, **options)
     if choice is not None and choice.pending:  # into the no-CMVN model too, for the enrollment that chooses
         kept_dir = store.path / LEVEL_KEPT_DIR
         both = [name for name in enrolled if not add or name in ModelStore.open(kept_dir)]
         if both:
             mirrored = {name: files_of[name] for name in both}
-            enroll_from_audio(kept_dir, mirrored, replace=not add, add=add, scheduler=scheduler, **options)
+            enroll_from_audio(kept_dir, mirrored, replace=not add, add=add, **options)
         record_levels(store.path, both, add=add)
     return EnrollResult(enrolled=enrolled, skipped=skipped, level_choice=choice)
 

@@ -69,9 +69,9 @@ KEEP_LEVEL_CONSISTENCY = 0.6
 SHORT_RECORDING_S = 3.0
 #: The levels of the speakers enrolled while the choice waits, in LEVEL_KEPT_DIR (JSON).
 LEVELS_FILE = "levels.json"
-_MIN_SPEAKERS = 3  # with two recordings or more
-_WAIT_SPEAKERS = 10  # from this many speakers without 3 to measure, the choice stops waiting
+_MIN_SPEAKERS, _WAIT_SPEAKERS = 3, 10  # speakers of 2 recordings to measure; without, stop waiting from 10
 _SWITCHING = ".switching"  # marker in LEVEL_KEPT_DIR: the level is kept, the switch has started
+ENROLLING_LOCK = ".enrolling"  # in LEVEL_KEPT_DIR: enrollments while the choice waits run one at a time
 _LEFTOVER = ".level-kept-removed"
 
 

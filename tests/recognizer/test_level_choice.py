@@ -26,6 +26,7 @@ from spkid.recognizer import (
 )
 from spkid.recognizer.bands import COMPANION_DIR
 from spkid.recognizer.level_choice import (
+    ENROLLING_LOCK,
     LEVEL_CHOICE_FILE,
     LEVEL_KEPT_DIR,
     level_consistency,
@@ -209,6 +210,34 @@ def test_a_speaker_missing_from_the_second_model_settles_on_the_main_one(
     ModelStore.open(model / LEVEL_KEPT_DIR).remove_speaker("spk01")
     assert enroll_from_audio(model, {"spk02": voices["spk02"][:2]}).level_choice is None
     assert not (model / LEVEL_KEPT_DIR).exists() and describe_model(model).cmvn == "adaptive_level"
+
+
+def test_enrollments_run_one_at_a_time_while_the_choice_waits(
+    tmp_path: Path, voices: dict, trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+    import os
+
+    import spkid.recognizer.enrollment as enrollment
+
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    held = []
+    real = enrollment.record_levels
+
+    def probe(model_dir, names, **options):  # noqa: ANN001, ANN003, ANN202 - a spy on the real function
+        other = os.open(Path(model_dir) / LEVEL_KEPT_DIR / ENROLLING_LOCK, os.O_RDWR)
+        try:  # another enrollment (another open file) would wait here
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(list(names))
+        finally:
+            os.close(other)
+        return real(model_dir, names, **options)
+
+    monkeypatch.setattr(enrollment, "record_levels", probe)
+    assert enroll_from_audio(model, {"spk01": voices["spk01"][:2]}).level_choice.pending
+    assert held == [["spk01"]]
 
 
 def test_a_damaged_second_model_stops_the_enrollment_with_a_way_out(
