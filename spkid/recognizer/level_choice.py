@@ -180,13 +180,18 @@ def settle_level_choice(
     kept_dir = model_dir / LEVEL_KEPT_DIR
     if resumed is not None or not (kept_dir / MANIFEST_FILE).is_file():
         return resumed
-    enrolled = set(ModelStore.open(model_dir).speakers())
+    main = ModelStore.open(model_dir)
+    try:
+        kept = ModelStore.open(kept_dir)
+    except StoreError as exc:
+        raise StoreError(f"{exc}; delete {kept_dir} to settle features.cmvn auto on the main model") from None
+    enrolled = set(main.speakers())
     earlier = _read_levels(kept_dir).get("speakers", {})
     redone = set() if add else set(speakers)  # re-enrolled in both: a copy missing there does not matter
-    if not _mirrored(model_dir, kept_dir, enrolled - redone):  # lacking in the no-CMVN model: main stays
+    if not _mirrored(main, kept, enrolled - redone):  # lacking in the no-CMVN model: the main one stays
         _apply(model_dir, kept_dir, None)
         return None
-    measured = _measure(kept_dir, speakers, n_jobs=n_jobs, cache_dir=cache_dir)
+    measured = _measure(kept, speakers, n_jobs=n_jobs, cache_dir=cache_dir)
     records = {name: earlier[name] for name in enrolled & set(earlier)}
     for name, new in measured.items():
         records[name] = records.get(name, []) + new if add else new
@@ -262,13 +267,9 @@ def _read_levels(kept_dir: Path) -> dict:
     return levels if isinstance(levels, dict) else {}
 
 
-def _mirrored(model_dir: Path, kept_dir: Path, enrolled: set[str]) -> bool:
+def _mirrored(main: ModelStore, kept: ModelStore, enrolled: set[str]) -> bool:
     """Whether the no-CMVN model holds every speaker of the main one from the same frames (an enrollment
     interrupted between the two models leaves a speaker missing there, or stale)."""
-    try:
-        main, kept = ModelStore.open(model_dir), ModelStore.open(kept_dir)
-    except StoreError as exc:
-        raise StoreError(f"{exc}; delete {kept_dir} to settle features.cmvn auto on the main model") from None
     for name in enrolled:
         if name not in kept:
             return False
@@ -282,13 +283,12 @@ def _mirrored(model_dir: Path, kept_dir: Path, enrolled: set[str]) -> bool:
 
 
 def _measure(
-    kept_dir: Path, speakers: Mapping[str, Sequence[PathLike]], *, n_jobs: int, cache_dir: PathLike | None
+    kept: ModelStore, speakers: Mapping[str, Sequence[PathLike]], *, n_jobs: int, cache_dir: PathLike | None
 ) -> dict[str, list[list[float]]]:
     """Each speaker's recordings as ``[level, seconds, other band]``, on the no-CMVN model's features (c0:
     the log energy, unnormalised)."""
     files_of = {name: find_audio_files(list(paths)) for name, paths in speakers.items()}
     unique = list(dict.fromkeys(file for files in files_of.values() for file in files))
-    kept = ModelStore.open(kept_dir)
     wideband_pool = int(kept.feature_config["sample_rate"]) >= WIDEBAND_RATE_HZ
     recognizer = Recognizer(kept)
     extracted = recognizer.extract(unique, n_jobs=n_jobs, skip_bad=True, cache_dir=cache_dir)
