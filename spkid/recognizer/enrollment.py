@@ -90,7 +90,8 @@ def enroll_from_audio(
 ) -> EnrollResult:
     """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
 
-    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled. A model
+    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled (while a
+    ``cmvn: auto`` choice waits, an unusable file stops the enrollment before any speaker instead). A model
     with a companion (``features.bands: auto``) enrolls a speaker there too when all its recordings have the
     companion's band, wideband or narrowband (:mod:`spkid.recognizer.bands`). A ``cmvn: auto`` model keeps
     one of its two models once 3 speakers with two recordings are enrolled, both until then
@@ -165,7 +166,8 @@ def enroll_from_audio(
                 "or --add to add these recordings"
             )
         files_of[name] = find_audio_files(list(paths))
-    choice = settle_level_choice(store.path, files_of, add=add, n_jobs=n_jobs, cache_dir=cache_dir) or resumed
+    options = {"skip_bad": skip_bad, "n_jobs": n_jobs, "cache_dir": cache_dir}
+    choice = settle_level_choice(store.path, files_of, add=add, **options) or resumed
     store = store if choice is None or choice.pending else ModelStore.open(store.path)  # maybe no-CMVN now
     companion = companion_of(store.path)
     in_companion: dict[str, list[Path]] = {}
@@ -184,8 +186,7 @@ def enroll_from_audio(
         dropped = drop_from_companion(
             store.path, [name for name in files_of if name not in in_companion or not add]
         )
-    options = {"skip_bad": skip_bad, "n_jobs": n_jobs, "cache_dir": cache_dir, "backend": backend}
-    options["scheduler"] = scheduler
+    options |= {"backend": backend, "scheduler": scheduler}
     try:
         enrolled, skipped = _enroll_main(
             store, files_of, earlier, replace=replace, add=add, progress=progress, **options

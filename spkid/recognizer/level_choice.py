@@ -151,6 +151,7 @@ def settle_level_choice(
     speakers: Mapping[str, Sequence[PathLike]],
     *,
     add: bool = False,
+    skip_bad: bool = False,
     n_jobs: int = 1,
     cache_dir: PathLike | None = None,
 ) -> LevelChoice | None:
@@ -166,14 +167,16 @@ def settle_level_choice(
         The speakers about to be enrolled (their files or folders).
     add : bool
         The recordings add to speakers enrolled before (``enroll --add``).
-    n_jobs, cache_dir
-        As for the enrollment: the levels come from the no-CMVN model's features of the same files (those
-        that cannot be read or hold too little speech left out: the enrollment reports them).
+    skip_bad, n_jobs, cache_dir
+        As for the enrollment (the levels come from the no-CMVN model's features of the same files): without
+        ``skip_bad``, the first unusable file stops it with the enrollment's error, before anything is chosen.
 
     Raises
     ------
     StoreError
         The no-CMVN model cannot be read (the message says how to settle on the main one).
+    SpkidError
+        Without ``skip_bad``: the error of an unusable file, as the enrollment gives it.
     """
     model_dir = Path(model_dir)
     resumed = resume_level_choice(model_dir)
@@ -191,7 +194,7 @@ def settle_level_choice(
     if not _mirrored(main, kept, enrolled - redone):  # lacking in the no-CMVN model: the main one stays
         _apply(model_dir, kept_dir, None)
         return None
-    measured = _measure(kept, speakers, n_jobs=n_jobs, cache_dir=cache_dir)
+    measured = _measure(kept, speakers, skip_bad=skip_bad, n_jobs=n_jobs, cache_dir=cache_dir)
     records = {name: earlier[name] for name in enrolled & set(earlier)}
     for name, new in measured.items():
         records[name] = records.get(name, []) + new if add else new
@@ -271,11 +274,9 @@ def _mirrored(main: ModelStore, kept: ModelStore, enrolled: set[str]) -> bool:
     """Whether the no-CMVN model holds every speaker of the main one from the same frames (an enrollment
     interrupted between the two models leaves a speaker missing there, or stale)."""
     for name in enrolled:
-        if name not in kept:
-            return False
         try:
             frames = [float(store.load_speaker_stats(name).zeroth.sum()) for store in (main, kept)]
-        except StoreError:
+        except StoreError:  # missing there, or unreadable
             return False
         if abs(frames[0] - frames[1]) > 1e-3 * max(frames[0], 1.0):
             return False
@@ -283,7 +284,7 @@ def _mirrored(main: ModelStore, kept: ModelStore, enrolled: set[str]) -> bool:
 
 
 def _measure(
-    kept: ModelStore, speakers: Mapping[str, Sequence[PathLike]], *, n_jobs: int, cache_dir: PathLike | None
+    kept: ModelStore, speakers: Mapping[str, Sequence[PathLike]], *, skip_bad: bool, **options
 ) -> dict[str, list[list[float]]]:
     """Each speaker's recordings as ``[level, seconds, other band]``, on the no-CMVN model's features (c0:
     the log energy, unnormalised)."""
@@ -291,7 +292,7 @@ def _measure(
     unique = list(dict.fromkeys(file for files in files_of.values() for file in files))
     wideband_pool = int(kept.feature_config["sample_rate"]) >= WIDEBAND_RATE_HZ
     recognizer = Recognizer(kept)
-    extracted = recognizer.extract(unique, n_jobs=n_jobs, skip_bad=True, cache_dir=cache_dir)
+    extracted = recognizer.extract(unique, skip_bad=skip_bad, **options)
     shift_s = recognizer.feature_config.frame_shift / recognizer.feature_config.sample_rate
     record_of = {
         path: [
@@ -336,8 +337,7 @@ def _switch(model_dir: Path, kept_dir: Path) -> None:
     )
     if (kept_dir / COHORT_FILE).is_file():
         store.save_cohort(kept.load_cohort())
-    names = kept.speakers()
-    if names:  # enrolled in both while the choice waited
+    if names := kept.speakers():  # enrolled in both while the choice waited
         with store.bank_batch(names):
             for name in names:
                 kept.load_speaker(name)  # reads its cohort statistics

@@ -29,11 +29,11 @@ distributed = pytest.importorskip("dask.distributed", reason="dask is optional: 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An 8-component model of the synthetic corpus with no speaker enrolled (top-4 scoring: the bank)."""
+    """An 8-component model of the synthetic corpus with no speaker enrolled (top-4 scoring: the bank), its
+    CMVN named: a ``cmvn: auto`` model whose choice waits stops at a bad file before enrolling anyone."""
     model_dir = tmp_path_factory.mktemp("batch") / "model"
-    config = load_config(
-        None, ["ubm.n_components=8", "ubm.max_iter=4", "score.cohort_size=5", "score.top_c=4"]
-    )
+    overrides = ["ubm.n_components=8", "ubm.max_iter=4", "score.cohort_size=5", "score.top_c=4"]
+    config = load_config(None, [*overrides, "features.cmvn=adaptive_level"])
     speakers = speakers_in_folder(synthetic_corpus)
     train_ubm_from_audio(model_dir, [paths[0] for paths in speakers.values()], config)
     return model_dir

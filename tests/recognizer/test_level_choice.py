@@ -14,7 +14,7 @@ from conftest import check_cli_ok, cli_invoke
 from scipy.stats import f_oneway
 
 from spkid.corpora.synthetic import make_speakers
-from spkid.errors import FeatureError, StoreError
+from spkid.errors import FeatureError, SpkidError, StoreError
 from spkid.features import FeatureConfig, extract
 from spkid.recognizer import (
     describe_model,
@@ -253,6 +253,25 @@ def test_a_damaged_second_model_stops_the_enrollment_with_a_way_out(
     shutil.rmtree(model / LEVEL_KEPT_DIR)  # the way out the message gives
     assert enroll_from_audio(model, {"spk02": voices["spk02"][:2]}).level_choice is None
     assert ModelStore.open(model).speakers() == ["spk01", "spk02"]
+
+
+def test_a_bad_file_in_the_enrollment_that_would_choose_stops_it_before_the_choice(
+    tmp_path: Path, voices: dict, trained: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    for name in ("spk01", "spk02"):
+        assert enroll_from_audio(model, {name: voices[name][:2]}).level_choice.pending
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    with pytest.raises(SpkidError, match="broken.wav"):  # the enrollment's own error
+        enroll_from_audio(model, {"spk03": [*voices["spk03"][:2], broken]})
+    assert (model / LEVEL_KEPT_DIR / "manifest.json").is_file() and not (model / LEVEL_CHOICE_FILE).exists()
+    assert ModelStore.open(model).speakers() == ModelStore.open(model / LEVEL_KEPT_DIR).speakers()
+    assert ModelStore.open(model).speakers() == ["spk01", "spk02"]
+    result = enroll_from_audio(model, {"spk03": [*voices["spk03"][:2], broken]}, skip_bad=True)
+    assert not result.level_choice.pending and result.level_choice.n_recordings == 6
+    assert (model / LEVEL_CHOICE_FILE).is_file() and not (model / LEVEL_KEPT_DIR).exists()
 
 
 def test_an_interrupted_switch_is_finished_by_the_next_enrollment(
