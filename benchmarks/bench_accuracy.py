@@ -207,7 +207,7 @@ def loudness_choice(choice: object) -> str:
 
     Examples
     --------
-    >>> from spkid.recognizer.level_choice import LevelChoice
+    >>> from spkid.recognizer.level_rule import LevelChoice
     >>> choice = LevelChoice(kept=False, consistency=0.83, n_speakers=10, n_recordings=50, other_band=True)
     >>> loudness_choice(choice)
     'removed 0.83 (band)'

@@ -186,9 +186,9 @@ def train_ubm(
     )
     if result.level_kept is not None:
         typer.echo(
-            f"features.cmvn auto: a second model without CMVN in {result.level_kept}; once 3 speakers "
-            "with two recordings are enrolled, it is kept if their recordings keep their level, this one "
-            "(loudness removed) otherwise"
+            f"features.cmvn auto: a second model without CMVN in {result.level_kept}; once enough speakers "
+            "with two recordings are enrolled (3 to 10), it is kept if their recordings keep their level, "
+            "this one (loudness removed) otherwise"
         )
     if result.companion is not None:
         from spkid.recognizer.bands import is_wideband_companion

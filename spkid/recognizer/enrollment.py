@@ -90,12 +90,11 @@ def enroll_from_audio(
 ) -> EnrollResult:
     """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
 
-    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled (while a
-    ``cmvn: auto`` choice waits, an unusable file stops the enrollment before any speaker instead). A model
+    Speakers are saved one by one as they are done, so an interruption keeps those already enrolled. A model
     with a companion (``features.bands: auto``) enrolls a speaker there too when all its recordings have the
     companion's band, wideband or narrowband (:mod:`spkid.recognizer.bands`). A ``cmvn: auto`` model keeps
-    one of its two models once 3 speakers with two recordings are enrolled, both until then
-    (:mod:`spkid.recognizer.level_choice`).
+    one of its two models once enough speakers with two recordings are enrolled (3 to 10), both until then,
+    when an unusable file stops the enrollment before any speaker (:mod:`spkid.recognizer.level_choice`).
 
     Parameters
     ----------
@@ -200,11 +199,12 @@ def enroll_from_audio(
         enroll_from_audio(companion, in_companion, add=add, progress=progress, **options)
     if choice is not None and choice.pending:  # into the no-CMVN model too, for the enrollment that chooses
         kept_dir = store.path / LEVEL_KEPT_DIR
-        both = [name for name in enrolled if not add or name in ModelStore.open(kept_dir)]
+        both = {name: files_of[name] for name in enrolled if not add or name in ModelStore.open(kept_dir)}
         if both:
-            mirrored = {name: files_of[name] for name in both}
-            enroll_from_audio(kept_dir, mirrored, replace=not add, add=add, **options)
-        record_levels(store.path, both, add=add)
+            enroll_from_audio(kept_dir, both, replace=not add, add=add, **options)
+        record_levels(
+            store.path, {name: choice.measured[name] for name in both if name in choice.measured}, add
+        )
     return EnrollResult(enrolled=enrolled, skipped=skipped, level_choice=choice)
 
 

@@ -4,25 +4,26 @@ A recording's level (the mean of c0, its log energy) is the speaker where each s
 level (voice, device, distance), and noise where every recording has a gain of its own: no fixed
 normalisation is right for both (``bench_accuracy.py``). So with ``auto``, ``train-ubm`` trains two models
 on the pool: the main one ``adaptive_level`` (loudness removed) and, in :data:`LEVEL_KEPT_DIR`, one with no
-CMVN (loudness kept), each with its band companion. The enrollment that brings 3 speakers with two
-recordings measures how consistent the level is within them, :func:`level_consistency` (the share of the
-level variance between speakers), keeps the no-CMVN model when it reaches :data:`KEEP_LEVEL_CONSISTENCY`,
-unless most recordings have another band than the UBM pool's and are long (:data:`SHORT_RECORDING_S`),
-and deletes the other; later commands use the model left. Speakers enrolled before go into both models (the
-main one answers meanwhile), their levels kept in :data:`LEVELS_FILE`: one speaker at a time ends where all
-at once does. From 10 speakers without 3 to measure, the loudness is removed: the safer side. The switch
-goes through :meth:`spkid.store.ModelStore.create` (crash-safe); a marker written before it starts lets
-the next enrollment finish an interrupted switch.
+CMVN (loudness kept), each with its band companion. Once 3 speakers with two recordings are enrolled, the
+enrollment measures how consistent the level is within them and applies the rule of
+:mod:`spkid.recognizer.level_rule`: the no-CMVN model is kept when the share of the level variance between
+speakers is high, unless most recordings have another band than the UBM pool's and are long; under 10
+speakers only once the share's confidence interval lies on one side of the threshold. The other model is
+deleted; later commands use the model left. Until then speakers go into both models (the main one answers
+meanwhile), their levels kept in :data:`LEVELS_FILE`: one speaker at a time ends where all at once does.
+From 10 speakers the share decides (unmeasurable: the loudness is removed, the safer side). The switch goes
+through :meth:`spkid.store.ModelStore.create` (crash-safe); a marker written before it starts lets the next
+enrollment finish an interrupted switch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +32,17 @@ from spkid.atomic import atomic_write_bytes
 from spkid.audio import find_audio_files
 from spkid.errors import StoreError
 from spkid.recognizer.bands import COMPANION_DIRS, WIDEBAND_RATE_HZ, drop_from_companion, is_wideband
+from spkid.recognizer.level_rule import LevelChoice, choose_level
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import COHORT_FILE, MANIFEST_FILE, ModelStore
+from spkid.store.layout import write_error
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
-    "KEEP_LEVEL_CONSISTENCY",
     "LEVELS_FILE",
     "LEVEL_CHOICE_FILE",
     "LEVEL_KEPT_DIR",
-    "SHORT_RECORDING_S",
-    "LevelChoice",
-    "level_consistency",
     "record_levels",
     "remove_level_kept",
     "resume_level_choice",
@@ -54,96 +55,11 @@ PathLike = str | os.PathLike[str]
 LEVEL_KEPT_DIR = "level-kept"
 #: What the enrollment chose, in the model directory (JSON).
 LEVEL_CHOICE_FILE = "level_choice.json"
-#: Share of the level variance between speakers from which the loudness is kept. Measured on the enrollment
-#: recordings of the 25 conditions of bench_accuracy.py: 0.64-0.84 where each speaker's recordings keep their
-#: own level (no CMVN 1.1-2.3 EER points better on eight of them, at most 0.21 worse on the others but the
-#: band-mismatched LibriSpeech ones, below), 0.35 and 0.43 with a random level per recording (no CMVN 3.5-5.6
-#: points worse), 0.55 with a random handset per Speech Commands word (the two models 0.27 points apart).
-KEEP_LEVEL_CONSISTENCY = 0.6
-#: Recordings of another band than the UBM pool's keep their loudness only when they are this short (median
-#: seconds of the enrollment's recordings). bench_accuracy.py: with telephone enrollment and a wideband pool,
-#: or the reverse, no CMVN was 0.13-1.07 EER points worse on the 3 such LibriSpeech conditions (recordings of
-#: 2-18 s, median 6.1: the spectrum identifies the speaker, the level adds the channel) and 1.20-1.53 points
-#: better on the 3 Speech Commands ones (1-s words: the level is much of what there is). Any bound between 1
-#: and 6 s separates them; 3 s is the window of sliding CMVN and feature warping.
-SHORT_RECORDING_S = 3.0
 #: The levels of the speakers enrolled while the choice waits, in LEVEL_KEPT_DIR (JSON).
 LEVELS_FILE = "levels.json"
-_MIN_SPEAKERS, _WAIT_SPEAKERS = 3, 10  # speakers of 2 recordings to measure; without, stop waiting from 10
 _SWITCHING = ".switching"  # marker in LEVEL_KEPT_DIR: the level is kept, the switch has started
 ENROLLING_LOCK = ".enrolling"  # in LEVEL_KEPT_DIR: enrollments while the choice waits run one at a time
 _LEFTOVER = ".level-kept-removed"
-
-
-@dataclass(frozen=True)
-class LevelChoice:
-    """What the enrollment of a ``cmvn: auto`` model chose (or that the choice waits).
-
-    Examples
-    --------
-    >>> LevelChoice(kept=True, consistency=0.71, n_speakers=53, n_recordings=530).describe()
-    'loudness kept (no CMVN): 71% of the level variance of 530 recordings lies between 53 speakers'
-    """
-
-    kept: bool
-    consistency: float | None  # None: not measurable
-    n_speakers: int
-    n_recordings: int
-    other_band: bool = False  # most recordings have a band other than the UBM pool's
-    median_s: float | None = None  # the recordings' median duration (None: recorded by an older spkid)
-    pending: bool = False  # too few speakers yet: both models stay, a later enrollment chooses
-
-    def describe(self) -> str:
-        """One line for the terminal."""
-        if self.pending:
-            return (
-                f"choice waits for 3 speakers with two recordings ({self.n_speakers} enrolled so far); until "
-                "then the loudness is removed (cmvn adaptive_level)"
-            )
-        what = "loudness kept (no CMVN)" if self.kept else "loudness removed (cmvn adaptive_level)"
-        if self.consistency is None:
-            return f"{what}: too few speakers with two recordings to measure the level's consistency"
-        line = (
-            f"{what}: {self.consistency:.0%} of the level variance of {self.n_recordings} recordings lies "
-            f"between {self.n_speakers} speakers"
-        )
-        if not self.other_band:
-            return line
-        length = "" if self.median_s is None else f" (median {self.median_s:.1f} s)"
-        but = ("; most", ", but are short") if self.kept else (", but most", " and are long")
-        return line + f"{but[0]} recordings have another band than the UBM pool's{but[1]}{length}"
-
-
-def level_consistency(levels: Mapping[str, Sequence[float]]) -> float | None:
-    """The share of the recordings' level variance that lies between speakers.
-
-    ``1 - pooled within-speaker variance / variance of all recordings``: near 1 when each speaker's recordings
-    share a level, near 0 (or below) when the level varies as much within a speaker as between speakers.
-
-    Parameters
-    ----------
-    levels : mapping of str to sequence of float
-        Speaker -> the level of each of its recordings.
-
-    Returns
-    -------
-    float or None
-        None with fewer than 3 speakers of two recordings or more.
-
-    Examples
-    --------
-    >>> round(level_consistency({"a": [1.0, 1.2], "b": [5.0, 5.2], "c": [9.0, 8.8]}), 3)
-    0.998
-    >>> level_consistency({"a": [1.0, 9.0], "b": [5.0, 1.0], "c": [9.0, 5.0]}) < 0
-    True
-    """
-    groups = [np.asarray(values, dtype=np.float64) for values in levels.values() if len(values)]
-    if sum(len(group) > 1 for group in groups) < _MIN_SPEAKERS:
-        return None
-    dof = sum(len(group) - 1 for group in groups)
-    within = sum(float(np.sum((group - group.mean()) ** 2)) for group in groups) / dof
-    total = float(np.var(np.concatenate(groups)))
-    return 1.0 - within / total if total > 0 else 0.0
 
 
 def settle_level_choice(
@@ -151,14 +67,16 @@ def settle_level_choice(
     speakers: Mapping[str, Sequence[PathLike]],
     *,
     add: bool = False,
+    final: bool = False,
     skip_bad: bool = False,
     n_jobs: int = 1,
     cache_dir: PathLike | None = None,
 ) -> LevelChoice | None:
     """Before an enrollment: choose between the two models of a ``cmvn: auto`` directory, keep one.
 
-    None for any other model. With too few speakers to measure (with those enrolled while it waited) the
-    choice is ``pending``: the caller enrolls into both models, then calls :func:`record_levels`.
+    None for any other model. While the levels (with those enrolled while it waited) leave it unclear the
+    choice is ``pending``: the caller enrolls into both models, then calls :func:`record_levels`. With no
+    ``speakers`` and ``final``, after an enrollment no other will follow (a recipe's): the choice is made.
 
     Parameters
     ----------
@@ -167,6 +85,8 @@ def settle_level_choice(
         The speakers about to be enrolled (their files or folders).
     add : bool
         The recordings add to speakers enrolled before (``enroll --add``).
+    final : bool
+        Choose now (:func:`~spkid.recognizer.level_rule.choose_level`).
     skip_bad, n_jobs, cache_dir
         As for the enrollment (the levels come from the no-CMVN model's features of the same files): without
         ``skip_bad``, the first unusable file stops it with the enrollment's error, before anything is chosen.
@@ -184,6 +104,7 @@ def settle_level_choice(
     if resumed is not None or not (kept_dir / MANIFEST_FILE).is_file():
         return resumed
     main = ModelStore.open(model_dir)
+    Recognizer(main)  # settings this spkid cannot use stop the enrollment here, before anything is chosen
     try:
         kept = ModelStore.open(kept_dir)
     except StoreError as exc:
@@ -191,32 +112,35 @@ def settle_level_choice(
     enrolled = set(main.speakers())
     earlier = _read_levels(kept_dir).get("speakers", {})
     redone = set() if add else set(speakers)  # re-enrolled in both: a copy missing there does not matter
-    if not _mirrored(main, kept, enrolled - redone):  # lacking in the no-CMVN model: the main one stays
-        _apply(model_dir, kept_dir, None)
-        return None
-    measured = _measure(kept, speakers, skip_bad=skip_bad, n_jobs=n_jobs, cache_dir=cache_dir)
+    mirrored = _mirrored(main, kept, enrolled - redone)  # else lacking in the no-CMVN model: main one stays
+    measured = (
+        _measure(kept, speakers, skip_bad=skip_bad, n_jobs=n_jobs, cache_dir=cache_dir)
+        if mirrored and speakers
+        else {}
+    )
     records = {name: earlier[name] for name in enrolled & set(earlier)}
     for name, new in measured.items():
         records[name] = records.get(name, []) + new if add else new
-    choice = _choose(records)
-    if choice.pending:
-        atomic_write_bytes(
-            kept_dir / LEVELS_FILE, json.dumps({"speakers": earlier, "measured": measured}).encode()
-        )
-    else:
-        _apply(model_dir, kept_dir, choice)
-    return choice
+    choice = choose_level(records, final=final) if mirrored else None
+    try:
+        if choice is None or not choice.pending:
+            _apply(model_dir, kept_dir, choice)
+    except OSError as exc:
+        raise write_error(model_dir, exc) from None
+    return choice if choice is None or not choice.pending else dataclasses.replace(choice, measured=measured)
 
 
-def record_levels(model_dir: PathLike, names: Sequence[str], *, add: bool = False) -> None:
-    """After a ``pending`` enrollment: keep the levels measured for ``names`` (the speakers it enrolled in
-    both models) for the enrollment that will choose."""
+def record_levels(model_dir: PathLike, measured: Mapping[str, Sequence], add: bool = False) -> None:
+    """After a ``pending`` enrollment: keep the levels ``measured`` (``LevelChoice.measured``) of the speakers
+    it enrolled in both models for the enrollment that will choose (unwritable: they will not count)."""
     kept_dir = Path(model_dir) / LEVEL_KEPT_DIR
-    levels = _read_levels(kept_dir)
-    earlier, measured = levels.get("speakers", {}), levels.get("measured", {})
-    for name in set(names) & set(measured):
-        earlier[name] = earlier.get(name, []) + measured[name] if add else measured[name]
-    atomic_write_bytes(kept_dir / LEVELS_FILE, json.dumps({"speakers": earlier}).encode())
+    earlier = _read_levels(kept_dir).get("speakers", {})
+    for name, new in measured.items():
+        earlier[name] = earlier.get(name, []) + list(new) if add else list(new)
+    try:
+        atomic_write_bytes(kept_dir / LEVELS_FILE, json.dumps({"speakers": earlier}).encode())
+    except OSError as exc:
+        logger.warning("%s: the levels of %s were not kept (%s)", kept_dir, ", ".join(measured), exc.strerror)
 
 
 def resume_level_choice(model_dir: PathLike) -> LevelChoice | None:
@@ -238,7 +162,7 @@ def _apply(model_dir: Path, kept_dir: Path, choice: LevelChoice | None) -> None:
     """Keep the model ``choice`` says (None: the main one), record the choice, delete the other model."""
     shutil.rmtree(model_dir / _LEFTOVER, ignore_errors=True)
     if choice is not None:
-        record = json.dumps(dataclasses.asdict(choice)).encode()
+        record = json.dumps({k: v for k, v in dataclasses.asdict(choice).items() if k != "measured"}).encode()
         if choice.kept:
             if not (kept_dir / _SWITCHING).is_file():  # speakers removed while the choice waited go
                 enrolled, kept = set(ModelStore.open(model_dir).speakers()), ModelStore.open(kept_dir)
@@ -305,26 +229,6 @@ def _measure(
     return {
         name: [record_of[file] for file in files if file in record_of] for name, files in files_of.items()
     }
-
-
-def _choose(records: Mapping[str, Sequence[Sequence[float]]]) -> LevelChoice:
-    """The choice the recordings' ``[level, seconds, other band]`` call for."""
-    everything = [record for values in records.values() for record in values]
-    consistency = level_consistency(
-        {name: [record[0] for record in values] for name, values in records.items()}
-    )
-    other_band = 2 * sum(record[2] > 0 for record in everything) > len(everything)
-    median_s = float(np.median([record[1] for record in everything])) if everything else None
-    short = median_s is not None and median_s <= SHORT_RECORDING_S
-    return LevelChoice(
-        kept=consistency is not None and consistency >= KEEP_LEVEL_CONSISTENCY and (short or not other_band),
-        consistency=consistency,
-        n_speakers=sum(1 for values in records.values() if values),
-        n_recordings=len(everything),
-        other_band=other_band,
-        median_s=None if median_s is None else round(median_s, 2),
-        pending=consistency is None and len(records) < _WAIT_SPEAKERS,
-    )
 
 
 def _switch(model_dir: Path, kept_dir: Path) -> None:

@@ -29,9 +29,9 @@ from spkid.recognizer.level_choice import (
     ENROLLING_LOCK,
     LEVEL_CHOICE_FILE,
     LEVEL_KEPT_DIR,
-    level_consistency,
     settle_level_choice,
 )
+from spkid.recognizer.level_rule import level_consistency, level_interval
 from spkid.store import ModelStore
 
 SMALL = ["ubm.n_components=8", "ubm.wideband_components=4", "ubm.max_iter=3", "score.cohort_size=2"]
@@ -57,6 +57,25 @@ def test_level_consistency_falls_with_a_level_per_recording_and_needs_three_spea
     assert level_consistency(steady) > 0.8 > 0.5 > level_consistency(gains)
     assert level_consistency({"a": [1.0, 2.0], "b": [3.0, 4.0], "c": [5.0]}) is None  # 2 with two recordings
     assert level_consistency({"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [1.0, 1.0]}) == 0.0
+
+
+@pytest.mark.parametrize(("share", "sizes"), [(0.6, [4] * 5), (0.3, [3] * 8), (0.8, [2, 3, 5, 2, 4, 6])])
+def test_level_interval_covers_the_share_as_often_as_it_says(share: float, sizes: list[int]) -> None:
+    rng = np.random.default_rng(7)
+    covered, estimates = 0, []
+    for _ in range(2000):  # a level per speaker (variance share) plus noise per recording (1 - share)
+        levels = {
+            f"s{i}": list(rng.normal(0.0, np.sqrt(share)) + rng.normal(0.0, np.sqrt(1 - share), size))
+            for i, size in enumerate(sizes)
+        }
+        low, high = level_interval(levels, confidence=0.8)
+        covered += low <= share <= high
+        estimates.append(level_consistency(levels))
+    tolerance = 0.03 if len(set(sizes)) == 1 else 0.05  # exact for equal sizes, close otherwise
+    assert covered / 2000 == pytest.approx(0.8, abs=tolerance)
+    assert np.median(estimates) < share  # what the interval mends: few speakers measure the share low
+    assert level_interval({"a": [1.0, 2.0], "b": [3.0, 4.0], "c": [5.0]}) is None
+    assert level_interval({"a": [1.0, 1.0], "b": [2.0, 2.0], "c": [3.0, 3.0]}) == (1.0, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -171,14 +190,39 @@ def test_one_speaker_at_a_time_ends_where_all_at_once_does(
     remove_speaker(one_by_one, "gone")  # removed before the choice: stays out
     choices.append(enroll_from_audio(one_by_one, {a: speakers[a][:1]}).level_choice)
     choices.append(enroll_from_audio(one_by_one, {a: speakers[a][1:]}, add=True).level_choice)
-    choices += [enroll_from_audio(one_by_one, {name: speakers[name]}).level_choice for name in (b, c)]
-    assert [choice.pending for choice in choices] == [True, True, True, True, False] and choices[-1].kept
-    assert choices[-1].n_speakers == 3 and choices[-1].n_recordings == 9
+    choices += [enroll_from_audio(one_by_one, {name: speakers[name]}).level_choice for name in (b, c, d)]
+    assert [choice.pending for choice in choices] == [True] * 5 + [False] and choices[-1].kept
+    assert choices[-2].consistency is not None and choices[-2].interval[0] < 0.6  # 3 speakers: unclear
+    assert choices[-1].n_speakers == 4 and choices[-1].n_recordings == 12 and choices[-1].interval[0] >= 0.6
     assert "choice waits for 3 speakers" in choices[0].describe()
     assert describe_model(one_by_one).cmvn == "none" and not (one_by_one / LEVEL_KEPT_DIR).exists()
-    enroll_from_audio(one_by_one, {d: speakers[d]})
     assert ModelStore.open(one_by_one).speakers() == ModelStore.open(at_once).speakers() == [a, b, c, d]
     tests = [files[3] for files in four.values()]
+    scores = [identify(path, tests).results for path in (one_by_one, at_once)]
+    for ours, theirs in zip(*scores, strict=True):
+        assert dict(ours.scores) == pytest.approx(dict(theirs.scores), rel=1e-5)
+
+
+def test_an_unclear_share_waits_for_more_speakers_then_chooses_on_all(
+    tmp_path: Path, voices: dict, trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    speakers = at_levels(voices, tmp_path / "audio", lambda speaker, recording: 15.0 - 15.0 * speaker)
+    at_once, one_by_one = tmp_path / "at_once", tmp_path / "one_by_one"
+    shutil.copytree(trained, at_once)
+    shutil.copytree(trained, one_by_one)
+    assert enroll_from_audio(at_once, speakers).level_choice.kept
+    names = list(speakers)
+    monkeypatch.setattr("spkid.recognizer.level_rule.LEVEL_CONFIDENCE", 0.99999)  # every interval unclear
+    choices = [enroll_from_audio(one_by_one, {name: speakers[name]}).level_choice for name in names[:4]]
+    assert all(choice.pending for choice in choices)
+    assert choices[-1].interval[0] < 0.6 <= choices[-1].interval[1] and choices[-1].consistency > 0.6
+    assert "choice waits for more speakers (" in choices[-1].describe()
+    assert "% interval " in choices[-1].describe() and "4 speakers" in choices[-1].describe()
+    monkeypatch.undo()
+    last = enroll_from_audio(one_by_one, {names[4]: speakers[names[4]]}).level_choice
+    assert not last.pending and last.kept and last.n_speakers == 5 and last.interval[0] >= 0.6
+    assert describe_model(one_by_one).cmvn == "none" and not (one_by_one / LEVEL_KEPT_DIR).exists()
+    tests = [files[3] for files in voices.values()]
     scores = [identify(path, tests).results for path in (one_by_one, at_once)]
     for ours, theirs in zip(*scores, strict=True):
         assert dict(ours.scores) == pytest.approx(dict(theirs.scores), rel=1e-5)
@@ -225,15 +269,15 @@ def test_enrollments_run_one_at_a_time_while_the_choice_waits(
     held = []
     real = enrollment.record_levels
 
-    def probe(model_dir, names, **options):  # noqa: ANN001, ANN003, ANN202 - a spy on the real function
+    def probe(model_dir, measured, *args):  # noqa: ANN001, ANN002, ANN202 - a spy on the real function
         other = os.open(Path(model_dir) / LEVEL_KEPT_DIR / ENROLLING_LOCK, os.O_RDWR)
         try:  # another enrollment (another open file) would wait here
             with pytest.raises(BlockingIOError):
                 fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            held.append(list(names))
+            held.append(list(measured))
         finally:
             os.close(other)
-        return real(model_dir, names, **options)
+        return real(model_dir, measured, *args)
 
     monkeypatch.setattr(enrollment, "record_levels", probe)
     assert enroll_from_audio(model, {"spk01": voices["spk01"][:2]}).level_choice.pending
