@@ -108,7 +108,7 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
     >>> from spkid.recognizer import describe_model
     >>> summary = describe_model(model)
     >>> summary.speakers, summary.n_components, summary.sample_rate, summary.normalization, summary.cmvn
-    (['spk01', 'spk02', 'spk03'], 16, 16000, 'none', 'adaptive_level')
+    (['spk01', 'spk02', 'spk03'], 16, 16000, 'none', 'pending')
     >>> tmp.cleanup()
     """
     store = ModelStore.open(model_dir)
