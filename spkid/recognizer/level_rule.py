@@ -42,8 +42,8 @@ KEEP_LEVEL_CONSISTENCY = 0.6
 #: better on the 3 Speech Commands ones (1-s words: the level is much of what there is). Any bound between 1
 #: and 6 s separates them; 3 s is the window of sliding CMVN and feature warping.
 SHORT_RECORDING_S = 3.0
-#: Coverage of the level share's interval (:func:`level_interval`): under 10
-#: speakers the choice is made once the interval lies on one side of KEEP_LEVEL_CONSISTENCY, else it waits.
+#: Coverage of the level share's interval (:func:`level_interval`): under WAIT_SPEAKERS speakers the choice is
+#: made once the interval lies on one side of KEEP_LEVEL_CONSISTENCY, else it waits (both models kept).
 #: Speakers enrolled one at a time in 1,000 random orders (the enrollment levels of bench_accuracy.py): where
 #: all at once keeps the loudness, so did 91-99% of the orders on LibriSpeech, 55-68% on words (45-74% and
 #: 33-43% choosing at the third speaker); wrong keeps: 0-1% with a level per recording (0-2%), 25% with a
