@@ -62,3 +62,21 @@ def test_the_report_says_what_cmvn_auto_chose_per_condition(tmp_path: Path) -> N
     assert bench_accuracy.Scores.load(tmp_path / "s.npz").loudness == "removed 0.43"
     np.savez(tmp_path / "old.npz", matrix=np.zeros((1, 1)), names=["a"], truths=["a"], n_failed=0)
     assert bench_accuracy.Scores.load(tmp_path / "old.npz").loudness == ""
+
+
+def test_apparent_losses_are_beyond_the_defaults_spread_and_confirmed_on_other_seeds() -> None:
+    def runs(*eers: float, start: int = 0) -> dict:
+        return {seed: {"eer": eer} for seed, eer in enumerate(eers, start=start)}
+
+    results = {
+        "near": {"defaults": runs(0.10, 0.14), "x": runs(0.09, 0.09), "textbook": runs(0.01, 0.01)},
+        "far": {"defaults": runs(0.10, 0.11), "x": runs(0.20, 0.20), "y": runs(0.02, 0.03)},
+    }
+    results["near"]["y"] = runs(0.3, 0.3)
+    results["far"]["textbook"] = runs(0.5, 0.5)
+    systems = ["defaults", "x", "y", "textbook"]
+    assert bench_accuracy.apparent_losses(results, systems, ["near", "far"]) == {"far": "y"}  # not the peer
+    assert bench_accuracy.apparent_losses(results, ["x", "y"], ["near", "far"]) == {}  # no defaults
+    again = {"far": {"defaults": runs(0.10, 0.12, start=3), "y": runs(0.11, 0.11, start=3)}}
+    (line,) = bench_accuracy.confirmation(again, {"far": "y"})
+    assert line.endswith("did not hold") and "y on seeds 3, 4:" in line
