@@ -9,7 +9,9 @@ narrowband UBM pool, clean enrollment with telephone tests and the reverse, 0.5/
 clean tests (with telephone or clean enrollment), and each corpus with every enrollment and test recording
 through a handset response of its own (a channel per recording, as calls give: the case utterance CMVN is
 for, on long recordings and on words) or at a random level of its own (what a cepstral mean kept whole must
-survive). Derived audio is written once under the cache folder and reused.
+survive). Two more, named only (:data:`EXTRA_CONDITIONS`), give each recording a call of its own: a handset
+response, then the telephone line, with a telephone pool. Derived audio is written once under the cache
+folder and reused.
 """
 
 from __future__ import annotations
@@ -80,6 +82,22 @@ CONDITIONS: dict[str, tuple[str, str]] = {
     "ls-spk-sc-ubm": ("ls+sc", "LibriSpeech speakers, UBM pool of Speech Commands words"),
     "sc-spk-ls-ubm": ("ls+sc", "Speech Commands speakers, UBM pool of LibriSpeech read speech"),
 }
+#: Conditions measured after the matrix above (``--conditions`` names them; ``--full`` leaves them out, so the
+#: README's table stays one run): a call per recording, a handset response then a telephone line on each
+#: enrollment and test recording, with a telephone UBM pool (what telephone corpora give).
+EXTRA_CONDITIONS: dict[str, tuple[str, str]] = {
+    "ls-tel-handsets": (
+        "ls",
+        "LibriSpeech, telephone pool, each recording through a handset then a telephone line",
+    ),
+    "sc-tel-handsets": (
+        "sc",
+        "Speech Commands, telephone pool, each word through a handset then a telephone line",
+    ),
+}
+#: The matrix of ``--full`` and the conditions ``--conditions`` may name.
+FULL_CONDITIONS: tuple[str, ...] = tuple(CONDITIONS)
+CONDITIONS.update(EXTRA_CONDITIONS)
 
 
 def available(names: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -126,6 +144,12 @@ class Deriver:
         """Each file through :func:`condition_corpora.telephone` (300-3400 Hz, 8 kHz, mu-law)."""
         return [path for path in self._many("telephone", paths, keys, _telephone) if path is not None]
 
+    def telephone_handsets(self, paths: Sequence[Path], keys: Sequence[str]) -> list[Path]:
+        """Each file through a :func:`condition_corpora.handset` of its own, then the telephone channel."""
+        return [
+            path for path in self._many("tel-handset", paths, keys, _telephone_handset) if path is not None
+        ]
+
     def handsets(self, paths: Sequence[Path], keys: Sequence[str]) -> list[Path]:
         """Each file through a :func:`condition_corpora.handset` response of its own (seeded by its key)."""
         return [path for path in self._many("handset", paths, keys, _handset) if path is not None]
@@ -142,6 +166,12 @@ class Deriver:
 def _telephone(path: Path, target: Path) -> Path:
     signal, rate = degrade.read(path)
     return degrade.write(target, degrade.telephone(signal, rate), degrade.TELEPHONE_RATE_HZ)
+
+
+def _telephone_handset(path: Path, target: Path) -> Path:
+    signal, rate = degrade.read(path)
+    shaped = degrade.handset(signal, rate, _rng_of(target))
+    return degrade.write(target, degrade.telephone(shaped, rate), degrade.TELEPHONE_RATE_HZ)
 
 
 def _rng_of(target: Path) -> np.random.Generator:
@@ -200,6 +230,10 @@ def build(
     def handset_files(utterances: Sequence) -> list[Path]:
         return deriver.handsets([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
 
+    def telephone_handset_files(utterances: Sequence) -> list[Path]:
+        keys = [f"{prefix}/{u.id}" for u in utterances]
+        return deriver.telephone_handsets([u.path for u in utterances], keys)
+
     for name in names:
         protocol, prefix = protocol_of(name)
         description = CONDITIONS[name][1]
@@ -215,6 +249,13 @@ def build(
                 pools[pool] = telephone_files(protocol.train)
             speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
             tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
+        elif name.endswith("-tel-handsets"):  # a call per recording
+            pool = f"{prefix}-telephone"
+            if pool not in pools:
+                pools[pool] = telephone_files(protocol.train)
+            speakers = {spk: telephone_handset_files(items) for spk, items in protocol.enroll.items()}
+            labels = [u.speaker for u in protocol.test]
+            tests = list(zip(telephone_handset_files(protocol.test), labels, strict=True))
         elif name.endswith("-tel-tests"):
             tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.endswith("-tel-enroll"):

@@ -558,8 +558,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--conditions",
-        help=f"comma-separated condition names (default: {','.join(QUICK_CONDITIONS)}; with --full all: "
-        f"{', '.join(conditions_module.CONDITIONS)})",
+        help=f"comma-separated condition names (default: {','.join(QUICK_CONDITIONS)}; with --full: "
+        f"{', '.join(conditions_module.FULL_CONDITIONS)}; by name only: "
+        f"{', '.join(conditions_module.EXTRA_CONDITIONS)})",
     )
     parser.add_argument(
         "--variants",
@@ -585,7 +586,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.getLogger("spkid").setLevel(logging.ERROR)  # clipped and narrowband files: expected here
     if args.conditions is None:
-        args.conditions = ",".join(conditions_module.CONDITIONS if args.full else QUICK_CONDITIONS)
+        args.conditions = ",".join(conditions_module.FULL_CONDITIONS if args.full else QUICK_CONDITIONS)
     if args.seeds is None:
         args.seeds = [0, 1, 2] if args.full else [0]
 
