@@ -10,7 +10,7 @@ enrollment measures how consistent the level is within them and applies the rule
 speakers is high, unless most recordings have another band than the UBM pool's and are long; under 10
 speakers only once the share's confidence interval lies on one side of the threshold. The other model is
 deleted; later commands use the model left. Until then speakers go into both models (the main one answers
-meanwhile), their levels kept in :data:`LEVELS_FILE`: one speaker at a time ends where all at once does.
+meanwhile), their levels kept in :data:`LEVELS_FILE`, so the choice is made on all of them.
 From 10 speakers the share decides (unmeasurable: the loudness is removed, the safer side). The switch goes
 through :meth:`spkid.store.ModelStore.create` (crash-safe); a marker written before it starts lets the next
 enrollment finish an interrupted switch.
