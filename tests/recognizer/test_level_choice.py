@@ -31,6 +31,7 @@ from spkid.recognizer.level_choice import (
     LEVEL_KEPT_DIR,
     settle_level_choice,
 )
+from spkid.recognizer.level_rule import KEEP_LEVEL_CONSISTENCY as BOUND
 from spkid.recognizer.level_rule import level_consistency, level_interval
 from spkid.store import ModelStore
 
@@ -192,8 +193,8 @@ def test_one_speaker_at_a_time_ends_where_all_at_once_does(
     choices.append(enroll_from_audio(one_by_one, {a: speakers[a][1:]}, add=True).level_choice)
     choices += [enroll_from_audio(one_by_one, {name: speakers[name]}).level_choice for name in (b, c, d)]
     assert [choice.pending for choice in choices] == [True] * 5 + [False] and choices[-1].kept
-    assert choices[-2].consistency is not None and choices[-2].interval[0] < 0.6  # 3 speakers: unclear
-    assert choices[-1].n_speakers == 4 and choices[-1].n_recordings == 12 and choices[-1].interval[0] >= 0.6
+    assert choices[-2].consistency is not None and choices[-2].interval[0] < BOUND  # 3 speakers: unclear
+    assert choices[-1].n_speakers == 4 and choices[-1].n_recordings == 12 and choices[-1].interval[0] >= BOUND
     assert "choice waits for 3 speakers" in choices[0].describe()
     assert describe_model(one_by_one).cmvn == "none" and not (one_by_one / LEVEL_KEPT_DIR).exists()
     assert ModelStore.open(one_by_one).speakers() == ModelStore.open(at_once).speakers() == [a, b, c, d]
@@ -215,12 +216,12 @@ def test_an_unclear_share_waits_for_more_speakers_then_chooses_on_all(
     monkeypatch.setattr("spkid.recognizer.level_rule.LEVEL_CONFIDENCE", 0.99999)  # every interval unclear
     choices = [enroll_from_audio(one_by_one, {name: speakers[name]}).level_choice for name in names[:4]]
     assert all(choice.pending for choice in choices)
-    assert choices[-1].interval[0] < 0.6 <= choices[-1].interval[1] and choices[-1].consistency > 0.6
+    assert choices[-1].interval[0] < BOUND <= choices[-1].interval[1] and choices[-1].consistency > BOUND
     assert "choice waits for more speakers (" in choices[-1].describe()
     assert "% interval " in choices[-1].describe() and "4 speakers" in choices[-1].describe()
     monkeypatch.undo()
     last = enroll_from_audio(one_by_one, {names[4]: speakers[names[4]]}).level_choice
-    assert not last.pending and last.kept and last.n_speakers == 5 and last.interval[0] >= 0.6
+    assert not last.pending and last.kept and last.n_speakers == 5 and last.interval[0] >= BOUND
     assert describe_model(one_by_one).cmvn == "none" and not (one_by_one / LEVEL_KEPT_DIR).exists()
     tests = [files[3] for files in voices.values()]
     scores = [identify(path, tests).results for path in (one_by_one, at_once)]
