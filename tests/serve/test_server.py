@@ -184,7 +184,8 @@ def test_enroll_identify_verify_remove(client: httpx.Client, corpus: dict[str, P
 
     answer = client.post(f"/speakers/{new}", files=_files(*sorted(corpus["new"].glob("*.wav"))))
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"speaker": new, "files": 3}
+    fields = {key: value for key, value in answer.json().items() if key != "cmvn_auto"}  # tested on its own
+    assert fields == {"speaker": new, "files": 3}
     again = client.post(f"/speakers/{new}", files=_files(*sorted(corpus["new"].glob("*.wav"))))
     assert again.status_code == 409 and "already enrolled" in again.json()["error"]
 
