@@ -230,6 +230,12 @@ def build(
     def handset_files(utterances: Sequence) -> list[Path]:
         return deriver.handsets([u.path for u in utterances], [f"{prefix}/{u.id}" for u in utterances])
 
+    def telephone_pool() -> str:
+        """The name of the condition's corpus' telephone UBM pool, derived on first use."""
+        if f"{prefix}-telephone" not in pools:
+            pools[f"{prefix}-telephone"] = telephone_files(protocol.train)
+        return f"{prefix}-telephone"
+
     def telephone_handset_files(utterances: Sequence) -> list[Path]:
         keys = [f"{prefix}/{u.id}" for u in utterances]
         return deriver.telephone_handsets([u.path for u in utterances], keys)
@@ -244,15 +250,11 @@ def build(
         if name in ("ls", "sc"):
             pass
         elif name.endswith("-narrowband"):
-            pool = f"{prefix}-telephone"
-            if pool not in pools:
-                pools[pool] = telephone_files(protocol.train)
+            pool = telephone_pool()
             speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
             tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.endswith("-tel-handsets"):  # a call per recording
-            pool = f"{prefix}-telephone"
-            if pool not in pools:
-                pools[pool] = telephone_files(protocol.train)
+            pool = telephone_pool()
             speakers = {spk: telephone_handset_files(items) for spk, items in protocol.enroll.items()}
             labels = [u.speaker for u in protocol.test]
             tests = list(zip(telephone_handset_files(protocol.test), labels, strict=True))
@@ -264,9 +266,7 @@ def build(
             speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
             tests = list(zip(telephone_files(protocol.test), [u.speaker for u in protocol.test], strict=True))
         elif name.startswith(f"{prefix}-nb-ubm-"):  # a telephone pool meets wideband recordings
-            pool = f"{prefix}-telephone"
-            if pool not in pools:
-                pools[pool] = telephone_files(protocol.train)
+            pool = telephone_pool()
             if name.endswith("-wb-tests"):
                 speakers = {spk: telephone_files(items) for spk, items in protocol.enroll.items()}
         elif name.endswith(("-handsets", "-levels")):  # a degradation of its own per recording

@@ -426,17 +426,16 @@ def apparent_losses(results: dict, systems: list[str], condition_names: list[str
     >>> apparent_losses(results, ["defaults", "x", "textbook"], ["a", "b"])
     {'a': 'x'}
     """
-    losses = {}
-    others = [name for name in systems if name not in ("defaults", PEER)]
-    for condition in condition_names:
-        if "defaults" not in systems or not others:
-            break
-        mean = {name: np.mean([run["eer"] for run in results[condition][name].values()]) for name in others}
-        best = min(others, key=mean.__getitem__)
-        seeds = [run["eer"] for run in results[condition]["defaults"].values()]
-        if np.mean(seeds) - mean[best] > max(seeds) - min(seeds) + 1e-12:
-            losses[condition] = best
-    return losses
+    spkid_systems = [name for name in systems if name != PEER]
+    others = [name for name in spkid_systems if name != "defaults"]
+    if "defaults" not in systems or not others:
+        return {}
+
+    def mean_eer(condition: str, name: str) -> float:
+        return float(np.mean([run["eer"] for run in results[condition][name].values()]))
+
+    beaten = worst_cases(results, spkid_systems, condition_names)["defaults"]["beaten"]
+    return {condition: min(others, key=lambda name: mean_eer(condition, name)) for condition in beaten}
 
 
 def confirmation(results: dict, losses: dict[str, str]) -> list[str]:
