@@ -203,7 +203,8 @@ class Scores:
 
 def loudness_choice(choice: object) -> str:
     """``features.cmvn: auto``'s choice in a few words: "kept 0.84", "removed 0.43", "removed 0.83 (band)"
-    (another band than the pool's, long recordings), "kept 0.65 (band, short)".
+    (another band than the pool's, long recordings), "kept 0.65 (band, short)", "removed 0.72, channel 300"
+    (the channel removed harder, :mod:`spkid.recognizer.channel_rule`).
 
     Examples
     --------
@@ -211,6 +212,8 @@ def loudness_choice(choice: object) -> str:
     >>> choice = LevelChoice(kept=False, consistency=0.83, n_speakers=10, n_recordings=50, other_band=True)
     >>> loudness_choice(choice)
     'removed 0.83 (band)'
+    >>> loudness_choice(LevelChoice(False, 0.72, 10, 50, relevance_frames=300.0))
+    'removed 0.72, channel 300'
     >>> loudness_choice(None)
     ''
     """
@@ -220,7 +223,9 @@ def loudness_choice(choice: object) -> str:
         return "pending"
     measured = "n/a" if choice.consistency is None else f"{choice.consistency:.2f}"
     band = (" (band, short)" if choice.kept else " (band)") if choice.other_band else ""
-    return f"{'kept' if choice.kept else 'removed'} {measured}{band}"
+    frames = getattr(choice, "relevance_frames", None)
+    harder = "" if frames is None else f", channel {frames:g}"  # removed harder (channel_rule)
+    return f"{'kept' if choice.kept else 'removed'} {measured}{band}{harder}"
 
 
 def _with_failures(matrix: np.ndarray, kept: list[int], n_tests: int) -> np.ndarray:

@@ -155,10 +155,19 @@ class LevelChoice:
     pending: bool = False  # too few speakers yet: both models stay, a later enrollment chooses
     interval: tuple[float, float] | None = None  # the share's LEVEL_CONFIDENCE interval, under 10 speakers
     measured: dict | None = field(default=None, repr=False)  # pending: this enrollment's levels
+    #: cmvn_relevance_frames the kept model was given (spkid.recognizer.channel_rule); None: its own
+    relevance_frames: float | None = None
+    #: held-out EER of the enrollment (channel_rule.held_out_eer): the model the level chose, and
+    #: adaptive_level at channel_rule.HARDER_RELEVANCE_FRAMES; None: not measured
+    held_out: tuple[float | None, float | None] | None = None
 
     def describe(self) -> str:
         """One line for the terminal."""
         what = "loudness kept (no CMVN)" if self.kept else "loudness removed (cmvn adaptive_level)"
+        if self.relevance_frames is not None:
+            what = (
+                f"channel removed harder (cmvn adaptive_level, {self.relevance_frames:g} frames of relevance)"
+            )
         if self.consistency is None:
             if self.pending:
                 return (
@@ -178,6 +187,11 @@ class LevelChoice:
                 "until then, and if 10 speakers leave it so, the loudness is removed (cmvn adaptive_level)"
             )
         line = f"{what}: {share}"
+        if self.held_out is not None and None not in self.held_out:
+            line += (
+                f"; its enrollment's recordings identified one by one: EER {self.held_out[1]:.1%} with "
+                f"the channel removed harder, {self.held_out[0]:.1%} without"
+            )
         if not self.other_band:
             return line
         length = "" if self.median_s is None else f" (median {self.median_s:.1f} s)"
