@@ -11,6 +11,7 @@ trial scoring :mod:`spkid.recognizer.trial_scoring`, evaluation of score files
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from spkid.metrics import evaluate, labelled_scores
 from spkid.recognizer.bands import companion_of, drop_from_companion, is_wideband_companion
 from spkid.recognizer.enrollment import EnrollResult, enroll_from_audio
 from spkid.recognizer.identification import Identification, IdentifyResult, identify
-from spkid.recognizer.level_choice import LEVEL_KEPT_DIR
+from spkid.recognizer.level_choice import LEVEL_CHOICE_FILE, LEVEL_KEPT_DIR
 from spkid.recognizer.results import Verification, VerifyResult
 from spkid.recognizer.speaker_folders import speakers_in_folder
 from spkid.recognizer.training import SKIPPED_LIST_FILE, TrainResult, train_ubm_from_audio
@@ -125,8 +126,19 @@ def describe_model(model_dir: PathLike) -> ModelSummary:
         normalization=str(store.score_config.get("normalization", "none")),
         wideband_speakers=in_companion if wideband else None,
         narrowband_speakers=None if wideband else in_companion,
-        cmvn="pending" if (store.path / LEVEL_KEPT_DIR).is_dir() else str(store.feature_config.get("cmvn")),
+        cmvn="pending" if (store.path / LEVEL_KEPT_DIR).is_dir() else _cmvn_kept(store),
     )
+
+
+def _cmvn_kept(store: ModelStore) -> str:
+    """The stored CMVN, with its relevance where ``cmvn: auto`` removed the channel harder."""
+    cmvn = str(store.feature_config.get("cmvn"))
+    try:
+        chosen = json.loads((store.path / LEVEL_CHOICE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # not a cmvn: auto model (or its record is unreadable)
+        return cmvn
+    frames = chosen.get("relevance_frames") if isinstance(chosen, dict) else None
+    return cmvn if frames is None else f"{cmvn}, {frames:g} frames of relevance"
 
 
 def remove_speaker(model_dir: PathLike, name: str) -> None:

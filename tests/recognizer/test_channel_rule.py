@@ -20,6 +20,7 @@ from spkid.gmm import MixtureParameters
 from spkid.metrics import eer
 from spkid.recognizer import (
     Recognizer,
+    describe_model,
     enroll_from_audio,
     identify,
     level_choice,
@@ -160,6 +161,7 @@ def test_when_it_removes_the_channel_harder_every_later_recording_is_extracted_s
     assert choice is not None and choice.kept is False and choice.relevance_frames == HARDER_RELEVANCE_FRAMES
     assert "channel removed harder" in choice.describe()
     assert not (model / LEVEL_KEPT_DIR).exists()
+    assert describe_model(model).cmvn == "adaptive_level, 300 frames of relevance"  # what spkid list says
     for folder in (".", COMPANION_DIR):  # the main model and its companion, their UBMs as trained
         store = ModelStore.open(model / folder)
         assert store.feature_config["cmvn"] == "adaptive_level"
