@@ -25,6 +25,7 @@ from spkid.ubm.map import map_from_stats
 
 __all__ = [
     "CHANNEL_EER_RATIO",
+    "CHECK_SPEAKERS",
     "HARDER_RELEVANCE_FRAMES",
     "MIN_EER_GAIN",
     "held_out_eer",
@@ -39,6 +40,9 @@ HARDER_RELEVANCE_FRAMES = 300.0
 CHANNEL_EER_RATIO = 0.5
 #: ... and lower by at least this much (EER, 0..1): one error in 50 held-out recordings is 2 points.
 MIN_EER_GAIN = 0.02
+#: The check identifies the recordings of at most this many speakers (the first by name), so a large first
+#: enrollment holds at most their features twice more and scores them against at most this many models.
+CHECK_SPEAKERS = 100
 
 
 def held_out_scores(

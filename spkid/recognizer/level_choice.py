@@ -38,7 +38,12 @@ from spkid.audio import find_audio_files
 from spkid.errors import StoreError
 from spkid.features import FeatureConfig, extract_many
 from spkid.recognizer.bands import COMPANION_DIRS, WIDEBAND_RATE_HZ, drop_from_companion, is_wideband
-from spkid.recognizer.channel_rule import HARDER_RELEVANCE_FRAMES, held_out_eer, removes_channel_harder
+from spkid.recognizer.channel_rule import (
+    CHECK_SPEAKERS,
+    HARDER_RELEVANCE_FRAMES,
+    held_out_eer,
+    removes_channel_harder,
+)
 from spkid.recognizer.level_rule import LevelChoice, choose_level
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import COHORT_FILE, MANIFEST_FILE, ModelStore
@@ -252,8 +257,10 @@ def _channel_check(
     **options,
 ) -> LevelChoice:
     """``choice``, or the main model with the channel removed harder when its enrollment says so
-    (:mod:`spkid.recognizer.channel_rule`; ``features``: the no-CMVN model's, speaker -> file -> frames)."""
-    files = {name: list(frames) for name, frames in features.items() if len(frames) > 1}
+    (:mod:`spkid.recognizer.channel_rule`; ``features``: the no-CMVN model's, speaker -> file -> frames), on
+    the first :data:`~spkid.recognizer.channel_rule.CHECK_SPEAKERS` speakers (by name) with two recordings."""
+    measurable = sorted(name for name, frames in features.items() if len(frames) > 1)[:CHECK_SPEAKERS]
+    files = {name: list(features[name]) for name in measurable}
     if len(files) < 3:
         return choice
     recognizer = Recognizer(main)

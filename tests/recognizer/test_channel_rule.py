@@ -196,3 +196,13 @@ def test_speakers_enrolled_while_the_choice_waited_leave_the_relevance_alone(alw
     assert choice is not None and not choice.pending and choice.held_out is None
     assert choice.relevance_frames is None
     assert ModelStore.open(model).feature_config.get("cmvn_relevance_frames") != HARDER_RELEVANCE_FRAMES
+
+
+def test_the_check_reads_at_most_check_speakers_speakers(
+    tmp_path: Path, trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, voices = trained
+    shutil.copytree(model, tmp_path / "model")
+    monkeypatch.setattr(level_choice, "CHECK_SPEAKERS", 2)  # fewer than the 3 it needs: nothing measured
+    choice = settle_level_choice(tmp_path / "model", {n: f[:3] for n, f in voices.items()}, final=True)
+    assert choice is not None and not choice.pending and choice.held_out is None
