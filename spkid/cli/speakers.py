@@ -76,6 +76,14 @@ def enroll(
     allow_pipes: AllowPipes = False,
     backend: BatchBackend = None,
     scheduler: Scheduler = None,
+    final: Annotated[
+        bool,
+        typer.Option(
+            "--final",
+            help="No speakers will follow: make the features.cmvn auto choice now (under 10 speakers it "
+            "waits while their levels leave it unclear).",
+        ),
+    ] = False,
 ) -> None:
     """Enroll speakers: every sub-folder of SPEAKERS_DIR, or one --speaker NAME from files/folders.
 
@@ -102,6 +110,7 @@ def enroll(
             progress=progress_enabled(ctx),
             backend=backend_of(backend, scheduler),
             scheduler=scheduler,
+            final=final,
         )
     report_skipped(ctx, result.skipped)
     if result.level_choice is not None:  # a cmvn: auto model, not yet settled

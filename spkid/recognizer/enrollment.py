@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +20,6 @@ from spkid.gmm import SufficientStats
 from spkid.recognizer.bands import Dropped, all_in_band, companion_of, drop_from_companion
 from spkid.recognizer.batch import SpeakerOutcome, adapt_speaker, enroll_task, run_tasks, wants_workers
 from spkid.recognizer.level_choice import (
-    ENROLLING_LOCK,
     LEVEL_KEPT_DIR,
     LevelChoice,
     record_levels,
@@ -30,8 +27,8 @@ from spkid.recognizer.level_choice import (
     settle_level_choice,
 )
 from spkid.recognizer.recognizer import Recognizer
+from spkid.recognizer.waiting_lock import one_at_a_time_while_waiting
 from spkid.store import ModelStore, validate_speaker_name
-from spkid.store.locking import writer_lock
 
 __all__ = ["EnrollResult", "enroll_from_audio"]
 
@@ -57,24 +54,7 @@ class EnrollResult:
     level_choice: LevelChoice | None = None
 
 
-def _one_at_a_time_while_waiting(enroll: Callable[..., EnrollResult]) -> Callable[..., EnrollResult]:
-    """Enrollments of a model whose ``cmvn: auto`` choice waits run one at a time (a lock in its second
-    model's folder: the enrollment that settles the choice deletes it, so later ones run free)."""
-
-    @functools.wraps(enroll)
-    def serialised(
-        model_dir: PathLike, speakers: Mapping[str, Sequence[PathLike]], **options
-    ) -> EnrollResult:
-        with contextlib.ExitStack() as stack:
-            if (Path(model_dir) / LEVEL_KEPT_DIR).is_dir():
-                with contextlib.suppress(OSError):  # settled meanwhile (or unwritable: the enrollment says)
-                    stack.enter_context(writer_lock(Path(model_dir) / LEVEL_KEPT_DIR / ENROLLING_LOCK))
-            return enroll(model_dir, speakers, **options)
-
-    return serialised
-
-
-@_one_at_a_time_while_waiting
+@one_at_a_time_while_waiting
 def enroll_from_audio(
     model_dir: PathLike,
     speakers: Mapping[str, Sequence[PathLike]],
@@ -87,6 +67,7 @@ def enroll_from_audio(
     cache_dir: PathLike | None = None,
     backend: str = "local",
     scheduler: str | None = None,
+    final: bool = False,
 ) -> EnrollResult:
     """MAP-adapt one model per speaker from its recordings (features with the stored settings) and store it.
 
@@ -117,6 +98,9 @@ def enroll_from_audio(
         Dask cluster at ``scheduler`` (else a local one of ``n_jobs`` workers); the model directory must be
         on a filesystem the workers share. The main process saves each speaker as it arrives and writes
         the bank once, at the end; the stored speakers equal a serial enrollment's.
+    final : bool
+        No other speakers will follow (``spkid enroll --final``): a ``cmvn: auto`` choice is made now, on
+        these speakers and any enrolled while it waited, where it would wait under 10 speakers.
 
     Raises
     ------
@@ -166,7 +150,7 @@ def enroll_from_audio(
             )
         files_of[name] = find_audio_files(list(paths))
     options = {"skip_bad": skip_bad, "n_jobs": n_jobs, "cache_dir": cache_dir}
-    choice = settle_level_choice(store.path, files_of, add=add, **options) or resumed
+    choice = settle_level_choice(store.path, files_of, add=add, final=final, **options) or resumed
     store = store if choice is None or choice.pending else ModelStore.open(store.path)  # maybe no-CMVN now
     companion = companion_of(store.path)
     in_companion: dict[str, list[Path]] = {}

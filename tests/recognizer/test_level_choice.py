@@ -374,6 +374,22 @@ def test_the_cli_says_what_train_ubm_made_and_what_the_first_enrollment_chose(
     assert [line.split()[0] for line in enrolled.stdout.splitlines()] == ["enrolled"] * 5
 
 
+def test_enroll_final_chooses_now_where_the_choice_would_wait(
+    tmp_path: Path, voices: dict, trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "speakers"
+    at_levels(voices, folder, lambda speaker, recording: -9.0 * speaker)
+    monkeypatch.setattr("spkid.recognizer.level_rule.LEVEL_CONFIDENCE", 0.99999)  # every interval unclear
+    for model, final in ((tmp_path / "waits", ()), (tmp_path / "final", ("--final",))):
+        shutil.copytree(trained, model)
+        enrolled = cli_invoke("enroll", model, folder, *final)
+        check_cli_ok(enrolled)
+        assert ("choice waits" in enrolled.stderr) is not bool(final)
+        assert (model / LEVEL_KEPT_DIR).exists() is not bool(final)
+    assert "features.cmvn auto: loudness kept (no CMVN): " in enrolled.stderr
+    assert describe_model(tmp_path / "final").cmvn == "none"
+
+
 def test_train_ubm_with_auto_decodes_the_pool_once_per_front_end(
     tmp_path: Path, voices: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
