@@ -36,7 +36,7 @@ from spkid.metrics.plots import plot_confusion
 from spkid.recipes.config import CORPUS_KEYS, RecipeSettings, check_data_root, prepare_protocol
 from spkid.recipes.reports import keep_report
 from spkid.recognizer import Recognizer, enroll_from_audio, score_recordings, train_ubm_from_audio
-from spkid.recognizer.level_choice import LEVEL_KEPT_DIR, remove_level_kept, settle_level_choice
+from spkid.recognizer.level_choice import LEVEL_KEPT_DIR, remove_level_kept
 from spkid.recognizer.routing import recordings_of, route_trials, routed_score_rows
 from spkid.store import ModelStore
 
@@ -142,13 +142,11 @@ def enroll_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, 
         skip_bad=settings.skip_bad,
         progress=progress,
         cache_dir=_cache(output_dir),
+        final=True,  # a features.cmvn: auto choice: a recipe's speakers are all there are, choose on them
     )
     log(f"  enrolled {len(result.enrolled)} speakers")
-    choice = result.level_choice  # a features.cmvn: auto model, not yet settled
-    if choice is not None and choice.pending:  # a recipe's speakers are all there is: choose on them
-        choice = settle_level_choice(model_dir, {}, final=True)
-    if choice is not None:
-        log(f"  features.cmvn auto: {choice.describe()}")
+    if result.level_choice is not None:
+        log(f"  features.cmvn auto: {result.level_choice.describe()}")
 
 
 def score_stage(settings: RecipeSettings, output_dir: Path, *, progress: bool, log: Log) -> None:

@@ -36,14 +36,8 @@ import numpy as np
 from spkid.atomic import atomic_write_bytes
 from spkid.audio import find_audio_files
 from spkid.errors import StoreError
-from spkid.features import FeatureConfig, extract_many
 from spkid.recognizer.bands import COMPANION_DIRS, WIDEBAND_RATE_HZ, drop_from_companion, is_wideband
-from spkid.recognizer.channel_rule import (
-    CHECK_SPEAKERS,
-    HARDER_RELEVANCE_FRAMES,
-    held_out_eer,
-    removes_channel_harder,
-)
+from spkid.recognizer.channel_choice import channel_check, remove_channel_harder
 from spkid.recognizer.level_rule import LevelChoice, choose_level
 from spkid.recognizer.recognizer import Recognizer
 from spkid.store import COHORT_FILE, MANIFEST_FILE, ModelStore
@@ -132,7 +126,7 @@ def settle_level_choice(
         records[name] = records.get(name, []) + new if add else new
     choice = choose_level(records, final=final) if mirrored else None
     if choice is not None and not choice.pending and not enrolled:  # the model's first speakers
-        choice = _channel_check(main, kept, choice, features, **options)
+        choice = channel_check(main, kept, choice, features, **options)
     try:
         if choice is None or not choice.pending:
             _apply(model_dir, kept_dir, choice)
@@ -175,7 +169,7 @@ def _apply(model_dir: Path, kept_dir: Path, choice: LevelChoice | None) -> None:
     if choice is not None:
         record = json.dumps({k: v for k, v in dataclasses.asdict(choice).items() if k != "measured"}).encode()
         if choice.relevance_frames is not None:
-            _harden(model_dir, choice.relevance_frames)
+            remove_channel_harder(model_dir, choice.relevance_frames)
         if choice.kept:
             if not (kept_dir / _SWITCHING).is_file():  # speakers removed while the choice waited go
                 enrolled, kept = set(ModelStore.open(model_dir).speakers()), ModelStore.open(kept_dir)
@@ -247,81 +241,6 @@ def _measure(
         name: {file: frames_of[file] for file in files if file in frames_of}
         for name, files in files_of.items()
     }
-
-
-def _channel_check(
-    main: ModelStore,
-    kept: ModelStore,
-    choice: LevelChoice,
-    features: Mapping[str, Mapping[Path, np.ndarray]],
-    **options,
-) -> LevelChoice:
-    """``choice``, or the main model with the channel removed harder when its enrollment says so
-    (:mod:`spkid.recognizer.channel_rule`; ``features``: the no-CMVN model's, speaker -> file -> frames), on
-    the first :data:`~spkid.recognizer.channel_rule.CHECK_SPEAKERS` speakers (by name) with two recordings."""
-    measurable = sorted(name for name, frames in features.items() if len(frames) > 1)[:CHECK_SPEAKERS]
-    files = {name: list(features[name]) for name in measurable}
-    if len(files) < 3:
-        return choice
-    recognizer = Recognizer(main)
-    paths = [file for listed in files.values() for file in listed]
-
-    def by_speaker(config: FeatureConfig) -> dict[str, list[np.ndarray]]:
-        extracted = extract_many(paths, config, stats=recognizer.feature_stats, **options)
-        frames_of = dict(zip(extracted.paths, extracted, strict=True))
-        return {
-            name: [frames_of[file] for file in listed if file in frames_of] for name, listed in files.items()
-        }
-
-    if choice.kept:
-        chosen_ubm, chosen = (
-            Recognizer(kept).ubm,
-            {name: [features[name][f] for f in files[name]] for name in files},
-        )
-    else:
-        chosen_ubm, chosen = recognizer.ubm, by_speaker(recognizer.feature_config)
-    harder = by_speaker(
-        dataclasses.replace(recognizer.feature_config, cmvn_relevance_frames=HARDER_RELEVANCE_FRAMES)
-    )
-    top_c = recognizer.score_config.top_c
-    held_out = (
-        held_out_eer(chosen_ubm, chosen, recognizer.enroll_config, top_c=top_c),
-        held_out_eer(recognizer.ubm, harder, recognizer.enroll_config, top_c=top_c),
-    )
-    if not removes_channel_harder(*held_out):
-        return dataclasses.replace(choice, held_out=held_out)
-    return dataclasses.replace(
-        choice, kept=False, relevance_frames=HARDER_RELEVANCE_FRAMES, held_out=held_out
-    )
-
-
-def _harden(model_dir: Path, relevance_frames: float) -> None:
-    """Give the main model and its companions ``relevance_frames`` (they hold no speakers yet); the rewrite
-    of each is crash-safe, and a half-done one is redone by the next enrollment's choice."""
-    for directory in [*(model_dir / name for name in COMPANION_DIRS), model_dir]:
-        if not (directory / MANIFEST_FILE).is_file():
-            continue
-        store = ModelStore.open(directory)
-        settings = store.feature_config
-        if (
-            settings.get("cmvn") != "adaptive_level"
-            or settings.get("cmvn_relevance_frames") == relevance_frames
-        ):
-            continue
-        calibration = store.load_calibration()
-        cohort = store.load_cohort() if store.has_cohort() else None
-        rewritten = ModelStore.create(
-            directory,
-            feature_config={**settings, "cmvn_relevance_frames": relevance_frames},
-            **{name: store.manifest[name] for name in ("ubm_config", "enroll_config", "score_config")},
-            ubm=store.load_ubm(),
-            feature_stats=store.load_feature_stats(),
-            overwrite=True,
-        )
-        if cohort is not None:
-            rewritten.save_cohort(cohort)
-        if calibration is not None:
-            rewritten.save_calibration(calibration)
 
 
 def _switch(model_dir: Path, kept_dir: Path) -> None:

@@ -14,16 +14,17 @@ import pytest
 import soundfile
 from scipy.special import logsumexp
 
+from spkid.blas import blas_threads
 from spkid.corpora.synthetic import make_speakers
-from spkid.features import extract
+from spkid.features import extract, extract_many, normalise
 from spkid.gmm import MixtureParameters
 from spkid.metrics import eer
 from spkid.recognizer import (
     Recognizer,
+    channel_choice,
     describe_model,
     enroll_from_audio,
     identify,
-    level_choice,
     load_config,
     train_ubm_from_audio,
 )
@@ -148,7 +149,7 @@ def always_harder(tmp_path: Path, trained, monkeypatch: pytest.MonkeyPatch) -> t
     """A copy of the trained model, and the rule made to take the harder removal whenever it is measured."""
     model, voices = trained
     shutil.copytree(model, tmp_path / "model")
-    monkeypatch.setattr(level_choice, "removes_channel_harder", lambda chosen, harder: True)
+    monkeypatch.setattr(channel_choice, "removes_channel_harder", lambda chosen, harder: True)
     return tmp_path / "model", voices
 
 
@@ -203,6 +204,22 @@ def test_the_check_reads_at_most_check_speakers_speakers(
 ) -> None:
     model, voices = trained
     shutil.copytree(model, tmp_path / "model")
-    monkeypatch.setattr(level_choice, "CHECK_SPEAKERS", 2)  # fewer than the 3 it needs: nothing measured
+    monkeypatch.setattr(channel_choice, "CHECK_SPEAKERS", 2)  # fewer than the 3 it needs: nothing measured
     choice = settle_level_choice(tmp_path / "model", {n: f[:3] for n, f in voices.items()}, final=True)
     assert choice is not None and not choice.pending and choice.held_out is None
+
+
+@pytest.mark.parametrize("relevance", [None, HARDER_RELEVANCE_FRAMES])
+def test_the_check_normalises_the_unnormalised_features_as_extraction_does(trained, relevance) -> None:
+    """The check derives both front-ends' features from the no-CMVN model's: they must equal extraction's."""
+    model, voices = trained
+    main, unnormalised = Recognizer.open(model), Recognizer.open(model / LEVEL_KEPT_DIR)
+    config = main.feature_config
+    if relevance is not None:
+        config = dataclasses.replace(config, cmvn_relevance_frames=relevance)
+    files = [files[0] for files in voices.values()]
+    raw = unnormalised.extract(files)
+    with blas_threads(1):
+        derived = [normalise(frames, config, main.feature_stats) for frames in raw]
+    for ours, extracted in zip(derived, extract_many(files, config, stats=main.feature_stats), strict=True):
+        np.testing.assert_array_equal(ours, extracted)
