@@ -192,9 +192,10 @@ def create_app(settings: ServeSettings, service: SpeakerService | None = None) -
         audio: list[UploadFile] | None = File(None),
         path: list[str] | None = Form(None),
         replace: bool = Form(False),
+        final: bool = Form(False),
     ) -> dict[str, Any]:
         uploads = await uploads_of(audio)
-        return await _in_thread(service.enroll, speaker, uploads, path or [], replace=replace)
+        return await _in_thread(service.enroll, speaker, uploads, path or [], replace=replace, final=final)
 
     @app.delete("/speakers/{speaker}", dependencies=guarded, summary="Remove an enrolled speaker")
     def remove(speaker: str) -> dict[str, Any]:

@@ -262,15 +262,17 @@ class SpeakerService:
         paths: Sequence[str] = (),
         *,
         replace: bool = False,
+        final: bool = False,
     ) -> dict[str, Any]:
         """Enroll ``speaker`` from the recordings (``spkid enroll --speaker``); seen by the next request.
 
         With ``features.cmvn: auto`` the answer also says what the enrollment chose, or that the choice waits
-        (``"cmvn_auto"``, the line ``spkid enroll`` prints).
+        (``"cmvn_auto"``, the line ``spkid enroll`` prints); ``final`` (``spkid enroll --final``): no speaker
+        will follow, the choice is made now on those enrolled.
         """
         with self._audio_files(uploads, paths) as files, self._computing_slot():  # one CPU
             result = enroll_from_audio(
-                self.model_dir, {speaker: [file for _, file in files]}, replace=replace
+                self.model_dir, {speaker: [file for _, file in files]}, replace=replace, final=final
             )
         answer: dict[str, Any] = {"speaker": speaker, "files": result.enrolled.get(speaker, 0)}
         if result.level_choice is not None:

@@ -114,6 +114,22 @@ def test_speakers_enrolled_one_by_one_through_the_service_settle_cmvn_auto(
     assert service.speakers()["cmvn"] in ("none", "adaptive_level") and len(served[0]["scores"]) == 3
 
 
+def test_enroll_final_through_the_service_makes_the_waiting_choice(
+    synthetic_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("spkid.recognizer.level_rule.LEVEL_CONFIDENCE", 0.99999)  # every interval unclear
+    speakers = {p.name: sorted(p.glob("*.wav")) for p in sorted(synthetic_corpus.iterdir()) if p.is_dir()}
+    model_dir = tmp_path / "model"
+    train_ubm_from_audio(model_dir, [synthetic_corpus], load_config(None, SETTINGS["bank"]))
+    service = SpeakerService(model_dir, allow_paths=True)
+    names = sorted(speakers)[:4]
+    for name in names:
+        answer = service.enroll(name, paths=[str(f) for f in speakers[name][:3]], final=name == names[-1])
+        assert ("waits" in answer["cmvn_auto"]) is (name != names[-1])  # the last one chooses, on all four
+    assert "of 12 recordings lies between 4 speakers" in answer["cmvn_auto"]
+    assert service.speakers()["cmvn"] in ("none", "adaptive_level")  # no longer "pending"
+
+
 def test_requests_share_the_cpu_budget(model: dict, monkeypatch: pytest.MonkeyPatch):
     """A request holds one CPU to extract and scores on the CPUs nobody waits for: never over budget."""
     import contextlib
