@@ -137,8 +137,9 @@ def _cmvn_kept(store: ModelStore) -> str:
         chosen = json.loads((store.path / LEVEL_CHOICE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # not a cmvn: auto model (or its record is unreadable)
         return cmvn
-    frames = chosen.get("relevance_frames") if isinstance(chosen, dict) else None
-    return cmvn if frames is None else f"{cmvn}, {frames:g} frames of relevance"
+    if not isinstance(chosen, dict) or chosen.get("relevance_frames") is None:
+        return cmvn
+    return f"{cmvn}, {store.feature_config['cmvn_relevance_frames']:g} frames of relevance"  # the one in use
 
 
 def remove_speaker(model_dir: PathLike, name: str) -> None:

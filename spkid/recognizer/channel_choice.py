@@ -32,42 +32,35 @@ __all__ = ["channel_check", "remove_channel_harder"]
 
 
 def channel_check(
-    main: ModelStore,
-    kept: ModelStore,
+    recognizer: Recognizer,
+    unnormalised: Recognizer,
     choice: LevelChoice,
     features: Mapping[str, Mapping[Path, np.ndarray]],
     **options,
 ) -> LevelChoice:
-    """``choice``, or the main model with the channel removed harder when its enrollment says so
-    (:mod:`spkid.recognizer.channel_rule`; ``features``: the no-CMVN model's, speaker -> file -> frames), on
-    the first :data:`~spkid.recognizer.channel_rule.CHECK_SPEAKERS` speakers (by name) with two recordings."""
+    """``choice``, or the main model (``recognizer``) with the channel removed harder when its enrollment
+    says so (:mod:`spkid.recognizer.channel_rule`; ``features``: the no-CMVN model's, ``unnormalised``,
+    speaker -> file -> frames), on the first :data:`~spkid.recognizer.channel_rule.CHECK_SPEAKERS` speakers
+    (by name) with two recordings."""
     measurable = sorted(name for name, frames in features.items() if len(frames) > 1)[:CHECK_SPEAKERS]
-    files = {name: list(features[name]) for name in measurable}
-    if len(files) < 3:
+    raw = {name: list(features[name].values()) for name in measurable}
+    if len(raw) < 3:
         return choice
-    recognizer, unnormalised = Recognizer(main), Recognizer(kept)
-    paths = [file for listed in files.values() for file in listed]
     front_end = _up_to_cmvn(recognizer.feature_config)
     derive = front_end is not None and front_end == _up_to_cmvn(unnormalised.feature_config)
 
     def by_speaker(config: FeatureConfig) -> dict[str, list[np.ndarray]]:
+        stats = recognizer.feature_stats
         if derive:  # the no-CMVN model's features, normalised: what extraction gives, bit for bit
             with blas_threads(1):
-                stats = recognizer.feature_stats
-                return {
-                    name: [normalise(features[name][f], config, stats) for f in files[name]] for name in files
-                }
-        extracted = extract_many(paths, config, stats=recognizer.feature_stats, **options)
+                return {name: [normalise(frames, config, stats) for frames in raw[name]] for name in raw}
+        paths = [file for name in measurable for file in features[name]]
+        extracted = extract_many(paths, config, stats=stats, **options)
         frames_of = dict(zip(extracted.paths, extracted, strict=True))
-        return {
-            name: [frames_of[file] for file in listed if file in frames_of] for name, listed in files.items()
-        }
+        return {name: [frames_of[f] for f in features[name] if f in frames_of] for name in measurable}
 
     if choice.kept:
-        chosen_ubm, chosen = (
-            unnormalised.ubm,
-            {name: [features[name][f] for f in files[name]] for name in files},
-        )
+        chosen_ubm, chosen = unnormalised.ubm, raw
     else:
         chosen_ubm, chosen = recognizer.ubm, by_speaker(recognizer.feature_config)
     harder = by_speaker(

@@ -110,7 +110,7 @@ def settle_level_choice(
     if resumed is not None or not (kept_dir / MANIFEST_FILE).is_file():
         return resumed
     main = ModelStore.open(model_dir)
-    Recognizer(main)  # settings this spkid cannot use stop the enrollment here, before anything is chosen
+    checked = Recognizer(main)  # settings this spkid cannot use stop the enrollment here, before any choice
     try:
         kept = ModelStore.open(kept_dir)
     except StoreError as exc:
@@ -120,13 +120,14 @@ def settle_level_choice(
     redone = set() if add else set(speakers)  # re-enrolled in both: a copy missing there does not matter
     mirrored = _mirrored(main, kept, enrolled - redone)  # else lacking in the no-CMVN model: main one stays
     options = {"skip_bad": skip_bad, "n_jobs": n_jobs, "cache_dir": cache_dir}
-    measured, features = _measure(kept, speakers, **options) if mirrored and speakers else ({}, {})
+    unnormalised = Recognizer(kept) if mirrored and speakers else None
+    measured, features = _measure(unnormalised, speakers, **options) if unnormalised else ({}, {})
     records = {name: earlier[name] for name in enrolled & set(earlier)}
     for name, new in measured.items():
         records[name] = records.get(name, []) + new if add else new
     choice = choose_level(records, final=final) if mirrored else None
-    if choice is not None and not choice.pending and not enrolled:  # the model's first speakers
-        choice = channel_check(main, kept, choice, features, **options)
+    if choice is not None and not choice.pending and not enrolled and unnormalised:  # the first speakers
+        choice = channel_check(checked, unnormalised, choice, features, **options)
     try:
         if choice is None or not choice.pending:
             _apply(model_dir, kept_dir, choice)
@@ -215,25 +216,25 @@ def _mirrored(main: ModelStore, kept: ModelStore, enrolled: set[str]) -> bool:
 
 
 def _measure(
-    kept: ModelStore, speakers: Mapping[str, Sequence[PathLike]], *, skip_bad: bool, **options
+    kept: Recognizer, speakers: Mapping[str, Sequence[PathLike]], *, skip_bad: bool, **options
 ) -> tuple[dict[str, list[list[float]]], dict[str, dict[Path, np.ndarray]]]:
     """Each speaker's recordings as ``[level, seconds, other band]``, on the no-CMVN model's features (c0:
     the log energy, unnormalised), and those features (speaker -> file -> frames)."""
     files_of = {name: find_audio_files(list(paths)) for name, paths in speakers.items()}
     unique = list(dict.fromkeys(file for files in files_of.values() for file in files))
-    wideband_pool = int(kept.feature_config["sample_rate"]) >= WIDEBAND_RATE_HZ
-    recognizer = Recognizer(kept)
-    extracted = recognizer.extract(unique, skip_bad=skip_bad, **options)
-    shift_s = recognizer.feature_config.frame_shift / recognizer.feature_config.sample_rate
+    config = kept.feature_config
+    wideband_pool = config.sample_rate >= WIDEBAND_RATE_HZ
+    extracted = kept.extract(unique, skip_bad=skip_bad, **options)
+    frames_of = dict(zip(extracted.paths, extracted, strict=True))
+    shift_s = config.frame_shift / config.sample_rate
     record_of = {
         path: [
             float(np.mean(frames[:, 0])),
             frames.shape[0] * shift_s,
             float(is_wideband(path) != wideband_pool),
         ]
-        for path, frames in zip(extracted.paths, extracted, strict=True)
+        for path, frames in frames_of.items()
     }
-    frames_of = dict(zip(extracted.paths, extracted, strict=True))
     records = {
         name: [record_of[file] for file in files if file in record_of] for name, files in files_of.items()
     }
