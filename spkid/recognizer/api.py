@@ -139,7 +139,8 @@ def _cmvn_kept(store: ModelStore) -> str:
         return cmvn
     if not isinstance(chosen, dict) or chosen.get("relevance_frames") is None:
         return cmvn
-    return f"{cmvn}, {store.feature_config['cmvn_relevance_frames']:g} frames of relevance"  # the one in use
+    frames = store.feature_config.get("cmvn_relevance_frames", chosen["relevance_frames"])  # the one in use
+    return f"{cmvn}, {float(frames):g} frames of relevance"
 
 
 def remove_speaker(model_dir: PathLike, name: str) -> None:
