@@ -2,8 +2,10 @@
 
 The bank (:mod:`spkid.store.bank`) is opened once, memory-mapped, and searched in blocks of speakers for
 the best ``top_k`` of each recording (:func:`spkid.score.bank_scoring.search_bank`). It serves top-C scoring
-with no score normalisation or T-norm (which keep each recording's ranking); exact scoring and the
-normalisations that need every speaker's cohort scores read the speaker files, as before.
+with no score normalisation, T-norm (which keeps each recording's ranking), and Z-, S- and adaptive S-norm,
+whose side of each speaker is the two numbers stored with it (:mod:`spkid.recognizer.model_side`): the
+search ranks by the normalised scores. Exact scoring and ZT-norm (which needs every speaker's cohort
+scores) read the speaker files, as before.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from spkid.errors import StoreError
 from spkid.recognizer.recognizer import NORMALISED_THRESHOLD, OPEN_SET_P_TARGET, RAW_LLR_THRESHOLD, Recognizer
-from spkid.score import bayes_threshold
+from spkid.score import SUMMARISED, bayes_threshold
 from spkid.score.bank_scoring import score_columns, search_bank
 from spkid.store.bank import BankCorruptError, BankUnwritableError, BankView
 
@@ -36,7 +38,7 @@ def bank_usable(recognizer: Recognizer) -> bool:
     """Whether the model's scoring settings can be served from the bank."""
     top_c = recognizer.score_config.top_c
     quantised = top_c is not None and top_c < recognizer.store.ubm_shape[0]
-    return quantised and recognizer.score_config.normalization in ("none", "tnorm")
+    return quantised and recognizer.score_config.normalization in ("none", "tnorm", *SUMMARISED)
 
 
 def open_bank(recognizer: Recognizer) -> BankView:
@@ -63,24 +65,62 @@ def bank_or_none(recognizer: Recognizer, *, require_speakers: bool = True) -> Ba
         return None
 
 
-def _normalised(recognizer: Recognizer, raw: np.ndarray, features: Sequence[np.ndarray]) -> np.ndarray:
-    test_stats = recognizer.normalizer.test_statistics(features)
-    return recognizer.calibrated(recognizer.normalizer.apply(raw, None, test_stats))
+def _summaries(recognizer: Recognizer, view: BankView) -> tuple[np.ndarray, np.ndarray]:
+    """Every live speaker's side of the normalisation (Z-, S- or adaptive S-norm), in ``view.names`` order:
+    as the bank holds it, or computed from the speaker's file where it holds another (older speakers)."""
+    top_c, top_k = recognizer.score_config.top_c, recognizer.normalizer.model_top_k
+    wanted = (-1 if top_c is None else top_c, -1 if top_k is None else top_k)
+    keys = ("cohort_mean", "cohort_std", "cohort_top_c", "cohort_top_k")
+    parts = [
+        [getattr(segment, key)[columns] for key in keys]
+        for segment, columns in zip(view.segments, view.columns, strict=True)
+    ]
+    mean, std, stored_c, stored_k = (np.concatenate([part[i] for part in parts]) for i in range(4))
+    stale = np.flatnonzero((stored_c != wanted[0]) | (stored_k != wanted[1]))
+    if len(stale):
+        names = [view.names[number] for number in stale]
+        models = {name: recognizer.store.load_speaker(name) for name in names}
+        mean[stale], std[stale] = recognizer.model_summaries(models)
+    return mean.astype(np.float64), std.astype(np.float64)
+
+
+def _final(
+    recognizer: Recognizer,
+    raw: np.ndarray,
+    test_stats: np.ndarray | None,
+    summaries: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """Normalised scores of ``raw`` (tests x the speakers of ``summaries``, if the method needs them)."""
+    if summaries is None:
+        return recognizer.normalizer.apply(raw, None, test_stats)
+    return recognizer.normalizer.apply_summarised(raw, *summaries, test_stats)
 
 
 def best_in_bank(
     recognizer: Recognizer, view: BankView, features: Sequence[np.ndarray], top_k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The best ``top_k`` speakers (0: all) of each recording: numbers into ``view.names``, final scores."""
-    index, raw = search_bank(
+    test_stats = recognizer.normalizer.test_statistics(features)
+    normalise = None
+    if recognizer.normalizer.summarised:  # per speaker: the search ranks by the normalised scores
+        mean, std = _summaries(recognizer, view)
+
+        def normalise(raw: np.ndarray, numbers: np.ndarray, rows: slice) -> np.ndarray:
+            tests = None if test_stats is None else test_stats[rows]
+            return _final(recognizer, raw, tests, (mean[numbers], std[numbers]))
+
+    index, scores = search_bank(
         recognizer.ubm,
         features,
         view.segments,
         view.columns,
         top_c=int(recognizer.score_config.top_c),
         top_k=top_k,
+        normalise=normalise,
     )
-    return index, _normalised(recognizer, raw, features)
+    if normalise is None:
+        scores = _final(recognizer, scores, test_stats, None)
+    return index, recognizer.calibrated(scores)
 
 
 def identify_in_bank(
@@ -120,8 +160,8 @@ def threshold_in_bank(recognizer: Recognizer, view: BankView, number: int) -> fl
         return NORMALISED_THRESHOLD
     if recognizer.cohort is None or len(recognizer.cohort.segments) < 2:
         return RAW_LLR_THRESHOLD
-    stored = view.cohort_stats(number)
-    if stored is not None and stored[2] == recognizer.score_config.top_c:
+    stored = view.cohort_stats(number)  # over every segment (not adaptive S-norm's top-k summary)
+    if stored is not None and stored[2] == recognizer.score_config.top_c and stored[3] is None:
         return stored[0] + NORMALISED_THRESHOLD * stored[1]
     name = view.names[number]  # enrolled before the statistics were kept, or another top_c
     return float(recognizer.default_thresholds({name: recognizer.store.load_speaker(name)})[0])
@@ -165,5 +205,13 @@ def _verify(
             )
             break
         position -= len(columns)
-    scores = _normalised(recognizer, raw[:, None], features)[:, 0]
-    return scores, threshold_in_bank(recognizer, view, number)
+    summaries = None
+    if recognizer.normalizer.summarised:
+        stored = view.cohort_stats(number)
+        wanted = (recognizer.score_config.top_c, recognizer.normalizer.model_top_k)
+        if stored is not None and tuple(stored[2:]) == wanted:
+            summaries = (np.array([stored[0]]), np.array([stored[1]]))
+        else:  # enrolled before the summary was stored, or with other settings
+            summaries = recognizer.model_summaries({speaker: recognizer.store.load_speaker(speaker)})
+    final = _final(recognizer, raw[:, None], recognizer.normalizer.test_statistics(features), summaries)
+    return recognizer.calibrated(final)[:, 0], threshold_in_bank(recognizer, view, number)

@@ -50,14 +50,16 @@ SECTIONS: dict[str, type] = {
 #: a config lets ``train-ubm`` choose the rate from the pool, split the band, and train a model that keeps
 #: the recordings' loudness beside one that removes it for the enrollment to choose (``cmvn: auto``;
 #: the latter's adaptive CMVN weighs a recording's own statistics as much as the pool's only at 30 s;
-#: README "Defaults, and why").
+#: README "Defaults, and why"), and normalise scores with the pool's cohort (adaptive S-norm; a bare
+#: ``ScoreConfig()`` scores without one).
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
     "features": {
         "sample_rate": "auto",
         "cmvn": "auto",
         "cmvn_relevance_frames": 3000.0,
         "bands": "auto",
-    }
+    },
+    "score": {"normalization": "asnorm"},
 }
 
 
@@ -88,7 +90,7 @@ class Config:
     >>> from spkid.recognizer import load_config
     >>> config = load_config(None)
     >>> config.ubm.n_components, config.features.cmvn, config.score.normalization
-    (512, 'auto', 'none')
+    (512, 'auto', 'asnorm')
     >>> sorted(config.to_dict())
     ['enroll', 'features', 'score', 'ubm']
     """

@@ -19,7 +19,8 @@ from spkid.features import ExtractResult, FeatureConfig, GlobalStats, extract_ma
 from spkid.features.config import LEGACY_SETTINGS, stored_feature_settings
 from spkid.gmm import MixtureParameters
 from spkid.progress import Progress
-from spkid.score import Calibrator, Cohort, Normalizer, ScoreConfig, Scorer, bayes_threshold, znorm_statistics
+from spkid.recognizer.model_side import cohort_summaries, model_summaries
+from spkid.score import Calibrator, Cohort, Normalizer, ScoreConfig, Scorer, bayes_threshold, normalisable
 from spkid.store import ModelStore, SpeakerCohortStats
 from spkid.ubm import EnrollConfig, enroll
 
@@ -97,17 +98,15 @@ class Recognizer:
                 f"but the UBM has {store.ubm_shape[1]}; retrain with spkid train-ubm"
             )
         self.ubm = store.load_ubm()
-        cohort_arrays = store.load_cohort() if store.has_cohort() else {}
-        method = self.score_config.normalization
-        self._cohort_arrays = cohort_arrays
+        self._cohort_arrays = store.load_cohort() if store.has_cohort() else {}
         self._cohort: Cohort | None = None
-        cohort = self.cohort if method != "none" else None
+        # as train-ubm stored it; a recipe's settings may ask to normalise with a cohort too small for it
+        n_cohort = len(self._cohort_arrays.get("segment_lengths", ()))
+        self.score_config = normalisable(self.score_config, n_cohort)
+        settings = self.score_config
+        cohort = self.cohort if settings.normalization != "none" else None
         self.normalizer = Normalizer(
-            method,
-            self.ubm,
-            cohort,
-            top_c=self.score_config.top_c,
-            asnorm_top_k=self.score_config.asnorm_top_k,
+            settings.normalization, self.ubm, cohort, top_c=settings.top_c, asnorm_top_k=settings.asnorm_top_k
         )
         self.calibrator: Calibrator | None = None
         calibration = store.load_calibration()
@@ -144,7 +143,6 @@ class Recognizer:
         """Open ``model_dir`` (raises :class:`StoreError` when it holds no usable model)."""
         return cls(ModelStore.open(model_dir))
 
-    # ------------------------------------------------------------------------------------------ inputs
     def extract(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -188,7 +186,6 @@ class Recognizer:
                 raise StoreError(f"speaker {name!r} is not enrolled in {self.store.path} (enrolled: {shown})")
         return {name: self.store.load_speaker(name) for name in names}
 
-    # ------------------------------------------------------------------------------------------ scoring
     def _llr_many(self, scorer: Scorer, features: Sequence[np.ndarray], progress: bool) -> np.ndarray:
         if not progress or len(features) <= _PROGRESS_BATCH:
             return scorer.llr_many(features)
@@ -223,8 +220,23 @@ class Recognizer:
             return np.zeros((0, len(models)))
         scorer = Scorer(self.ubm, models, top_c=self.score_config.top_c)
         raw = self._llr_many(scorer, features, progress)
+        if self.normalizer.summarised:
+            mean, std = self.model_summaries(models)
+            return self.normalizer.apply_summarised(raw, mean, std, self.normalizer.test_statistics(features))
         return self.normalizer.apply(
             raw, self.normalizer.model_statistics(scorer), self.normalizer.test_statistics(features)
+        )
+
+    def model_summaries(self, models: Mapping[str, MixtureParameters]) -> tuple[np.ndarray, np.ndarray]:
+        """The enrolled ``models``' side of the normalisation (Z-, S- or adaptive S-norm): each one's mean and
+        std on the cohort segments, as stored at enrollment (:mod:`spkid.recognizer.model_side`)."""
+        return model_summaries(
+            self.store.cohort_stats,
+            self.ubm,
+            self.cohort,
+            models,
+            top_c=self.score_config.top_c,
+            top_k=self.normalizer.model_top_k,
         )
 
     def score_pairs(
@@ -258,17 +270,18 @@ class Recognizer:
             matrix = self.score_matrix(models, features, progress=progress)
             return matrix[pairs_array[:, 1], pairs_array[:, 0]]
         model_list = list(models.values())
+        summaries = self.model_summaries(models) if self.normalizer.summarised else None
         model_stats = None
-        if self.normalizer.uses_model_side:
-            chunks = []
-            for start in range(0, n_models, 256):
-                chunk = {
-                    str(i): model for i, model in enumerate(model_list[start : start + 256], start=start)
-                }
-                chunks.append(
-                    self.normalizer.model_statistics(Scorer(self.ubm, chunk, top_c=self.score_config.top_c))
-                )
-            model_stats = np.concatenate(chunks, axis=1)
+        if self.normalizer.uses_model_side and summaries is None:  # ZT-norm: the cohort scores themselves
+            top_c = self.score_config.top_c
+            chunks = [
+                {str(j): model_list[j] for j in range(i, min(i + 256, n_models))}
+                for i in range(0, n_models, 256)
+            ]
+            model_stats = np.concatenate(
+                [self.normalizer.model_statistics(Scorer(self.ubm, chunk, top_c=top_c)) for chunk in chunks],
+                axis=1,
+            )
         test_stats = self.normalizer.test_statistics(features)
         scores = np.empty(len(pairs_array))
         order = np.argsort(pairs_array[:, 1], kind="stable")
@@ -282,16 +295,17 @@ class Recognizer:
                     self.ubm, {str(c): model_list[c] for c in unique_columns}, top_c=self.score_config.top_c
                 )
                 raw = scorer.llr_many([features[test]])
-                normalised = self.normalizer.apply(
-                    raw,
-                    None if model_stats is None else model_stats[:, unique_columns],
-                    None if test_stats is None else test_stats[test : test + 1],
-                )
+                test_side = None if test_stats is None else test_stats[test : test + 1]
+                if summaries is not None:
+                    mean, std = (values[unique_columns] for values in summaries)
+                    normalised = self.normalizer.apply_summarised(raw, mean, std, test_side)
+                else:
+                    model_side = None if model_stats is None else model_stats[:, unique_columns]
+                    normalised = self.normalizer.apply(raw, model_side, test_side)
                 scores[group] = normalised[0, inverse]
                 bar.advance()
         return scores
 
-    # ------------------------------------------------------------------------------------------ decisions
     def calibrated(self, scores: np.ndarray) -> np.ndarray:
         """Scores mapped through the stored calibrator (unchanged when there is none)."""
         scores = np.asarray(scores, dtype=np.float64)
@@ -317,29 +331,18 @@ class Recognizer:
             return np.full(len(models), NORMALISED_THRESHOLD)
         if self.cohort is None or len(self.cohort.segments) < 2 or not models:
             return np.full(len(models), RAW_LLR_THRESHOLD)
+        # Over every segment (computed once per process where the stored summary is of other settings).
         top_c = self.score_config.top_c
-        known = {name: self.store.cohort_stats.get(name) for name in models}
-        missing = {
-            name: model for name, model in models.items() if known[name] is None or known[name].top_c != top_c
-        }
-        # Enrolled before the statistics were stored, or scored with another top_c: once per process.
-        if missing:
-            impostor = Scorer(self.ubm, missing, top_c=top_c).llr_many(self.cohort.segments)
-            for name, mean, std in zip(missing, *znorm_statistics(impostor), strict=True):
-                known[name] = self.store.cohort_stats[name] = SpeakerCohortStats(
-                    float(mean), float(std), top_c
-                )
-        return np.array([known[name].mean + NORMALISED_THRESHOLD * known[name].std for name in models])
+        mean, std = model_summaries(
+            self.store.cohort_stats, self.ubm, self.cohort, models, top_c=top_c, top_k=None
+        )
+        return mean + NORMALISED_THRESHOLD * std
 
     def cohort_statistics(self, model: MixtureParameters) -> SpeakerCohortStats | None:
-        """A speaker model's raw scores on the cohort's impostor segments (mean, std), stored at enrollment.
-
-        None when the model holds no cohort (or fewer than two segments). Its thresholds then never need them.
-        """
+        """A speaker model's summary on the cohort segments, stored at enrollment (:mod:`.model_side`: its
+        ``score.asnorm_top_k`` highest scores with adaptive S-norm, all of them otherwise); None without a
+        cohort of two segments or more (its thresholds then never need it)."""
         if self.cohort is None or len(self.cohort.segments) < 2:
             return None
-        scores = Scorer(self.ubm, {"speaker": model}, top_c=self.score_config.top_c).llr_many(
-            self.cohort.segments
-        )
-        mean, std = znorm_statistics(scores)
-        return SpeakerCohortStats(float(mean[0]), float(std[0]), self.score_config.top_c)
+        top_c, top_k = self.score_config.top_c, self.normalizer.model_top_k
+        return cohort_summaries(self.ubm, self.cohort, {"": model}, top_c=top_c, top_k=top_k)[""]

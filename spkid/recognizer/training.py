@@ -38,7 +38,7 @@ from spkid.recognizer.pool_files import (
     no_usable_audio,
     write_skipped_list,
 )
-from spkid.score import hold_out_cohort_segments, select_cohort
+from spkid.score import hold_out_cohort_segments, normalisable, select_cohort
 from spkid.store import MANIFEST_FILE, ModelStore
 from spkid.ubm import effective_components, train_ubm
 
@@ -299,7 +299,7 @@ def train_ubm_from_audio(
         feature_config=feature_config.to_dict(),
         ubm_config=config.ubm.to_dict(),
         enroll_config=config.enroll.to_dict(),
-        score_config=config.score.to_dict(),
+        score_config=normalisable(config.score, len(cohort)).to_dict(),  # a pool of 9 normalises nothing
         ubm=ubm,
         feature_stats=None if stats is None else stats.to_arrays(),
         overwrite=overwrite,

@@ -18,7 +18,7 @@ the same kernels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -80,6 +80,7 @@ def search_bank(
     *,
     top_c: int,
     top_k: int,
+    normalise: Callable[[np.ndarray, np.ndarray, slice], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``top_k`` best speakers of each utterance among the live ``columns`` of ``segments``.
 
@@ -94,13 +95,17 @@ def search_bank(
         Components per frame (less than the UBM's).
     top_k : int
         Speakers kept per utterance; 0 keeps all.
+    normalise : callable, optional
+        ``normalise(raw, numbers, rows)``: the final scores of a piece of raw LLRs, shape (n_rows, n_numbers),
+        of the speakers ``numbers`` for the utterances ``utterances[rows]``; the best are kept by them (a
+        per-speaker normalisation changes each utterance's ranking). None keeps the raw LLRs.
 
     Returns
     -------
     index : ndarray of shape (n_utterances, k), int64
         Speaker numbers, best first (ties by number).
     scores : ndarray of shape (n_utterances, k), float64
-        Raw frame-averaged LLRs.
+        Raw frame-averaged LLRs, or what ``normalise`` made of them.
 
     Examples
     --------
@@ -131,9 +136,10 @@ def search_bank(
                     bank = _chunk_bank(segment, first, stop, norms[segment.shared])
                     scores = scorer.score_bank(batch, bank, shared=segment.shared)
                     picked = scores[:, live[lo:hi] - first * segment.width]
-                    kept_index, kept_score = _merge(
-                        kept_index, kept_score, np.arange(offset + lo, offset + hi), picked, k
-                    )
+                    numbers = np.arange(offset + lo, offset + hi)
+                    if normalise is not None:
+                        picked = normalise(picked, numbers, slice(start, start + len(batch)))
+                    kept_index, kept_score = _merge(kept_index, kept_score, numbers, picked, k)
                     segment.release(first, stop)
             offset += len(live)
         results_index.append(kept_index)

@@ -13,6 +13,7 @@ scores them higher than unseen speech, which biases every model's impostor stati
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,19 +23,27 @@ import numpy as np
 from spkid.errors import StoreError
 from spkid.features import StoredFeatures
 from spkid.gmm import MixtureParameters
+from spkid.score.config import ScoreConfig
 from spkid.ubm import EnrollConfig, UBMConfig, effective_components, map_adapt
 
 if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
 __all__ = [
+    "MIN_NORMALISATION_COHORT",
     "SEGMENT_FRAMES",
     "Cohort",
     "cohort_segment_rows",
     "hold_out_cohort_segments",
+    "normalisable",
     "select_cohort",
 ]
 
+logger = logging.getLogger(__name__)
+
+#: Fewest cohort utterances worth normalising scores with: below it a standard deviation over a handful
+#: of impostors is noise (with 2, adaptive S-norm ranked a speaker's own test below an impostor's).
+MIN_NORMALISATION_COHORT = 10
 #: Frames of each cohort utterance kept as its impostor test segment (3 s at 100 frames/s).
 SEGMENT_FRAMES = 300
 #: Cohort utterances shorter than this many frames are used whole, for both the segment and the model.
@@ -273,3 +282,26 @@ def _lengths(features: Sequence[np.ndarray]) -> list[int]:
     if isinstance(features, StoredFeatures):
         return [item.n_frames for item in features.files]
     return [len(frames) for frames in features]
+
+
+def normalisable(config: ScoreConfig, cohort_size: int) -> ScoreConfig:
+    """``config``, or a copy scoring raw LLRs (``normalization: none``) when the cohort the pool gave is
+    smaller than :data:`MIN_NORMALISATION_COHORT` (a warning says so): what ``train-ubm`` stores.
+
+    Examples
+    --------
+    >>> normalisable(ScoreConfig(normalization="asnorm"), 100).normalization
+    'asnorm'
+    >>> normalisable(ScoreConfig(normalization="asnorm"), 4).normalization  # a pool of 4 utterances
+    'none'
+    """
+    if config.normalization == "none" or cohort_size >= MIN_NORMALISATION_COHORT:
+        return config
+    logger.warning(
+        "the UBM pool gave a cohort of %d utterances (fewer than %d): scores are not normalised "
+        "(score.normalization: none instead of %s); a larger pool gives a cohort of score.cohort_size",
+        cohort_size,
+        MIN_NORMALISATION_COHORT,
+        config.normalization,
+    )
+    return dataclasses.replace(config, normalization="none")

@@ -21,7 +21,16 @@ from numpy.typing import ArrayLike
 
 from spkid.errors import DataError
 
-__all__ = ["METHODS", "asnorm", "normalize", "snorm", "tnorm", "znorm", "znorm_statistics", "ztnorm"]
+__all__ = [
+    "METHODS",
+    "asnorm",
+    "normalize",
+    "snorm",
+    "tnorm",
+    "znorm",
+    "znorm_statistics",
+    "ztnorm",
+]
 
 METHODS = ("none", "znorm", "tnorm", "ztnorm", "snorm", "asnorm")
 

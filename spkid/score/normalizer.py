@@ -14,6 +14,7 @@ import numpy as np
 from spkid.errors import StoreError
 from spkid.score.normalize import normalize
 from spkid.score.scorer import Scorer
+from spkid.score.summarised import SUMMARISED, model_summary, normalize_summarised
 
 if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM, MixtureParameters
@@ -87,6 +88,36 @@ class Normalizer:
     def uses_test_side(self) -> bool:
         """Whether the method needs every test scored against the cohort models (T-norm side)."""
         return self.method in ("tnorm", "ztnorm", "snorm", "asnorm")
+
+    @property
+    def summarised(self) -> bool:
+        """Whether the model side is two numbers per model (:func:`~spkid.score.normalize.model_summary`),
+        which enrollment stores: Z-, S- and adaptive S-norm."""
+        return self.method in SUMMARISED
+
+    @property
+    def model_top_k(self) -> int | None:
+        """How many of a model's highest cohort scores its summary covers (None: all of them)."""
+        return self.asnorm_top_k if self.method == "asnorm" else None
+
+    def summarise(self, model_cohort_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-model ``(mean, std)`` of :meth:`model_statistics`' scores, as this method uses them."""
+        return model_summary(self.method, model_cohort_scores, top_k=self.asnorm_top_k)
+
+    def apply_summarised(
+        self,
+        scores: np.ndarray,
+        model_mean: np.ndarray,
+        model_std: np.ndarray,
+        test_statistics: np.ndarray | None,
+    ) -> np.ndarray:
+        """:meth:`apply` with the model side summarised (:attr:`summarised` methods): the same numbers."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.size == 0:
+            return scores
+        return normalize_summarised(
+            self.method, scores, model_mean, model_std, test_statistics, top_k=self.asnorm_top_k
+        )
 
     def _scorer(self) -> Scorer:
         if self._cohort_scorer is None:

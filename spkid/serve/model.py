@@ -102,6 +102,7 @@ class LoadedModel:
     model_stats: np.ndarray | None = None
     thresholds: np.ndarray | None = None
     companion: LoadedModel | None = None
+    summaries: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def load(cls, model_dir: Path) -> LoadedModel:
@@ -122,8 +123,11 @@ class LoadedModel:
             return cls(stamp, recognizer, names, companion=companion)
         models = recognizer.speakers(names)
         scorer = Scorer(recognizer.ubm, models, top_c=recognizer.score_config.top_c)
-        model_stats = recognizer.normalizer.model_statistics(scorer)
         thresholds = recognizer.default_thresholds(models)
+        if recognizer.normalizer.summarised:  # the speakers' side as stored at enrollment
+            summaries = recognizer.model_summaries(models)
+            return cls(stamp, recognizer, names, None, scorer, None, thresholds, companion, summaries)
+        model_stats = recognizer.normalizer.model_statistics(scorer)
         return cls(stamp, recognizer, names, None, scorer, model_stats, thresholds, companion)
 
     def routes(
@@ -156,8 +160,10 @@ class LoadedModel:
         """Final scores against every speaker (the resident scorer: no bank)."""
         normalizer = self.recognizer.normalizer
         raw = self.scorer.llr_many(list(features))
-        scores = normalizer.apply(raw, self.model_stats, normalizer.test_statistics(list(features)))
-        return self.recognizer.calibrated(scores)
+        test_stats = normalizer.test_statistics(list(features))
+        if self.summaries is not None:
+            return self.recognizer.calibrated(normalizer.apply_summarised(raw, *self.summaries, test_stats))
+        return self.recognizer.calibrated(normalizer.apply(raw, self.model_stats, test_stats))
 
     def identify(
         self,

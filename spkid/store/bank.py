@@ -56,7 +56,12 @@ logger = logging.getLogger(__name__)
 INDEX_FILE = "index.json"
 INDEX_FORMAT = "spkid-bank"
 MAX_SEGMENTS = 16
-_COHORT = {"cohort_mean": np.float64, "cohort_std": np.float64, "cohort_top_c": np.int64}
+_COHORT = {
+    "cohort_mean": np.float64,
+    "cohort_std": np.float64,
+    "cohort_top_c": np.int64,
+    "cohort_top_k": np.int64,
+}
 
 
 class BankUnwritableError(StoreError):
@@ -84,18 +89,21 @@ class BankView:
     columns: list[np.ndarray]
     names: list[str]
 
-    def cohort_stats(self, index: int) -> tuple[float, float, int | None] | None:
-        """``(mean, std, top_c)`` of live speaker ``index`` (its position in :attr:`names`), or None."""
+    def cohort_stats(self, index: int) -> tuple[float, float, int | None, int | None] | None:
+        """``(mean, std, top_c, top_k)`` of live speaker ``index`` (its position in :attr:`names`), or None
+        (see :class:`~spkid.store.SpeakerCohortStats`)."""
         for segment, columns in zip(self.segments, self.columns, strict=True):
             if index < len(columns):
                 column = int(columns[index])
                 top_c = int(segment.cohort_top_c[column])
                 if top_c == -2:  # no cohort statistics stored
                     return None
+                top_k = int(segment.cohort_top_k[column])
                 return (
                     float(segment.cohort_mean[column]),
                     float(segment.cohort_std[column]),
                     (None if top_c < 0 else top_c),
+                    (None if top_k < 0 else top_k),
                 )
             index -= len(columns)
         raise IndexError(index)

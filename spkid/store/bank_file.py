@@ -39,7 +39,9 @@ __all__ = ["BankCorruptError", "Segment", "SegmentWriter"]
 
 MAGIC = b"SPKIDBANK1\n     "
 _ALIGN = 4096
-_ARRAYS = ("blocks", "scale", "constant", "cohort_mean", "cohort_std", "cohort_top_c")
+_ARRAYS = ("blocks", "scale", "constant", "cohort_mean", "cohort_std", "cohort_top_c", "cohort_top_k")
+#: Arrays a segment written before they existed lacks, and what each of its speakers then holds.
+_OPTIONAL = {"cohort_top_k": -1}  # -1: the statistics summarise all the cohort scores
 
 
 class BankCorruptError(StoreError):
@@ -80,6 +82,7 @@ class SegmentWriter:
             "cohort_mean": ((capacity,), "<f8"),
             "cohort_std": ((capacity,), "<f8"),
             "cohort_top_c": ((capacity,), "<i8"),
+            "cohort_top_k": ((capacity,), "<i8"),
         }
         self.layout: dict[str, list] = {}
         offset = 0
@@ -189,6 +192,8 @@ class Segment:
             self.block_crc32: list[int] = [int(value) for value in header["block_crc32"]]
             views = {}
             for key in _ARRAYS:
+                if key in _OPTIONAL and key not in header["arrays"]:
+                    continue
                 offset, dtype, shape = header["arrays"][key]
                 count = int(np.prod(shape))
                 views[key] = np.frombuffer(
@@ -201,7 +206,10 @@ class Segment:
         self.cohort_top_c = views["cohort_top_c"]
         cohort_crc = 0
         for key in _ARRAYS[3:]:
-            cohort_crc = crc32(views[key], cohort_crc)
+            if key in views:
+                cohort_crc = crc32(views[key], cohort_crc)
+        absent = np.full(len(self.cohort_mean), _OPTIONAL["cohort_top_k"])
+        self.cohort_top_k = views.get("cohort_top_k", absent)
         problems = [
             (cohort_crc != int(header["cohort_crc32"]), "cohort statistics fail their CRC-32"),
             (len(self.block_crc32) != self.blocks.shape[0], "block checksums do not match the blocks"),

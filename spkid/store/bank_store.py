@@ -47,8 +47,8 @@ def quantised_speakers(
 ) -> tuple[dict[str, np.ndarray], bool]:
     """The bank arrays of ``models`` (the scorer's 16-bit blocks) and whether they share the UBM variances.
 
-    ``cohort`` holds each speaker's ``(mean, std, top_c)`` or None. ``shared=False`` asks for the general
-    form even when they share them (a segment whose other speakers do not).
+    ``cohort`` holds each speaker's ``(mean, std, top_c, top_k)`` or None. ``shared=False`` asks for the
+    general form even when they share them (a segment whose other speakers do not).
     """
     variances = np.asarray(ubm.variances_, np.float64)
     sharing = all(np.array_equal(np.asarray(m.variances_, np.float64), variances) for m in models)
@@ -89,6 +89,7 @@ def quantised_speakers(
         "cohort_mean": np.nan_to_num(means),
         "cohort_std": np.array([0.0 if c is None else c[1] for c in cohort], np.float64),
         "cohort_top_c": top_c,
+        "cohort_top_k": np.array([-1 if c is None or c[3] is None else c[3] for c in cohort], np.int64),
     }
     return arrays, shared
 

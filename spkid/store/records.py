@@ -31,8 +31,9 @@ __all__ = [
 
 #: Speaker-file arrays holding the MAP statistics (float32; the second order only when variances adapt).
 STATS_KEYS = ("__stats_zeroth__", "__stats_first__", "__stats_second__")
-#: Speaker-file arrays holding a speaker's scores on the cohort's impostor segments (mean, std, top-C).
-COHORT_KEYS = ("__cohort_mean__", "__cohort_std__", "__cohort_top_c__")
+#: Speaker-file arrays holding a speaker's scores on the cohort's impostor segments (mean, std, top-C, and
+#: how many of the highest they summarise: -1 all; a file without the fourth key summarises all).
+COHORT_KEYS = ("__cohort_mean__", "__cohort_std__", "__cohort_top_c__", "__cohort_top_k__")
 
 
 def compact_stats(stats: SufficientStats, *, second_order: bool) -> SufficientStats:
@@ -97,15 +98,20 @@ def cohort_arrays(cohort_stats: Any) -> dict[str, np.ndarray]:
         COHORT_KEYS[0]: np.asarray(cohort_stats.mean, np.float64),
         COHORT_KEYS[1]: np.asarray(cohort_stats.std, np.float64),
         COHORT_KEYS[2]: np.asarray(-1 if cohort_stats.top_c is None else cohort_stats.top_c),
+        COHORT_KEYS[3]: np.asarray(-1 if cohort_stats.top_k is None else cohort_stats.top_k),
     }
 
 
-def read_cohort_stats(arrays: Mapping[str, np.ndarray], file: Path) -> tuple[float, float, int | None] | None:
-    """``(mean, std, top_c)`` stored with a speaker, or None when it has none (StoreError when invalid)."""
+def read_cohort_stats(
+    arrays: Mapping[str, np.ndarray], file: Path
+) -> tuple[float, float, int | None, int | None] | None:
+    """``(mean, std, top_c, top_k)`` stored with a speaker, or None when it has none (StoreError when
+    invalid); a speaker file written before ``top_k`` was kept summarises all the cohort scores (None)."""
     if COHORT_KEYS[0] not in arrays:
         return None
     top_c = int(arrays[COHORT_KEYS[2]])
+    top_k = int(arrays[COHORT_KEYS[3]]) if COHORT_KEYS[3] in arrays else -1
     mean, std = float(arrays[COHORT_KEYS[0]]), float(arrays[COHORT_KEYS[1]])
     if not (np.isfinite(mean) and np.isfinite(std) and std >= 0):
         raise StoreError(f"{file}: invalid cohort statistics (mean {mean}, std {std})")
-    return mean, std, None if top_c < 0 else top_c
+    return mean, std, None if top_c < 0 else top_c, None if top_k < 0 else top_k

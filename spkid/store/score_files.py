@@ -33,17 +33,20 @@ class SpeakerCohortStats(NamedTuple):
     """A speaker's raw scores on the cohort's impostor segments: their mean and standard deviation.
 
     ``top_c`` is the scoring setting they were computed with (None: exact); they are valid only for it.
+    ``top_k`` says which scores they summarise: None, all of them (Z-norm, S-norm and the raw thresholds);
+    k, the k highest (adaptive S-norm's model side, ``score.asnorm_top_k``).
 
     Examples
     --------
     >>> stats = SpeakerCohortStats(mean=-1.5, std=0.5, top_c=10)
-    >>> stats.top_c == 10, (0.5 - stats.mean) / stats.std  # what Z-norm makes of a raw score 0.5
-    (True, 4.0)
+    >>> stats.top_c == 10, stats.top_k is None, (0.5 - stats.mean) / stats.std  # Z-norm of a raw 0.5
+    (True, True, 4.0)
     """
 
     mean: float
     std: float
     top_c: int | None
+    top_k: int | None = None
 
 
 class ScoreFiles:

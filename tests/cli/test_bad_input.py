@@ -693,9 +693,11 @@ def test_disk_full_or_read_only_model_directory(action, code, reason, model, cor
             check_cli_ok(cli_invoke(*args))  # deleting needs no space
         assert "spk02" not in ModelStore.open(model).speakers()
         return
-    replacing = action == "enroll-replace"  # the companion's bank update may warn first
+    # the companion's bank update may warn first; a pool of 3 files is too small to normalise scores with
+    replacing = action == "enroll-replace"
+    warns = replacing or action == "train-ubm-overwrite"
     with broken_disk(monkeypatch, model, code):
-        line = check_cli_error(cli_invoke(*args), str(model), reason, allow_warnings=replacing)
+        line = check_cli_error(cli_invoke(*args), str(model), reason, allow_warnings=warns)
     assert "cannot write" in line
     after = snapshot(model)  # the old store intact, no temporary file left behind
     if replacing and code == errno.ENOSPC:  # it left the wideband companion first: missing there, not stale

@@ -596,7 +596,15 @@ def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
     model = tmp_path / "snorm"
     check_cli_ok(
         cli_invoke(
-            "train-ubm", model, split_corpus["enroll"], *SMALL, "--set", "score.normalization=snorm", "-q"
+            "train-ubm",
+            model,
+            split_corpus["enroll"],
+            *SMALL,
+            "--set",
+            "score.normalization=snorm",
+            "--set",
+            "score.cohort_size=10",
+            "-q",
         )
     )
     check_cli_ok(cli_invoke("enroll", model, split_corpus["enroll"], "-q"))
@@ -606,7 +614,7 @@ def test_stored_s_norm_is_applied(split_corpus, tmp_path: Path):
     store = ModelStore.open(model / COMPANION_DIR)
     ubm, speakers = store.load_ubm(), store.load_speakers()
     cohort = Cohort.from_arrays(store.load_cohort(), ubm)
-    assert len(cohort.segments) == len(cohort.models) == 6  # score.cohort_size
+    assert len(cohort.segments) == len(cohort.models) == 10  # score.cohort_size
     stored = store.load_feature_stats()  # None: the defaults need no pool statistics
     stats = None if stored is None else GlobalStats.from_arrays(stored)
     features = extract(wav, FeatureConfig.from_dict(store.feature_config), stats=stats)

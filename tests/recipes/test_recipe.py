@@ -311,7 +311,7 @@ def test_each_run_keeps_its_report_and_the_summary_lists_every_run(folders_recip
     assert table[0].startswith("| run | score.normalization |") and "EER" in table[0]
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
     assert set(rows) == {default_run.name, znorm_run.name}
-    assert "| none |" in rows[default_run.name] and "| znorm |" in rows[znorm_run.name]
+    assert "| asnorm |" in rows[default_run.name] and "| znorm |" in rows[znorm_run.name]
     assert str(znorm_run) in result.stderr
     # The same settings again: the same run name, no third report.
     assert CliRunner().invoke(app, ["run", str(copy), "--set", "score.normalization=znorm"]).exit_code == 0

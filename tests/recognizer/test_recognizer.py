@@ -35,11 +35,12 @@ from spkid.ubm import EnrollConfig, train_ubm
 
 @pytest.fixture(scope="module")
 def model(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An 8-component model of the synthetic corpus with every speaker enrolled on 2 recordings."""
+    """An 8-component model of the synthetic corpus with every speaker enrolled on 2 recordings; its pool
+    (2 recordings of each, one of them a later test's) gives a cohort of 10, enough to normalise with."""
     model_dir = tmp_path_factory.mktemp("recognizer") / "model"
-    config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=4", "score.cohort_size=5"])
+    config = load_config(None, ["ubm.n_components=8", "ubm.max_iter=4", "score.cohort_size=10"])
     speakers = speakers_in_folder(synthetic_corpus)
-    train_ubm_from_audio(model_dir, [paths[0] for paths in speakers.values()], config)
+    train_ubm_from_audio(model_dir, [p for paths in speakers.values() for p in (paths[0], paths[3])], config)
     enroll_from_audio(model_dir, {name: paths[1:3] for name, paths in speakers.items()})
     return model_dir
 
@@ -48,7 +49,7 @@ def test_cohort_arrays_round_trip_and_select_is_seeded(model: Path, synthetic_co
     store = ModelStore.open(model)
     ubm = store.load_ubm()
     cohort = Cohort.from_arrays(store.load_cohort(), ubm)
-    assert len(cohort) == 5 and all(segment.shape[1] == ubm.means_.shape[1] for segment in cohort.segments)
+    assert len(cohort) == 10 and all(segment.shape[1] == ubm.means_.shape[1] for segment in cohort.segments)
     again = Cohort.from_arrays(cohort.to_arrays(ubm), ubm)
     for a, b in zip(cohort.models, again.models, strict=True):
         np.testing.assert_array_equal(a.means_, b.means_)
