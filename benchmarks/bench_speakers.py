@@ -79,9 +79,11 @@ def build_store(model: Path, n_speakers: int, *, bands: bool = True, main: bool 
 def _random_store(model: Path, n_speakers: int, settings: list[str], n_components: int) -> None:
     """A model of ``n_speakers`` random speakers under an ``n_components`` x 60 UBM."""
     rng = np.random.default_rng(0)
+    # no pool statistics to store, and no cohort: raw scores (adaptive S-norm, the default, adds the scoring
+    # of each recording against the cohort's 100 models and one multiply-add per score: docs/serve.md)
     config = load_config(
-        None, ["features.cmvn=utterance", "features.sample_rate=16000", *settings]
-    )  # no pool statistics to store
+        None, ["features.cmvn=utterance", "features.sample_rate=16000", "score.normalization=none", *settings]
+    )
     ubm = MixtureParameters(
         rng.dirichlet(np.full(n_components, 20.0)),
         rng.normal(0, 1, (n_components, N_FEATURES)),

@@ -271,3 +271,32 @@ def test_sigkill_at_any_step_loses_no_speaker_and_leaves_a_bank_that_loads(tmp_p
         outcomes.append((kill_at, child.returncode, len(stored)))
     assert any(code == -9 for _, code, _ in outcomes) and outcomes[-1][1] == 0
     print(json.dumps(outcomes))
+
+
+def test_segments_carry_each_speakers_summary_kind_and_older_segments_read_as_over_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The bank keeps which cohort scores a speaker's stored summary covers (adaptive S-norm's top k, or all);
+    a segment written before that array existed reads as 'all', as its speaker files do."""
+    from spkid.store import SpeakerCohortStats, bank_file
+
+    store = make_store(tmp_path / "model")
+    ubm = store.load_ubm()
+    summaries = {"a": SpeakerCohortStats(-1.0, 0.5, TOP_C, 50), "b": SpeakerCohortStats(-2.0, 0.25, TOP_C)}
+    for index, (name, summary) in enumerate(summaries.items()):
+        store.save_speaker_stats(name, make_stats(ubm, index), cohort_stats=summary)
+    view = store.open_bank()
+    assert [view.cohort_stats(view.names.index(name)) for name in summaries] == [
+        tuple(s) for s in summaries.values()
+    ]
+    reopened = ModelStore.open(tmp_path / "model")
+    reopened.load_speaker("a")
+    assert reopened.cohort_stats["a"] == summaries["a"]
+    # as an spkid before the array wrote it: the same file layout without cohort_top_k
+    monkeypatch.setattr(bank_file, "_ARRAYS", bank_file._ARRAYS[:-1])
+    store.rebuild_bank()
+    monkeypatch.undo()
+    old = ModelStore.open(tmp_path / "model").open_bank()
+    assert "cohort_top_k" not in old.segments[0]._header()[0]["arrays"]  # the older layout
+    assert old.cohort_stats(old.names.index("a")) == (-1.0, 0.5, TOP_C, None)
+    assert old.cohort_stats(old.names.index("b")) == (-2.0, 0.25, TOP_C, None)
