@@ -77,10 +77,14 @@ def _summaries(recognizer: Recognizer, view: BankView) -> tuple[np.ndarray, np.n
     ]
     mean, std, stored_c, stored_k = (np.concatenate([part[i] for part in parts]) for i in range(4))
     stale = np.flatnonzero((stored_c != wanted[0]) | (stored_k != wanted[1]))
-    if len(stale):
+    if len(stale):  # computed once per process and kept in the store's cohort_stats: later calls load nothing
+        known = recognizer.store.cohort_stats
         names = [view.names[number] for number in stale]
-        models = {name: recognizer.store.load_speaker(name) for name in names}
-        mean[stale], std[stale] = recognizer.model_summaries(models)
+        missing = [n for n in names if n not in known or (known[n].top_c, known[n].top_k) != (top_c, top_k)]
+        if missing:
+            recognizer.model_summaries({name: recognizer.store.load_speaker(name) for name in missing})
+        mean[stale] = [known[name].mean for name in names]
+        std[stale] = [known[name].std for name in names]
     return mean.astype(np.float64), std.astype(np.float64)
 
 
