@@ -65,9 +65,12 @@ def bank_or_none(recognizer: Recognizer, *, require_speakers: bool = True) -> Ba
         return None
 
 
-def _summaries(recognizer: Recognizer, view: BankView) -> tuple[np.ndarray, np.ndarray]:
-    """Every live speaker's side of the normalisation (Z-, S- or adaptive S-norm), in ``view.names`` order:
-    as the bank holds it, or computed from the speaker's file where it holds another (older speakers)."""
+def _summaries(
+    recognizer: Recognizer, view: BankView, numbers: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The side of the normalisation (Z-, S- or adaptive S-norm) of live speakers ``numbers`` (None: all, in
+    ``view.names`` order): as the bank holds it, or from ``Recognizer.model_summaries`` where it holds
+    another (speakers of an older spkid: summarised from their files once per process)."""
     top_c, top_k = recognizer.score_config.top_c, recognizer.normalizer.model_top_k
     wanted = (-1 if top_c is None else top_c, -1 if top_k is None else top_k)
     keys = ("cohort_mean", "cohort_std", "cohort_top_c", "cohort_top_k")
@@ -76,16 +79,14 @@ def _summaries(recognizer: Recognizer, view: BankView) -> tuple[np.ndarray, np.n
         for segment, columns in zip(view.segments, view.columns, strict=True)
     ]
     mean, std, stored_c, stored_k = (np.concatenate([part[i] for part in parts]) for i in range(4))
+    if numbers is not None:
+        mean, std, stored_c, stored_k = mean[numbers], std[numbers], stored_c[numbers], stored_k[numbers]
+    mean, std = mean.astype(np.float64), std.astype(np.float64)
     stale = np.flatnonzero((stored_c != wanted[0]) | (stored_k != wanted[1]))
-    if len(stale):  # computed once per process and kept in the store's cohort_stats: later calls load nothing
-        known = recognizer.store.cohort_stats
-        names = [view.names[number] for number in stale]
-        missing = [n for n in names if n not in known or (known[n].top_c, known[n].top_k) != (top_c, top_k)]
-        if missing:
-            recognizer.model_summaries({name: recognizer.store.load_speaker(name) for name in missing})
-        mean[stale] = [known[name].mean for name in names]
-        std[stale] = [known[name].std for name in names]
-    return mean.astype(np.float64), std.astype(np.float64)
+    if len(stale):
+        chosen = np.arange(len(view.names)) if numbers is None else numbers
+        mean[stale], std[stale] = recognizer.model_summaries([view.names[chosen[i]] for i in stale])
+    return mean, std
 
 
 def _final(
@@ -209,13 +210,6 @@ def _verify(
             )
             break
         position -= len(columns)
-    summaries = None
-    if recognizer.normalizer.summarised:
-        stored = view.cohort_stats(number)
-        wanted = (recognizer.score_config.top_c, recognizer.normalizer.model_top_k)
-        if stored is not None and tuple(stored[2:]) == wanted:
-            summaries = (np.array([stored[0]]), np.array([stored[1]]))
-        else:  # enrolled before the summary was stored, or with other settings
-            summaries = recognizer.model_summaries({speaker: recognizer.store.load_speaker(speaker)})
+    summaries = _summaries(recognizer, view, np.array([number])) if recognizer.normalizer.summarised else None
     final = _final(recognizer, raw[:, None], recognizer.normalizer.test_statistics(features), summaries)
     return recognizer.calibrated(final)[:, 0], threshold_in_bank(recognizer, view, number)

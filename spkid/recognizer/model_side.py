@@ -10,7 +10,7 @@ settings in use, and computes the others.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
@@ -18,10 +18,32 @@ from spkid.gmm import MixtureParameters
 from spkid.score import Cohort, Scorer, model_summary
 from spkid.store import SpeakerCohortStats
 
-__all__ = ["cohort_summaries", "model_summaries"]
+__all__ = ["cohort_score_parts", "cohort_summaries", "model_summaries"]
 
 #: Models scored on the cohort segments per call (bounds the score matrix and the stacked parameters).
 _MODELS_PER_CALL = 256
+
+
+def cohort_score_parts(
+    ubm: MixtureParameters, cohort: Cohort, models: Mapping[str, MixtureParameters], *, top_c: int | None
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """``models`` scored on the cohort segments, a bounded number at a time: ``(names, scores)`` with
+    ``scores`` of shape (n_segments, len(names)), in ``models``' order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from spkid.score import Cohort
+    >>> ubm = MixtureParameters(np.full(2, 0.5), np.zeros((2, 3)), np.ones((2, 3)))
+    >>> cohort = Cohort(segments=[np.zeros((5, 3), np.float32)] * 4, models=[ubm] * 4)
+    >>> [(names, scores.shape) for names, scores in cohort_score_parts(ubm, cohort, {"a": ubm}, top_c=None)]
+    [(['a'], (4, 1))]
+    """
+    names = list(models)
+    for start in range(0, len(names), _MODELS_PER_CALL):
+        part = names[start : start + _MODELS_PER_CALL]
+        scorer = Scorer(ubm, {name: models[name] for name in part}, top_c=top_c)
+        yield part, scorer.llr_many(cohort.segments)
 
 
 def cohort_summaries(
@@ -63,14 +85,13 @@ def cohort_summaries(
     >>> best.top_k, every.top_k is None, best.mean >= every.mean  # the two highest of four scores
     (2, True, True)
     """
-    names = list(models)
     summaries: dict[str, SpeakerCohortStats] = {}
-    for start in range(0, len(names), _MODELS_PER_CALL):
-        part = {name: models[name] for name in names[start : start + _MODELS_PER_CALL]}
-        scores = Scorer(ubm, part, top_c=top_c).llr_many(cohort.segments)
-        method = "znorm" if top_k is None else "asnorm"
-        mean, std = model_summary(method, scores, top_k=top_k or 1)
-        for name, m, s in zip(part, mean, std, strict=True):
+    for names, scores in cohort_score_parts(ubm, cohort, models, top_c=top_c):
+        if top_k is None:
+            mean, std = model_summary("znorm", scores)
+        else:
+            mean, std = model_summary("asnorm", scores, top_k=top_k)
+        for name, m, s in zip(names, mean, std, strict=True):
             summaries[name] = SpeakerCohortStats(float(m), float(s), top_c, top_k)
     return summaries
 
@@ -79,28 +100,28 @@ def model_summaries(
     stored: MutableMapping[str, SpeakerCohortStats],
     ubm: MixtureParameters,
     cohort: Cohort,
-    models: Mapping[str, MixtureParameters],
+    names: Sequence[str],
+    load: Callable[[str], MixtureParameters],
     *,
     top_c: int | None,
     top_k: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The models' summaries, in ``models``' order: ``stored[name]`` when it was computed with ``top_c`` and
-    ``top_k``, else computed (:func:`cohort_summaries`) and kept in ``stored`` for the next call.
-
-    ``models`` must be the enrolled models under their names (as ``Recognizer.speakers`` returns them):
-    a stored summary is taken on the name.
+    """The enrolled speakers' summaries, in ``names``' order: ``stored[name]`` when it was computed with
+    ``top_c`` and ``top_k``, else computed from ``load(name)`` (:func:`cohort_summaries`; only those are
+    loaded) and kept in ``stored`` for the next call.
 
     Returns
     -------
-    mean, std : ndarray of shape (n_models,), float64
+    mean, std : ndarray of shape (n_names,), float64
     """
-    missing = {
-        name: model
-        for name, model in models.items()
+    missing = [
+        name
+        for name in names
         if name not in stored or (stored[name].top_c, stored[name].top_k) != (top_c, top_k)
-    }
+    ]
     if missing:
-        stored.update(cohort_summaries(ubm, cohort, missing, top_c=top_c, top_k=top_k))
-    mean = np.array([stored[name].mean for name in models], dtype=np.float64)
-    std = np.array([stored[name].std for name in models], dtype=np.float64)
+        models = {name: load(name) for name in missing}
+        stored.update(cohort_summaries(ubm, cohort, models, top_c=top_c, top_k=top_k))
+    mean = np.array([stored[name].mean for name in names], dtype=np.float64)
+    std = np.array([stored[name].std for name in names], dtype=np.float64)
     return mean, std

@@ -10,7 +10,7 @@ documented default thresholds below.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from spkid.features import ExtractResult, FeatureConfig, GlobalStats, extract_ma
 from spkid.features.config import LEGACY_SETTINGS, stored_feature_settings
 from spkid.gmm import MixtureParameters
 from spkid.progress import Progress
-from spkid.recognizer.model_side import cohort_summaries, model_summaries
+from spkid.recognizer.model_side import cohort_score_parts, cohort_summaries, model_summaries
 from spkid.score import Calibrator, Cohort, Normalizer, ScoreConfig, Scorer, bayes_threshold, normalisable
 from spkid.store import ModelStore, SpeakerCohortStats
 from spkid.ubm import EnrollConfig, enroll
@@ -221,23 +221,22 @@ class Recognizer:
         scorer = Scorer(self.ubm, models, top_c=self.score_config.top_c)
         raw = self._llr_many(scorer, features, progress)
         if self.normalizer.summarised:
-            mean, std = self.model_summaries(models)
+            mean, std = self.model_summaries(list(models), models.__getitem__)
             return self.normalizer.apply_summarised(raw, mean, std, self.normalizer.test_statistics(features))
         return self.normalizer.apply(
             raw, self.normalizer.model_statistics(scorer), self.normalizer.test_statistics(features)
         )
 
-    def model_summaries(self, models: Mapping[str, MixtureParameters]) -> tuple[np.ndarray, np.ndarray]:
-        """The enrolled ``models``' side of the normalisation (Z-, S- or adaptive S-norm): each one's mean and
-        std on the cohort segments, as stored at enrollment (:mod:`spkid.recognizer.model_side`)."""
-        return model_summaries(
-            self.store.cohort_stats,
-            self.ubm,
-            self.cohort,
-            models,
-            top_c=self.score_config.top_c,
-            top_k=self.normalizer.model_top_k,
-        )
+    def model_summaries(
+        self, names: Sequence[str], load: Callable[[str], MixtureParameters] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Enrolled speakers' side of the normalisation (Z-, S- or adaptive S-norm): each one's mean and std
+        on the cohort segments, as stored at enrollment, else computed once from ``load(name)`` (default:
+        its speaker file; :mod:`spkid.recognizer.model_side`)."""
+        load = self.store.load_speaker if load is None else load
+        top_c, top_k = self.score_config.top_c, self.normalizer.model_top_k
+        stored = self.store.cohort_stats
+        return model_summaries(stored, self.ubm, self.cohort, names, load, top_c=top_c, top_k=top_k)
 
     def score_pairs(
         self,
@@ -270,18 +269,13 @@ class Recognizer:
             matrix = self.score_matrix(models, features, progress=progress)
             return matrix[pairs_array[:, 1], pairs_array[:, 0]]
         model_list = list(models.values())
-        summaries = self.model_summaries(models) if self.normalizer.summarised else None
+        summarised = self.normalizer.summarised
+        summaries = self.model_summaries(list(models), models.__getitem__) if summarised else None
         model_stats = None
         if self.normalizer.uses_model_side and summaries is None:  # ZT-norm: the cohort scores themselves
-            top_c = self.score_config.top_c
-            chunks = [
-                {str(j): model_list[j] for j in range(i, min(i + 256, n_models))}
-                for i in range(0, n_models, 256)
-            ]
-            model_stats = np.concatenate(
-                [self.normalizer.model_statistics(Scorer(self.ubm, chunk, top_c=top_c)) for chunk in chunks],
-                axis=1,
-            )
+            numbered = {str(i): model for i, model in enumerate(model_list)}
+            parts = cohort_score_parts(self.ubm, self.cohort, numbered, top_c=self.score_config.top_c)
+            model_stats = np.concatenate([scores for _, scores in parts], axis=1)
         test_stats = self.normalizer.test_statistics(features)
         scores = np.empty(len(pairs_array))
         order = np.argsort(pairs_array[:, 1], kind="stable")
@@ -332,9 +326,9 @@ class Recognizer:
         if self.cohort is None or len(self.cohort.segments) < 2 or not models:
             return np.full(len(models), RAW_LLR_THRESHOLD)
         # Over every segment (computed once per process where the stored summary is of other settings).
-        top_c = self.score_config.top_c
+        names, top_c = list(models), self.score_config.top_c
         mean, std = model_summaries(
-            self.store.cohort_stats, self.ubm, self.cohort, models, top_c=top_c, top_k=None
+            self.store.cohort_stats, self.ubm, self.cohort, names, models.__getitem__, top_c=top_c, top_k=None
         )
         return mean + NORMALISED_THRESHOLD * std
 

@@ -21,16 +21,7 @@ from numpy.typing import ArrayLike
 
 from spkid.errors import DataError
 
-__all__ = [
-    "METHODS",
-    "asnorm",
-    "normalize",
-    "snorm",
-    "tnorm",
-    "znorm",
-    "znorm_statistics",
-    "ztnorm",
-]
+__all__ = ["METHODS", "asnorm", "normalize", "snorm", "tnorm", "znorm", "znorm_statistics", "ztnorm"]
 
 METHODS = ("none", "znorm", "tnorm", "ztnorm", "snorm", "asnorm")
 
@@ -234,8 +225,18 @@ def asnorm(
     scores = _matrix("scores", scores)
     model_cohort = _matrix("model_cohort_scores", model_cohort_scores, n_cols=scores.shape[1])
     test_cohort = _matrix("test_cohort_scores", test_cohort_scores, n_rows=scores.shape[0])
-    model_mean, model_std = _stats(model_cohort, axis=0, top_k=top_k)
-    test_mean, test_std = _stats(test_cohort, axis=1, top_k=top_k)
+    model_side = _stats(model_cohort, axis=0, top_k=top_k)
+    return _s_norm(scores, *model_side, *_stats(test_cohort, axis=1, top_k=top_k))
+
+
+def _s_norm(
+    scores: np.ndarray,
+    model_mean: np.ndarray,
+    model_std: np.ndarray,
+    test_mean: np.ndarray,
+    test_std: np.ndarray,
+) -> np.ndarray:
+    """The average of the Z-normalised (per model, columns) and T-normalised (per test, rows) scores."""
     z_part = (scores - model_mean[None, :]) / model_std[None, :]
     t_part = (scores - test_mean[:, None]) / test_std[:, None]
     return 0.5 * (z_part + t_part)

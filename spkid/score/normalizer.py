@@ -14,7 +14,7 @@ import numpy as np
 from spkid.errors import StoreError
 from spkid.score.normalize import normalize
 from spkid.score.scorer import Scorer
-from spkid.score.summarised import SUMMARISED, model_summary, normalize_summarised
+from spkid.score.summarised import SUMMARISED, normalize_summarised
 
 if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM, MixtureParameters
@@ -91,7 +91,7 @@ class Normalizer:
 
     @property
     def summarised(self) -> bool:
-        """Whether the model side is two numbers per model (:func:`~spkid.score.normalize.model_summary`),
+        """Whether the model side is two numbers per model (:func:`~spkid.score.summarised.model_summary`),
         which enrollment stores: Z-, S- and adaptive S-norm."""
         return self.method in SUMMARISED
 
@@ -99,10 +99,6 @@ class Normalizer:
     def model_top_k(self) -> int | None:
         """How many of a model's highest cohort scores its summary covers (None: all of them)."""
         return self.asnorm_top_k if self.method == "asnorm" else None
-
-    def summarise(self, model_cohort_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-model ``(mean, std)`` of :meth:`model_statistics`' scores, as this method uses them."""
-        return model_summary(self.method, model_cohort_scores, top_k=self.asnorm_top_k)
 
     def apply_summarised(
         self,

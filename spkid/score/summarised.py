@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from spkid.errors import DataError
-from spkid.score.normalize import _matrix, _stats
+from spkid.score.normalize import _matrix, _s_norm, _stats
 
 __all__ = ["SUMMARISED", "model_summary", "normalize_summarised"]
 
@@ -93,11 +93,10 @@ def normalize_summarised(
     std = np.asarray(model_std, dtype=np.float64).reshape(-1)
     if len(mean) != scores.shape[1] or len(std) != scores.shape[1]:
         raise DataError(f"model statistics for {len(mean)} models, scores for {scores.shape[1]}")
-    z_part = (scores - mean[None, :]) / std[None, :]
     if method == "znorm":
-        return z_part
+        return (scores - mean[None, :]) / std[None, :]
     if test_cohort_scores is None:
         raise DataError(f"normalization={method!r} needs test_cohort_scores (no cohort given)")
     test_cohort = _matrix("test_cohort_scores", test_cohort_scores, n_rows=scores.shape[0])
-    test_mean, test_std = _stats(test_cohort, axis=1, top_k=top_k if method == "asnorm" else None)
-    return 0.5 * (z_part + (scores - test_mean[:, None]) / test_std[:, None])
+    test_side = _stats(test_cohort, axis=1, top_k=top_k if method == "asnorm" else None)
+    return _s_norm(scores, mean, std, *test_side)

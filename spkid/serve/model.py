@@ -125,7 +125,7 @@ class LoadedModel:
         scorer = Scorer(recognizer.ubm, models, top_c=recognizer.score_config.top_c)
         thresholds = recognizer.default_thresholds(models)
         if recognizer.normalizer.summarised:  # the speakers' side as stored at enrollment
-            summaries = recognizer.model_summaries(models)
+            summaries = recognizer.model_summaries(names, models.__getitem__)
             return cls(stamp, recognizer, names, None, scorer, None, thresholds, companion, summaries)
         model_stats = recognizer.normalizer.model_statistics(scorer)
         return cls(stamp, recognizer, names, None, scorer, model_stats, thresholds, companion)
