@@ -13,10 +13,15 @@ recordings all have the pool's bandwidth:
 
 It holds the speakers enrolled on recordings of its band only. A recording is scored by the companion when it
 is of that band itself and every speaker it is compared with is in the companion; otherwise by the main model
-(:mod:`spkid.recognizer.routing`). Enrollment, removal, identification, verification, trial
+(:mod:`spkid.recognizer.routing`), which so scores every comparison across bands and those of recordings
+outside the companion's band. Enrollment, removal, identification, verification, trial
 scoring (``spkid score``), ``spkid run`` and ``spkid serve`` all follow this rule. ``spkid calibrate`` stores
 one calibration in both models (the system as routed is calibrated on development trials routed the same way);
 while the two hold different calibrations (an interrupted calibrate) the main model scores everything.
+The main model's speakers and cohort are MAP-adapted with ``enroll.cross_band_relevance_factor`` (16 in
+configs): models nearer the UBM carry across a channel the enrollment did not have. The companion keeps
+``enroll.relevance_factor`` (4), which adapts short enrollments further. ``train-ubm`` stores each model's
+factor as its ``relevance_factor`` (an older model keeps the one it stored).
 ``bench_accuracy.py`` measures it (README, "Defaults, and why").
 """
 

@@ -50,7 +50,8 @@ SECTIONS: dict[str, type] = {
 #: a config lets ``train-ubm`` choose the rate from the pool, split the band, and train a model that keeps
 #: the recordings' loudness beside one that removes it for the enrollment to choose (``cmvn: auto``;
 #: the latter's adaptive CMVN weighs a recording's own statistics as much as the pool's only at 30 s;
-#: README "Defaults, and why"), and normalise scores with the pool's cohort (adaptive S-norm; a bare
+#: README "Defaults, and why"), adapt the main model of a band pair, which compares across channels, less
+#: (relevance factor 16), and normalise scores with the pool's cohort (adaptive S-norm; a bare
 #: ``ScoreConfig()`` scores without one).
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
     "features": {
@@ -59,6 +60,7 @@ CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
         "cmvn_relevance_frames": 3000.0,
         "bands": "auto",
     },
+    "enroll": {"cross_band_relevance_factor": 16.0},
     "score": {"normalization": "asnorm"},
 }
 

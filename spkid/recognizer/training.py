@@ -252,6 +252,11 @@ def train_ubm_from_audio(
     feature_config, companion_config = band_configs(
         resolve_sample_rate(config.features, files, skip_bad=skip_bad)
     )
+    # the pool's files of the companion's band (bands.py): a mixed pool's others would give it a wrong band
+    companion_name = None if companion_config is None else companion_dir_name(companion_config)
+    companion_files = [] if companion_name is None else split_by_band(files, companion_name)[0]
+    # the main model of a pair compares across bands and channels (EnrollConfig.cross_band_relevance_factor)
+    enroll_config = config.enroll.across_bands() if companion_files else config.enroll
     features: ExtractResult | StoredFeatures
     if cache_dir is None:
         features, stats = extract_pool(
@@ -291,14 +296,14 @@ def train_ubm_from_audio(
         features,
         ubm,
         size=config.score.cohort_size,
-        enroll_config=config.enroll,
+        enroll_config=enroll_config,
         random_state=config.ubm.random_state,
     )
     store = ModelStore.create(
         model_dir,
         feature_config=feature_config.to_dict(),
         ubm_config=config.ubm.to_dict(),
-        enroll_config=config.enroll.to_dict(),
+        enroll_config=enroll_config.to_dict(),
         score_config=normalisable(config.score, len(cohort)).to_dict(),  # a pool of 9 normalises nothing
         ubm=ubm,
         feature_stats=None if stats is None else stats.to_arrays(),
@@ -310,11 +315,6 @@ def train_ubm_from_audio(
     store.save_cohort(cohort.to_arrays(ubm))
     write_skipped_list(model_dir, features.skipped)
     companion = None
-    # the pool's recordings of the companion's band through its front-end (bands.py): a mixed pool's 8 kHz
-    # files would teach a wideband companion an empty top band, its 16 kHz files a narrowband one a full
-    # bottom band
-    companion_name = None if companion_config is None else companion_dir_name(companion_config)
-    companion_files = [] if companion_name is None else split_by_band(files, companion_name)[0]
     if companion_files:
         companion = train_ubm_from_audio(
             model_dir / str(companion_name),

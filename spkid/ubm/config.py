@@ -178,24 +178,35 @@ class EnrollConfig:
     adapt : tuple of str
         Parameters to adapt, any of "means", "weights", "variances" (a string "means,weights" is accepted).
         Adapting only the means is the standard choice and enables the fastest scoring.
+    cross_band_relevance_factor : float or None
+        The relevance factor of the main model of a two-band pair (``features.bands: auto``,
+        :mod:`spkid.recognizer.bands`): that model compares recordings whose bands or channels differ
+        (a telephone test against a speaker enrolled on wideband audio, or the reverse), where a model
+        nearer the UBM carries across the channel. ``train-ubm`` stores it as that model's
+        ``relevance_factor``; its companion and single-band models use ``relevance_factor``. None: the
+        same as ``relevance_factor`` (the API's default; configs use 16).
 
     Examples
     --------
     >>> config = EnrollConfig(adapt="weights,means")  # stored in canonical order
-    >>> config.adapt, config.to_dict()
-    (('means', 'weights'), {'relevance_factor': 4.0, 'adapt': ['means', 'weights']})
+    >>> config.adapt, config.to_dict()["adapt"]
+    (('means', 'weights'), ['means', 'weights'])
     >>> EnrollConfig.from_dict(config.to_dict()) == config
     True
+    >>> EnrollConfig(cross_band_relevance_factor=16.0).across_bands().relevance_factor
+    16.0
     """
 
     relevance_factor: float = 4.0
     adapt: tuple[str, ...] = ("means",)
+    cross_band_relevance_factor: float | None = None
 
     #: What each setting may be (:mod:`spkid.config_checks`); :func:`~spkid.ubm.map_adapt` checks its
     #: arguments by the same table.
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "relevance_factor": Interval(float, 0, math.inf),
         "adapt": Subset(ADAPTABLE),
+        "cross_band_relevance_factor": [Interval(float, 0, math.inf), None],
     }
 
     def __post_init__(self) -> None:
@@ -203,7 +214,18 @@ class EnrollConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """All settings as a plain dict (``adapt`` as a list)."""
-        return {"relevance_factor": self.relevance_factor, "adapt": list(self.adapt)}
+        return {
+            "relevance_factor": self.relevance_factor,
+            "adapt": list(self.adapt),
+            "cross_band_relevance_factor": self.cross_band_relevance_factor,
+        }
+
+    def across_bands(self) -> EnrollConfig:
+        """The settings of a two-band pair's main model: ``relevance_factor`` set to
+        ``cross_band_relevance_factor`` (unchanged when that is None)."""
+        if self.cross_band_relevance_factor is None:
+            return self
+        return dataclasses.replace(self, relevance_factor=self.cross_band_relevance_factor)
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> EnrollConfig:

@@ -216,7 +216,13 @@ class TestConfigs:
         assert EnrollConfig().adapt == ("means",) and EnrollConfig().relevance_factor == 4.0
         assert EnrollConfig(adapt="weights, means").adapt == ("means", "weights")
         config = EnrollConfig(relevance_factor=8, adapt=["variances", "means"])
-        assert config.to_dict() == {"relevance_factor": 8.0, "adapt": ["means", "variances"]}
+        assert config.to_dict() == {
+            "relevance_factor": 8.0,
+            "adapt": ["means", "variances"],
+            "cross_band_relevance_factor": None,
+        }
+        assert EnrollConfig(cross_band_relevance_factor=16).across_bands().relevance_factor == 16.0
+        assert config.across_bands() == config  # None: the same factor across bands
         assert EnrollConfig.from_dict(config.to_dict()) == config
         with pytest.raises(ConfigError, match="enroll.adapt"):
             EnrollConfig(adapt="means,covariances")
