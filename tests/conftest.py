@@ -74,6 +74,21 @@ def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, list[Path]]]:
+    """The same synthetic voices at 8 and 16 kHz: ``{rate: {speaker: files}}`` (3 speakers x 4 utterances of
+    2 s; the two-front-end tests)."""
+    from spkid.corpora.synthetic import make_speakers
+
+    root = tmp_path_factory.mktemp("voices")
+    return {
+        rate: make_speakers(
+            root / str(rate), n_speakers=3, n_utterances=4, duration_s=2.0, sample_rate=rate, seed=7
+        )
+        for rate in (8000, 16000)
+    }
+
+
 # ------------------------------------------------------------------------------------------------ CLI helpers
 def cli_invoke(*args: object):
     """Run ``spkid ARGS`` in this process through typer's runner (stdout and stderr kept apart)."""

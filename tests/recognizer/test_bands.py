@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import check_cli_error, check_cli_ok, cli_invoke
 
-from spkid.corpora.synthetic import make_speakers
 from spkid.recognizer import (
     describe_model,
     enroll_from_audio,
@@ -26,18 +25,6 @@ from spkid.recognizer.routing import route_recordings
 from spkid.store import ModelStore
 
 SMALL = ["ubm.n_components=8", "ubm.max_iter=3", "score.cohort_size=4"]
-
-
-@pytest.fixture(scope="module")
-def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, list[Path]]]:
-    """The same synthetic voices at 8 and 16 kHz: ``{rate: {speaker: files}}``."""
-    root = tmp_path_factory.mktemp("voices")
-    return {
-        rate: make_speakers(
-            root / str(rate), n_speakers=3, n_utterances=4, duration_s=2.0, sample_rate=rate, seed=7
-        )
-        for rate in (8000, 16000)
-    }
 
 
 @pytest.fixture(scope="module")

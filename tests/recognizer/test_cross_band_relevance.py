@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import check_cli_error, cli_invoke
 
-from spkid.corpora.synthetic import make_speakers
 from spkid.recognizer import Recognizer, enroll_from_audio, load_config, train_ubm_from_audio
 from spkid.recognizer.bands import COMPANION_DIR, companion_of
 from spkid.recognizer.level_choice import LEVEL_KEPT_DIR
@@ -19,18 +18,6 @@ from spkid.store import MANIFEST_FILE, ModelStore
 from spkid.ubm import map_adapt
 
 SMALL = ["ubm.n_components=8", "ubm.max_iter=3", "score.cohort_size=4"]
-
-
-@pytest.fixture(scope="module")
-def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, list[Path]]]:
-    """The same synthetic voices at 8 and 16 kHz: ``{rate: {speaker: files}}``."""
-    root = tmp_path_factory.mktemp("voices")
-    return {
-        rate: make_speakers(
-            root / str(rate), n_speakers=3, n_utterances=4, duration_s=2.0, sample_rate=rate, seed=11
-        )
-        for rate in (8000, 16000)
-    }
 
 
 def _train(model: Path, voices: dict, rate: int, *settings: str) -> Path:
