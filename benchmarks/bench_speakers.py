@@ -16,12 +16,15 @@ Targets (issue #16): <= 1.5 s and <= 2 GB at 10,000 speakers; <= 5 s (bank in th
 The models are those the defaults make of a wideband pool (``features.bands: auto``): a main model and a
 wideband companion of ``ubm.wideband_components`` Gaussians, every speaker in both; the test is wideband, so
 the companion scores it, and the disk per speaker counts both copies. ``--single``: one model
-(``features.bands: single``).
+(``features.bands: single``). Each model holds a cohort of 100 impostor models and segments of 300 frames
+and scores with adaptive S-norm (``score.normalization: asnorm``, the default), every speaker stored with
+its side of it (random numbers: their values do not change the work of a call); ``--raw``: no cohort, raw
+scores (``score.normalization: none``).
 
 Usage: ``python benchmarks/bench_speakers.py [--speakers 1000 10000] [--root /work/bench-speakers] [--keep]
-[--reuse] [--single]`` (``--keep`` leaves the stores; ``--reuse`` times stores a previous ``--keep`` run left
-instead of building them again, and builds only the companion when a main model is there without one: the
-100,000-speaker main store takes ~8 minutes to build).
+[--reuse] [--single] [--raw]`` (``--keep`` leaves the stores; ``--reuse`` times stores a previous ``--keep``
+run left instead of building them again, and builds only the companion when a main model is there without
+one: the 100,000-speaker main store takes ~8 minutes to build).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from spkid.corpora.synthetic import make_speakers
 from spkid.gmm import MixtureParameters, SufficientStats
 from spkid.recognizer import load_config
 from spkid.recognizer.bands import COMPANION_DIR
-from spkid.store import ModelStore
+from spkid.score import Cohort
+from spkid.store import ModelStore, SpeakerCohortStats
 
 N_COMPONENTS, N_FEATURES = 512, 60
 # The CLI in a fresh process; with SPKID_BENCH_PER_FILE=1 identify takes the per-file path (the peer).
@@ -62,28 +66,44 @@ app()
 """
 
 
-def build_store(model: Path, n_speakers: int, *, bands: bool = True, main: bool = True) -> float:
+def build_store(
+    model: Path, n_speakers: int, *, bands: bool = True, main: bool = True, normalise: bool = True
+) -> float:
     """A model of ``n_speakers`` random speakers; returns the seconds it took. With ``bands`` the model has
     a wideband companion too (``features.bands: auto``), every speaker enrolled in both; without ``main``
-    only the companion is built (into an existing main model)."""
+    only the companion is built (into an existing main model); with ``normalise`` a cohort and adaptive
+    S-norm, else raw scores."""
     started = time.perf_counter()
+    scoring = [] if normalise else ["score.normalization=none"]
     if main:
-        _random_store(model, n_speakers, [] if bands else ["features.bands=single"], N_COMPONENTS)
+        _random_store(
+            model, n_speakers, [*scoring, *([] if bands else ["features.bands=single"])], N_COMPONENTS
+        )
     if bands:
         defaults = load_config(None, ["features.sample_rate=16000"])
-        single = ["features.bands=single"]  # a companion has one front-end
+        single = [*scoring, "features.bands=single"]  # a companion has one front-end
         _random_store(model / COMPANION_DIR, n_speakers, single, defaults.ubm.wideband_components)
     return time.perf_counter() - started
 
 
+def _random_cohort(ubm: MixtureParameters, size: int, rng: np.random.Generator) -> Cohort:
+    """``size`` impostor models near ``ubm`` and as many random test segments of 300 frames."""
+    n_components, n_features = ubm.means_.shape
+    segments = [rng.normal(0, 1, (300, n_features)).astype(np.float32) for _ in range(size)]
+    models = [
+        MixtureParameters(
+            ubm.weights_, ubm.means_ + rng.normal(0, 0.3, (n_components, n_features)), ubm.variances_
+        )
+        for _ in range(size)
+    ]
+    return Cohort(segments=segments, models=models)
+
+
 def _random_store(model: Path, n_speakers: int, settings: list[str], n_components: int) -> None:
-    """A model of ``n_speakers`` random speakers under an ``n_components`` x 60 UBM."""
+    """A model of ``n_speakers`` random speakers under an ``n_components`` x 60 UBM (no pool statistics to
+    store: utterance CMVN)."""
     rng = np.random.default_rng(0)
-    # no pool statistics to store, and no cohort: raw scores (adaptive S-norm, the default, adds the scoring
-    # of each recording against the cohort's 100 models and one multiply-add per score: docs/serve.md)
-    config = load_config(
-        None, ["features.cmvn=utterance", "features.sample_rate=16000", "score.normalization=none", *settings]
-    )
+    config = load_config(None, ["features.cmvn=utterance", "features.sample_rate=16000", *settings])
     ubm = MixtureParameters(
         rng.dirichlet(np.full(n_components, 20.0)),
         rng.normal(0, 1, (n_components, N_FEATURES)),
@@ -98,12 +118,22 @@ def _random_store(model: Path, n_speakers: int, settings: list[str], n_component
         ubm=ubm,
         overwrite=True,
     )
+    score = config.score
+    summary = None
+    if score.normalization != "none":
+        store.save_cohort(_random_cohort(ubm, score.cohort_size, rng).to_arrays(ubm))
     names = [f"speaker{index:06d}" for index in range(n_speakers)]
     with store.bank_batch(names):
         for name in names:
             zeroth = rng.gamma(2.0, 2.0, n_components)
             first = zeroth[:, None] * (ubm.means_ + rng.normal(0, 0.3, ubm.means_.shape))
-            store.save_speaker_stats(name, SufficientStats(zeroth, first, np.zeros_like(first), 0.0, 1000))
+            if (
+                score.normalization != "none"
+            ):  # the speaker's side of adaptive S-norm, as enrollment stores it
+                mean, std = rng.normal(-0.5, 0.2), rng.uniform(0.2, 0.4)
+                summary = SpeakerCohortStats(mean, std, top_c=score.top_c, top_k=score.asnorm_top_k)
+            stats = SufficientStats(zeroth, first, np.zeros_like(first), 0.0, 1000)
+            store.save_speaker_stats(name, stats, cohort_stats=summary)
 
 
 def run_identify(model: Path, wav: Path, *, per_file: bool, timings: bool = False) -> dict:
@@ -139,6 +169,7 @@ def main() -> None:
         help="Models of one front-end (features.bands: single) instead of the defaults' main model and "
         "wideband companion.",
     )
+    parser.add_argument("--raw", action="store_true", help="Models without a cohort: raw scores.")
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     # Time an installed spkid: pip writes the bytecode at install; an editable checkout run with
@@ -150,13 +181,17 @@ def main() -> None:
     wav = next((args.root / "audio").rglob("*.wav"))
     rows = []
     for n_speakers in args.speakers:
-        model = args.root / f"model_{n_speakers}{'_single' if args.single else ''}"
+        model = (
+            args.root / f"model_{n_speakers}{'_single' if args.single else ''}{'_raw' if args.raw else ''}"
+        )
         reused = args.reuse and (model / "bank").is_dir()
         bands = not args.single
         if reused and bands and not (model / COMPANION_DIR / "bank").is_dir():
-            build_s = build_store(model, n_speakers, main=False)  # the companion beside a kept main model
+            build_s = build_store(
+                model, n_speakers, main=False, normalise=not args.raw
+            )  # beside a kept main model
         else:
-            build_s = None if reused else build_store(model, n_speakers, bands=bands)
+            build_s = None if reused else build_store(model, n_speakers, bands=bands, normalise=not args.raw)
         size = disk_mb(model)
         run_identify(model, wav, per_file=False)  # the bank into the page cache
         bank = min((run_identify(model, wav, per_file=False) for _ in range(3)), key=lambda r: r["wall_s"])

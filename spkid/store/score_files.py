@@ -9,6 +9,7 @@ they are still read.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -104,7 +105,11 @@ class ScoreFiles:
         """The stored calibration ``{"scale", "offset", "p_effective"}``, or None when there is none."""
         file = self.path / CALIBRATION_FILE
         if not file.is_file():
-            legacy = self.load_cohort().get(LEGACY_CALIBRATION_KEY) if self.has_cohort() else None
+            legacy = (
+                self.load_cohort().get(LEGACY_CALIBRATION_KEY)
+                if self._may_hold_legacy_calibration()
+                else None
+            )
             if legacy is None:
                 return None
             values = np.asarray(legacy, dtype=np.float64).ravel().tolist()
@@ -121,6 +126,18 @@ class ScoreFiles:
         if document.get("ubm_sha256") != self._ubm_sha256:
             raise StoreError(f"{file}: made for a different UBM than this model's; run spkid calibrate again")
         return values
+
+    def _may_hold_legacy_calibration(self) -> bool:
+        """Whether the cohort file may hold :data:`LEGACY_CALIBRATION_KEY`: its archive's member list (read
+        without the arrays) names it, or the file cannot be listed (:meth:`load_cohort` then says why)."""
+        file = self.path / COHORT_FILE
+        if not file.is_file():
+            return False
+        try:
+            with zipfile.ZipFile(file) as archive:
+                return f"{LEGACY_CALIBRATION_KEY}.npy" in archive.namelist()
+        except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError):
+            return True
 
     # ----------------------------------------------------------------------------- helpers
     def _write(self, file: Path, data: bytes) -> None:

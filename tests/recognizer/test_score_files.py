@@ -54,6 +54,27 @@ def test_a_calibration_kept_in_the_cohort_file_is_still_read(enrolled: Path, tmp
     assert ModelStore.open(model).load_calibration() == CALIBRATION
 
 
+def test_looking_for_a_legacy_calibration_reads_no_cohort_arrays(
+    enrolled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = Path(__import__("shutil").copytree(enrolled, tmp_path / "model"))
+
+    def no_reading(self: ModelStore) -> None:
+        raise AssertionError("the whole cohort file was read")
+
+    monkeypatch.setattr(ModelStore, "load_cohort", no_reading)
+    assert ModelStore.open(model).load_calibration() is None  # its member list names no calibration
+
+
+def test_a_damaged_cohort_file_is_still_reported_where_a_calibration_is_looked_for(
+    enrolled: Path, tmp_path: Path
+) -> None:
+    model = Path(__import__("shutil").copytree(enrolled, tmp_path / "model"))
+    (model / COHORT_FILE).write_bytes(b"not a zip archive")
+    with pytest.raises(StoreError, match=r"cohort.npz: cohort file"):
+        ModelStore.open(model).load_calibration()
+
+
 def test_a_damaged_or_foreign_calibration_is_refused(enrolled: Path, tmp_path: Path) -> None:
     model = Path(__import__("shutil").copytree(enrolled, tmp_path / "model"))
     (model / CALIBRATION_FILE).write_text("{not json")
