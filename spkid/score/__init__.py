@@ -19,7 +19,6 @@ The public face of the scoring stage; its modules, one job each (imports point d
 from spkid.score._kernels import start_kernels
 from spkid.score.calibrate import Calibrator, bayes_threshold, fit_llr
 from spkid.score.cohort import (
-    MIN_NORMALISATION_COHORT,
     SEGMENT_FRAMES,
     Cohort,
     cohort_segment_rows,
@@ -27,7 +26,7 @@ from spkid.score.cohort import (
     normalisable,
     select_cohort,
 )
-from spkid.score.config import ScoreConfig
+from spkid.score.config import MIN_NORMALISATION_COHORT, ScoreConfig
 from spkid.score.fusion import Fusion
 from spkid.score.normalize import METHODS, asnorm, snorm, tnorm, znorm, znorm_statistics, ztnorm
 from spkid.score.normalizer import Normalizer

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from spkid.gmm import DiagonalGMM
 
 __all__ = [
-    "MIN_NORMALISATION_COHORT",
     "SEGMENT_FRAMES",
     "Cohort",
     "cohort_segment_rows",
@@ -41,9 +40,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Fewest cohort utterances worth normalising scores with: below it a standard deviation over a handful
-#: of impostors is noise (with 2, adaptive S-norm ranked a speaker's own test below an impostor's).
-MIN_NORMALISATION_COHORT = 10
 #: Frames of each cohort utterance kept as its impostor test segment (3 s at 100 frames/s).
 SEGMENT_FRAMES = 300
 #: Cohort utterances shorter than this many frames are used whole, for both the segment and the model.
@@ -286,7 +282,8 @@ def _lengths(features: Sequence[np.ndarray]) -> list[int]:
 
 def normalisable(config: ScoreConfig, cohort_size: int) -> ScoreConfig:
     """``config``, or a copy scoring raw LLRs (``normalization: none``) when the cohort the pool gave is
-    smaller than :data:`MIN_NORMALISATION_COHORT` (a warning says so): what ``train-ubm`` stores.
+    smaller than ``config.min_cohort_size`` (default 10; a warning says so):
+    what ``train-ubm`` stores.
 
     Examples
     --------
@@ -294,14 +291,17 @@ def normalisable(config: ScoreConfig, cohort_size: int) -> ScoreConfig:
     'asnorm'
     >>> normalisable(ScoreConfig(normalization="asnorm"), 4).normalization  # a pool of 4 utterances
     'none'
+    >>> normalisable(ScoreConfig(normalization="asnorm", min_cohort_size=4), 4).normalization  # asked for
+    'asnorm'
     """
-    if config.normalization == "none" or cohort_size >= MIN_NORMALISATION_COHORT:
+    if config.normalization == "none" or cohort_size >= config.min_cohort_size:
         return config
     logger.warning(
         "the UBM pool gave a cohort of %d utterances (fewer than %d): scores are not normalised "
-        "(score.normalization: none instead of %s); a larger pool gives a cohort of score.cohort_size",
+        "(score.normalization: none instead of %s); a larger pool gives a cohort of score.cohort_size "
+        "(score.min_cohort_size sets the fewest)",
         cohort_size,
-        MIN_NORMALISATION_COHORT,
+        config.min_cohort_size,
         config.normalization,
     )
     return dataclasses.replace(config, normalization="none")

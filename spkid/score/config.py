@@ -9,7 +9,12 @@ from typing import Any, ClassVar
 from spkid.config_checks import Interval, Options, check_fields, check_settings
 from spkid.score.normalize import METHODS
 
-__all__ = ["ScoreConfig"]
+__all__ = ["MIN_NORMALISATION_COHORT", "ScoreConfig"]
+
+#: Fewest cohort utterances worth normalising scores with (``score.min_cohort_size``'s default): below it a
+#: standard deviation over a handful of impostors is noise (with 2, adaptive S-norm ranked a speaker's own
+#: test below an impostor's).
+MIN_NORMALISATION_COHORT = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +34,10 @@ class ScoreConfig:
         Number of impostor utterances/models in the normalisation cohort.
     asnorm_top_k : int
         Adaptive S-norm uses the ``asnorm_top_k`` closest cohort scores of each side.
+    min_cohort_size : int
+        Fewest cohort utterances to normalise with: a model whose pool gives a smaller cohort scores raw LLRs
+        (``normalization`` "none", with a warning; :func:`spkid.score.normalisable`). Lower it to normalise
+        with a small cohort anyway.
 
     Examples
     --------
@@ -45,6 +54,7 @@ class ScoreConfig:
     normalization: str = "none"
     cohort_size: int = 100
     asnorm_top_k: int = 50
+    min_cohort_size: int = MIN_NORMALISATION_COHORT
 
     #: What each setting may be (:mod:`spkid.config_checks`); :class:`Scorer` checks ``top_c`` by it too.
     _parameter_constraints: ClassVar[dict[str, Any]] = {
@@ -52,6 +62,7 @@ class ScoreConfig:
         "normalization": Options(METHODS),
         "cohort_size": Interval(int, 1, None),
         "asnorm_top_k": Interval(int, 1, None),
+        "min_cohort_size": Interval(int, 1, None),
     }
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from spkid.recognizer import Recognizer, enroll_from_audio, identify, load_config, train_ubm_from_audio
 from spkid.recognizer.bank_search import bank_or_none
-from spkid.score import Scorer, asnorm, snorm
+from spkid.score import ScoreConfig, Scorer, asnorm, snorm
 from spkid.store import ModelStore, SpeakerCohortStats
 
 #: A cohort of 12 pool utterances, 5 of them each side's adaptive S-norm statistics.
@@ -128,3 +128,20 @@ def test_a_pool_too_small_for_a_cohort_scores_raw_llrs_and_says_so(
         train_ubm_from_audio(tmp_path / "model", pool, config)
     assert ModelStore.open(tmp_path / "model").score_config["normalization"] == "none"
     assert "cohort of 4 utterances (fewer than 10): scores are not normalised" in caplog.text
+
+
+def test_score_min_cohort_size_lets_a_small_cohort_normalise(synthetic_corpus: Path, tmp_path: Path, caplog):
+    pool = sorted((synthetic_corpus / "spk01").glob("*.wav"))[:4]
+    settings = ["ubm.n_components=4", "ubm.max_iter=2", "features.bands=single", "score.min_cohort_size=4"]
+    with caplog.at_level(logging.WARNING, logger="spkid.score.cohort"):
+        train_ubm_from_audio(tmp_path / "model", pool, load_config(None, settings))
+    stored = ModelStore.open(tmp_path / "model").score_config
+    assert (stored["normalization"], stored["min_cohort_size"]) == ("asnorm", 4)
+    assert "not normalised" not in caplog.text
+    assert Recognizer.open(tmp_path / "model").score_config.normalization == "asnorm"
+    # a recipe's score settings asking for more than the stored cohort holds get raw scores, as at train-ubm
+    asking = ScoreConfig(normalization="asnorm", min_cohort_size=5)
+    assert (
+        Recognizer(ModelStore.open(tmp_path / "model"), score_config=asking).score_config.normalization
+        == "none"
+    )
