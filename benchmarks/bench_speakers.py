@@ -119,17 +119,15 @@ def _random_store(model: Path, n_speakers: int, settings: list[str], n_component
         overwrite=True,
     )
     score = config.score
-    summary = None
-    if score.normalization != "none":
+    normalised, summary = score.normalization != "none", None
+    if normalised:
         store.save_cohort(_random_cohort(ubm, score.cohort_size, rng).to_arrays(ubm))
     names = [f"speaker{index:06d}" for index in range(n_speakers)]
     with store.bank_batch(names):
         for name in names:
             zeroth = rng.gamma(2.0, 2.0, n_components)
             first = zeroth[:, None] * (ubm.means_ + rng.normal(0, 0.3, ubm.means_.shape))
-            if (
-                score.normalization != "none"
-            ):  # the speaker's side of adaptive S-norm, as enrollment stores it
+            if normalised:  # the speaker's side of adaptive S-norm, as enrollment stores it
                 mean, std = rng.normal(-0.5, 0.2), rng.uniform(0.2, 0.4)
                 summary = SpeakerCohortStats(mean, std, top_c=score.top_c, top_k=score.asnorm_top_k)
             stats = SufficientStats(zeroth, first, np.zeros_like(first), 0.0, 1000)
@@ -187,9 +185,8 @@ def main() -> None:
         reused = args.reuse and (model / "bank").is_dir()
         bands = not args.single
         if reused and bands and not (model / COMPANION_DIR / "bank").is_dir():
-            build_s = build_store(
-                model, n_speakers, main=False, normalise=not args.raw
-            )  # beside a kept main model
+            # the companion beside a kept main model
+            build_s = build_store(model, n_speakers, main=False, normalise=not args.raw)
         else:
             build_s = None if reused else build_store(model, n_speakers, bands=bands, normalise=not args.raw)
         size = disk_mb(model)

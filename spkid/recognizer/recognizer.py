@@ -228,13 +228,19 @@ class Recognizer:
         )
 
     def model_summaries(
-        self, names: Sequence[str], load: Callable[[str], MixtureParameters] | None = None
+        self,
+        names: Sequence[str],
+        load: Callable[[str], MixtureParameters] | None = None,
+        *,
+        over_all: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Enrolled speakers' side of the normalisation (Z-, S- or adaptive S-norm): each one's mean and std
         on the cohort segments, as stored at enrollment, else computed once from ``load(name)`` (default:
-        its speaker file; :mod:`spkid.recognizer.model_side`)."""
+        its speaker file; :mod:`spkid.recognizer.model_side`). ``over_all``: over every segment, whatever
+        the method (the raw-score thresholds)."""
         load = self.store.load_speaker if load is None else load
-        top_c, top_k = self.score_config.top_c, self.normalizer.model_top_k
+        top_c = self.score_config.top_c
+        top_k = None if over_all else self.normalizer.model_top_k
         stored = self.store.cohort_stats
         return model_summaries(stored, self.ubm, self.cohort, names, load, top_c=top_c, top_k=top_k)
 
@@ -325,11 +331,8 @@ class Recognizer:
             return np.full(len(models), NORMALISED_THRESHOLD)
         if self.cohort is None or len(self.cohort.segments) < 2 or not models:
             return np.full(len(models), RAW_LLR_THRESHOLD)
-        # Over every segment (computed once per process where the stored summary is of other settings).
-        names, top_c = list(models), self.score_config.top_c
-        mean, std = model_summaries(
-            self.store.cohort_stats, self.ubm, self.cohort, names, models.__getitem__, top_c=top_c, top_k=None
-        )
+        # computed once per process where the stored summary is of other settings
+        mean, std = self.model_summaries(list(models), models.__getitem__, over_all=True)
         return mean + NORMALISED_THRESHOLD * std
 
     def cohort_statistics(self, model: MixtureParameters) -> SpeakerCohortStats | None:

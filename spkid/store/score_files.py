@@ -130,11 +130,10 @@ class ScoreFiles:
     def _may_hold_legacy_calibration(self) -> bool:
         """Whether the cohort file may hold :data:`LEGACY_CALIBRATION_KEY`: its archive's member list (read
         without the arrays) names it, or the file cannot be listed (:meth:`load_cohort` then says why)."""
-        file = self.path / COHORT_FILE
-        if not file.is_file():
+        if not self.has_cohort():
             return False
         try:
-            with zipfile.ZipFile(file) as archive:
+            with zipfile.ZipFile(self.path / COHORT_FILE) as archive:
                 return f"{LEGACY_CALIBRATION_KEY}.npy" in archive.namelist()
         except (OSError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, ValueError):
             return True
